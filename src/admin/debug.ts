@@ -1,0 +1,49 @@
+// Debug views of what each proxy is being served.
+import { SHORT } from '../xds/protos.js';
+import type { XdsStream } from '../xds/stream.js';
+import type { TypeState } from '../xds/subscription.js';
+
+export type SyncState = 'SYNCED' | 'STALE' | 'NOT_SENT' | 'ERROR';
+
+export function syncState(st: TypeState): SyncState {
+  if (!st.lastNonce) return 'NOT_SENT';
+  if (st.nack && st.nack.nonce === st.lastNonce) return 'ERROR';
+  return st.versionAcked === st.versionSent ? 'SYNCED' : 'STALE';
+}
+
+export function syncz(streams: Iterable<XdsStream>): unknown[] {
+  return [...streams].map((s) => ({
+    proxy: s.proxy?.id ?? '',
+    stream: s.id,
+    kind: s.kind,
+    view: s.proxy?.view,
+    connectedAt: new Date(s.connectedAt).toISOString(),
+    types: [...s.typeStates()].map(([t, st]) => ({
+      type: SHORT[t],
+      typeUrl: t,
+      state: syncState(st),
+      versionSent: st.versionSent,
+      versionAcked: st.versionAcked,
+      nonce: st.lastNonce,
+      subscribed: st.wildcard ? ['*', ...st.names] : [...st.names],
+      lastNack: st.nack && { message: st.nack.message, nonce: st.nack.nonce, at: new Date(st.nack.at).toISOString() },
+    })),
+  }));
+}
+
+/** What the matching proxies hold, as proto3 JSON, by type. */
+export function configDump(streams: Iterable<XdsStream>, proxy: string): unknown[] {
+  const out: unknown[] = [];
+  for (const s of streams) {
+    if (s.proxy?.id !== proxy && String(s.id) !== proxy) continue;
+    const types: Record<string, unknown> = {};
+    for (const [t, st] of s.typeStates()) {
+      types[SHORT[t]] = {
+        versionInfo: st.versionSent,
+        resources: [...st.sent.values()].flatMap((e) => (e ? [{ name: e.name, version: e.version, resource: e.toJSON() }] : [])),
+      };
+    }
+    out.push({ proxy: s.proxy?.id, stream: s.id, view: s.proxy?.view, types });
+  }
+  return out;
+}

@@ -1,0 +1,61 @@
+// Prometheus metrics (prom-client), fed by the xDS layer's observer hooks.
+import client from 'prom-client';
+import type { XdsObserver, StreamKind } from '../xds/observer.js';
+import { isXdsType, SHORT } from '../xds/protos.js';
+
+const short = (t: string): string => (isXdsType(t) ? SHORT[t] : t);
+
+export class Metrics implements XdsObserver {
+  readonly registry = new client.Registry();
+  private readonly proxies = new client.Gauge({ name: 'meshfed_xds_connected_proxies', help: 'Open xDS streams', labelNames: ['kind'], registers: [this.registry] });
+  private readonly pushes = new client.Counter({ name: 'meshfed_xds_pushes_total', help: 'Responses written', labelNames: ['type'], registers: [this.registry] });
+  private readonly bytes = new client.Counter({ name: 'meshfed_xds_pushed_bytes_total', help: 'Response bytes written', labelNames: ['type'], registers: [this.registry] });
+  private readonly pushedResources = new client.Counter({ name: 'meshfed_xds_pushed_resources_total', help: 'Resources in written responses', labelNames: ['type'], registers: [this.registry] });
+  private readonly latency = new client.Histogram({
+    name: 'meshfed_xds_push_latency_seconds',
+    help: 'From a change in a source to the response that carries it, debounce included',
+    labelNames: ['type'],
+    buckets: [0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [this.registry],
+  });
+  private readonly nacks = new client.Counter({ name: 'meshfed_xds_nacks_total', help: 'Responses proxies rejected', labelNames: ['type'], registers: [this.registry] });
+  private readonly unknown = new client.Counter({ name: 'meshfed_xds_unknown_type_requests_total', help: 'Requests for types meshfed does not serve', labelNames: ['type_url'], registers: [this.registry] });
+  private readonly malformedRequests = new client.Counter({ name: 'meshfed_xds_malformed_requests_total', help: 'Requests that could not be decoded', registers: [this.registry] });
+  private readonly encodes = new client.Counter({ name: 'meshfed_xds_resource_encodes_total', help: 'Resources encoded; changed="false" when the bytes came out the same', labelNames: ['type', 'changed'], registers: [this.registry] });
+  private readonly resourceCount = new client.Gauge({ name: 'meshfed_xds_resources', help: 'Resources held in the store, across views', labelNames: ['type'], registers: [this.registry] });
+  readonly configErrors = new client.Counter({ name: 'meshfed_config_errors_total', help: 'Rejected configuration loads', labelNames: ['source'], registers: [this.registry] });
+  readonly configValid = new client.Gauge({ name: 'meshfed_config_valid', help: '1 if the source\'s latest configuration was accepted', labelNames: ['source'], registers: [this.registry] });
+
+  constructor() {
+    client.collectDefaultMetrics({ register: this.registry });
+  }
+
+  streamOpened(kind: StreamKind): void {
+    this.proxies.inc({ kind });
+  }
+  streamClosed(kind: StreamKind): void {
+    this.proxies.dec({ kind });
+  }
+  pushed(typeUrl: string, bytes: number, resources: number, latencyMs: number | undefined): void {
+    const type = short(typeUrl);
+    this.pushes.inc({ type });
+    this.bytes.inc({ type }, bytes);
+    this.pushedResources.inc({ type }, resources);
+    if (latencyMs !== undefined) this.latency.observe({ type }, latencyMs / 1000);
+  }
+  nacked(typeUrl: string): void {
+    this.nacks.inc({ type: short(typeUrl) });
+  }
+  unknownType(typeUrl: string): void {
+    this.unknown.inc({ type_url: typeUrl });
+  }
+  malformed(): void {
+    this.malformedRequests.inc();
+  }
+  encoded(typeUrl: string, changed: boolean): void {
+    this.encodes.inc({ type: short(typeUrl), changed: String(changed) });
+  }
+  resources(typeUrl: string, count: number): void {
+    this.resourceCount.set({ type: short(typeUrl) }, count);
+  }
+}

@@ -1,0 +1,75 @@
+#!/usr/bin/env node
+// meshfed's command line.
+import { Command, InvalidArgumentError } from 'commander';
+import { DEFAULTS, startMeshfed } from '../app.js';
+import { createLogger } from '../log.js';
+
+const int = (what: string) => (v: string): number => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${what} must be a whole number`);
+  return n;
+};
+
+const hostPort = (v: string): { host: string; port: number } => {
+  const i = v.lastIndexOf(':');
+  const port = Number(v.slice(i + 1));
+  if (i < 0 || !Number.isInteger(port) || port < 0 || port > 65535) throw new InvalidArgumentError(`"${v}" is not host:port`);
+  return { host: v.slice(0, i).replace(/^\[|\]$/g, '') || '0.0.0.0', port };
+};
+
+const program = new Command('meshfed').description('xDS control plane that joins Kubernetes clusters into one service mesh');
+
+program
+  .command('serve')
+  .description('serve xDS (CDS, EDS, LDS, RDS, SDS) from a mesh description, or the embedded two-cluster default')
+  .option('-c, --config <file>', 'mesh description (YAML or JSON); re-read on change', process.env['MESHFED_CONFIG'])
+  .option('--xds-address <host:port>', 'xDS gRPC listen address', hostPort, hostPort(`${DEFAULTS.xdsHost}:${DEFAULTS.xdsPort}`))
+  .option('--admin-address <host:port>', 'admin HTTP listen address', hostPort, hostPort(`${DEFAULTS.adminHost}:${DEFAULTS.adminPort}`))
+  .option('--debounce <ms>', 'push a change once it has been quiet this long', int('--debounce'), DEFAULTS.debounceMs)
+  .option('--debounce-max <ms>', 'push a change at the latest this long after it happened', int('--debounce-max'), DEFAULTS.debounceMaxMs)
+  .option('--shutdown-grace <ms>', 'on SIGTERM, exit at the latest after this long', int('--shutdown-grace'), 5000)
+  .option('--enable-admin-api', 'serve meshfed.v1.AdminService on the xDS port (unauthenticated; for test harnesses)', false)
+  .option('--log-level <level>', 'trace, debug, info, warn or error', process.env['MESHFED_LOG_LEVEL'] ?? 'info')
+  .action(async (o) => {
+    const log = createLogger(o.logLevel);
+    let meshfed;
+    try {
+      meshfed = await startMeshfed({
+        config: o.config,
+        xdsHost: o.xdsAddress.host,
+        xdsPort: o.xdsAddress.port,
+        adminHost: o.adminAddress.host,
+        adminPort: o.adminAddress.port,
+        debounceMs: o.debounce,
+        debounceMaxMs: o.debounceMax,
+        enableAdminApi: o.enableAdminApi,
+        log,
+      });
+    } catch (err) {
+      log.fatal({ err }, (err as Error).message);
+      process.exitCode = 1;
+      return;
+    }
+    const m = meshfed;
+    if (!o.config) printQuickStart(m.xdsPort, m.adminPort);
+    for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+      process.once(signal, () => {
+        log.info({ signal }, 'shutting down');
+        void m.stop(o.shutdownGrace).then(() => process.exit(0));
+      });
+    }
+  });
+
+function printQuickStart(xdsPort: number, adminPort: number): void {
+  process.stderr.write(`
+meshfed is serving the embedded two-cluster mesh (cluster-a: foo.abc, cluster-b: bar.xyz).
+
+  Proxyless gRPC: GRPC_XDS_BOOTSTRAP_CONFIG='{"xds_servers":[{"server_uri":"localhost:${xdsPort}","channel_creds":[{"type":"insecure"}],"server_features":["xds_v3"]}],"node":{"id":"client-1","locality":{}}}'
+                  then dial xds:///foo.abc.svc.cluster-a.local:8080
+  Envoy:          point an ADS cluster at 127.0.0.1:${xdsPort} (see deploy/examples/)
+  What is served: http://localhost:${adminPort}/debug/syncz   http://localhost:${adminPort}/debug/mesh   http://localhost:${adminPort}/metrics
+
+`);
+}
+
+await program.parseAsync();

@@ -1,0 +1,86 @@
+// meshfed.v1.AdminService: lets a test harness apply a mesh description over gRPC.
+// Each request names a source; REPLACE swaps what that source holds, MERGE replaces only
+// the clusters, services and resources it names (cheap enough for benchmarks' churn).
+import { fromBinary, toBinary, create } from '@bufbuild/protobuf';
+import * as grpc from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import {
+  AdminService,
+  ApplyMeshRequestSchema,
+  ApplyMeshResponseSchema,
+  ApplyMode,
+  type ApplyMeshRequest,
+  type ApplyMeshResponse,
+} from '../../gen/meshfed/v1/admin_pb.js';
+import { MeshSchema, type Mesh, type Service } from '../../gen/meshfed/v1/mesh_pb.js';
+import type { Registry } from '../../registry/registry.js';
+import { formatPath, MeshFileError } from '../file/errors.js';
+import { meshToSource } from '../file/to-model.js';
+import { validateMesh } from '../file/validate.js';
+
+export function registerAdminApi(server: grpc.Server, registry: Registry, log: Logger): void {
+  const method = AdminService.method.applyMesh;
+  const definition: grpc.ServiceDefinition = {
+    ApplyMesh: {
+      path: `/${AdminService.typeName}/${method.name}`,
+      requestStream: false,
+      responseStream: false,
+      requestSerialize: (m: ApplyMeshRequest) => Buffer.from(toBinary(ApplyMeshRequestSchema, m)),
+      requestDeserialize: (b: Buffer) => fromBinary(ApplyMeshRequestSchema, b),
+      responseSerialize: (m: ApplyMeshResponse) => Buffer.from(toBinary(ApplyMeshResponseSchema, m)),
+      responseDeserialize: (b: Buffer) => fromBinary(ApplyMeshResponseSchema, b),
+    },
+  };
+  server.addService(definition, {
+    ApplyMesh: (call: grpc.ServerUnaryCall<ApplyMeshRequest, ApplyMeshResponse>, done: grpc.sendUnaryData<ApplyMeshResponse>) => {
+      try {
+        done(null, apply(registry, call.request));
+      } catch (err) {
+        const message = err instanceof MeshFileError ? err.message : `cannot apply the mesh: ${(err as Error).message}`;
+        log.warn({ source: call.request.source }, message);
+        done({ code: grpc.status.INVALID_ARGUMENT, details: message });
+      }
+    },
+  });
+}
+
+/** The last mesh each admin source applied, to merge into and to validate against. */
+const held = new WeakMap<Registry, Map<string, Mesh>>();
+
+function apply(registry: Registry, req: ApplyMeshRequest): ApplyMeshResponse {
+  const id = `admin:${req.source || 'default'}`;
+  let meshes = held.get(registry);
+  if (!meshes) held.set(registry, (meshes = new Map()));
+  const incoming = req.mesh ?? create(MeshSchema);
+  const merge = req.mode === ApplyMode.MERGE;
+  const before = meshes.get(id);
+  // A merge may name services of clusters it does not repeat: check it against the clusters held.
+  const clusters = merge ? mergeBy(before?.clusters ?? [], incoming.clusters, (c) => c.id) : incoming.clusters;
+  const checked = create(MeshSchema, { clusters, services: incoming.services, resources: incoming.resources });
+  const problems = validateMesh(checked);
+  if (problems.length > 0) throw new MeshFileError(id, problems.map((p) => ({ path: formatPath(p.segments), message: p.message })));
+  const model = meshToSource(checked, id);
+  let changed: number;
+  if (merge) {
+    const serviceKey = (s: Service): string => `${s.cluster}/${s.namespace}/${s.name}`;
+    meshes.set(
+      id,
+      create(MeshSchema, {
+        clusters,
+        services: mergeBy(before?.services ?? [], incoming.services, serviceKey),
+        resources: [...(before?.resources ?? []), ...incoming.resources],
+      }),
+    );
+    changed = registry.patchSource(id, { clusters: model.clusters, services: model.services, raw: model.raw });
+  } else {
+    meshes.set(id, incoming);
+    changed = registry.setSource(id, model);
+  }
+  return create(ApplyMeshResponseSchema, { changedServices: changed, services: registry.source(id)?.services.size ?? 0 });
+}
+
+function mergeBy<T>(base: readonly T[], update: readonly T[], key: (t: T) => string): T[] {
+  const out = new Map(base.map((t) => [key(t), t]));
+  for (const t of update) out.set(key(t), t);
+  return [...out.values()];
+}

@@ -1,0 +1,90 @@
+// One version of one resource: encoded once, shared by every stream that is sent it.
+import { createHash } from 'node:crypto';
+import { messageType, TO_OBJECT, TypeUrl } from './protos.js';
+import { encodeAny, encodeDeltaResource } from './wire.js';
+
+export interface Entry {
+  readonly typeUrl: string;
+  readonly name: string;
+  /** Content hash of the encoded resource: the same bytes always get the same version. */
+  readonly version: string;
+  /** The resource packed as a google.protobuf.Any, ready to splice into a response. */
+  readonly any: Buffer;
+  /** Two 32-bit lanes of H(name, version): summed per stream into its SotW version_info. */
+  readonly mixHi: number;
+  readonly mixLo: number;
+  /** For a Cluster: the EDS resource Envoy needs again after this cluster changes. */
+  readonly edsName: string | undefined;
+  /** The resource wrapped in an envoy.service.discovery.v3.Resource, for delta responses. */
+  deltaBytes(): Buffer;
+  /** The resource as proto3 JSON (Any expanded), for debug pages. */
+  toJSON(): Record<string, unknown>;
+}
+
+class EncodedEntry implements Entry {
+  private delta: Buffer | undefined;
+  constructor(
+    readonly typeUrl: string,
+    readonly name: string,
+    readonly version: string,
+    readonly any: Buffer,
+    private readonly value: Uint8Array,
+    readonly mixHi: number,
+    readonly mixLo: number,
+    readonly edsName: string | undefined,
+  ) {}
+
+  deltaBytes(): Buffer {
+    return (this.delta ??= encodeDeltaResource(this.name, this.version, this.any));
+  }
+
+  toJSON(): Record<string, unknown> {
+    const type = messageType(this.typeUrl);
+    return { '@type': this.typeUrl, ...type.toObject(type.decode(this.value), TO_OBJECT) };
+  }
+}
+
+/** Encodes a resource given as a plain object with snake_case field names. */
+export function encodeEntry(typeUrl: string, name: string, body: Readonly<Record<string, unknown>>): Entry {
+  const type = messageType(typeUrl);
+  const value = type.encode(type.fromObject(body)).finish();
+  const version = createHash('sha256').update(value).digest('hex').slice(0, 16);
+  const mix = createHash('sha256').update(name).update('\0').update(version).digest();
+  return new EncodedEntry(
+    typeUrl,
+    name,
+    version,
+    encodeAny(typeUrl, value),
+    value,
+    mix.readUInt32BE(0),
+    mix.readUInt32BE(4),
+    typeUrl === TypeUrl.Cluster ? edsNameOf(name, body) : undefined,
+  );
+}
+
+function edsNameOf(name: string, body: Readonly<Record<string, unknown>>): string | undefined {
+  if (body['type'] !== 'EDS') return undefined;
+  const eds = body['eds_cluster_config'] as { service_name?: string } | undefined;
+  return eds?.service_name || name;
+}
+
+/**
+ * A SotW version_info: the sum of the entries' mixes, so it depends only on which
+ * (name, version) pairs a client holds. It changes whenever any member changes, is the
+ * same across restarts and replicas, and never repeats for different content (64 bits).
+ */
+export class VersionSum {
+  hi = 0;
+  lo = 0;
+  add(e: Entry): void {
+    this.hi = (this.hi + e.mixHi) >>> 0;
+    this.lo = (this.lo + e.mixLo) >>> 0;
+  }
+  remove(e: Entry): void {
+    this.hi = (this.hi - e.mixHi) >>> 0;
+    this.lo = (this.lo - e.mixLo) >>> 0;
+  }
+  toString(): string {
+    return this.hi.toString(16).padStart(8, '0') + this.lo.toString(16).padStart(8, '0');
+  }
+}

@@ -1,0 +1,34 @@
+// Bounds the bytes written to all streams but not yet flushed to their sockets, so a
+// thousand proxies syncing at once cannot hold a thousand full responses in memory.
+// A stream that finds the budget spent waits its turn and then builds its response from
+// the latest state, so waiting coalesces instead of queueing stale responses.
+
+export class SendBudget {
+  private inFlight = 0;
+  private readonly waiters: Array<() => void> = [];
+
+  constructor(readonly limitBytes: number) {}
+
+  /** True if a stream may build and write a response now. */
+  available(): boolean {
+    return this.inFlight < this.limitBytes;
+  }
+
+  /** Runs `ready` once the budget has room again. */
+  wait(ready: () => void): void {
+    this.waiters.push(ready);
+  }
+
+  take(bytes: number): void {
+    this.inFlight += bytes;
+  }
+
+  give(bytes: number): void {
+    this.inFlight -= bytes;
+    while (this.waiters.length > 0 && this.available()) this.waiters.shift()!();
+  }
+
+  get bytesInFlight(): number {
+    return this.inFlight;
+  }
+}

@@ -1,0 +1,218 @@
+// What SotW and delta streams share: the node, per-type state, nonces, and a flush loop
+// that pushes in ADS order, one built response at a time, within the global send budget.
+import { status as Status, type ServerDuplexStream } from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import { type Proxy, proxyOf, type NodeInfo } from '../model/proxy.js';
+import type { XdsObserver, StreamKind } from './observer.js';
+import { ADS_ORDER, isXdsType, SHORT, TypeUrl, type XdsTypeUrl } from './protos.js';
+import type { SendBudget } from './send-budget.js';
+import type { XdsStore } from './store.js';
+import { structToJson } from './struct.js';
+import { TypeState } from './subscription.js';
+
+export interface StreamDeps {
+  readonly store: XdsStore;
+  readonly budget: SendBudget;
+  readonly observer: XdsObserver;
+  readonly log: Logger;
+  /** Called when the stream ends, so the server forgets it. */
+  readonly onClose: (s: XdsStream) => void;
+}
+
+/** A request that could not be decoded; the stream fails with INVALID_ARGUMENT. */
+export interface Malformed {
+  readonly malformed: string;
+}
+
+export interface Built {
+  readonly bytes: Buffer;
+  readonly resources: number;
+}
+
+let nextStreamId = 1;
+
+export abstract class XdsStream {
+  readonly id = nextStreamId++;
+  readonly connectedAt = Date.now();
+  proxy: Proxy | undefined;
+  protected readonly types = new Map<XdsTypeUrl, TypeState>();
+  private nonces = 0;
+  private scheduled = false;
+  private waitingForBudget = false;
+  private waitingForDrain = false;
+  private closed = false;
+
+  constructor(
+    readonly kind: StreamKind,
+    protected readonly call: ServerDuplexStream<unknown, Buffer>,
+    protected readonly deps: StreamDeps,
+    /** The type of a per-type RPC (CDS, EDS, ...); undefined on ADS. */
+    protected readonly fixedType: XdsTypeUrl | undefined,
+  ) {}
+
+  start(): void {
+    this.deps.observer.streamOpened(this.kind);
+    this.call.on('data', (req: object) => this.receive(req));
+    this.call.on('error', () => this.close());
+    this.call.on('cancelled', () => this.close());
+    this.call.on('end', () => {
+      this.close();
+      this.call.end();
+    });
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  /** Per-type state for debug pages. */
+  typeStates(): ReadonlyMap<XdsTypeUrl, TypeState> {
+    return this.types;
+  }
+
+  private receive(req: object): void {
+    if (this.closed) return;
+    try {
+      if ('malformed' in req) {
+        this.deps.observer.malformed((req as Malformed).malformed);
+        this.fail(Status.INVALID_ARGUMENT, `malformed request: ${(req as Malformed).malformed}`);
+        return;
+      }
+      this.handle(req);
+    } catch (err) {
+      this.deps.log.error({ err, stream: this.id, proxy: this.proxy?.id }, 'xDS request failed');
+      this.fail(Status.INTERNAL, `meshfed could not handle the request: ${(err as Error).message}`);
+    }
+  }
+
+  protected abstract handle(req: object): void;
+
+  /** Builds the next response for a type from the current state, or null if there is nothing to say. */
+  protected abstract build(st: TypeState): Built | null;
+
+  /** The first request carries the node; later ones may not, and are attributed to it. */
+  protected identify(node: NodeInfo | null | undefined): Proxy {
+    if (!this.proxy) {
+      const n = node ?? undefined;
+      this.proxy = proxyOf(n && { ...n, metadata: structToJson(n.metadata as never) });
+    }
+    return this.proxy;
+  }
+
+  /** The request's type, or undefined if the stream was failed or the type is ignored. */
+  protected typeOf(requested: string): XdsTypeUrl | undefined {
+    const t = requested || this.fixedType;
+    if (!t) {
+      this.fail(Status.INVALID_ARGUMENT, 'type_url is required on an aggregated stream');
+      return undefined;
+    }
+    if (this.fixedType && t !== this.fixedType) {
+      this.fail(Status.INVALID_ARGUMENT, `type_url ${t} does not match this service (${this.fixedType})`);
+      return undefined;
+    }
+    if (!isXdsType(t)) {
+      // Envoy asks ADS for types meshfed does not serve (RTDS, ECDS, ...): stay quiet, keep the stream.
+      this.deps.observer.unknownType(t);
+      return undefined;
+    }
+    return t;
+  }
+
+  protected state(typeUrl: XdsTypeUrl): TypeState {
+    let st = this.types.get(typeUrl);
+    if (!st) {
+      const table = this.deps.store.table(typeUrl, this.proxy!.view);
+      st = new TypeState(typeUrl, table, () => this.schedule());
+      this.types.set(typeUrl, st);
+    }
+    return st;
+  }
+
+  protected nextNonce(): string {
+    return (++this.nonces).toString();
+  }
+
+  /** After a Cluster changes, Envoy warms it only on a fresh CLA: resend its EDS resource. */
+  protected resendEndpoints(edsNames: readonly string[]): void {
+    const eds = this.types.get(TypeUrl.Endpoint);
+    if (!eds || edsNames.length === 0) return;
+    for (const n of edsNames) eds.deleteSent(n);
+    eds.markDirty(edsNames);
+  }
+
+  schedule(): void {
+    if (this.scheduled || this.closed) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      this.flush();
+    });
+  }
+
+  private flush(): void {
+    if (this.closed || this.waitingForDrain || this.waitingForBudget) return;
+    for (const t of ADS_ORDER) {
+      const st = this.types.get(t);
+      if (!st?.pending()) continue;
+      if (!this.deps.budget.available()) {
+        this.waitingForBudget = true;
+        this.deps.budget.wait(() => {
+          this.waitingForBudget = false;
+          this.schedule();
+        });
+        return;
+      }
+      const since = st.dirtySince;
+      const out = this.build(st);
+      st.dirtySince = undefined;
+      st.mustRespond = false;
+      if (out) this.write(t, out, since);
+      if (this.waitingForDrain || this.closed) return;
+    }
+  }
+
+  private write(typeUrl: XdsTypeUrl, out: Built, since: number | undefined): void {
+    const size = out.bytes.length;
+    const budget = this.deps.budget;
+    budget.take(size);
+    const ok = this.call.write(out.bytes, () => budget.give(size));
+    this.deps.observer.pushed(typeUrl, size, out.resources, since === undefined ? undefined : Date.now() - since);
+    if (!ok) {
+      this.waitingForDrain = true;
+      this.call.once('drain', () => {
+        this.waitingForDrain = false;
+        this.schedule();
+      });
+    }
+  }
+
+  /** Ends the stream with a status; the client sees it and (for UNAVAILABLE) reconnects. */
+  fail(code: Status, details: string): void {
+    if (this.closed) return;
+    this.deps.log.warn({ stream: this.id, proxy: this.proxy?.id, code: Status[code], details }, 'closing xDS stream');
+    this.close();
+    this.call.emit('error', { code, details });
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const st of this.types.values()) st.close();
+    this.deps.observer.streamClosed(this.kind);
+    this.deps.onClose(this);
+  }
+
+  protected recordAckOrNack(st: TypeState, nonce: string, version: string, error: { message?: string } | null | undefined): void {
+    // Only an answer to our latest response counts; an older nonce says nothing about it.
+    if (!nonce || nonce !== st.lastNonce) return;
+    if (error) {
+      const message = error.message ?? '';
+      st.nack = { message, nonce, version, at: Date.now() };
+      this.deps.observer.nacked(st.typeUrl, this.proxy?.id ?? '', message);
+      this.deps.log.warn({ proxy: this.proxy?.id, type: SHORT[st.typeUrl], nonce, message }, 'proxy rejected a response');
+    } else {
+      st.versionAcked = version;
+      st.nack = undefined;
+    }
+  }
+}
