@@ -84,13 +84,15 @@ export class DeltaStream extends XdsStream {
     const edsToResend: string[] = [];
     const removed = new Set(st.removedPending);
     st.removedPending.clear();
+    const held: string[] = [];
     for (const n of st.takeDirty()) {
       if (!st.names.has(n) && !st.wildcard) {
         st.deleteSent(n);
         continue;
       }
       const e = st.table.get(n);
-      if (e) {
+      if (!e && st.holdRemovals && st.sent.get(n)) held.push(n); // removed after LDS/RDS
+      else if (e) {
         const old = st.sent.get(n);
         if (old !== e) {
           if (old && e.edsName) edsToResend.push(e.edsName);
@@ -108,6 +110,7 @@ export class DeltaStream extends XdsStream {
         st.deleteSent(n);
       }
     }
+    if (held.length) st.markDirty(held);
     if (toSend.length === 0 && removed.size === 0 && !st.mustRespond) return null;
     this.resendEndpoints(edsToResend);
     const everything = removed.size === 0 && toSend.length === st.sent.size;

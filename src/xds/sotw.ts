@@ -69,16 +69,21 @@ export class SotwStream extends XdsStream {
   private buildFullState(st: TypeState): Built | null {
     const dirty = st.takeDirty();
     let changed = st.mustRespond;
+    const held: Entry[] = [];
     for (const n of dirty) {
       const want = this.wanted(st, n);
-      if ((want ?? undefined) !== (st.sent.get(n) ?? undefined)) changed = true;
+      const had = st.sent.get(n);
+      if (!want && had && st.holdRemovals && (st.wildcard || st.names.has(n))) held.push(had);
+      else if ((want ?? undefined) !== (had ?? undefined)) changed = true;
     }
+    if (held.length) st.markDirty(held.map((e) => e.name));
     if (!changed) return null;
     const target: Entry[] = st.wildcard ? [...st.table.entries()] : [];
     for (const n of st.names) {
       const e = st.table.get(n);
       if (e && !st.wildcard) target.push(e);
     }
+    target.push(...held); // deleted, but still in this response: removed after LDS/RDS
     const edsToResend: string[] = [];
     const previous = new Map(st.sent);
     for (const n of previous.keys()) st.deleteSent(n);
@@ -88,7 +93,9 @@ export class SotwStream extends XdsStream {
       if (old && old !== e && e.edsName) edsToResend.push(e.edsName);
     }
     this.resendEndpoints(edsToResend);
-    const body = st.table.cachedBody(`sotw ${st.subscriptionKey()}`, () => encodeRepeated(F.resources, target.map((e) => e.any)));
+    const encode = (): Buffer => encodeRepeated(F.resources, target.map((e) => e.any));
+    // Held entries are this stream's own: such a body is not the one shared by the subscription.
+    const body = held.length ? encode() : st.table.cachedBody(`sotw ${st.subscriptionKey()}`, encode);
     return this.response(st, body, target.length);
   }
 

@@ -151,6 +151,9 @@ export abstract class XdsStream {
 
   private flush(): void {
     if (this.closed || this.waitingForDrain || this.waitingForBudget) return;
+    // Make before break on ADS: while new listeners or routes are on their way, clusters and
+    // endpoints that went away are kept, and removed in a later round, after the LDS/RDS push.
+    const routing = !this.fixedType && [TypeUrl.Listener, TypeUrl.Route].some((t) => this.types.get(t)?.pending());
     for (const t of ADS_ORDER) {
       const st = this.types.get(t);
       if (!st?.pending()) continue;
@@ -163,12 +166,16 @@ export abstract class XdsStream {
         return;
       }
       const since = st.dirtySince;
+      st.holdRemovals = routing && (t === TypeUrl.Cluster || t === TypeUrl.Endpoint);
       const out = this.build(st);
+      st.holdRemovals = false;
       st.dirtySince = undefined;
       st.mustRespond = false;
       if (out) this.write(t, out, since);
       if (this.waitingForDrain || this.closed) return;
     }
+    // Removals held back above are dirty again: send them now that LDS/RDS went out.
+    for (const st of this.types.values()) if (st.pending()) return this.schedule();
   }
 
   private write(typeUrl: XdsTypeUrl, out: Built, since: number | undefined): void {

@@ -29,6 +29,8 @@ export class TypeState implements TableWatcher {
   dirtySince: number | undefined;
   /** Answer at the next flush even if nothing changed (first full-state or delta wildcard request). */
   mustRespond = false;
+  /** Set by the stream while it builds: keep resources that went away for a later response (make before break). */
+  holdRemovals = false;
   /** Delta: names to report in removed_resources at the next flush. */
   readonly removedPending = new Set<string>();
   /** Names of the last SotW request, in order: identifies subscriptions shared by many streams. */
