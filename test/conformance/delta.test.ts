@@ -237,6 +237,20 @@ describe.concurrent('delta', () => {
   );
 
   it.for(variants(ALL_TYPES))(
+    `case 21: on $label, unsubscribing A needs no response (${QUIET_MS} ms); resubscribing unchanged A sends A again`,
+    async ({ t, ads }, { h }) => {
+      const c = h.open('delta', t, ads);
+      const [n1, n2] = [nameOf(t, 1), nameOf(t, 2)];
+      c.send(t, { sub: [n1, n2] });
+      await c.next();
+      c.ack(t, { unsub: [n1] });
+      await c.none();
+      c.ack(t, { sub: [n1] });
+      expectDelta(h, await c.next(), t, [n1]);
+    },
+  );
+
+  it.for(variants(ALL_TYPES))(
     'case 46 (server choice): on $label, re-subscribing a name the client holds at the current version resends it',
     async ({ t, ads }, { h }) => {
       const c = h.open('delta', t, ads);
