@@ -46,7 +46,7 @@ export class DeltaStream extends XdsStream {
     for (const n of sub) {
       if (n === '*') st.wildcard = true;
       else {
-        st.names.add(n);
+        st.names.add(st.table.get(n)?.name ?? n); // the table's string: streams share it
         if (!first) st.deleteSent(n);
       }
     }

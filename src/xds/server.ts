@@ -1,4 +1,5 @@
 // The gRPC xDS server: ADS and the per-type discovery services, SotW and delta, all on one store.
+import { createHash } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type protobuf from 'protobufjs';
@@ -6,9 +7,10 @@ import { DeltaStream } from './delta.js';
 import type { XdsObserver } from './observer.js';
 import { DeltaDiscoveryRequest, DiscoveryRequest, root, TypeUrl, type XdsTypeUrl } from './protos.js';
 import { SendBudget } from './send-budget.js';
-import { SotwStream } from './sotw.js';
+import { SotwStream, type SotwRequest } from './sotw.js';
 import type { XdsStore } from './store.js';
 import type { Malformed, XdsStream } from './stream.js';
+import { type FieldSpan, scanFields } from './wire.js';
 
 /** Discovery services and the type each per-type service serves (undefined: aggregated). */
 const SERVICES: ReadonlyArray<[string, XdsTypeUrl | undefined]> = [
@@ -79,15 +81,49 @@ export class XdsServer {
 
   /** Asks every proxy to reconnect elsewhere (UNAVAILABLE is what Envoy and gRPC retry on). */
   closeAll(reason: string): void {
-    for (const s of [...this.streams]) s.fail(grpc.status.UNAVAILABLE, reason);
+    if (this.streams.size) this.opts.log.info({ streams: this.streams.size, reason }, 'asking every proxy to reconnect');
+    for (const s of [...this.streams]) s.fail(grpc.status.UNAVAILABLE, reason, true);
   }
 }
 
 /** Never throws: grpc-js would answer a throwing deserializer with INTERNAL and no detail. */
 function decodeRequest(type: protobuf.Type, b: Buffer): object | Malformed {
   try {
-    return type.toObject(type.decode(b), DECODE);
+    return type === DiscoveryRequest ? decodeSotwRequest(b) : type.toObject(type.decode(b), DECODE);
   } catch (err) {
     return { malformed: `cannot decode ${type.name}: ${(err as Error).message}` };
   }
+}
+
+const RESOURCE_NAMES = 3; // DiscoveryRequest.resource_names
+
+/**
+ * SotW clients repeat every name in every request (Envoy sends all EDS names with each ACK).
+ * The names are left encoded and fingerprinted; the stream decodes them only when the
+ * fingerprint differs from the last request's, which spares decoding and garbage per ACK.
+ */
+function decodeSotwRequest(b: Buffer): SotwRequest {
+  const spans = scanFields(b);
+  const names: FieldSpan[] = [];
+  const rest: Buffer[] = [];
+  let contiguous = true;
+  for (const f of spans) {
+    if (f.field !== RESOURCE_NAMES) rest.push(b.subarray(f.start, f.end));
+    else {
+      if (names.length && names[names.length - 1]!.end !== f.start) contiguous = false;
+      names.push(f);
+    }
+  }
+  const req = DiscoveryRequest.toObject(DiscoveryRequest.decode(names.length ? Buffer.concat(rest) : b), DECODE) as SotwRequest;
+  req.names_fingerprint = names.length ? fingerprint(b, names, contiguous) : '';
+  req.decodeNames = () => names.map((f) => b.toString('utf8', f.dataStart, f.end));
+  return req;
+}
+
+/** One hash over the encoded names: they are almost always one contiguous run of bytes. */
+function fingerprint(b: Buffer, names: readonly FieldSpan[], contiguous: boolean): string {
+  const hash = createHash('sha1');
+  if (contiguous) hash.update(b.subarray(names[0]!.start, names[names.length - 1]!.end));
+  else for (const f of names) hash.update(b.subarray(f.start, f.end));
+  return hash.digest('base64');
 }

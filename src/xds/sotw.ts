@@ -15,7 +15,10 @@ import { DiscoveryResponseField as F, MessageWriter, encodeRepeated } from './wi
 export interface SotwRequest {
   version_info: string;
   node: NodeInfo | null;
-  resource_names: string[];
+  /** Identifies resource_names without decoding them ('' for none). */
+  names_fingerprint: string;
+  /** Decodes resource_names (left encoded until a stream needs them). */
+  decodeNames: () => string[];
   type_url: string;
   response_nonce: string;
   error_detail: { code?: number; message?: string } | null;
@@ -30,7 +33,11 @@ export class SotwStream extends XdsStream {
     const first = !this.types.has(typeUrl);
     const st = this.state(typeUrl);
     this.recordAckOrNack(st, req.response_nonce, req.version_info, req.error_detail);
-    this.subscribe(st, typeUrl, req.resource_names, first);
+    // Most requests are ACKs repeating the same names (Envoy lists every EDS name each time).
+    if (first || req.names_fingerprint !== st.namesFingerprint) {
+      st.namesFingerprint = req.names_fingerprint;
+      this.subscribe(st, typeUrl, this.intern(st, req.decodeNames()), first);
+    }
     if (st.pending()) this.schedule();
   }
 
@@ -58,6 +65,15 @@ export class SotwStream extends XdsStream {
       st.mustRespond = isFullState(typeUrl);
     } else if (st.wildcard && !wasWildcard) st.markDirty('all');
     else if (added.length) st.markDirty(added);
+  }
+
+  /** Names as the table's own strings, so a thousand streams do not each keep a copy. */
+  private intern(st: TypeState, names: string[]): string[] {
+    for (let i = 0; i < names.length; i++) {
+      const e = st.table.get(names[i]!);
+      if (e) names[i] = e.name;
+    }
+    return names;
   }
 
   protected build(st: TypeState): Built | null {
@@ -140,3 +156,4 @@ export class SotwStream extends XdsStream {
     return { bytes, resources };
   }
 }
+

@@ -194,9 +194,9 @@ export abstract class XdsStream {
   }
 
   /** Ends the stream with a status; the client sees it and (for UNAVAILABLE) reconnects. */
-  fail(code: Status, details: string): void {
+  fail(code: Status, details: string, quiet = false): void {
     if (this.closed) return;
-    this.deps.log.warn({ stream: this.id, proxy: this.proxy?.id, code: Status[code], details }, 'closing xDS stream');
+    if (!quiet) this.deps.log.warn({ stream: this.id, proxy: this.proxy?.id, code: Status[code], details }, 'closing xDS stream');
     this.close();
     this.call.emit('error', { code, details });
   }

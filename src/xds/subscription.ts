@@ -35,6 +35,8 @@ export class TypeState implements TableWatcher {
   readonly removedPending = new Set<string>();
   /** Names of the last SotW request, in order: identifies subscriptions shared by many streams. */
   requestNames: readonly string[] = [];
+  /** Fingerprint of the last SotW request's encoded names. */
+  namesFingerprint: string | undefined;
   private subKeyCache: string | undefined;
 
   lastNonce = '';
@@ -103,9 +105,8 @@ export class TypeState implements TableWatcher {
   subscriptionKey(): string {
     if (this.subKeyCache === undefined) {
       const names = this.requestNames.length ? this.requestNames : [...this.names].sort();
-      const h = createHash('sha1');
-      for (const n of names) h.update(n).update('\n');
-      this.subKeyCache = `${this.wildcard ? '*' : ''}${h.digest('base64')}`;
+      const digest = createHash('sha1').update(names.join('\n')).digest('base64');
+      this.subKeyCache = `${this.wildcard ? '*' : ''}${digest}`;
     }
     return this.subKeyCache;
   }

@@ -91,3 +91,50 @@ export const DeltaResponseField = {
 export function encodeControlPlane(identifier: string): Buffer {
   return new MessageWriter().string(1, identifier).finish();
 }
+
+/** One top-level field of an encoded message: its bytes [start, end), payload from dataStart. */
+export interface FieldSpan {
+  readonly field: number;
+  readonly start: number;
+  readonly dataStart: number;
+  readonly end: number;
+}
+
+/** Splits a message into its top-level fields; throws on bytes that are not protobuf. */
+export function scanFields(buf: Uint8Array): FieldSpan[] {
+  const out: FieldSpan[] = [];
+  let pos = 0;
+  const varint = (): number => {
+    let n = 0;
+    let mul = 1;
+    for (;;) {
+      if (pos >= buf.length) throw new Error('truncated varint');
+      const b = buf[pos++]!;
+      n += (b & 0x7f) * mul;
+      if (!(b & 0x80)) return n;
+      mul *= 0x80;
+      if (mul > 2 ** 63) throw new Error('varint too long');
+    }
+  };
+  while (pos < buf.length) {
+    const start = pos;
+    const tag = varint();
+    const field = Math.floor(tag / 8);
+    const wire = tag % 8;
+    if (field === 0) throw new Error('field number 0');
+    if (wire === 0) varint();
+    else if (wire === 1) pos += 8;
+    else if (wire === 5) pos += 4;
+    else if (wire === WIRE_LEN) {
+      const len = varint();
+      const dataStart = pos;
+      pos += len;
+      if (pos > buf.length) throw new Error('truncated field');
+      out.push({ field, start, dataStart, end: pos });
+      continue;
+    } else throw new Error(`wire type ${wire} not supported`);
+    if (pos > buf.length) throw new Error('truncated field');
+    out.push({ field, start, dataStart: pos, end: pos });
+  }
+  return out;
+}
