@@ -1,0 +1,310 @@
+// npm run bench: meshfed and simulated proxies in separate processes, measured from outside.
+//   scale: 5,000 services, 50,000 endpoints, 1,000 SotW ADS clients (CDS wildcard + EDS for all)
+//   churn: 10 endpoint changes a second for 60 s with 1,000 delta ADS clients
+//   bare:  the same fan-out as scale from a bare grpc-js server writing pre-encoded bytes
+// Flags: --scenario scale|churn|all  --clients N  --services N  --endpoints N  --duration S  --workers N
+import { type ChildProcess, fork, spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import * as grpc from '@grpc/grpc-js';
+import { create, fromJson, toBinary, fromBinary } from '@bufbuild/protobuf';
+import { ApplyMeshRequestSchema, ApplyMeshResponseSchema, ApplyMode } from '../src/gen/meshfed/v1/admin_pb.js';
+import { MeshSchema } from '../src/gen/meshfed/v1/mesh_pb.js';
+import type { WorkerConfig, WorkerMessage } from './client-worker.js';
+import { benchMesh, benchService, clusterName } from './mesh.js';
+import { procStats, type ProcStats } from './proc-stats.js';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const repo = path.dirname(here);
+const { values: args } = parseArgs({
+  options: {
+    scenario: { type: 'string', default: 'all' },
+    clients: { type: 'string', default: '1000' },
+    services: { type: 'string', default: '5000' },
+    endpoints: { type: 'string', default: '10' },
+    duration: { type: 'string', default: '60' },
+    rate: { type: 'string', default: '10' },
+    workers: { type: 'string', default: '4' },
+  },
+});
+const CLIENTS = Number(args.clients);
+const SERVICES = Number(args.services);
+const ENDPOINTS = Number(args.endpoints);
+const WORKERS = Number(args.workers);
+
+const tmp = mkdtempSync(path.join(os.tmpdir(), 'meshfed-bench-'));
+const meshFile = path.join(tmp, 'mesh.json');
+writeFileSync(meshFile, JSON.stringify(benchMesh({ services: SERVICES, endpointsPerService: ENDPOINTS })));
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as net.AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+const children: ChildProcess[] = [];
+process.on('exit', () => children.forEach((c) => c.kill('SIGKILL')));
+
+async function startMeshfed(): Promise<{ proc: ChildProcess; xds: number; admin: number }> {
+  const [xds, admin] = [await freePort(), await freePort()];
+  const proc = spawn(
+    process.execPath,
+    [...(process.env['BENCH_PROF'] ? ['--cpu-prof', '--cpu-prof-dir', process.env['BENCH_PROF']] : []), '--import', 'tsx', 'src/cli/main.ts', 'serve', '--config', meshFile, '--enable-admin-api', '--log-level', 'warn', '--xds-address', `127.0.0.1:${xds}`, '--admin-address', `127.0.0.1:${admin}`],
+    { cwd: repo, stdio: ['ignore', 'inherit', 'inherit'] },
+  );
+  children.push(proc);
+  const deadline = Date.now() + 120_000;
+  for (;;) {
+    if (Date.now() > deadline) throw new Error('meshfed did not become ready');
+    try {
+      if ((await fetch(`http://127.0.0.1:${admin}/readyz`)).ok) break;
+    } catch {
+      /* not listening yet */
+    }
+    await sleep(200);
+  }
+  return { proc, xds, admin };
+}
+
+async function startBare(): Promise<{ proc: ChildProcess; xds: number }> {
+  const xds = await freePort();
+  const proc = spawn(process.execPath, ['--import', 'tsx', 'bench/bare-server.ts', meshFile, String(xds)], { cwd: repo, stdio: ['ignore', 'pipe', 'inherit'] });
+  children.push(proc);
+  await new Promise<void>((resolve) => proc.stdout!.once('data', () => resolve()));
+  return { proc, xds };
+}
+
+interface Fleet {
+  readonly workers: ChildProcess[];
+  readonly synced: number[];
+  readonly updates: Map<string, { n: number; t: number }>;
+  readonly errors: string[];
+  readonly start: number;
+}
+
+async function launchFleet(address: string, kind: 'sotw' | 'delta'): Promise<Fleet> {
+  const per = Math.ceil(CLIENTS / WORKERS);
+  const workers: ChildProcess[] = [];
+  const fleet: Fleet = { workers, synced: [], updates: new Map(), errors: [], start: 0 };
+  await Promise.all(
+    Array.from({ length: WORKERS }, () => {
+      const child = fork(path.join(here, 'client-worker.ts'), [], { execArgv: ['--import', 'tsx'], cwd: repo });
+      children.push(child);
+      workers.push(child);
+      child.on('message', (m: WorkerMessage) => {
+        if (m.type === 'synced') fleet.synced.push(m.t);
+        else if (m.type === 'update') {
+          const u = fleet.updates.get(m.name) ?? { n: 0, t: 0 };
+          u.n++;
+          u.t = Math.max(u.t, m.t);
+          fleet.updates.set(m.name, u);
+        } else if (m.type === 'error' && fleet.errors.length < 20) fleet.errors.push(m.message);
+      });
+      return new Promise<void>((resolve) => child.once('message', () => resolve()));
+    }),
+  );
+  (fleet as { start: number }).start = Date.now();
+  workers.forEach((child, w) => {
+    const count = Math.min(per, CLIENTS - w * per);
+    const config: WorkerConfig = { address, kind, count, offset: w * per, expect: SERVICES };
+    child.send({ type: 'start', config });
+  });
+  return fleet;
+}
+
+async function waitFor(cond: () => boolean, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) return false;
+    await sleep(50);
+  }
+  return true;
+}
+
+function stopFleet(f: Fleet): void {
+  for (const w of f.workers) w.kill('SIGKILL');
+}
+
+function adminClient(port: number): (services: object[]) => Promise<void> {
+  const client = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+  const mesh0 = benchMesh({ services: 0, endpointsPerService: 0 }) as { clusters: object[] };
+  return (services) =>
+    new Promise((resolve, reject) => {
+      const req = create(ApplyMeshRequestSchema, {
+        source: 'bench-churn',
+        mode: ApplyMode.MERGE,
+        mesh: fromJson(MeshSchema, { clusters: mesh0.clusters, services } as never),
+      });
+      client.makeUnaryRequest(
+        '/meshfed.v1.AdminService/ApplyMesh',
+        (m: typeof req) => Buffer.from(toBinary(ApplyMeshRequestSchema, m)),
+        (b: Buffer) => fromBinary(ApplyMeshResponseSchema, b),
+        req,
+        (err) => (err ? reject(err) : resolve()),
+      );
+    });
+}
+
+async function metric(adminPort: number, name: string, filter = ''): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
+  let sum = 0;
+  for (const line of text.split('\n')) if (line.startsWith(name) && line.includes(filter) && !line.startsWith('#')) sum += Number(line.split(' ').pop());
+  return sum;
+}
+
+function pct(values: number[], p: number): number {
+  if (values.length === 0) return NaN;
+  const s = [...values].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
+}
+
+/** Applies changes to distinct services at `rate` per second; returns delays until every client had each. */
+async function churn(apply: (s: object[]) => Promise<void>, fleet: Fleet, changes: number, rate: number, firstService: number): Promise<{ delays: number[]; missing: number }> {
+  const sentAt = new Map<string, number>();
+  const interval = 1000 / rate;
+  const t0 = Date.now();
+  for (let k = 0; k < changes; k++) {
+    const due = t0 + k * interval;
+    if (due > Date.now()) await sleep(due - Date.now());
+    const i = (firstService + k * 7) % SERVICES;
+    sentAt.set(clusterName(i), Date.now());
+    await apply([benchService(i, ENDPOINTS, 1 + Math.floor((firstService + k) / SERVICES))]);
+  }
+  await waitFor(() => [...sentAt.keys()].every((n) => (fleet.updates.get(n)?.n ?? 0) >= WORKERS), 15_000);
+  const delays: number[] = [];
+  let missing = 0;
+  for (const [name, t] of sentAt) {
+    const u = fleet.updates.get(name);
+    if (u && u.n >= WORKERS) delays.push(u.t - t);
+    else missing++;
+  }
+  return { delays, missing };
+}
+
+interface Report {
+  [k: string]: number | string | undefined;
+}
+
+const mb = (b: number): string => `${(b / 1024 / 1024).toFixed(1)} MB`;
+const s = (ms: number): string => `${(ms / 1000).toFixed(2)} s`;
+
+async function scenarioScale(): Promise<Report> {
+  const server = await startMeshfed();
+  const before: ProcStats = procStats(server.proc.pid!);
+  const fleet = await launchFleet(`127.0.0.1:${server.xds}`, 'sotw');
+  const ok = await waitFor(() => fleet.synced.length === CLIENTS, 180_000);
+  const syncMs = Math.max(...fleet.synced) - fleet.start;
+  const afterSync = procStats(server.proc.pid!);
+  const encodesBefore = await metric(server.admin, 'meshfed_xds_resource_encodes_total');
+  const apply = adminClient(server.xds);
+  const changes = 20;
+  const { delays, missing } = await churn(apply, fleet, changes, 2, 11);
+  const encodes = (await metric(server.admin, 'meshfed_xds_resource_encodes_total')) - encodesBefore;
+  const bytes = await metric(server.admin, 'meshfed_xds_pushed_bytes_total');
+  const end = procStats(server.proc.pid!);
+  stopFleet(fleet);
+  server.proc.kill('SIGTERM');
+  await new Promise((r) => server.proc.once('exit', r));
+  return {
+    scenario: 'scale',
+    clients: CLIENTS,
+    services: SERVICES,
+    endpoints: SERVICES * ENDPOINTS,
+    allSynced: ok ? 'yes' : `no (${fleet.synced.length}/${CLIENTS})`,
+    initialSyncMs: syncMs,
+    initialSyncCpuS: afterSync.cpuSeconds - before.cpuSeconds,
+    changeP50Ms: pct(delays, 50),
+    changeP99Ms: pct(delays, 99),
+    changesMissing: missing,
+    encodesPerChangedResource: encodes / changes,
+    bytesSent: bytes,
+    serverCpuS: end.cpuSeconds,
+    serverPeakRss: end.peakRssBytes,
+    errors: fleet.errors.join(' | ') || undefined,
+  };
+}
+
+async function scenarioBare(): Promise<Report> {
+  const bare = await startBare();
+  const fleet = await launchFleet(`127.0.0.1:${bare.xds}`, 'sotw');
+  const ok = await waitFor(() => fleet.synced.length === CLIENTS, 180_000);
+  const syncMs = Math.max(...fleet.synced) - fleet.start;
+  const end = procStats(bare.proc.pid!);
+  stopFleet(fleet);
+  bare.proc.kill('SIGKILL');
+  return { scenario: 'bare', allSynced: ok ? 'yes' : `no (${fleet.synced.length}/${CLIENTS})`, initialSyncMs: syncMs, serverCpuS: end.cpuSeconds, serverPeakRss: end.peakRssBytes };
+}
+
+async function scenarioChurn(): Promise<Report> {
+  const server = await startMeshfed();
+  const fleet = await launchFleet(`127.0.0.1:${server.xds}`, 'delta');
+  const ok = await waitFor(() => fleet.synced.length === CLIENTS, 180_000);
+  const syncMs = Math.max(...fleet.synced) - fleet.start;
+  const before = procStats(server.proc.pid!);
+  const encodesBefore = await metric(server.admin, 'meshfed_xds_resource_encodes_total');
+  const bytesBefore = await metric(server.admin, 'meshfed_xds_pushed_bytes_total');
+  const rate = Number(args.rate);
+  const changes = Number(args.duration) * rate;
+  const apply = adminClient(server.xds);
+  const { delays, missing } = await churn(apply, fleet, changes, rate, 101);
+  const encodes = (await metric(server.admin, 'meshfed_xds_resource_encodes_total')) - encodesBefore;
+  const bytes = (await metric(server.admin, 'meshfed_xds_pushed_bytes_total')) - bytesBefore;
+  const end = procStats(server.proc.pid!);
+  stopFleet(fleet);
+  server.proc.kill('SIGTERM');
+  return {
+    scenario: 'churn',
+    clients: CLIENTS,
+    allSynced: ok ? 'yes' : `no (${fleet.synced.length}/${CLIENTS})`,
+    initialSyncMs: syncMs,
+    changes,
+    changeP50Ms: pct(delays, 50),
+    changeP99Ms: pct(delays, 99),
+    changesMissing: missing,
+    encodesPerChangedResource: encodes / changes,
+    bytesSentDuringChurn: bytes,
+    churnCpuS: end.cpuSeconds - before.cpuSeconds,
+    churnCpuPercent: (100 * (end.cpuSeconds - before.cpuSeconds)) / Number(args.duration),
+    serverPeakRss: end.peakRssBytes,
+    errors: fleet.errors.join(' | ') || undefined,
+  };
+}
+
+function print(r: Report): void {
+  console.log(`\n== ${r['scenario']} ==`);
+  for (const [k, v] of Object.entries(r)) {
+    if (k === 'scenario' || v === undefined) continue;
+    const shown = typeof v === 'number' ? (/Rss|bytes/i.test(k) ? mb(v) : /Ms$/.test(k) ? `${v.toFixed(0)} ms` : /CpuS$/.test(k) ? s(v * 1000) : Number.isInteger(v) ? String(v) : v.toFixed(2)) : v;
+    console.log(`  ${k.padEnd(28)} ${shown}`);
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+const reports: Report[] = [];
+const which = args.scenario;
+console.log(`meshfed bench: ${CLIENTS} clients in ${WORKERS} processes, ${SERVICES} services × ${ENDPOINTS} endpoints, ${os.cpus().length} cores`);
+if (which === 'scale' || which === 'all') {
+  reports.push(await scenarioScale());
+  print(reports.at(-1)!);
+  reports.push(await scenarioBare());
+  print(reports.at(-1)!);
+  const ratio = Number(reports.at(-2)!['initialSyncMs']) / Number(reports.at(-1)!['initialSyncMs']);
+  console.log(`\n  meshfed / bare initial sync: ${ratio.toFixed(2)}× (goal ≤ 1.5×)`);
+}
+if (which === 'churn' || which === 'all') {
+  reports.push(await scenarioChurn());
+  print(reports.at(-1)!);
+}
+mkdirSync(path.join(here, 'results'), { recursive: true });
+writeFileSync(path.join(here, 'results', `bench-${Date.now()}.json`), JSON.stringify(reports, null, 2));
+process.exit(0);
