@@ -10,7 +10,7 @@ import { proxyOf } from '../src/model/proxy.js';
 import { Registry } from '../src/registry/registry.js';
 import { meshToSource } from '../src/sources/file/to-model.js';
 import { encodeEntry } from '../src/xds/resource.js';
-import { DiscoveryRequest } from '../src/xds/protos.js';
+import { DiscoveryRequest } from '../src/envoy/protos.js';
 import { DiscoveryResponseField as F, MessageWriter, encodeRepeated } from '../src/xds/wire.js';
 import { pino } from 'pino';
 

@@ -2,7 +2,7 @@
 // like Envoy: CDS wildcard, then EDS for every cluster it got, ACKing each response.
 // Responses are scanned, not decoded. Reports to the parent over IPC.
 import * as grpc from '@grpc/grpc-js';
-import { DeltaDiscoveryRequest, DiscoveryRequest, TypeUrl } from '../src/xds/protos.js';
+import { DeltaDiscoveryRequest, DiscoveryRequest, TypeUrl } from '../src/envoy/protos.js';
 import { MessageWriter } from '../src/xds/wire.js';
 import { fields, innerString, str } from './proto-scan.js';
 

@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ENVOY_PROTO_FILES, INCLUDE_DIRS } from '../src/xds/protos.js';
+import { ENVOY_PROTO_FILES, INCLUDE_DIRS } from '../src/envoy/protos.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const OUT = path.join(ROOT, 'src', 'gen', 'envoy');

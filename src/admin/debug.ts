@@ -1,5 +1,5 @@
 // Debug views of what each proxy is being served.
-import { SHORT } from '../xds/protos.js';
+import { SHORT } from '../envoy/protos.js';
 import type { XdsStream } from '../xds/stream.js';
 import type { TypeState } from '../xds/subscription.js';
 

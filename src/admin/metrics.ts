@@ -1,7 +1,7 @@
 // Prometheus metrics (prom-client), fed by the xDS layer's observer hooks.
 import client from 'prom-client';
 import type { XdsObserver, StreamKind } from '../xds/observer.js';
-import { isXdsType, SHORT } from '../xds/protos.js';
+import { isXdsType, SHORT } from '../envoy/protos.js';
 
 const short = (t: string): string => (isXdsType(t) ? SHORT[t] : t);
 

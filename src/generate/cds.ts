@@ -1,7 +1,7 @@
 // CDS: one EDS cluster per service port, named as Istio names outbound clusters.
 import type { MeshChanges, MeshSnapshot, ServicePort } from '../model/mesh.js';
 import type { ProxyView } from '../model/proxy.js';
-import { TypeUrl } from '../xds/protos.js';
+import { TypeUrl } from '../envoy/protos.js';
 import { ADS_CONFIG_SOURCE, type GeneratedResource, type Generator, outboundClusterName } from './generator.js';
 
 const HTTP_PROTOCOL_OPTIONS = 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions';

@@ -1,7 +1,7 @@
 // EDS: a service port's endpoints, grouped by locality in a stable order.
 import type { Endpoint, Locality, MeshChanges, MeshSnapshot } from '../model/mesh.js';
 import type { ProxyView } from '../model/proxy.js';
-import { TypeUrl } from '../xds/protos.js';
+import { TypeUrl } from '../envoy/protos.js';
 import { type GeneratedResource, type Generator, outboundClusterName, union } from './generator.js';
 
 export const edsGenerator: Generator = {

@@ -1,6 +1,6 @@
 // Generators turn the mesh into Envoy resources for one proxy view. They are pure:
 // the same snapshot and view always give the same resources, field for field.
-import type { MeshChanges, MeshSnapshot } from '../model/mesh.js';
+import type { MeshChanges, MeshSnapshot, ServicePort } from '../model/mesh.js';
 import type { ProxyView } from '../model/proxy.js';
 
 export type ResourceBody = Record<string, unknown>;
@@ -31,4 +31,16 @@ export function union(...sets: ReadonlySet<string>[]): Set<string> {
   const out = new Set<string>();
   for (const s of sets) for (const v of s) out.add(v);
   return out;
+}
+
+/** The name a gRPC client asks for when it dials `xds:///<hostname>:<port>`: its listener and route. */
+export function apiListenerName(hostname: string, port: number): string {
+  return `${hostname}:${port}`;
+}
+
+/** A service's ports as proxyless gRPC sees them; Envoy takes API listeners only from its bootstrap. */
+export function proxylessPorts(mesh: MeshSnapshot, view: ProxyView, hostname: string): Array<{ port: ServicePort; name: string }> {
+  const service = mesh.services.get(hostname);
+  if (!service || view.role !== 'grpc') return [];
+  return service.ports.map((port) => ({ port, name: apiListenerName(hostname, port.port) }));
 }

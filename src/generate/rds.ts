@@ -1,32 +1,26 @@
 // RDS for proxyless gRPC: every request to `hostname:port` goes to the outbound cluster.
 import type { MeshChanges, MeshSnapshot } from '../model/mesh.js';
 import type { ProxyView } from '../model/proxy.js';
-import { TypeUrl } from '../xds/protos.js';
-import { type GeneratedResource, type Generator, outboundClusterName } from './generator.js';
-import { apiListenerName } from './lds.js';
+import { TypeUrl } from '../envoy/protos.js';
+import { type GeneratedResource, type Generator, outboundClusterName, proxylessPorts } from './generator.js';
 
 export const rdsGenerator: Generator = {
   typeUrl: TypeUrl.Route,
   viewKey: (view: ProxyView) => view.role,
   affected: (changes: MeshChanges) => (changes.clusters ? 'all' : changes.services),
   generate(mesh: MeshSnapshot, view: ProxyView, hostname: string): GeneratedResource[] {
-    const service = mesh.services.get(hostname);
-    if (!service || view.role !== 'grpc') return [];
-    return service.ports.map((port) => {
-      const name = apiListenerName(hostname, port.port);
-      return {
+    return proxylessPorts(mesh, view, hostname).map(({ port, name }) => ({
+      name,
+      body: {
         name,
-        body: {
-          name,
-          virtual_hosts: [
-            {
-              name,
-              domains: [hostname, name],
-              routes: [{ match: { prefix: '' }, route: { cluster: outboundClusterName(port.port, hostname) } }],
-            },
-          ],
-        },
-      };
-    });
+        virtual_hosts: [
+          {
+            name,
+            domains: [hostname, name],
+            routes: [{ match: { prefix: '' }, route: { cluster: outboundClusterName(port.port, hostname) } }],
+          },
+        ],
+      },
+    }));
   },
 };

@@ -9,7 +9,7 @@
 // - A subscribed name that does not exist is reported once in removed_resources, and sent
 //   when it appears.
 import type { NodeInfo } from '../model/proxy.js';
-import { isFullState, type XdsTypeUrl } from './protos.js';
+import { isFullState, type XdsTypeUrl } from '../envoy/protos.js';
 import type { Entry } from './resource.js';
 import { type Built, XdsStream } from './stream.js';
 import type { TypeState } from './subscription.js';

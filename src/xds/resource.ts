@@ -1,6 +1,6 @@
 // One version of one resource: encoded once, shared by every stream that is sent it.
 import { createHash } from 'node:crypto';
-import { messageType, TO_OBJECT, TypeUrl } from './protos.js';
+import { messageType, TO_OBJECT, TypeUrl } from '../envoy/protos.js';
 import { encodeAny, encodeDeltaResource } from './wire.js';
 
 export interface Entry {

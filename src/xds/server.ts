@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import type protobuf from 'protobufjs';
 import { DeltaStream } from './delta.js';
 import type { XdsObserver } from './observer.js';
-import { DeltaDiscoveryRequest, DiscoveryRequest, root, TypeUrl, type XdsTypeUrl } from './protos.js';
+import { DeltaDiscoveryRequest, DiscoveryRequest, root, TypeUrl, type XdsTypeUrl } from '../envoy/protos.js';
 import { SendBudget } from './send-budget.js';
 import { SotwStream, type SotwRequest } from './sotw.js';
 import type { XdsStore } from './store.js';

@@ -6,7 +6,7 @@
 // ignoring it (go-control-plane's choice) loses subscription changes that race a push
 // (envoyproxy/envoy#10363).
 import type { NodeInfo } from '../model/proxy.js';
-import { isFullState, type XdsTypeUrl } from './protos.js';
+import { isFullState, type XdsTypeUrl } from '../envoy/protos.js';
 import type { Entry } from './resource.js';
 import { type Built, XdsStream } from './stream.js';
 import type { TypeState } from './subscription.js';

@@ -4,7 +4,7 @@ import { status as Status, type ServerDuplexStream } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { type Proxy, proxyOf, type NodeInfo } from '../model/proxy.js';
 import type { XdsObserver, StreamKind } from './observer.js';
-import { ADS_ORDER, isXdsType, SHORT, TypeUrl, type XdsTypeUrl } from './protos.js';
+import { ADS_ORDER, isXdsType, SHORT, TypeUrl, type XdsTypeUrl } from '../envoy/protos.js';
 import type { SendBudget } from './send-budget.js';
 import type { XdsStore } from './store.js';
 import { structToJson } from './struct.js';
@@ -39,7 +39,8 @@ export abstract class XdsStream {
   private nonces = 0;
   private scheduled = false;
   private waitingForBudget = false;
-  private waitingForDrain = false;
+  private writing = false;
+  private unflushed = 0;
   private closed = false;
 
   constructor(
@@ -150,7 +151,7 @@ export abstract class XdsStream {
   }
 
   private flush(): void {
-    if (this.closed || this.waitingForDrain || this.waitingForBudget) return;
+    if (this.closed || this.writing || this.waitingForBudget) return;
     // Make before break on ADS: while new listeners or routes are on their way, clusters and
     // endpoints that went away are kept, and removed in a later round, after the LDS/RDS push.
     const routing = !this.fixedType && [TypeUrl.Listener, TypeUrl.Route].some((t) => this.types.get(t)?.pending());
@@ -172,25 +173,28 @@ export abstract class XdsStream {
       st.dirtySince = undefined;
       st.mustRespond = false;
       if (out) this.write(t, out, since);
-      if (this.waitingForDrain || this.closed) return;
+      if (this.writing || this.closed) return;
     }
     // Removals held back above are dirty again: send them now that LDS/RDS went out.
     for (const st of this.types.values()) if (st.pending()) return this.schedule();
   }
 
+  /**
+   * One response in flight per stream: the next is built only once this one has left for the
+   * socket, so a slow proxy gets the latest state when it catches up, not a queue of old ones.
+   */
   private write(typeUrl: XdsTypeUrl, out: Built, since: number | undefined): void {
     const size = out.bytes.length;
     const budget = this.deps.budget;
     budget.take(size);
-    const ok = this.call.write(out.bytes, () => budget.give(size));
+    this.writing = true;
+    this.unflushed = size;
+    this.call.write(out.bytes, () => {
+      this.release();
+      this.writing = false;
+      this.schedule();
+    });
     this.deps.observer.pushed(typeUrl, size, out.resources, since === undefined ? undefined : Date.now() - since);
-    if (!ok) {
-      this.waitingForDrain = true;
-      this.call.once('drain', () => {
-        this.waitingForDrain = false;
-        this.schedule();
-      });
-    }
   }
 
   /** Ends the stream with a status; the client sees it and (for UNAVAILABLE) reconnects. */
@@ -201,9 +205,16 @@ export abstract class XdsStream {
     this.call.emit('error', { code, details });
   }
 
+  /** Gives back the budget of the response in flight; also on close, if its callback never comes. */
+  private release(): void {
+    this.deps.budget.give(this.unflushed);
+    this.unflushed = 0;
+  }
+
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.release();
     for (const st of this.types.values()) st.close();
     this.deps.observer.streamClosed(this.kind);
     this.deps.onClose(this);

@@ -2,7 +2,7 @@
 // This is all a stream keeps: names, versions sent (as shared Entry references),
 // the last nonce and the last NACK.
 import { createHash } from 'node:crypto';
-import type { XdsTypeUrl } from './protos.js';
+import type { XdsTypeUrl } from '../envoy/protos.js';
 import type { Entry } from './resource.js';
 import { VersionSum } from './resource.js';
 import type { TableWatcher, TypeTable } from './table.js';

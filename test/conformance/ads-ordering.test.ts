@@ -15,7 +15,7 @@ import {
   T,
   variants,
 } from './harness.js';
-import type { XdsTypeUrl } from '../../src/xds/protos.js';
+import type { XdsTypeUrl } from '../../src/envoy/protos.js';
 import type { DeltaResponse, SotwResponse } from '../helpers/raw-client.js';
 
 vi.setConfig({ maxConcurrency: 16 });

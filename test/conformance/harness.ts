@@ -10,7 +10,7 @@ import type { MeshCluster, RawResource } from '../../src/model/mesh.js';
 import type { ServiceContribution } from '../../src/model/source.js';
 import { parseMeshText } from '../../src/sources/file/parse.js';
 import { meshToSource } from '../../src/sources/file/to-model.js';
-import { messageType, SHORT, TO_OBJECT, TypeUrl, type XdsTypeUrl } from '../../src/xds/protos.js';
+import { messageType, SHORT, TO_OBJECT, TypeUrl, type XdsTypeUrl } from '../../src/envoy/protos.js';
 import { encodeEntry, VersionSum } from '../../src/xds/resource.js';
 import type { TypeState } from '../../src/xds/subscription.js';
 import {

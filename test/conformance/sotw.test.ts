@@ -2,7 +2,7 @@
 // full-state (CDS, LDS) versus per-resource (EDS, RDS, SDS) grouping, versions; on ADS and on
 // each type's own service.
 import { describe, expect, vi } from 'vitest';
-import { isFullState } from '../../src/xds/protos.js';
+import { isFullState } from '../../src/envoy/protos.js';
 import {
   ALL_TYPES,
   expectSotw,

@@ -25,7 +25,7 @@ import {
   T,
   variants,
 } from './harness.js';
-import { isFullState } from '../../src/xds/protos.js';
+import { isFullState } from '../../src/envoy/protos.js';
 
 vi.setConfig({ maxConcurrency: 16 });
 const RUNTIME = 'type.googleapis.com/envoy.service.runtime.v3.Runtime';

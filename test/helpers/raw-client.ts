@@ -9,7 +9,7 @@ import {
   TO_OBJECT,
   messageType,
   TYPE_PREFIX,
-} from '../../src/xds/protos.js';
+} from '../../src/envoy/protos.js';
 
 export interface DecodedResource {
   name: string;
@@ -123,6 +123,15 @@ export class RawXdsStream<Res extends SotwResponse | DeltaResponse> {
         resolve(s);
       });
     });
+  }
+
+  /** Stops reading, like a proxy too busy to take responses (HTTP/2 flow control then pushes back). */
+  pause(): void {
+    this.call.pause();
+  }
+
+  resume(): void {
+    this.call.resume();
   }
 
   close(): void {

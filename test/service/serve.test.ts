@@ -5,7 +5,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { TypeUrl } from '../../src/xds/protos.js';
+import { TypeUrl } from '../../src/envoy/protos.js';
 import { RawXdsClient } from '../helpers/raw-client.js';
 
 const repo = path.resolve(import.meta.dirname, '../..');

@@ -3,7 +3,7 @@
 // silently drops unknown fields and mistyped values; this walk reports them with their path first.
 import type protobuf from 'protobufjs';
 import type { RawResource } from '../../model/mesh.js';
-import { isXdsType, messageType, resourceName, TypeUrl } from '../../xds/protos.js';
+import { isXdsType, messageType, resourceName, TypeUrl } from '../../envoy/protos.js';
 import type { PathProblem, PathSegment } from './errors.js';
 import { describe, editDistance, isObject } from './schema.js';
 

@@ -9,7 +9,7 @@ import {
 } from '../../gen/meshfed/v1/mesh_pb.js';
 import { hostnameOf, protocolOf, type Endpoint, type Health, type MeshCluster, type RawResource, type ServicePort } from '../../model/mesh.js';
 import { contributionKey, rawKey, type ServiceContribution, type SourceMesh } from '../../model/source.js';
-import { resourceName } from '../../xds/protos.js';
+import { resourceName } from '../../envoy/protos.js';
 
 export const DEFAULT_DOMAIN = 'cluster.local';
 /** Kubernetes gives every pod a service account; "default" when none is named. */

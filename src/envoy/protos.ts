@@ -1,4 +1,5 @@
 // Envoy's API, loaded by @grpc/proto-loader from the protos that @grpc/grpc-js-xds ships.
+// Shared by every layer (like model/): generators build these messages, xds/ serves them.
 import '@grpc/proto-loader'; // registers protobufjs' copies of google/protobuf/*.proto
 import { createRequire } from 'node:module';
 import path from 'node:path';
