@@ -27,8 +27,4 @@ export class SendBudget {
     this.inFlight -= bytes;
     while (this.waiters.length > 0 && this.available()) this.waiters.shift()!();
   }
-
-  get bytesInFlight(): number {
-    return this.inFlight;
-  }
 }

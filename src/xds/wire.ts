@@ -87,11 +87,6 @@ export const DeltaResponseField = {
   controlPlane: 7,
 } as const;
 
-/** envoy.config.core.v3.ControlPlane { identifier = 1 } */
-export function encodeControlPlane(identifier: string): Buffer {
-  return new MessageWriter().string(1, identifier).finish();
-}
-
 /** One top-level field of an encoded message: its bytes [start, end), payload from dataStart. */
 export interface FieldSpan {
   readonly field: number;
