@@ -8,4 +8,8 @@ export {
   type IssueOptions,
   type IssuedCert,
 } from './ca.js';
+export { WorkloadCertCache, type WorkloadCertCacheOptions } from './cache.js';
+export { TrustBundles, spiffeValidatorConfig, type SpiffeBundle, type TrustBundlesOptions } from './bundles.js';
+export { SPIFFE_BUNDLE_PATH, serveSpiffeBundle } from './bundle-endpoint.js';
 export { memoryCaStore, fileCaStore, CACERTS_KEYS, type CaStore } from './store.js';
+export { kubeCaStore, DEFAULT_CA_SECRET, PLUGIN_CA_SECRET } from './kube-store.js';
