@@ -1,6 +1,7 @@
 // CA material (Istio `cacerts` layout), its checks, and meshfed's self-signed root.
-import { createPrivateKey, generateKeyPairSync, X509Certificate, type KeyObject } from 'node:crypto';
-import { buildCertificate, issuerInfo, KeyUsage, name, pemToDer, splitPems, toPem } from './x509.js';
+import { createECDH, createPrivateKey, generateKeyPairSync, X509Certificate, type KeyObject } from 'node:crypto';
+import * as der from './der.js';
+import { buildCertificate, issuerInfo, KeyUsage, name, pem, pemToDer, splitPems, toPem } from './x509.js';
 
 export type KeyType = 'ec' | 'rsa';
 
@@ -28,11 +29,31 @@ export interface Signer {
 }
 
 export function generateKey(type: KeyType): { spki: Buffer; keyPem: string } {
-  const { publicKey, privateKey } =
-    type === 'rsa'
-      ? generateKeyPairSync('rsa', { modulusLength: 2048, publicKeyEncoding: { type: 'spki', format: 'der' }, privateKeyEncoding: { type: 'pkcs8', format: 'pem' } })
-      : generateKeyPairSync('ec', { namedCurve: 'P-256', publicKeyEncoding: { type: 'spki', format: 'der' }, privateKeyEncoding: { type: 'pkcs8', format: 'pem' } });
+  if (type === 'ec') {
+    // ECDH hands out the raw scalar and point directly; a P-256 ECDH key pair is a valid ECDSA key pair.
+    const ecdh = createECDH('prime256v1');
+    const point = ecdh.generateKeys();
+    return encodeP256(ecdh.getPrivateKey(), point);
+  }
+  const { publicKey, privateKey } = generateKeyPairSync('rsa', {
+    modulusLength: 2048,
+    publicKeyEncoding: { type: 'spki', format: 'der' },
+    privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
+  });
   return { spki: publicKey, keyPem: privateKey };
+}
+
+const P256_ALGORITHM = der.seq(der.oid('1.2.840.10045.2.1'), der.oid('1.2.840.10045.3.1.7'));
+
+/**
+ * SPKI DER and PKCS#8 PEM of a P-256 key, encoded here from its raw scalar and uncompressed point: node's own
+ * key generation and SPKI/PKCS#8 export go through OpenSSL 3's encoder lookups and cost several times more.
+ */
+export function encodeP256(scalar: Buffer, point: Buffer): { spki: Buffer; keyPem: string } {
+  const d = Buffer.concat([Buffer.alloc(Math.max(32 - scalar.length, 0)), scalar]); // fixed width (RFC 5915)
+  const ecPrivateKey = der.seq(der.uint(1), der.octetString(d), der.explicit(1, der.bitString(point)));
+  const pkcs8 = der.seq(der.uint(0), P256_ALGORITHM, der.octetString(ecPrivateKey));
+  return { spki: der.seq(P256_ALGORITHM, der.bitString(point)), keyPem: pem('PRIVATE KEY', pkcs8) };
 }
 
 export function selfSignedRoot(trustDomain: string, opts: { keyType: KeyType; ttlMs: number; now: number }): CaMaterial {

@@ -114,12 +114,14 @@ export function buildCertificate(spec: CertSpec): BuiltCert {
   return { der: der.seq(tbs, alg, der.bitString(signature)), serialHex: serial.toString('hex') };
 }
 
-export function toPem(certDer: Buffer): string {
-  const b64 = certDer.toString('base64');
+export function pem(label: string, body: Buffer): string {
+  const b64 = body.toString('base64');
   const lines: string[] = [];
   for (let i = 0; i < b64.length; i += 64) lines.push(b64.slice(i, i + 64));
-  return `-----BEGIN CERTIFICATE-----\n${lines.join('\n')}\n-----END CERTIFICATE-----\n`;
+  return `-----BEGIN ${label}-----\n${lines.join('\n')}\n-----END ${label}-----\n`;
 }
+
+export const toPem = (certDer: Buffer): string => pem('CERTIFICATE', certDer);
 
 /** Every certificate in a PEM text, normalized (one trailing newline each). */
 export function splitPems(text: string): string[] {
