@@ -163,14 +163,19 @@ export class CertificateAuthority {
   async activateRotation(): Promise<void> {
     const next = this.pending;
     if (!next) throw new Error('no root rotation in progress: call rotateRoot first');
-    await this.store.save(next.material);
+    this.pending = undefined; // one activation at a time; restored if storing fails
+    try {
+      await this.store.save(next.material);
+    } catch (err) {
+      this.pending = next;
+      throw new Error(`storing the next root in ${this.store.describe}: ${(err as Error).message}`);
+    }
     const now = this.now();
     // Other replicas may have signed with the old root up to now, with the default lifetime.
     const until = Math.max(this.activeLastNotAfter, now + this.workloadTtlMs);
     if (this.active.rootPem !== next.rootPem) this.retiring.push({ pem: this.active.rootPem, until });
     this.active = next;
     this.activeLastNotAfter = 0;
-    this.pending = undefined;
     this.gen++;
     this.schedulePrune();
     this.emit();
