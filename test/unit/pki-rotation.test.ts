@@ -76,7 +76,7 @@ describe('root rotation', () => {
     // Step 1: announce. Both roots are trusted, the old one still signs, no workload is re-issued.
     ca.rotateRoot();
     expect(events).toEqual(['roots=2']);
-    const [, newRoot] = ca.roots;
+    const newRoot = ca.roots[1]!;
     expect(ca.roots).toEqual([oldRoot, newRoot]);
     expect(newRoot).not.toBe(oldRoot);
     const duringAnnounce = ca.issue(FOO);
