@@ -1,4 +1,5 @@
 // The meshes and proxies of the golden tests: one case per role and topology.
+import type { Endpoint } from '../../src/model/mesh.js';
 import type { NodeInfo } from '../../src/model/proxy.js';
 
 export interface GoldenCase {
@@ -8,8 +9,8 @@ export interface GoldenCase {
   readonly mesh: Record<string, unknown>;
   readonly node: NodeInfo;
   readonly sdsConfig?: 'ads' | 'sds-grpc';
-  /** Endpoint addresses demoted to priority 1, as a stale remote cluster's are (the file source has no such field). */
-  readonly demote?: readonly string[];
+  /** Endpoint fields the file source cannot set, by address: priority (a demoted stale remote) and provenance (a peer). */
+  readonly patch?: Readonly<Record<string, Partial<Endpoint>>>;
 }
 
 const meta = (clusterId: string, network: string, extra: Record<string, string> = {}): Record<string, string> => ({
@@ -97,9 +98,9 @@ export const CASES: readonly GoldenCase[] = [
   {
     name: 'sidecar-one-network',
     about:
-      'One network, two clusters merged under one hostname: localities sorted with summed weights, UNHEALTHY kept with its status, TERMINATING dropped, a plaintext pod without tlsMode metadata, the cluster-a2 pod demoted (its locality at priority 1), SANs of both accounts, HTTP/2 options and h2 ALPN for the grpc port, a TCP port without them.',
+      'One network, two clusters merged under one hostname: localities sorted with summed weights, UNHEALTHY kept with its status, TERMINATING dropped, a plaintext pod without tlsMode metadata, the cluster-a2 pod demoted (its locality at priority 1) and learnt from a peer (meshfed provenance), SANs of both accounts, HTTP/2 options and h2 ALPN for the grpc port, a TCP port without them.',
     node: sidecar('cluster-a', 'network-a', 'cluster.local'),
-    demote: ['10.9.0.1'],
+    patch: { '10.9.0.1': { priority: 1, provenance: { source: 'kube:cluster-a2', peer: 'meshfed-west', confirmedAt: Date.UTC(2026, 0, 2, 3, 4, 5) } } },
     mesh: {
       clusters: [
         { id: 'cluster-a', network: 'network-a', domain: 'cluster.local', gateways: [{ address: '192.0.2.1', port: 15443 }] },

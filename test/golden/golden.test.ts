@@ -8,7 +8,7 @@ import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { VIEW_RESOURCES } from '../../src/generate/generator.js';
 import { createGenerators } from '../../src/generate/index.js';
-import type { MeshSnapshot } from '../../src/model/mesh.js';
+import type { Endpoint, MeshSnapshot } from '../../src/model/mesh.js';
 import { proxyOf } from '../../src/model/proxy.js';
 import { Registry } from '../../src/registry/registry.js';
 import { parseMeshText } from '../../src/sources/file/parse.js';
@@ -19,12 +19,12 @@ import { CASES, type GoldenCase } from './cases.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
-function snapshotOf(mesh: Record<string, unknown>, demote: readonly string[] = []): MeshSnapshot {
+function snapshotOf(mesh: Record<string, unknown>, patch: Readonly<Record<string, Partial<Endpoint>>> = {}): MeshSnapshot {
   let snapshot: MeshSnapshot | undefined;
   const registry = new Registry({ quietMs: 0, maxMs: 0 }, (s) => (snapshot = s), pino({ level: 'silent' }));
   registry.setSource('golden', meshToSource(parseMeshText(JSON.stringify(mesh), 'golden.json'), 'file:golden.json'));
   registry.flush();
-  const endpoints = new Map([...snapshot!.endpoints].map(([h, eps]) => [h, eps.map((e) => (demote.includes(e.address) ? { ...e, priority: 1 } : e))]));
+  const endpoints = new Map([...snapshot!.endpoints].map(([h, eps]) => [h, eps.map((e) => ({ ...e, ...patch[e.address] }))]));
   return { ...snapshot!, endpoints };
 }
 
@@ -35,7 +35,7 @@ interface Rendered {
 }
 
 function render(c: GoldenCase): Rendered[] {
-  const mesh = snapshotOf(c.mesh, c.demote);
+  const mesh = snapshotOf(c.mesh, c.patch);
   const view = proxyOf(c.node).view;
   const out: Rendered[] = [];
   for (const gen of createGenerators({ sdsConfig: c.sdsConfig ?? 'ads' })) {
