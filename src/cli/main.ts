@@ -17,6 +17,11 @@ const hostPort = (v: string): { host: string; port: number } => {
   return { host: v.slice(0, i).replace(/^\[|\]$/g, '') || '0.0.0.0', port };
 };
 
+const sdsConfig = (v: string): 'ads' | 'sds-grpc' => {
+  if (v !== 'ads' && v !== 'sds-grpc') throw new InvalidArgumentError('must be "ads" or "sds-grpc"');
+  return v;
+};
+
 const program = new Command('meshfed').description('xDS control plane that joins Kubernetes clusters into one service mesh');
 
 program
@@ -29,6 +34,7 @@ program
   .option('--debounce-max <ms>', 'push a change at the latest this long after it happened', int('--debounce-max'), DEFAULTS.debounceMaxMs)
   .option('--shutdown-grace <ms>', 'on SIGTERM, exit at the latest after this long', int('--shutdown-grace'), 5000)
   .option('--enable-admin-api', 'serve meshfed.v1.AdminService on the xDS port (unauthenticated; for test harnesses)', false)
+  .option('--sds-config <source>', 'where Envoy fetches SDS secrets: ads (meshfed) or sds-grpc (istio-agent, beside istiod)', sdsConfig, 'ads')
   .option('--log-level <level>', 'trace, debug, info, warn or error', process.env['MESHFED_LOG_LEVEL'] ?? 'info')
   .action(async (o) => {
     const log = createLogger(o.logLevel);
@@ -43,6 +49,7 @@ program
         debounceMs: o.debounce,
         debounceMaxMs: o.debounceMax,
         enableAdminApi: o.enableAdminApi,
+        sdsConfig: o.sdsConfig,
         log,
       });
     } catch (err) {
@@ -58,6 +65,34 @@ program
         void m.stop(o.shutdownGrace).then(() => process.exit(0));
       });
     }
+  });
+
+program
+  .command('validate <file>')
+  .description('check Envoy resources (YAML/JSON: one with "@type", a list, or a Bootstrap) against the validate rules of Envoy\'s protos')
+  .action(async (file: string) => {
+    const { readFile } = await import('node:fs/promises');
+    const { parseAllDocuments } = await import('yaml');
+    const { validateDocument } = await import('../validate/index.js');
+    let docs: unknown[];
+    try {
+      docs = parseAllDocuments(await readFile(file, 'utf8')).map((d) => {
+        if (d.errors.length) throw new Error(d.errors[0]!.message);
+        return d.toJS() as unknown;
+      });
+    } catch (err) {
+      process.stderr.write(`${file}: ${(err as Error).message}\n`);
+      process.exitCode = 1;
+      return;
+    }
+    let failed = 0;
+    for (const report of docs.flatMap((d) => validateDocument(d))) {
+      if (report.errors.length === 0) continue;
+      failed++;
+      for (const e of report.errors) process.stdout.write(`${file}: ${report.resource}: ${e.path}: ${e.reason}\n`);
+    }
+    if (failed) process.exitCode = 1;
+    else process.stdout.write(`${file}: ok\n`);
   });
 
 function printQuickStart(xdsPort: number, adminPort: number): void {
