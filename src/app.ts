@@ -5,7 +5,8 @@ import type { Logger } from 'pino';
 import { AdminServer, type ReadinessCheck } from './admin/http.js';
 import { Metrics } from './admin/metrics.js';
 import { DEFAULT_MESH_SOURCE, loadDefaultMesh } from './config/default-mesh.js';
-import { GENERATORS } from './generate/index.js';
+import type { SdsConfig } from './generate/generator.js';
+import { createGenerators } from './generate/index.js';
 import { createLogger } from './log.js';
 import { Registry } from './registry/registry.js';
 import { registerAdminApi } from './sources/admin/admin-api.js';
@@ -28,6 +29,8 @@ export interface MeshfedOptions {
   /** Serve meshfed.v1.AdminService on the xDS port (test harnesses only: it is unauthenticated). */
   readonly enableAdminApi?: boolean;
   readonly sendBudgetBytes?: number;
+  /** Where sidecars and gateways fetch SDS secrets: meshfed over ADS (default), or istio-agent's `sds-grpc`. */
+  readonly sdsConfig?: SdsConfig;
   readonly log?: Logger;
 }
 
@@ -55,7 +58,7 @@ export const DEFAULTS = {
 export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> {
   const log = opts.log ?? createLogger();
   const metrics = new Metrics();
-  const store = new XdsStore(GENERATORS, metrics);
+  const store = new XdsStore(createGenerators({ sdsConfig: opts.sdsConfig ?? 'ads' }), metrics);
   const registry = new Registry(
     { quietMs: opts.debounceMs ?? DEFAULTS.debounceMs, maxMs: opts.debounceMaxMs ?? DEFAULTS.debounceMaxMs },
     (snapshot, changes, changedAt) => store.update(snapshot, changes, changedAt),

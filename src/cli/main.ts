@@ -17,6 +17,11 @@ const hostPort = (v: string): { host: string; port: number } => {
   return { host: v.slice(0, i).replace(/^\[|\]$/g, '') || '0.0.0.0', port };
 };
 
+const sdsConfig = (v: string): 'ads' | 'sds-grpc' => {
+  if (v !== 'ads' && v !== 'sds-grpc') throw new InvalidArgumentError('must be "ads" or "sds-grpc"');
+  return v;
+};
+
 const program = new Command('meshfed').description('xDS control plane that joins Kubernetes clusters into one service mesh');
 
 program
@@ -29,6 +34,7 @@ program
   .option('--debounce-max <ms>', 'push a change at the latest this long after it happened', int('--debounce-max'), DEFAULTS.debounceMaxMs)
   .option('--shutdown-grace <ms>', 'on SIGTERM, exit at the latest after this long', int('--shutdown-grace'), 5000)
   .option('--enable-admin-api', 'serve meshfed.v1.AdminService on the xDS port (unauthenticated; for test harnesses)', false)
+  .option('--sds-config <source>', 'where Envoy fetches SDS secrets: ads (meshfed) or sds-grpc (istio-agent, beside istiod)', sdsConfig, 'ads')
   .option('--log-level <level>', 'trace, debug, info, warn or error', process.env['MESHFED_LOG_LEVEL'] ?? 'info')
   .action(async (o) => {
     const log = createLogger(o.logLevel);
@@ -43,6 +49,7 @@ program
         debounceMs: o.debounce,
         debounceMaxMs: o.debounceMax,
         enableAdminApi: o.enableAdminApi,
+        sdsConfig: o.sdsConfig,
         log,
       });
     } catch (err) {

@@ -1,8 +1,11 @@
 import { cdsGenerator } from './cds.js';
 import { edsGenerator } from './eds.js';
-import type { Generator } from './generator.js';
+import { DEFAULT_GENERATOR_OPTIONS, type Generator, type GeneratorOptions } from './generator.js';
 import { ldsGenerator } from './lds.js';
 import { rdsGenerator } from './rds.js';
 import { sdsGenerator } from './sds.js';
 
-export const GENERATORS: readonly Generator[] = [cdsGenerator, edsGenerator, ldsGenerator, rdsGenerator, sdsGenerator];
+/** Every generator, built for these options (they are part of what each one generates). */
+export function createGenerators(opts: GeneratorOptions = DEFAULT_GENERATOR_OPTIONS): readonly Generator[] {
+  return [cdsGenerator(opts), edsGenerator, ldsGenerator, rdsGenerator, sdsGenerator];
+}

@@ -1,7 +1,7 @@
 // The xDS store: per (type, view key) a table of encoded resources, kept current as the
 // mesh changes. Each resource is encoded once per content change, whatever the number of
 // streams; an unchanged encoding keeps its Entry, so no stream sees a new version.
-import type { Generator } from '../generate/generator.js';
+import { type Generator, VIEW_RESOURCES } from '../generate/generator.js';
 import { EMPTY_SNAPSHOT, type MeshChanges, type MeshSnapshot } from '../model/mesh.js';
 import type { ProxyView } from '../model/proxy.js';
 import { NO_OBSERVER, type XdsObserver } from './observer.js';
@@ -36,7 +36,7 @@ export class XdsStore {
     if (!slot) {
       slot = { table: new TypeTable(typeUrl, viewKey), view, owned: new Map() };
       this.tables.set(key, slot);
-      const hostnames = gen ? this.mesh.services.keys() : [];
+      const hostnames = gen ? [VIEW_RESOURCES, ...this.mesh.services.keys()] : [];
       this.regenerate(slot, gen, hostnames);
       this.writeRaw(slot.table, this.mesh.raw.get(typeUrl)?.keys() ?? []);
       this.reportSizes();
@@ -57,7 +57,7 @@ export class XdsStore {
       const changed: string[] = [];
       if (gen) {
         const affected = gen.affected(changes);
-        const hostnames = affected === 'all' ? new Set([...slot.owned.keys(), ...mesh.services.keys()]) : affected;
+        const hostnames = affected === 'all' ? new Set([VIEW_RESOURCES, ...slot.owned.keys(), ...mesh.services.keys()]) : affected;
         changed.push(...this.regenerate(slot, gen, hostnames));
       }
       const rawNames = [...changes.raw].filter((k) => k.startsWith(slot.table.typeUrl + ' ')).map((k) => k.slice(slot.table.typeUrl.length + 1));
