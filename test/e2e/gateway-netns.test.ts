@@ -103,6 +103,10 @@ describe('a proxyless gRPC client in network A calls a service in network B thro
   let gateway: NetnsProcess;
   let client: NetnsProcess;
   let clientCert: WorkloadCert;
+  let bundleFile: string;
+  /** The gateway's reports up to the end of the client's RPCs (later tests add probes of their own). */
+  let rpcEvents = 0;
+  const gatewayEventsOfRpcs = () => gateway.lines.slice(0, rpcEvents);
 
   beforeAll(async () => {
     dir = await mkdtemp(path.join(os.tmpdir(), 'meshfed-gw-'));
@@ -110,6 +114,7 @@ describe('a proxyless gRPC client in network A calls a service in network B thro
     topo = t;
     const { rootA, rootB, bundle, server } = certs;
     clientCert = certs.client;
+    bundleFile = bundle;
     h = await startMeshHarness(meshDoc(rootA, rootB));
     const meshfed = { host: '127.0.0.1', port: h.meshfed.xdsPort };
     pipes.push((pipeA = await XdsPipe.open(path.join(dir, 'xds-a.sock'), meshfed)));
@@ -134,6 +139,7 @@ describe('a proxyless gRPC client in network A calls a service in network B thro
       }),
     ]);
     await client.waitFor('the client to finish its RPCs', (l) => l['event'] === 'done', 25_000);
+    rpcEvents = gateway.lines.length;
   }, 45_000);
 
   afterAll(async () => {
@@ -166,13 +172,35 @@ describe('a proxyless gRPC client in network A calls a service in network B thro
   });
 
   it('the gateway routed the stream by its SNI (the bare hostname gRPC sends) without terminating TLS', () => {
-    const forwards = gateway.lines.filter((l) => l['event'] === 'forward');
+    const forwards = gatewayEventsOfRpcs().filter((l) => l['event'] === 'forward');
     expect(forwards.length).toBeGreaterThanOrEqual(1);
     for (const f of forwards) {
       expect(f).toMatchObject({ sni: HOST, cluster: SNI_CLUSTER, upstream: { address: NET.backendB, port: BACKEND_PORT } });
       expect(String(f['from'])).toMatch(new RegExp(`^${NET.clientA.replaceAll('.', '\\.')}:`));
     }
-    expect(gateway.lines.filter((l) => l['event'] === 'reject' || l['event'] === 'upstream-error')).toEqual([]);
+    expect(gatewayEventsOfRpcs().filter((l) => l['event'] === 'reject' || l['event'] === 'upstream-error')).toEqual([]);
+  });
+
+  it('also routes Istio\'s SNI form (what an Envoy sidecar sends) and closes a connection naming no cluster', async () => {
+    const handshake = async (servername: string) =>
+      JSON.parse(
+        await topo!.execNode(
+          topo!.a,
+          `const fs=require('fs');
+const s=require('tls').connect({host:${JSON.stringify(NET.gatewayA)},port:${GATEWAY_PORT},servername:${JSON.stringify(servername)},
+  cert:fs.readFileSync(${JSON.stringify(clientCert.certFile)}),key:fs.readFileSync(${JSON.stringify(clientCert.keyFile)}),
+  ca:fs.readFileSync(${JSON.stringify(bundleFile)}),ALPNProtocols:['h2'],checkServerIdentity:()=>undefined});
+s.on('secureConnect',()=>{console.log(JSON.stringify({ok:true,peerSan:s.getPeerX509Certificate().subjectAltName}));process.exit(0)});
+s.on('error',(e)=>{console.log(JSON.stringify({ok:false,error:e.code||e.message}));process.exit(1)});`,
+        ),
+      ) as { ok: boolean; peerSan?: string; error?: string };
+    const before = gateway.lines.length;
+    expect(await handshake(SNI_CLUSTER)).toEqual({ ok: true, peerSan: `URI:spiffe://cluster-b.local/ns/demo/sa/echo` });
+    expect(await handshake(sniClusterName(SERVICE_PORT, 'nope.demo.svc.cluster-b.local'))).toMatchObject({ ok: false });
+    expect(gateway.lines.slice(before).map((l) => [l['event'], l['sni']])).toEqual([
+      ['forward', SNI_CLUSTER],
+      ['reject', sniClusterName(SERVICE_PORT, 'nope.demo.svc.cluster-b.local')],
+    ]);
   });
 
   it('tells A only the gateway address: B\'s backend address never reaches A', async () => {
