@@ -7,12 +7,13 @@
 // so the xDS channel opens no path between the networks. The client is told, by split-horizon
 // EDS, only the gateway's address; the gateway, fed over xDS as a `router` of network-b, routes
 // the TLS stream by SNI to B's backend without terminating it.
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TypeUrl } from '../../src/envoy/protos.js';
-import { createGatewayTopology, GATEWAY_TOPOLOGY as NET, type GatewayTopology, type NetnsProcess } from '../fixtures/netns.js';
+import { createGatewayTopology, GATEWAY_TOPOLOGY as NET, type GatewayTopology, NETNS_PREFIX, type NetnsProcess, removeLeftovers } from '../fixtures/netns.js';
 import { sniClusterName } from '../fixtures/sni-gateway/routes.js';
 import { XdsPipe } from '../fixtures/xds-pipe.js';
 import { type MeshHarness, startMeshHarness } from '../helpers/grpc-mesh.js';
@@ -236,6 +237,31 @@ s.on('error',(e)=>{console.log(JSON.stringify({ok:false,error:e.code||e.message}
       s.close();
     } finally {
       observer.close();
+    }
+  });
+});
+
+describe('network-namespace cleanup', () => {
+  it('removes namespaces (and the processes in them) that a crashed run left behind, but not a live run\'s', async () => {
+    // A pid that has just exited stands for the crashed run.
+    const gone = spawn(process.execPath, ['-e', '']);
+    const deadPid = gone.pid!;
+    await new Promise((r) => gone.once('exit', r));
+    const stale = `${NETNS_PREFIX}${deadPid}-test-a`;
+    const live = `${NETNS_PREFIX}${process.pid}-test-a`;
+    const names = () => execFileSync('ip', ['netns', 'list']).toString();
+    try {
+      for (const ns of [stale, live]) execFileSync('ip', ['netns', 'add', ns]);
+      const orphan = spawn('ip', ['netns', 'exec', stale, 'sleep', '60'], { stdio: 'ignore' });
+      const orphanExit = new Promise((r) => orphan.once('exit', (_code, signal) => r(signal)));
+      await new Promise((r) => setTimeout(r, 100)); // let it enter the namespace
+
+      expect(await removeLeftovers()).toContain(stale);
+      expect(await orphanExit).toBe('SIGKILL');
+      expect(names()).not.toContain(stale);
+      expect(names()).toContain(live);
+    } finally {
+      for (const ns of [stale, live]) if (names().includes(ns)) execFileSync('ip', ['netns', 'del', ns]);
     }
   });
 });
