@@ -302,7 +302,7 @@ class ClusterHandle {
       heldUpdates: { services: g.heldServices, endpoints: g.heldEndpoints, since: iso(g.heldSince) },
       rotating: this.active !== undefined && this.pending !== undefined,
       rejectedObjects: this.rejectedCount,
-      lastError: this.error ?? h?.lastError,
+      lastError: this.error ?? (this.active && this.pending?.health().lastError ? `new credentials: ${this.pending.health().lastError}` : h?.lastError),
     };
   }
 
