@@ -7,7 +7,6 @@ import type { Meshfed } from '../../src/app.js';
 import { TypeUrl } from '../../src/envoy/protos.js';
 import { type FakeApiServer, startFakeApiServer } from '../fixtures/kube-apiserver/index.js';
 import {
-  admin,
   backends,
   clusterStatus,
   type ClusterSpec,

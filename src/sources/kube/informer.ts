@@ -100,7 +100,7 @@ export class ResourceInformer<T extends KubeObj> {
     this.failingSince ??= Date.now();
     this.lastError = message;
     const delay = Math.min(this.backoff.maxMs, this.backoff.initialMs * 2 ** this.attempts++) * (0.8 + Math.random() * 0.4);
-    this.log.warn({ kind: this.kind, err: message, retryInMs: Math.round(delay) }, 'list/watch failed; retrying');
+    this.log.warn({ err: message, retryInMs: Math.round(delay) }, 'list/watch failed; retrying');
     if (first) this.events.health();
     clearTimeout(this.retry);
     this.retry = setTimeout(() => {
