@@ -143,7 +143,11 @@ async function main(): Promise<void> {
   const server = await startServer(api);
   const perCla = new Map<string, number>();
   let xdsTotal = 0;
-  const watchers = new Map<string, number>(); // new IP → when it was written
+  // Pending changes by EDS resource: new IP → when it was written; a later write to the same endpoint supersedes.
+  const watchers = new Map<string, Map<string, number>>();
+  const latestIp = new Map<string, string>();
+  let pending = 0;
+  let superseded = 0;
   const delays: number[] = [];
   let eds: { close(): void } | undefined;
   try {
@@ -152,12 +156,12 @@ async function main(): Promise<void> {
     eds = edsClient(server, (name, body) => {
       xdsTotal += countIps(body) - (perCla.get(name) ?? 0);
       perCla.set(name, countIps(body));
-      if (watchers.size) {
-        for (const [newIp, at] of watchers) {
-          if (body.includes(`"${newIp}"`)) {
-            delays.push(Date.now() - at);
-            watchers.delete(newIp);
-          }
+      const waiting = watchers.get(name);
+      for (const [newIp, at] of waiting ?? []) {
+        if (body.includes(`"${newIp}"`)) {
+          delays.push(Date.now() - at);
+          waiting!.delete(newIp);
+          pending--;
         }
       }
     });
@@ -186,17 +190,27 @@ async function main(): Promise<void> {
         const g = gens.get(key) ?? Array<number>(PER_SLICE).fill(0);
         g[e] = (g[e]! % 9) + 1;
         gens.set(key, g);
-        watchers.set(ip(svc, s, e, g[e]), Date.now());
+        const endpointKey = `${key}/${e}`;
+        const w = watchers.get(clusterOf(svc)) ?? new Map<string, number>();
+        watchers.set(clusterOf(svc), w);
+        const old = latestIp.get(endpointKey);
+        if (old !== undefined && w.delete(old)) {
+          superseded++;
+          pending--;
+        }
+        latestIp.set(endpointKey, ip(svc, s, e, g[e]));
+        w.set(ip(svc, s, e, g[e]), Date.now());
+        pending++;
         api.upsert(slice(svc, s, g));
       }
       await new Promise((r) => setTimeout(r, 5));
     }
-    await until(() => watchers.size === 0, 5000);
+    await until(() => pending === 0, 5000);
     const cpu = procStats(server.pid).cpuSeconds - cpu0;
     delays.sort((a, b) => a - b);
     const q = (p: number): number => delays[Math.min(delays.length - 1, Math.floor(p * delays.length))] ?? NaN;
     console.log(`\n== kube-churn (${rate} endpoint changes/s for ${duration} s) ==`);
-    console.log(`  changes written: ${changes}; seen by the xDS client: ${delays.length}; never seen: ${watchers.size}`);
+    console.log(`  changes written: ${changes}; seen by the xDS client: ${delays.length}; superseded before seen: ${superseded}; never seen: ${pending}`);
     console.log(`  push delay (apiserver write → EDS response): p50 ${q(0.5)} ms, p99 ${q(0.99)} ms, max ${delays.at(-1)} ms`);
     console.log(`  meshfed CPU: ${cpu.toFixed(1)} s over ${duration} s (${((cpu / duration) * 100).toFixed(0)} % of a core); peak RSS ${(procStats(server.pid).peakRssBytes / 2 ** 20).toFixed(0)} MiB`);
   } finally {
