@@ -321,6 +321,7 @@ function sleep(ms: number): Promise<void> {
 
 const reports: Report[] = [];
 const which = args.scenario;
+if (which?.startsWith('kube-')) await import('./kube.js').then(() => process.exit(0)); // kube-sync, kube-churn: bench/kube.ts
 console.log(`meshfed bench: ${CLIENTS} clients in ${WORKERS} processes, ${SERVICES} services × ${ENDPOINTS} endpoints, ${os.cpus().length} cores`);
 if (which === 'scale' || which === 'all') {
   reports.push(await scenarioScale());

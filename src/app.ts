@@ -13,6 +13,7 @@ import { registerAdminApi } from './sources/admin/admin-api.js';
 import type { MeshFileError } from './sources/file/errors.js';
 import { FileSource } from './sources/file/file-source.js';
 import { meshToSource } from './sources/file/to-model.js';
+import { CLUSTER_STATES, KUBE_DEFAULTS, KubeSource, type KubeSourceOptions } from './sources/kube/index.js';
 import { XdsServer } from './xds/server.js';
 import { XdsStore } from './xds/store.js';
 
@@ -31,6 +32,8 @@ export interface MeshfedOptions {
   readonly sendBudgetBytes?: number;
   /** Where sidecars and gateways fetch SDS secrets: meshfed over ADS (default), or istio-agent's `sds-grpc`. */
   readonly sdsConfig?: SdsConfig;
+  /** Kubernetes discovery (local cluster and remote secrets); unset fields take KUBE_DEFAULTS. */
+  readonly kube?: Partial<KubeSourceOptions>;
   readonly log?: Logger;
 }
 
@@ -84,9 +87,18 @@ export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> 
       name: src.source,
       check: () => (lastError ? { ready: true, detail: `serving the last good state; rejected edit: ${lastError.message}` } : { ready: true }),
     });
-  } else {
+  } else if (!opts.kube) {
     registry.setSource(DEFAULT_MESH_SOURCE, meshToSource(loadDefaultMesh(), DEFAULT_MESH_SOURCE));
     readiness.push({ name: DEFAULT_MESH_SOURCE, check: () => ({ ready: true }) });
+  }
+  let kube: KubeSource | undefined;
+  if (opts.kube) {
+    const k = (kube = new KubeSource({ ...KUBE_DEFAULTS, ...opts.kube, remote: { ...KUBE_DEFAULTS.remote, ...opts.kube.remote } }, registry, log.child({ module: 'kube' }), metrics));
+    k.start();
+    readiness.push({ name: 'kubernetes', check: () => k.readiness() });
+    metrics.remoteClusters(CLUSTER_STATES, () =>
+      k.clusters().clusters.filter((c) => c.role === 'remote').map((c) => ({ ...c, heldServices: c.heldUpdates.services })),
+    );
   }
   registry.flush(); // serve the initial state without waiting for the debounce
 
@@ -113,7 +125,7 @@ export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> 
     metrics,
     streams: () => xds.streams,
     readiness,
-    extra: { '/debug/mesh': () => describeMesh(registry) },
+    extra: { '/debug/mesh': () => describeMesh(registry), ...(kube ? { '/debug/clusters': () => kube.clusters() } : {}) },
     log: log.child({ module: 'admin' }),
   });
   const adminPort = await admin.listen(opts.adminHost ?? DEFAULTS.adminHost, opts.adminPort ?? DEFAULTS.adminPort);
@@ -122,6 +134,7 @@ export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> 
   const stop = (graceMs = 5000): Promise<void> =>
     (stopping ??= (async () => {
       fileSource?.stop();
+      kube?.stop();
       registry.stop();
       await new Promise<void>((resolve) => {
         const force = setTimeout(() => {

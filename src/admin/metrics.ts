@@ -26,8 +26,36 @@ export class Metrics implements XdsObserver {
   readonly configErrors = new client.Counter({ name: 'meshfed_config_errors_total', help: 'Rejected configuration loads', labelNames: ['source'], registers: [this.registry] });
   readonly configValid = new client.Gauge({ name: 'meshfed_config_valid', help: '1 if the source\'s latest configuration was accepted', labelNames: ['source'], registers: [this.registry] });
 
+  private readonly kubeRejected = new client.Counter({ name: 'meshfed_kube_rejected_objects_total', help: 'Objects from an apiserver rejected (bad JSON, wrong kind, malformed, oversized)', labelNames: ['cluster', 'kind', 'reason'], registers: [this.registry] });
+  private readClusters: () => readonly ClusterGauges[] = () => [];
+  private readonly clusterState = new client.Gauge({ name: 'meshfed_remote_cluster_state', help: '1 for the state each remote cluster is in', labelNames: ['cluster', 'state'], registers: [this.registry], collect: () => this.fillClusterGauges() });
+  private readonly clusterEndpoints = new client.Gauge({ name: 'meshfed_remote_cluster_endpoints', help: 'Endpoints accepted from each remote cluster', labelNames: ['cluster'], registers: [this.registry] });
+  private readonly clusterStaleness = new client.Gauge({ name: 'meshfed_remote_cluster_staleness_seconds', help: 'How long each remote cluster has been unreachable (0 when reachable)', labelNames: ['cluster'], registers: [this.registry] });
+  private readonly clusterHeld = new client.Gauge({ name: 'meshfed_remote_cluster_held_updates', help: 'Services whose mass withdrawal is held until confirmed, per remote cluster', labelNames: ['cluster'], registers: [this.registry] });
+
   constructor() {
     client.collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** Remote clusters' gauges are read from `read` at scrape time. */
+  remoteClusters(states: readonly string[], read: () => readonly ClusterGauges[]): void {
+    this.clusterStates = states;
+    this.readClusters = read;
+  }
+  private clusterStates: readonly string[] = [];
+
+  rejected(cluster: string, kind: string, reason: string): void {
+    this.kubeRejected.inc({ cluster, kind, reason });
+  }
+
+  private fillClusterGauges(): void {
+    for (const g of [this.clusterState, this.clusterEndpoints, this.clusterStaleness, this.clusterHeld]) g.reset();
+    for (const c of this.readClusters()) {
+      for (const s of this.clusterStates) this.clusterState.set({ cluster: c.cluster, state: s }, s === c.state ? 1 : 0);
+      this.clusterEndpoints.set({ cluster: c.cluster }, c.endpoints);
+      this.clusterStaleness.set({ cluster: c.cluster }, c.stalenessSeconds);
+      this.clusterHeld.set({ cluster: c.cluster }, c.heldServices);
+    }
   }
 
   streamOpened(kind: StreamKind): void {
@@ -58,4 +86,12 @@ export class Metrics implements XdsObserver {
   resources(typeUrl: string, count: number): void {
     this.resourceCount.set({ type: short(typeUrl) }, count);
   }
+}
+
+export interface ClusterGauges {
+  readonly cluster: string;
+  readonly state: string;
+  readonly endpoints: number;
+  readonly stalenessSeconds: number;
+  readonly heldServices: number;
 }

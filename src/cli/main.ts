@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 // meshfed's command line.
+import { readFileSync } from 'node:fs';
 import { Command, InvalidArgumentError } from 'commander';
 import { DEFAULTS, startMeshfed } from '../app.js';
+import { KUBE_DEFAULTS } from '../sources/kube/index.js';
 import { createLogger } from '../log.js';
 
 const int = (what: string) => (v: string): number => {
@@ -22,6 +24,23 @@ const sdsConfig = (v: string): 'ads' | 'sds-grpc' => {
   return v;
 };
 
+const share = (v: string): number => {
+  const n = Number(v);
+  if (!(n > 0 && n <= 1)) throw new InvalidArgumentError('must be a share in (0, 1], e.g. 0.5');
+  return n;
+};
+
+const secondsToMs = (what: string) => (v: string): number => int(what)(v) * 1000;
+
+/** In a pod, meshfed's namespace is the service account's; else the flag's default. */
+function inClusterNamespace(): string | undefined {
+  try {
+    return readFileSync('/var/run/secrets/kubernetes.io/serviceaccount/namespace', 'utf8').trim() || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 const program = new Command('meshfed').description('xDS control plane that joins Kubernetes clusters into one service mesh');
 
 program
@@ -35,6 +54,18 @@ program
   .option('--shutdown-grace <ms>', 'on SIGTERM, exit at the latest after this long', int('--shutdown-grace'), 5000)
   .option('--enable-admin-api', 'serve meshfed.v1.AdminService on the xDS port (unauthenticated; for test harnesses)', false)
   .option('--sds-config <source>', 'where Envoy fetches SDS secrets: ads (meshfed) or sds-grpc (istio-agent, beside istiod)', sdsConfig, 'ads')
+  .option('--kube', 'discover services from Kubernetes (in-cluster, or --kubeconfig) and from remote secrets', false)
+  .option('--kubeconfig <file>', 'kubeconfig of the local cluster (implies --kube); in-cluster configuration otherwise')
+  .option('--cluster-id <id>', 'id of the local cluster', KUBE_DEFAULTS.clusterId)
+  .option('--network <name>', 'network of the local cluster (default: the topology.istio.io/network label on --namespace, else the cluster id)')
+  .option('--cluster-domain <domain>', 'cluster domain, also the trust domain', KUBE_DEFAULTS.clusterDomain)
+  .option('--namespace <ns>', 'meshfed\'s own namespace, where remote secrets (istio/multiCluster=true) live', inClusterNamespace() ?? KUBE_DEFAULTS.namespace)
+  .option('--discovery-selectors <selector...>', 'namespace label selectors; only services in matching namespaces are seen')
+  .option('--remote-sync-timeout <s>', '/readyz waits at most this long for each remote cluster\'s first sync', secondsToMs('--remote-sync-timeout'), KUBE_DEFAULTS.remoteSyncTimeoutMs)
+  .option('--remote-stale-after <s>', 'an unreachable remote\'s endpoints are demoted (lower priority) after this long', secondsToMs('--remote-stale-after'), KUBE_DEFAULTS.remote.staleAfterMs)
+  .option('--remote-withdraw-after <s>', '...and withdrawn after this long', secondsToMs('--remote-withdraw-after'), KUBE_DEFAULTS.remote.withdrawAfterMs)
+  .option('--remote-max-drop <share>', 'hold an update that withdraws more than this share of a remote\'s endpoints', share, KUBE_DEFAULTS.remote.maxDropShare)
+  .option('--remote-confirm-after <s>', 'a held withdrawal stable this long (or seen again on a relist) goes through', secondsToMs('--remote-confirm-after'), KUBE_DEFAULTS.remote.confirmAfterMs)
   .option('--log-level <level>', 'trace, debug, info, warn or error', process.env['MESHFED_LOG_LEVEL'] ?? 'info')
   .action(async (o) => {
     const log = createLogger(o.logLevel);
@@ -50,6 +81,25 @@ program
         debounceMaxMs: o.debounceMax,
         enableAdminApi: o.enableAdminApi,
         sdsConfig: o.sdsConfig,
+        kube:
+          o.kube || o.kubeconfig
+            ? {
+                kubeconfig: o.kubeconfig,
+                clusterId: o.clusterId,
+                network: o.network,
+                clusterDomain: o.clusterDomain,
+                namespace: o.namespace,
+                discoverySelectors: o.discoverySelectors ?? [],
+                remoteSyncTimeoutMs: o.remoteSyncTimeout,
+                remote: {
+                  ...KUBE_DEFAULTS.remote,
+                  staleAfterMs: o.remoteStaleAfter,
+                  withdrawAfterMs: o.remoteWithdrawAfter,
+                  maxDropShare: o.remoteMaxDrop,
+                  confirmAfterMs: o.remoteConfirmAfter,
+                },
+              }
+            : undefined,
         log,
       });
     } catch (err) {
@@ -58,7 +108,7 @@ program
       return;
     }
     const m = meshfed;
-    if (!o.config) printQuickStart(m.xdsPort, m.adminPort);
+    if (!o.config && !o.kube && !o.kubeconfig) printQuickStart(m.xdsPort, m.adminPort);
     for (const signal of ['SIGTERM', 'SIGINT'] as const) {
       process.once(signal, () => {
         log.info({ signal }, 'shutting down');

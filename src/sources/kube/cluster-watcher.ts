@@ -1,0 +1,172 @@
+// Watches one cluster (Services, EndpointSlices, Pods, Nodes, Namespaces) and reports, per changed
+// service, what the cluster now contributes. Changes are batched per turn of the event loop (a relist
+// arrives as one batch) and held back until every kind has been listed once.
+import type { Logger } from 'pino';
+import type { MeshCluster } from '../../model/mesh.js';
+import type { ServiceContribution } from '../../model/source.js';
+import { type Backoff, ResourceInformer } from './informer.js';
+import { type Kind, type KubeObj, type LabelSelector, pathOf } from './objects.js';
+import { type ClusterInfo, ClusterIndex, LABEL_NETWORK, type ServiceKey } from './to-model.js';
+import type { KubeClient } from './transport.js';
+
+export type ContributionPatch = Map<string, ServiceContribution | undefined>;
+
+export interface ClusterWatcherOptions {
+  readonly id: string;
+  /** Explicit network (flag or Secret annotation); else the system namespace's label, else the id. */
+  readonly network?: string;
+  readonly domain: string;
+  /** meshfed's namespace name, whose network label is the cluster's network. */
+  readonly systemNamespace: string;
+  readonly discoverySelectors: readonly LabelSelector[];
+  readonly backoff: Backoff;
+  readonly log: Logger;
+}
+
+export interface ClusterWatcherEvents {
+  /** Services changed after the first sync. */
+  changed(patch: ContributionPatch): void;
+  /** Every kind has been listed once: snapshot() is complete. */
+  synced(): void;
+  /** A kind was listed again (after 410 Gone or an error): what the cluster holds is confirmed. */
+  relisted(): void;
+  /** Reachability changed. */
+  health(): void;
+}
+
+const KINDS: readonly Kind[] = ['Namespace', 'Node', 'Pod', 'Service', 'EndpointSlice'];
+
+export class ClusterWatcher {
+  private readonly index: ClusterIndex;
+  private readonly informers: ResourceInformer<KubeObj>[];
+  private readonly dirty = new Set<ServiceKey>();
+  private flushing: NodeJS.Immediate | undefined;
+  private readonly info: ClusterInfo;
+  syncedAt: number | undefined;
+
+  constructor(
+    readonly client: KubeClient,
+    private readonly opts: ClusterWatcherOptions,
+    private readonly events: ClusterWatcherEvents,
+  ) {
+    this.info = { id: opts.id, network: opts.network || opts.id, domain: opts.domain, discoverySelectors: opts.discoverySelectors };
+    this.index = new ClusterIndex(this.info);
+    this.informers = KINDS.map(
+      (kind) =>
+        new ResourceInformer<KubeObj>(
+          client,
+          kind,
+          pathOf(kind),
+          {
+            set: (obj, key) => this.apply(kind, obj, key),
+            listed: (_k, first) => (first ? this.maybeSynced() : this.events.relisted()),
+            health: () => this.events.health(),
+          },
+          opts.backoff,
+          opts.log.child({ kind }),
+        ),
+    );
+  }
+
+  get id(): string {
+    return this.opts.id;
+  }
+
+  get synced(): boolean {
+    return this.syncedAt !== undefined;
+  }
+
+  start(): void {
+    for (const i of this.informers) i.start();
+  }
+
+  stop(): void {
+    clearImmediate(this.flushing);
+    for (const i of this.informers) i.stop();
+    this.client.close();
+  }
+
+  /** The cluster entry this watcher's source contributes. */
+  meshCluster(): MeshCluster {
+    return { id: this.opts.id, network: this.info.network, domain: this.opts.domain, rootCaPem: '', gateways: [] };
+  }
+
+  /** Everything the cluster contributes now, by contribution key. */
+  snapshot(): Map<string, ServiceContribution> {
+    const out = new Map<string, ServiceContribution>();
+    for (const k of this.index.serviceKeys()) {
+      const c = this.index.contribution(k);
+      if (c) out.set(`${c.cluster}/${c.hostname}`, c);
+    }
+    return out;
+  }
+
+  /** Reachable unless some kind's list/watch is failing; with the oldest failure and its message. */
+  health(): { reachable: boolean; failingSince?: number; lastError?: string; lastContact?: number } {
+    let failingSince: number | undefined;
+    let lastError: string | undefined;
+    let lastContact: number | undefined;
+    for (const i of this.informers) {
+      if (i.failingSince !== undefined && (failingSince === undefined || i.failingSince < failingSince)) {
+        failingSince = i.failingSince;
+        lastError = `${i.kind}: ${i.lastError ?? ''}`;
+      }
+      if (i.lastContact !== undefined) lastContact = Math.max(lastContact ?? 0, i.lastContact);
+    }
+    return { reachable: failingSince === undefined, failingSince, lastError, lastContact };
+  }
+
+  private apply(kind: Kind, obj: KubeObj | undefined, key: string): void {
+    let touched: ServiceKey[];
+    switch (kind) {
+      case 'Service':
+        touched = this.index.setService(obj, key);
+        break;
+      case 'EndpointSlice':
+        touched = this.index.setSlice(obj, key);
+        break;
+      case 'Pod':
+        touched = this.index.setPod(obj, key);
+        break;
+      case 'Node':
+        touched = this.index.setNode(obj, key.slice(1));
+        break;
+      case 'Namespace': {
+        const name = key.slice(1);
+        touched = this.index.setNamespace(obj, name);
+        if (name === this.opts.systemNamespace && !this.opts.network) {
+          const net = obj?.metadata.labels?.[LABEL_NETWORK] || this.opts.id;
+          if (net !== this.info.network) {
+            this.info.network = net;
+            touched = this.index.serviceKeys();
+          }
+        }
+        break;
+      }
+      default:
+        return;
+    }
+    for (const k of touched) this.dirty.add(k);
+    if (this.synced && !this.flushing) this.flushing = setImmediate(() => this.flush());
+  }
+
+  private maybeSynced(): void {
+    if (this.synced || !this.informers.every((i) => i.synced)) return;
+    this.syncedAt = Date.now();
+    this.dirty.clear();
+    this.opts.log.info({ cluster: this.opts.id, services: this.index.serviceKeys().length }, 'cluster synced');
+    this.events.synced();
+  }
+
+  private flush(): void {
+    this.flushing = undefined;
+    const patch: ContributionPatch = new Map();
+    for (const k of this.dirty) {
+      const c = this.index.contribution(k);
+      const slash = k.indexOf('/');
+      patch.set(`${this.opts.id}/${k.slice(slash + 1)}.${k.slice(0, slash)}.svc.${this.opts.domain}`, c);
+    }
+    this.dirty.clear();
+    if (patch.size) this.events.changed(patch);
+  }
+}
