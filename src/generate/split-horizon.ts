@@ -22,6 +22,7 @@ export interface PlannedEndpoint {
 
 interface NetworkGateways {
   readonly byNetwork: ReadonlyMap<string, ReadonlyArray<GatewayOf>>;
+  /** By (network, cluster): see networkCluster(). */
   readonly byCluster: ReadonlyMap<string, ReadonlyArray<GatewayOf>>;
   readonly scale: number;
 }
@@ -43,13 +44,17 @@ function computeGateways(mesh: MeshSnapshot): NetworkGateways {
   const byNetwork = new Map<string, GatewayOf[]>();
   const byCluster = new Map<string, GatewayOf[]>();
   for (const c of [...mesh.clusters.values()].sort((a, b) => compare(a.id, b.id))) {
-    if (c.gateways.length === 0) continue;
-    const own = c.gateways.map((g) => ({ address: g.address, port: g.port, clusterId: c.id }));
-    byCluster.set(c.id, sortGateways(own));
-    const net = byNetwork.get(c.network) ?? [];
-    for (const g of own) if (!net.some((x) => x.address === g.address && x.port === g.port)) net.push(g);
-    byNetwork.set(c.network, sortGateways(net));
+    for (const g of c.gateways) {
+      const network = g.network ?? c.network;
+      const gw = { address: g.address, port: g.port, clusterId: c.id };
+      for (const [map, k] of [[byCluster, networkCluster(network, c.id)], [byNetwork, network]] as const) {
+        const list = map.get(k) ?? [];
+        if (!list.some((x) => x.address === gw.address && x.port === gw.port)) list.push(gw);
+        map.set(k, list);
+      }
+    }
   }
+  for (const list of [...byNetwork.values(), ...byCluster.values()]) sortGateways(list);
   let scale = 1;
   for (const gws of [...byNetwork.values(), ...byCluster.values()]) scale = lcm(scale, gws.length);
   return { byNetwork, byCluster, scale };
@@ -74,7 +79,7 @@ export function planEndpoints(mesh: MeshSnapshot, view: ProxyView, service: Serv
       if (ep.network === network && ep.mtls) out.push(direct(ep, port, weight, priority));
       continue;
     }
-    const gws = gateways.byCluster.get(ep.clusterId) ?? gateways.byNetwork.get(ep.network) ?? [];
+    const gws = gateways.byCluster.get(networkCluster(ep.network, ep.clusterId)) ?? gateways.byNetwork.get(ep.network) ?? [];
     // A proxy that does not know its network cannot tell local from remote: like Istio, it goes
     // through a gateway where there is one. Otherwise another network without a gateway is unreachable.
     const local = network === '' ? gws.length === 0 : ep.network === network;
@@ -111,6 +116,11 @@ function direct(ep: Endpoint, port: ServicePort, weight: number, priority: numbe
     endpoint: ep,
     clusterId: ep.clusterId,
   };
+}
+
+/** Key of the gateways a cluster has into a network: a cluster's gateways may lead into another network than its own. */
+function networkCluster(network: string, clusterId: string): string {
+  return `${network}\u0000${clusterId}`;
 }
 
 export function localityKey(l: Locality): string {

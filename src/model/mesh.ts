@@ -12,6 +12,8 @@ export interface Locality {
 export interface Gateway {
   readonly address: string;
   readonly port: number;
+  /** The network it leads into, when not its cluster's (Istio keys gateways by network and cluster). */
+  readonly network?: string;
 }
 
 /** A Kubernetes cluster taking part in the mesh. */
