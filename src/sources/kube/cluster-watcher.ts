@@ -1,12 +1,14 @@
 // Watches one cluster (Services, EndpointSlices, Pods, Nodes, Namespaces) and reports, per changed
 // service, what the cluster now contributes. Changes are batched per turn of the event loop (a relist
-// arrives as one batch) and held back until every kind has been listed once.
+// arrives as one batch) and held back until every kind has been listed once. The cluster's own entry
+// (network, gateways) is reported when it changes, so that every proxy's view is regenerated.
 import type { Logger } from 'pino';
-import type { MeshCluster } from '../../model/mesh.js';
+import type { Gateway, MeshCluster } from '../../model/mesh.js';
 import type { ServiceContribution } from '../../model/source.js';
 import { type Backoff, ResourceInformer } from './informer.js';
 import { type Kind, type KubeObj, type LabelSelector, pathOf } from './objects.js';
-import { type ClusterInfo, ClusterIndex, LABEL_NETWORK, type ServiceKey } from './to-model.js';
+import { HostnameResolver } from './gateway-dns.js';
+import { type ClusterInfo, ClusterIndex, isIpAddress, LABEL_NETWORK, type ServiceKey } from './to-model.js';
 import type { KubeClient } from './transport.js';
 
 export type ContributionPatch = Map<string, ServiceContribution | undefined>;
@@ -21,6 +23,24 @@ export interface ClusterWatcherOptions {
   readonly discoverySelectors: readonly LabelSelector[];
   readonly backoff: Backoff;
   readonly log: Logger;
+  /** How often load balancer hostnames of gateways are looked up again. */
+  readonly gatewayDnsRefreshMs?: number;
+}
+
+/** One gateway as /debug/clusters shows it. */
+export interface GatewayStatus {
+  readonly network: string;
+  readonly address: string;
+  readonly port: number;
+  /** The Service it comes from, `namespace/name`, and the load balancer hostname it was resolved from. */
+  readonly service: string;
+  readonly hostname?: string;
+}
+
+export interface GatewayView {
+  readonly gateways: readonly GatewayStatus[];
+  /** Why labelled Services give no gateway (or not yet): a <PENDING> load balancer, a bad port label, DNS. */
+  readonly pending: readonly string[];
 }
 
 export interface ClusterWatcherEvents {
@@ -32,6 +52,8 @@ export interface ClusterWatcherEvents {
   relisted(): void;
   /** Reachability changed. */
   health(): void;
+  /** The cluster's entry (network, gateways) changed after the first sync. */
+  clusterChanged(): void;
 }
 
 const KINDS: readonly Kind[] = ['Namespace', 'Node', 'Pod', 'Service', 'EndpointSlice'];
@@ -42,6 +64,9 @@ export class ClusterWatcher {
   private readonly dirty = new Set<ServiceKey>();
   private flushing: NodeJS.Immediate | undefined;
   private readonly info: ClusterInfo;
+  private readonly resolver: HostnameResolver;
+  /** The cluster entry last reported, as JSON. */
+  private reported = '';
   syncedAt: number | undefined;
 
   constructor(
@@ -51,6 +76,7 @@ export class ClusterWatcher {
   ) {
     this.info = { id: opts.id, network: opts.network || opts.id, domain: opts.domain, discoverySelectors: opts.discoverySelectors };
     this.index = new ClusterIndex(this.info);
+    this.resolver = new HostnameResolver(() => this.scheduleFlush(), opts.gatewayDnsRefreshMs);
     this.informers = KINDS.map(
       (kind) =>
         new ResourceInformer<KubeObj>(
@@ -82,13 +108,46 @@ export class ClusterWatcher {
 
   stop(): void {
     clearImmediate(this.flushing);
+    this.resolver.stop();
     for (const i of this.informers) i.stop();
     this.client.close();
   }
 
   /** The cluster entry this watcher's source contributes. */
   meshCluster(): MeshCluster {
-    return { id: this.opts.id, network: this.info.network, domain: this.opts.domain, rootCaPem: '', gateways: [] };
+    const seen = new Set<string>();
+    const gateways: Gateway[] = [];
+    for (const g of this.gatewayView().gateways) {
+      const k = `${g.network} ${g.address} ${g.port}`;
+      if (seen.has(k)) continue;
+      seen.add(k);
+      gateways.push(g.network === this.info.network ? { address: g.address, port: g.port } : { address: g.address, port: g.port, network: g.network });
+    }
+    return { id: this.opts.id, network: this.info.network, domain: this.opts.domain, rootCaPem: '', gateways };
+  }
+
+  /** The cluster's gateways, from its network-labelled Services, with hostnames resolved (it tells the resolver which are needed). */
+  gatewayView(): GatewayView {
+    const gateways: GatewayStatus[] = [];
+    const pending: string[] = [];
+    const hostnames = new Set<string>();
+    for (const gs of this.index.gateways()) {
+      pending.push(...gs.notes);
+      for (const a of gs.addresses) {
+        if (isIpAddress(a)) {
+          gateways.push({ network: gs.network, address: a, port: gs.port, service: gs.service });
+          continue;
+        }
+        hostnames.add(a);
+        const r = this.resolver.get(a);
+        if (!r) pending.push(`${gs.service}: resolving load balancer hostname ${a}`);
+        else if (r.error) pending.push(`${gs.service}: load balancer hostname ${a} does not resolve (${r.error})${r.addresses.length ? '; keeping its last addresses' : ''}`);
+        for (const ip of r?.addresses ?? []) gateways.push({ network: gs.network, address: ip, port: gs.port, service: gs.service, hostname: a });
+      }
+    }
+    this.resolver.want(hostnames);
+    gateways.sort((a, b) => cmp(a.network, b.network) || cmp(a.address, b.address) || a.port - b.port || cmp(a.service, b.service));
+    return { gateways, pending };
   }
 
   /** Everything the cluster contributes now, by contribution key. */
@@ -147,6 +206,10 @@ export class ClusterWatcher {
         return;
     }
     for (const k of touched) this.dirty.add(k);
+    this.scheduleFlush();
+  }
+
+  private scheduleFlush(): void {
     if (this.synced && !this.flushing) this.flushing = setImmediate(() => this.flush());
   }
 
@@ -154,6 +217,7 @@ export class ClusterWatcher {
     if (this.synced || !this.informers.every((i) => i.synced)) return;
     this.syncedAt = Date.now();
     this.dirty.clear();
+    this.reported = JSON.stringify(this.meshCluster());
     this.opts.log.info({ cluster: this.opts.id, services: this.index.serviceKeys().length }, 'cluster synced');
     this.events.synced();
   }
@@ -168,5 +232,14 @@ export class ClusterWatcher {
     }
     this.dirty.clear();
     if (patch.size) this.events.changed(patch);
+    const cluster = JSON.stringify(this.meshCluster());
+    if (cluster !== this.reported) {
+      this.reported = cluster;
+      this.events.clusterChanged();
+    }
   }
+}
+
+function cmp(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
 }

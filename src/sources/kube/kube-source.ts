@@ -6,7 +6,7 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import type { MeshCluster } from '../../model/mesh.js';
 import type { ServiceContribution, SourceMesh } from '../../model/source.js';
-import { ClusterWatcher, type ContributionPatch } from './cluster-watcher.js';
+import { ClusterWatcher, type ContributionPatch, type GatewayStatus } from './cluster-watcher.js';
 import { type Backoff, DEFAULT_BACKOFF, ResourceInformer } from './informer.js';
 import { type Kind, parseLabelSelector, pathOf, type SecretObj } from './objects.js';
 import { type GuardOptions, type GuardStatus, RemoteGuard, UNGUARDED } from './remote-guard.js';
@@ -71,6 +71,10 @@ export interface ClusterStatus {
   readonly rotating: boolean;
   readonly rejectedObjects: number;
   readonly lastError?: string;
+  /** East-west gateways found in the cluster (network-labelled Services), by the network they lead into. */
+  readonly gateways: readonly GatewayStatus[];
+  /** Network-labelled Services that give no gateway, and why (e.g. a LoadBalancer still <PENDING>). */
+  readonly pendingGateways: readonly string[];
 }
 
 export class KubeSource {
@@ -259,6 +263,8 @@ class ClusterHandle {
         changed: (patch) => this.changed(watcher, patch),
         relisted: () => watcher === this.active && this.guard.confirm(),
         health: () => watcher === this.active && this.guard.setReachable(watcher.health().reachable),
+        // A gateway change touches every proxy's EDS: the registry flags it as a cluster change.
+        clusterChanged: () => watcher === this.active && this.deps.sink.patchSource(this.sourceId, { clusters: this.clusterMap() }),
       },
     );
     this.pending?.stop();
@@ -287,6 +293,7 @@ class ClusterHandle {
     const h = this.active?.health() ?? this.pending?.health();
     const iso = (t: number | undefined): string | undefined => (t === undefined ? undefined : new Date(t).toISOString());
     const spec = this.activeSpec ?? this.pendingSpec;
+    const gw = this.active?.gatewayView();
     return {
       cluster: this.id,
       role: this.role,
@@ -303,6 +310,8 @@ class ClusterHandle {
       rotating: this.active !== undefined && this.pending !== undefined,
       rejectedObjects: this.rejectedCount,
       lastError: this.error ?? (this.active && this.pending?.health().lastError ? `new credentials: ${this.pending.health().lastError}` : h?.lastError),
+      gateways: gw?.gateways ?? [],
+      pendingGateways: gw?.pending ?? [],
     };
   }
 

@@ -23,8 +23,14 @@ export interface ServicePortObj {
   readonly appProtocol?: string;
 }
 
+export interface LoadBalancerIngress {
+  readonly ip?: string;
+  readonly hostname?: string;
+}
+
 export interface ServiceObj extends KubeObj {
-  readonly spec?: { readonly type?: string; readonly ports?: readonly ServicePortObj[] };
+  readonly spec?: { readonly type?: string; readonly ports?: readonly ServicePortObj[]; readonly externalIPs?: readonly string[] | null };
+  readonly status?: { readonly loadBalancer?: { readonly ingress?: readonly LoadBalancerIngress[] | null } };
 }
 
 export interface SliceEndpoint {
@@ -91,6 +97,8 @@ export function rejectReason(kind: Kind, obj: unknown): string | undefined {
   if (!isStringMap(meta['annotations'])) return 'metadata.annotations is not a string map';
   switch (kind) {
     case 'Service': {
+      const why = serviceAddressesReason(obj);
+      if (why) return why;
       const spec = obj['spec'];
       if (spec === undefined) return undefined;
       if (!isObject(spec)) return 'spec is not an object';
@@ -137,6 +145,29 @@ export function rejectReason(kind: Kind, obj: unknown): string | undefined {
     default:
       return undefined;
   }
+}
+
+const isStringList = (v: unknown): boolean => v === undefined || v === null || (Array.isArray(v) && v.every((x) => typeof x === 'string'));
+
+/** Checks the fields a network gateway Service's addresses come from: spec.externalIPs and status.loadBalancer.ingress. */
+function serviceAddressesReason(obj: Record<string, unknown>): string | undefined {
+  const spec = obj['spec'];
+  if (isObject(spec) && !isStringList(spec['externalIPs'])) return 'spec.externalIPs is not a list of strings';
+  const status = obj['status'];
+  if (status === undefined) return undefined;
+  if (!isObject(status)) return 'status is not an object';
+  const lb = status['loadBalancer'];
+  if (lb === undefined) return undefined;
+  if (!isObject(lb)) return 'status.loadBalancer is not an object';
+  const ingress = lb['ingress'];
+  if (ingress === undefined || ingress === null) return undefined;
+  if (!Array.isArray(ingress)) return 'status.loadBalancer.ingress is not a list';
+  for (const i of ingress) {
+    if (!isObject(i) || (i['ip'] !== undefined && typeof i['ip'] !== 'string') || (i['hostname'] !== undefined && typeof i['hostname'] !== 'string')) {
+      return 'a load balancer ingress is not {ip, hostname}';
+    }
+  }
+  return undefined;
 }
 
 /**

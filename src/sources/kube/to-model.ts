@@ -16,6 +16,13 @@
 //   cannot know that a workload certificate is there).
 // - exported (to federation peers): the Service is labelled meshfed.io/exported=true.
 // - discovery selectors: when given, only services in namespaces whose labels match one are seen.
+// - network gateways, as Istio finds them: a Service labelled topology.istio.io/network=<net> (in any
+//   namespace, whatever the discovery selectors) makes its external addresses gateways into <net>
+//   from this cluster: a LoadBalancer's status.loadBalancer.ingress (ip, else hostname) and
+//   spec.externalIPs, at the port of label networking.istio.io/gatewayPort, default 15443 (Istio does
+//   not check that the Service exposes it). A labelled Service with no external address yet (a
+//   LoadBalancer still <PENDING>) gives no gateway, and says so.
+import { isIP } from 'node:net';
 import { hostnameOf, protocolOf, type Endpoint, type Health, type ServicePort } from '../../model/mesh.js';
 import type { ServiceContribution } from '../../model/source.js';
 import type { EndpointSliceObj, KubeObj, LabelSelector, NamespaceObj, NodeObj, PodObj, ServiceObj, SliceEndpoint } from './objects.js';
@@ -28,6 +35,56 @@ export const LABEL_SUBZONE = 'topology.istio.io/subzone';
 export const LABEL_EXPORTED = 'meshfed.io/exported';
 export const LABEL_INJECT = 'sidecar.istio.io/inject';
 export const LABEL_TLS_MODE = 'security.istio.io/tlsMode';
+export const LABEL_GATEWAY_PORT = 'networking.istio.io/gatewayPort';
+export const DEFAULT_GATEWAY_PORT = 15443;
+
+/** What a Service labelled with a network says about the gateways into that network. */
+export interface GatewayService {
+  /** `namespace/name` */
+  readonly service: string;
+  readonly network: string;
+  readonly port: number;
+  /** External addresses, sorted: IPs, and load balancer hostnames (to be resolved). */
+  readonly addresses: readonly string[];
+  /** Why the Service gives no gateway, or not the one it seems to: shown at /debug/clusters. */
+  readonly notes: readonly string[];
+}
+
+/** The gateways a Service stands for, or undefined when it has no network label. */
+export function gatewayServiceOf(svc: ServiceObj): GatewayService | undefined {
+  const labels = svc.metadata.labels ?? {};
+  const network = labels[LABEL_NETWORK];
+  if (!network) return undefined;
+  const service = key(svc.metadata.namespace, svc.metadata.name);
+  const notes: string[] = [];
+  let port = DEFAULT_GATEWAY_PORT;
+  const portLabel = labels[LABEL_GATEWAY_PORT];
+  if (portLabel !== undefined) {
+    const n = Number(portLabel);
+    if (/^\d+$/.test(portLabel) && n > 0 && n < 65536) port = n;
+    else notes.push(`${service}: label ${LABEL_GATEWAY_PORT}="${portLabel}" is not a port; using ${DEFAULT_GATEWAY_PORT}`);
+  }
+  const type = svc.spec?.type ?? 'ClusterIP';
+  const addresses = new Set<string>();
+  if (type === 'LoadBalancer') {
+    for (const i of svc.status?.loadBalancer?.ingress ?? []) {
+      const a = i.ip || i.hostname;
+      if (a) addresses.add(a);
+    }
+  }
+  for (const ip of svc.spec?.externalIPs ?? []) if (ip) addresses.add(ip);
+  if (addresses.size === 0) {
+    notes.push(
+      type === 'LoadBalancer'
+        ? `${service}: LoadBalancer has no ingress address yet (<PENDING>): no gateway into network ${network} from it`
+        : `${service}: type ${type} with no spec.externalIPs has no external address: no gateway into network ${network} from it (meshfed reads LoadBalancer ingress and externalIPs)`,
+    );
+  }
+  return { service, network, port, addresses: [...addresses].sort(), notes };
+}
+
+/** An address a gateway can be reached at without DNS. */
+export const isIpAddress = (a: string): boolean => isIP(a) !== 0;
 
 export interface ClusterInfo {
   readonly id: string;
@@ -56,6 +113,7 @@ export class ClusterIndex {
   /** Which slices mention a pod or a node, to find the services a pod or node change touches. */
   private readonly slicesByPod = new Map<string, Set<string>>();
   private readonly slicesByNode = new Map<string, Set<string>>();
+  private readonly gatewayServices = new Map<ServiceKey, GatewayService>();
 
   constructor(readonly cluster: ClusterInfo) {}
 
@@ -66,7 +124,13 @@ export class ClusterIndex {
 
   setService(obj: ServiceObj | undefined, k: string): ServiceKey[] {
     setOrDelete(this.services, k, obj);
+    setOrDelete(this.gatewayServices, k, obj && gatewayServiceOf(obj));
     return [k];
+  }
+
+  /** Every Service that names a network gateway, by service key. */
+  gateways(): GatewayService[] {
+    return [...this.gatewayServices.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, g]) => g);
   }
 
   setSlice(obj: EndpointSliceObj | undefined, k: string): ServiceKey[] {
