@@ -18,6 +18,8 @@ export interface Generator {
   affected(changes: MeshChanges): ReadonlySet<string> | 'all';
   /** The resources derived from one service for one view (none if it is gone). */
   generate(mesh: MeshSnapshot, view: ProxyView, hostname: string): GeneratedResource[];
+  /** The keys generate() is called with, when they are not the service hostnames (SDS: one per view). */
+  units?(mesh: MeshSnapshot): Iterable<string>;
 }
 
 export function outboundClusterName(port: number, hostname: string): string {

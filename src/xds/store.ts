@@ -36,7 +36,7 @@ export class XdsStore {
     if (!slot) {
       slot = { table: new TypeTable(typeUrl, viewKey), view, owned: new Map() };
       this.tables.set(key, slot);
-      const hostnames = gen ? this.mesh.services.keys() : [];
+      const hostnames = gen ? unitsOf(gen, this.mesh) : [];
       this.regenerate(slot, gen, hostnames);
       this.writeRaw(slot.table, this.mesh.raw.get(typeUrl)?.keys() ?? []);
       this.reportSizes();
@@ -57,12 +57,27 @@ export class XdsStore {
       const changed: string[] = [];
       if (gen) {
         const affected = gen.affected(changes);
-        const hostnames = affected === 'all' ? new Set([...slot.owned.keys(), ...mesh.services.keys()]) : affected;
+        const hostnames = affected === 'all' ? new Set([...slot.owned.keys(), ...unitsOf(gen, mesh)]) : affected;
         changed.push(...this.regenerate(slot, gen, hostnames));
       }
       const rawNames = [...changes.raw].filter((k) => k.startsWith(slot.table.typeUrl + ' ')).map((k) => k.slice(slot.table.typeUrl.length + 1));
       changed.push(...this.writeRaw(slot.table, rawNames));
       slot.table.publish([...new Set(changed)], changedAt);
+    }
+    this.reportSizes();
+  }
+
+  /**
+   * Regenerates a type's tables outside a mesh change (SDS: a certificate was renewed, the trust
+   * bundle changed); `viewKeys` limits it to those views.
+   */
+  refresh(typeUrl: string, viewKeys: ReadonlySet<string> | 'all', changedAt: number = Date.now()): void {
+    const gen = this.generators.get(typeUrl);
+    if (!gen) return;
+    for (const slot of this.tables.values()) {
+      if (slot.table.typeUrl !== typeUrl || (viewKeys !== 'all' && !viewKeys.has(slot.table.viewKey))) continue;
+      const changed = this.regenerate(slot, gen, new Set([...slot.owned.keys(), ...unitsOf(gen, this.mesh)]));
+      slot.table.publish(changed, changedAt);
     }
     this.reportSizes();
   }
@@ -114,6 +129,10 @@ export class XdsStore {
   *allTables(): IterableIterator<TypeTable> {
     for (const { table } of this.tables.values()) yield table;
   }
+}
+
+function unitsOf(gen: Generator, mesh: MeshSnapshot): Iterable<string> {
+  return gen.units ? gen.units(mesh) : mesh.services.keys();
 }
 
 /** A raw resource's "@type" names its type; the message itself has no such field. */
