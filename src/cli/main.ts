@@ -1,7 +1,11 @@
 #!/usr/bin/env node
 // meshfed's command line.
 import { Command, InvalidArgumentError } from 'commander';
+import { KubeConfig } from '@kubernetes/client-node';
+import { readFileSync } from 'node:fs';
+import { startAgent } from '../agent/agent.js';
 import { DEFAULTS, startMeshfed } from '../app.js';
+import { fileCaStore, memoryCaStore } from '../pki/index.js';
 import { createLogger } from '../log.js';
 
 const int = (what: string) => (v: string): number => {
@@ -29,6 +33,16 @@ program
   .option('--debounce-max <ms>', 'push a change at the latest this long after it happened', int('--debounce-max'), DEFAULTS.debounceMaxMs)
   .option('--shutdown-grace <ms>', 'on SIGTERM, exit at the latest after this long', int('--shutdown-grace'), 5000)
   .option('--enable-admin-api', 'serve meshfed.v1.AdminService on the xDS port (unauthenticated; for test harnesses)', false)
+  .option('--trust-domain <td>', "this cluster's trust domain: enables the mesh CA and SDS (workload certificates, trust bundle)")
+  .option('--ca-dir <dir>', 'CA files (Istio cacerts layout); a self-signed root is created there when absent (default: in memory, lost on restart)')
+  .option('--workload-cert-ttl <seconds>', 'workload certificate lifetime', int('--workload-cert-ttl'))
+  .option('--xds-tls', 'serve xDS over TLS with a certificate from the mesh CA; proxies authenticate with a token or a client certificate', false)
+  .option('--server-dns-names <names>', "meshfed's DNS names for its xDS certificate, comma-separated", 'meshfed.meshfed-system.svc,localhost')
+  .option('--xds-plaintext-address <host:port>', 'with --xds-tls, also serve xDS in plaintext here: configuration only, never secrets (proxyless gRPC)', hostPort)
+  .option('--token-review-kubeconfig <file>', 'check service-account tokens with TokenReview through this kubeconfig (default: in-cluster)')
+  .option('--token-audience <aud>', 'audience service-account tokens must carry', 'istio-ca')
+  .option('--no-token-review', 'do not accept service-account tokens')
+  .option('--insecure-dev-identity', 'DEVELOPMENT ONLY: plaintext streams get the secrets of the identity their node metadata claims', false)
   .option('--log-level <level>', 'trace, debug, info, warn or error', process.env['MESHFED_LOG_LEVEL'] ?? 'info')
   .action(async (o) => {
     const log = createLogger(o.logLevel);
@@ -44,6 +58,18 @@ program
         debounceMaxMs: o.debounceMax,
         enableAdminApi: o.enableAdminApi,
         log,
+        ...(o.trustDomain && {
+          pki: {
+            trustDomain: o.trustDomain,
+            caStore: o.caDir ? fileCaStore(o.caDir) : memoryCaStore(),
+            workloadTtlMs: o.workloadCertTtl && o.workloadCertTtl * 1000,
+          },
+        }),
+        xdsTls: o.xdsTls ? { dnsNames: String(o.serverDnsNames).split(',').filter(Boolean) } : undefined,
+        xdsPlaintextHost: o.xdsPlaintextAddress?.host,
+        xdsPlaintextPort: o.xdsPlaintextAddress?.port,
+        insecureDevIdentity: o.insecureDevIdentity,
+        tokenReview: o.xdsTls && o.tokenReview ? { kubeConfig: kubeConfig(o.tokenReviewKubeconfig), audience: o.tokenAudience } : undefined,
       });
     } catch (err) {
       log.fatal({ err }, (err as Error).message);
@@ -59,6 +85,59 @@ program
       });
     }
   });
+
+program
+  .command('agent')
+  .description('for proxyless gRPC: fetch this workload\'s certificate and the trust bundle from meshfed over SDS, write them and a gRPC xDS bootstrap, keep them fresh')
+  .requiredOption('--xds-address <host:port>', "meshfed's TLS xDS address (SDS)")
+  .option('--xds-ca <file>', "root that meshfed's xDS certificate chains to (PEM)")
+  .option('--xds-server-name <name>', "name to check meshfed's certificate against (default: the address's host)")
+  .option('--insecure-xds', 'DEVELOPMENT ONLY: talk to a plaintext meshfed (with --insecure-dev-identity)', false)
+  .option('--token-file <file>', 'service-account token (audience istio-ca)', '/var/run/secrets/tokens/istio-token')
+  .requiredOption('--bootstrap-xds-address <host:port>', "meshfed's plaintext xDS address, written into the gRPC bootstrap")
+  .option('--out-dir <dir>', 'where certificates, roots and bootstrap.json go', '/etc/meshfed/grpc')
+  .requiredOption('--namespace <ns>', 'workload namespace (node metadata NAMESPACE)')
+  .requiredOption('--service-account <sa>', 'workload service account (node metadata SERVICE_ACCOUNT)')
+  .requiredOption('--cluster-id <id>', 'cluster id (node metadata CLUSTER_ID)')
+  .option('--network <name>', 'network (node metadata NETWORK)')
+  .option('--node-id <id>', 'xDS node id (default: <hostname>.<namespace>)')
+  .option('--trust-domain <td...>', 'peer trust domains to declare in the bootstrap before their roots are known')
+  .option('--refresh-interval <seconds>', 'how often gRPC re-reads the certificate files', int('--refresh-interval'), 5)
+  .option('--log-level <level>', 'trace, debug, info, warn or error', process.env['MESHFED_LOG_LEVEL'] ?? 'info')
+  .action(async (o) => {
+    const log = createLogger(o.logLevel);
+    if (!o.xdsCa && !o.insecureXds) {
+      log.fatal('--xds-ca is required (or --insecure-xds for a development meshfed)');
+      process.exitCode = 1;
+      return;
+    }
+    const agent = startAgent({
+      xdsAddress: o.xdsAddress,
+      xdsCaPem: o.xdsCa ? readFileSync(o.xdsCa, 'utf8') : undefined,
+      xdsServerName: o.xdsServerName,
+      tokenFile: o.insecureXds ? undefined : o.tokenFile,
+      bootstrapXdsAddress: o.bootstrapXdsAddress,
+      outDir: o.outDir,
+      nodeId: o.nodeId ?? `${process.env['HOSTNAME'] ?? 'grpc'}.${o.namespace}`,
+      clusterId: o.clusterId,
+      namespace: o.namespace,
+      serviceAccount: o.serviceAccount,
+      network: o.network,
+      trustDomains: o.trustDomain,
+      refreshIntervalSec: o.refreshInterval,
+      log,
+    });
+    await agent.ready;
+    log.info({ bootstrap: agent.bootstrapPath }, `ready: start the gRPC application with GRPC_XDS_BOOTSTRAP=${agent.bootstrapPath}`);
+    for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => (agent.close(), process.exit(0)));
+  });
+
+function kubeConfig(file: string | undefined): KubeConfig {
+  const kc = new KubeConfig();
+  if (file) kc.loadFromFile(file);
+  else kc.loadFromCluster();
+  return kc;
+}
 
 function printQuickStart(xdsPort: number, adminPort: number): void {
   process.stderr.write(`
