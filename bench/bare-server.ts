@@ -6,6 +6,8 @@ import { fromJson } from '@bufbuild/protobuf';
 import { MeshSchema } from '../src/gen/meshfed/v1/mesh_pb.js';
 import { cdsGenerator } from '../src/generate/cds.js';
 import { edsGenerator } from '../src/generate/eds.js';
+import type { Generator } from '../src/generate/generator.js';
+import { BENCH_NODE_METADATA } from './mesh.js';
 import { proxyOf } from '../src/model/proxy.js';
 import { Registry } from '../src/registry/registry.js';
 import { meshToSource } from '../src/sources/file/to-model.js';
@@ -21,13 +23,14 @@ const registry = new Registry({ quietMs: 0, maxMs: 0 }, (s) => (snapshot = s), l
 registry.setSource('bench', meshToSource(fromJson(MeshSchema, JSON.parse(readFileSync(meshFile!, 'utf8'))), 'bench'));
 registry.flush();
 
-const view = proxyOf({ id: 'sidecar~10.0.0.1~bench.bench~bench.svc.cluster.local' }).view;
-function response(gen: typeof cdsGenerator): Buffer {
+const view = proxyOf({ id: 'sidecar~10.0.0.1~bench.bench~bench.svc.cluster.local', metadata: BENCH_NODE_METADATA }).view;
+function response(gen: Generator): Buffer {
   const anys: Buffer[] = [];
   for (const h of snapshot.services.keys()) for (const r of gen.generate(snapshot, view, h)) anys.push(encodeEntry(gen.typeUrl, r.name, r.body).any);
   return new MessageWriter().string(F.versionInfo, '1').raw(encodeRepeated(F.resources, anys)).string(F.typeUrl, gen.typeUrl).string(F.nonce, '1').finish();
 }
-const cds = response(cdsGenerator);
+const cdsGen = cdsGenerator();
+const cds = response(cdsGen);
 const eds = response(edsGenerator);
 
 const server = new grpc.Server({ 'grpc.max_send_message_length': -1, 'grpc.max_receive_message_length': -1 });
@@ -47,7 +50,7 @@ server.addService(
     StreamAggregatedResources: (call: grpc.ServerDuplexStream<{ type_url: string; response_nonce: string }, Buffer>) => {
       call.on('data', (req) => {
         if (req.response_nonce) return; // ACKs need nothing
-        call.write(req.type_url === cdsGenerator.typeUrl ? cds : eds);
+        call.write(req.type_url === cdsGen.typeUrl ? cds : eds);
       });
       call.on('error', () => {});
     },

@@ -5,6 +5,7 @@ import * as grpc from '@grpc/grpc-js';
 import { DeltaDiscoveryRequest, DiscoveryRequest, TypeUrl } from '../src/envoy/protos.js';
 import { MessageWriter } from '../src/xds/wire.js';
 import { fields, innerString, str } from './proto-scan.js';
+import { benchNodeStruct } from './mesh.js';
 
 export interface WorkerConfig {
   readonly address: string;
@@ -54,7 +55,7 @@ function encodeRepeatedStrings(field: number, values: string[]): Buffer {
 
 function node(i: number): object {
   const ip = `10.250.${(i >> 8) & 255}.${i & 255}`;
-  return { id: `sidecar~${ip}~bench-${i}.bench~bench.svc.cluster.local`, cluster: 'bench' };
+  return { id: `sidecar~${ip}~bench-${i}.bench~bench.svc.cluster.local`, cluster: 'bench', metadata: benchNodeStruct() };
 }
 
 function countResources(buf: Buffer): number {

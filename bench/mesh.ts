@@ -7,6 +7,14 @@ export interface BenchMeshOptions {
 
 export const BENCH_DOMAIN = 'cluster.local';
 
+/** The simulated sidecars run in cluster-a on net-a, as Istio's injector tells them (NETWORK, CLUSTER_ID). */
+export const BENCH_NODE_METADATA = { CLUSTER_ID: 'cluster-a', NETWORK: 'net-a' } as const;
+
+/** The same metadata as a google.protobuf.Struct, for encoding. */
+export function benchNodeStruct(): object {
+  return { fields: Object.fromEntries(Object.entries(BENCH_NODE_METADATA).map(([k, v]) => [k, { stringValue: v }])) };
+}
+
 export function serviceName(i: number): string {
   return `svc-${i}`;
 }

@@ -6,7 +6,8 @@ import { AdminServer, type ReadinessCheck } from './admin/http.js';
 import { Metrics } from './admin/metrics.js';
 import { DEFAULT_MESH_SOURCE, loadDefaultMesh } from './config/default-mesh.js';
 import type { KubeConfig } from '@kubernetes/client-node';
-import { generatorsWith } from './generate/index.js';
+import type { SdsConfig } from './generate/generator.js';
+import { createGenerators } from './generate/index.js';
 import type { WorkloadSecrets } from './generate/sds.js';
 import { TypeUrl } from './envoy/protos.js';
 import { CertificateAuthority, type CaStore, type KeyType, parseSpiffeId, spiffeId, TrustBundles, WorkloadCertCache } from './pki/index.js';
@@ -34,6 +35,8 @@ export interface MeshfedOptions {
   /** Serve meshfed.v1.AdminService on the xDS port (test harnesses only: it is unauthenticated). */
   readonly enableAdminApi?: boolean;
   readonly sendBudgetBytes?: number;
+  /** Where sidecars and gateways fetch SDS secrets: meshfed over ADS (default), or istio-agent's `sds-grpc`. */
+  readonly sdsConfig?: SdsConfig;
   readonly log?: Logger;
   /** The mesh CA: workload certificates and the trust bundle over SDS. Without it, no secrets. */
   readonly pki?: {
@@ -87,7 +90,7 @@ export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> 
   const log = opts.log ?? createLogger();
   const metrics = new Metrics();
   const pki = opts.pki && (await openPki(opts.pki));
-  const store = new XdsStore(generatorsWith(pki && workloadSecrets(pki)), metrics);
+  const store = new XdsStore(createGenerators({ sdsConfig: opts.sdsConfig ?? 'ads' }, pki && workloadSecrets(pki)), metrics);
   if (pki) {
     // Certificates and bundles change outside the mesh: the PKI tells the store.
     pki.certs.onRenew((id) => store.refresh(TypeUrl.Secret, new Set([spiffeId(id)])));

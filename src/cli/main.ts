@@ -21,6 +21,11 @@ const hostPort = (v: string): { host: string; port: number } => {
   return { host: v.slice(0, i).replace(/^\[|\]$/g, '') || '0.0.0.0', port };
 };
 
+const sdsConfig = (v: string): 'ads' | 'sds-grpc' => {
+  if (v !== 'ads' && v !== 'sds-grpc') throw new InvalidArgumentError('must be "ads" or "sds-grpc"');
+  return v;
+};
+
 const program = new Command('meshfed').description('xDS control plane that joins Kubernetes clusters into one service mesh');
 
 program
@@ -33,6 +38,7 @@ program
   .option('--debounce-max <ms>', 'push a change at the latest this long after it happened', int('--debounce-max'), DEFAULTS.debounceMaxMs)
   .option('--shutdown-grace <ms>', 'on SIGTERM, exit at the latest after this long', int('--shutdown-grace'), 5000)
   .option('--enable-admin-api', 'serve meshfed.v1.AdminService on the xDS port (unauthenticated; for test harnesses)', false)
+  .option('--sds-config <source>', 'where Envoy fetches SDS secrets: ads (meshfed) or sds-grpc (istio-agent, beside istiod)', sdsConfig, 'ads')
   .option('--trust-domain <td>', "this cluster's trust domain: enables the mesh CA and SDS (workload certificates, trust bundle)")
   .option('--ca-dir <dir>', 'CA files (Istio cacerts layout); a self-signed root is created there when absent (default: in memory, lost on restart)')
   .option('--workload-cert-ttl <seconds>', 'workload certificate lifetime', int('--workload-cert-ttl'))
@@ -57,6 +63,7 @@ program
         debounceMs: o.debounce,
         debounceMaxMs: o.debounceMax,
         enableAdminApi: o.enableAdminApi,
+        sdsConfig: o.sdsConfig,
         log,
         ...(o.trustDomain && {
           pki: {

@@ -1,35 +1,74 @@
-// CDS: one EDS cluster per service port, named as Istio names outbound clusters.
-import type { MeshChanges, MeshSnapshot, ServicePort } from '../model/mesh.js';
+// CDS: one EDS cluster per service port, named as Istio names outbound clusters; on a gateway,
+// Istio's SNI-DNAT clusters for the exported services of its network (mTLS passes through).
+import type { MeshChanges, MeshSnapshot, Service, ServicePort } from '../model/mesh.js';
 import type { ProxyView } from '../model/proxy.js';
 import { TypeUrl } from '../envoy/protos.js';
-import { ADS_CONFIG_SOURCE, type GeneratedResource, type Generator, outboundClusterName } from './generator.js';
+import { servedByGateway } from './eds.js';
+import {
+  ADS_NO_WAIT,
+  DEFAULT_GENERATOR_OPTIONS,
+  type GeneratedResource,
+  type Generator,
+  type GeneratorOptions,
+  outboundClusterName,
+  sniName,
+  union,
+} from './generator.js';
+import { grpcTransportSocket, sidecarSocketMatches } from './tls.js';
 
 const HTTP_PROTOCOL_OPTIONS = 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions';
+const UINT32_MAX = 0xffff_ffff;
 
-export const cdsGenerator: Generator = {
-  typeUrl: TypeUrl.Cluster,
-  viewKey: (view: ProxyView) => view.role,
-  affected: (changes: MeshChanges) => (changes.clusters ? 'all' : changes.services),
-  generate(mesh: MeshSnapshot, view: ProxyView, hostname: string): GeneratedResource[] {
-    const service = mesh.services.get(hostname);
-    if (!service) return [];
-    return service.ports.map((port) => {
-      const name = outboundClusterName(port.port, hostname);
-      return { name, body: outboundCluster(name, port, view) };
-    });
-  },
-};
-
-function outboundCluster(name: string, port: ServicePort, view: ProxyView): Record<string, unknown> {
-  const cluster: Record<string, unknown> = {
-    name,
-    type: 'EDS',
-    // Istio's zero initial_fetch_timeout: a cluster never waits 15 s for a CLA that is coming anyway.
-    eds_cluster_config: { eds_config: { ...ADS_CONFIG_SOURCE, initial_fetch_timeout: {} }, service_name: name },
-    connect_timeout: { seconds: 10 },
-    lb_policy: 'ROUND_ROBIN',
+export function cdsGenerator(opts: GeneratorOptions = DEFAULT_GENERATOR_OPTIONS): Generator {
+  return {
+    typeUrl: TypeUrl.Cluster,
+    viewKey: (view: ProxyView) => view.role,
+    // SANs and gRPC's mTLS-or-not follow the endpoints' accounts; unchanged bytes keep their version.
+    affected: (changes: MeshChanges) => (changes.clusters ? 'all' : union(changes.services, changes.endpoints)),
+    generate(mesh: MeshSnapshot, view: ProxyView, hostname: string): GeneratedResource[] {
+      const service = mesh.services.get(hostname);
+      if (!service) return [];
+      if (view.role === 'router') {
+        if (!servedByGateway(mesh, view, service)) return [];
+        return service.ports.map((port) => {
+          const name = sniName(port.port, hostname);
+          return { name, body: edsCluster(name, 'LEAST_REQUEST') };
+        });
+      }
+      return service.ports.map((port) => {
+        const name = outboundClusterName(port.port, hostname);
+        return { name, body: view.role === 'grpc' ? grpcCluster(name, mesh, service, port) : sidecarCluster(name, mesh, service, port, opts) };
+      });
+    },
   };
-  if (view.role !== 'grpc' && (port.protocol === 'GRPC' || port.protocol === 'HTTP2')) {
+}
+
+function edsCluster(name: string, lbPolicy: string): Record<string, unknown> {
+  return {
+    name,
+    alt_stat_name: `${name};`,
+    type: 'EDS',
+    eds_cluster_config: { eds_config: ADS_NO_WAIT, service_name: name },
+    connect_timeout: { seconds: 10 },
+    lb_policy: lbPolicy,
+  };
+}
+
+function sidecarCluster(name: string, mesh: MeshSnapshot, service: Service, port: ServicePort, opts: GeneratorOptions): Record<string, unknown> {
+  const cluster: Record<string, unknown> = {
+    ...edsCluster(name, 'LEAST_REQUEST'),
+    // Istio lifts Envoy's default limits (1,024 connections, ...): the mesh applies its own policy.
+    circuit_breakers: {
+      thresholds: [{ max_connections: { value: UINT32_MAX }, max_pending_requests: { value: UINT32_MAX }, max_requests: { value: UINT32_MAX }, max_retries: { value: UINT32_MAX }, track_remaining: true }],
+    },
+    transport_socket_matches: sidecarSocketMatches(mesh, service, port, opts.sdsConfig),
+    metadata: {
+      filter_metadata: {
+        istio: { fields: { services: { listValue: { values: [{ structValue: { fields: { host: str(service.hostname), name: str(service.name), namespace: str(service.namespace) } } }] } } } },
+      },
+    },
+  };
+  if (port.protocol === 'GRPC' || port.protocol === 'HTTP2') {
     cluster['typed_extension_protocol_options'] = {
       [HTTP_PROTOCOL_OPTIONS]: {
         '@type': `type.googleapis.com/${HTTP_PROTOCOL_OPTIONS}`,
@@ -38,4 +77,14 @@ function outboundCluster(name: string, port: ServicePort, view: ProxyView): Reco
     };
   }
   return cluster;
+}
+
+/** gRPC takes ROUND_ROBIN only, and no socket matches. */
+function grpcCluster(name: string, mesh: MeshSnapshot, service: Service, port: ServicePort): Record<string, unknown> {
+  const socket = grpcTransportSocket(mesh, service, port);
+  return { ...edsCluster(name, 'ROUND_ROBIN'), ...(socket ? { transport_socket: socket } : {}) };
+}
+
+function str(s: string): { stringValue: string } {
+  return { stringValue: s };
 }

@@ -1,52 +1,110 @@
-// EDS: a service port's endpoints, grouped by locality in a stable order.
-import type { Endpoint, Locality, MeshChanges, MeshSnapshot } from '../model/mesh.js';
+// EDS: a service port's endpoints as the proxy's network sees them (split horizon), grouped by
+// (priority, locality) in a stable order, with Istio's endpoint metadata and meshfed's provenance.
+import type { MeshChanges, MeshSnapshot, Service } from '../model/mesh.js';
 import type { ProxyView } from '../model/proxy.js';
 import { TypeUrl } from '../envoy/protos.js';
-import { type GeneratedResource, type Generator, outboundClusterName, union } from './generator.js';
+import { compare, type GeneratedResource, type Generator, networkOfView, outboundClusterName, sniName, union } from './generator.js';
+import { localityKey, networkGateways, type PlannedEndpoint, planEndpoints } from './split-horizon.js';
+
+const UINT32_MAX = 0xffff_ffff;
 
 export const edsGenerator: Generator = {
   typeUrl: TypeUrl.Endpoint,
-  viewKey: (view: ProxyView) => view.role,
+  // Split horizon depends on the network; federation on the proxy's trust domain (its cluster's).
+  viewKey: (view: ProxyView) => `${view.role}|${view.network}|${view.clusterId}`,
   affected: (changes: MeshChanges) => (changes.clusters ? 'all' : union(changes.services, changes.endpoints)),
-  generate(mesh: MeshSnapshot, _view: ProxyView, hostname: string): GeneratedResource[] {
+  generate(mesh: MeshSnapshot, view: ProxyView, hostname: string): GeneratedResource[] {
     const service = mesh.services.get(hostname);
     if (!service) return [];
-    const endpoints = mesh.endpoints.get(hostname) ?? [];
+    const router = view.role === 'router';
+    if (router && !servedByGateway(mesh, view, service)) return [];
+    const gateways = networkGateways(mesh);
     return service.ports.map((port) => {
-      const name = outboundClusterName(port.port, hostname);
-      const byLocality = new Map<string, { locality: Locality; lb: Record<string, unknown>[]; weight: number }>();
-      for (const ep of endpoints) {
-        if (ep.health === 'TERMINATING') continue;
-        const key = localityKey(ep.locality);
-        let group = byLocality.get(key);
-        if (!group) byLocality.set(key, (group = { locality: ep.locality, lb: [], weight: 0 }));
-        group.lb.push(lbEndpoint(ep, ep.ports[port.name] ?? port.targetPort));
-        group.weight += ep.weight;
-      }
-      const localities = [...byLocality.entries()]
-        .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-        .map(([, g]) => ({
-          locality: { region: g.locality.region, zone: g.locality.zone, sub_zone: g.locality.subzone },
-          lb_endpoints: g.lb,
-          load_balancing_weight: { value: g.weight },
-        }));
-      return { name, body: { cluster_name: name, endpoints: localities } };
+      const name = router ? sniName(port.port, hostname) : outboundClusterName(port.port, hostname);
+      let planned = planEndpoints(mesh, view, service, port, gateways);
+      // gRPC NACKs an address that appears twice in one assignment (a gateway in two localities).
+      if (view.role === 'grpc') planned = mergeDuplicateAddresses(planned);
+      return { name, body: { cluster_name: name, endpoints: localityGroups(planned, service) } };
     });
   },
 };
 
-function localityKey(l: Locality): string {
-  return `${l.region}/${l.zone}/${l.subzone}`;
+/** A gateway passes traffic through to the exported services of its own network. */
+export function servedByGateway(mesh: MeshSnapshot, view: ProxyView, service: Service): boolean {
+  const network = networkOfView(mesh, view);
+  return service.exported && network !== '' && service.clusters.some((id) => mesh.clusters.get(id)?.network === network);
 }
 
-function lbEndpoint(ep: Endpoint, port: number): Record<string, unknown> {
+function localityGroups(planned: PlannedEndpoint[], service: Service): Record<string, unknown>[] {
+  const groups = new Map<string, PlannedEndpoint[]>();
+  for (const p of planned) {
+    const key = `${String(p.priority).padStart(10, '0')}|${localityKey(p.locality)}`;
+    let g = groups.get(key);
+    if (!g) groups.set(key, (g = []));
+    g.push(p);
+  }
+  // Priorities are compacted to 0..N: a client treats a gap (1 without 0) as an error.
+  const priorities = [...new Set(planned.map((p) => p.priority))].sort((a, b) => a - b);
+  return [...groups.entries()]
+    .sort(([a], [b]) => compare(a, b))
+    .map(([, g]) => {
+      const { locality, priority } = g[0]!;
+      const sorted = g.sort((a, b) => compare(a.address, b.address) || a.port - b.port);
+      const weight = Math.min(UINT32_MAX, sorted.reduce((n, p) => n + p.weight, 0));
+      const rank = priorities.indexOf(priority);
+      return {
+        locality: { region: locality.region, zone: locality.zone, sub_zone: locality.subzone },
+        lb_endpoints: sorted.map((p) => lbEndpoint(p, service)),
+        load_balancing_weight: { value: weight },
+        ...(rank > 0 ? { priority: rank } : {}),
+      };
+    });
+}
+
+function mergeDuplicateAddresses(planned: PlannedEndpoint[]): PlannedEndpoint[] {
+  const first = new Map<string, PlannedEndpoint>();
+  const out: PlannedEndpoint[] = [];
+  const ordered = [...planned].sort((a, b) => a.priority - b.priority || compare(localityKey(a.locality), localityKey(b.locality)));
+  for (const p of ordered) {
+    const key = `${p.address}|${p.port}`;
+    const seen = first.get(key);
+    if (seen) seen.weight += p.weight;
+    else {
+      const copy = { ...p };
+      first.set(key, copy);
+      out.push(copy);
+    }
+  }
+  return out;
+}
+
+function lbEndpoint(p: PlannedEndpoint, service: Service): Record<string, unknown> {
+  const ep = p.endpoint;
+  // Istio stamps tlsMode only on mTLS-capable pods (the `tlsMode-disabled` match is empty); a
+  // gateway always takes mTLS.
+  const mtls = ep ? ep.mtls : true;
+  const provenance: Record<string, unknown> = { cluster: str(p.clusterId) };
+  if (ep?.provenance.peer) provenance['peer'] = str(ep.provenance.peer);
+  if (ep?.provenance.confirmedAt !== undefined) provenance['confirmed'] = str(new Date(ep.provenance.confirmedAt).toISOString());
   return {
-    endpoint: { address: { socket_address: { address: ep.address, port_value: port } } },
-    health_status: ep.health === 'HEALTHY' ? 'HEALTHY' : 'UNHEALTHY',
-    load_balancing_weight: { value: ep.weight },
-    // Per-endpoint bytes add up (50,000 endpoints × 1,000 proxies): only the source cluster rides along.
-    metadata: { filter_metadata: { meshfed: { fields: { cluster: str(ep.clusterId) } } } },
+    endpoint: { address: { socket_address: { address: p.address, port_value: p.port } } },
+    health_status: p.healthy ? 'HEALTHY' : 'UNHEALTHY',
+    load_balancing_weight: { value: Math.min(UINT32_MAX, p.weight) },
+    metadata: {
+      filter_metadata: {
+        ...(mtls ? { 'envoy.transport_socket_match': { fields: { tlsMode: str('istio') } } } : {}),
+        istio: { fields: { workload: str(ep ? workload(ep.labels, service, p.clusterId) : `;;;;${p.clusterId}`) } },
+        meshfed: { fields: provenance },
+      },
+    },
   };
+}
+
+/** Istio's `<workload>;<namespace>;<canonical service>;<canonical revision>;<cluster>`, for telemetry. */
+function workload(labels: Readonly<Record<string, string>>, service: Service, clusterId: string): string {
+  const name = labels['service.istio.io/canonical-name'] ?? labels['app.kubernetes.io/name'] ?? labels['app'] ?? service.name;
+  const rev = labels['service.istio.io/canonical-revision'] ?? labels['app.kubernetes.io/version'] ?? labels['version'] ?? 'latest';
+  return `${name};${service.namespace};${name};${rev};${clusterId}`;
 }
 
 /** A google.protobuf.Value; protobufjs names the well-known types' fields in camelCase. */

@@ -12,7 +12,7 @@
 import type { MeshChanges } from '../model/mesh.js';
 import type { ProxyView } from '../model/proxy.js';
 import { TypeUrl } from '../envoy/protos.js';
-import type { GeneratedResource, Generator } from './generator.js';
+import { type GeneratedResource, type Generator, VIEW_RESOURCES } from './generator.js';
 
 export const DEFAULT_SECRET = 'default';
 export const ROOTCA_SECRET = 'ROOTCA';
@@ -29,9 +29,6 @@ export interface WorkloadSecrets {
   bundles(): ReadonlyMap<string, readonly string[]>;
 }
 
-/** The single generation unit of a view: secrets do not derive from services. */
-const UNIT = 'secrets';
-
 /** True when a requested secret name is another identity's: the stream must be refused. */
 export function isForeignSecret(name: string, identity: string): boolean {
   return name.startsWith('spiffe://') && name !== identity;
@@ -43,10 +40,9 @@ export function sdsGenerator(secrets: WorkloadSecrets | undefined): Generator {
     // Key material is keyed by the authenticated identity only, never by node metadata.
     viewKey: (view: ProxyView) => view.identity ?? '',
     affected: (_changes: MeshChanges) => new Set<string>(),
-    units: () => [UNIT],
     generate(_mesh, view, unit): GeneratedResource[] {
       const id = view.identity;
-      if (!secrets || unit !== UNIT || !id) return [];
+      if (!secrets || unit !== VIEW_RESOURCES || !id) return [];
       const out: GeneratedResource[] = [];
       const cert = secrets.certificate(id);
       if (cert) {

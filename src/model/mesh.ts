@@ -67,6 +67,8 @@ export interface Endpoint {
   readonly clusterId: string;
   readonly network: string;
   readonly provenance: Provenance;
+  /** 0 (or absent) normal; 1 = demoted (a stale remote cluster's endpoints). EDS priority. */
+  readonly priority?: number;
 }
 
 /** A raw Envoy resource given as JSON with an "@type", served as is. */

@@ -1,7 +1,7 @@
 // The xDS store: per (type, view key) a table of encoded resources, kept current as the
 // mesh changes. Each resource is encoded once per content change, whatever the number of
 // streams; an unchanged encoding keeps its Entry, so no stream sees a new version.
-import type { Generator } from '../generate/generator.js';
+import { type Generator, VIEW_RESOURCES } from '../generate/generator.js';
 import { EMPTY_SNAPSHOT, type MeshChanges, type MeshSnapshot } from '../model/mesh.js';
 import type { ProxyView } from '../model/proxy.js';
 import { NO_OBSERVER, type XdsObserver } from './observer.js';
@@ -36,7 +36,7 @@ export class XdsStore {
     if (!slot) {
       slot = { table: new TypeTable(typeUrl, viewKey), view, owned: new Map() };
       this.tables.set(key, slot);
-      const hostnames = gen ? unitsOf(gen, this.mesh) : [];
+      const hostnames = gen ? [VIEW_RESOURCES, ...this.mesh.services.keys()] : [];
       this.regenerate(slot, gen, hostnames);
       this.writeRaw(slot.table, this.mesh.raw.get(typeUrl)?.keys() ?? []);
       this.reportSizes();
@@ -57,7 +57,7 @@ export class XdsStore {
       const changed: string[] = [];
       if (gen) {
         const affected = gen.affected(changes);
-        const hostnames = affected === 'all' ? new Set([...slot.owned.keys(), ...unitsOf(gen, mesh)]) : affected;
+        const hostnames = affected === 'all' ? new Set([VIEW_RESOURCES, ...slot.owned.keys(), ...mesh.services.keys()]) : affected;
         changed.push(...this.regenerate(slot, gen, hostnames));
       }
       const rawNames = [...changes.raw].filter((k) => k.startsWith(slot.table.typeUrl + ' ')).map((k) => k.slice(slot.table.typeUrl.length + 1));
@@ -76,7 +76,7 @@ export class XdsStore {
     if (!gen) return;
     for (const slot of this.tables.values()) {
       if (slot.table.typeUrl !== typeUrl || (viewKeys !== 'all' && !viewKeys.has(slot.table.viewKey))) continue;
-      const changed = this.regenerate(slot, gen, new Set([...slot.owned.keys(), ...unitsOf(gen, this.mesh)]));
+      const changed = this.regenerate(slot, gen, new Set([VIEW_RESOURCES, ...slot.owned.keys(), ...this.mesh.services.keys()]));
       slot.table.publish(changed, changedAt);
     }
     this.reportSizes();
@@ -129,10 +129,6 @@ export class XdsStore {
   *allTables(): IterableIterator<TypeTable> {
     for (const { table } of this.tables.values()) yield table;
   }
-}
-
-function unitsOf(gen: Generator, mesh: MeshSnapshot): Iterable<string> {
-  return gen.units ? gen.units(mesh) : mesh.services.keys();
 }
 
 /** A raw resource's "@type" names its type; the message itself has no such field. */

@@ -8,6 +8,9 @@
 // the production path instead (the environment variable and the singleton client); since that is
 // read once per process, a test file may use it with one bootstrap only (vitest runs each file in
 // its own fork).
+import { mkdirSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as grpcXds from '@grpc/grpc-js-xds';
 import { ECHO_PATH } from './grpc-echo.js';
@@ -20,10 +23,36 @@ export interface BootstrapOptions {
   readonly xdsPort: number;
   readonly nodeId: string;
   readonly metadata?: Record<string, string>;
+  /** Trust domains whose `spiffe://<td>` certificate-provider instances the bootstrap declares; default cluster-a.local. */
+  readonly trustDomains?: readonly string[];
+  /** certificate_providers to use instead of the placeholder ones (for channels with xDS credentials). */
+  readonly certificateProviders?: Record<string, unknown>;
+}
+
+/**
+ * grpc-js-xds checks the certificate-provider instance names of a cluster's mTLS config against
+ * its bootstrap even on a channel with insecure credentials (which never reads the files). These
+ * placeholder instances (`default`, `spiffe://<td>`) point at empty files made here.
+ */
+export function placeholderCertificateProviders(trustDomains: readonly string[]): Record<string, unknown> {
+  const dir = path.join(os.tmpdir(), `meshfed-test-certs-${process.pid}`);
+  mkdirSync(dir, { recursive: true });
+  const file = (name: string): string => {
+    const f = path.join(dir, name);
+    writeFileSync(f, '');
+    return f;
+  };
+  const ca = file('ca.pem');
+  const providers: Record<string, unknown> = {
+    default: { plugin_name: 'file_watcher', config: { certificate_file: file('cert.pem'), private_key_file: file('key.pem'), ca_certificate_file: ca, refresh_interval: '600s' } },
+  };
+  for (const td of trustDomains) providers[`spiffe://${td}`] = { plugin_name: 'file_watcher', config: { ca_certificate_file: ca, refresh_interval: '600s' } };
+  return providers;
 }
 
 export function bootstrapConfig(o: BootstrapOptions): Record<string, unknown> {
   return {
+    certificate_providers: o.certificateProviders ?? placeholderCertificateProviders(o.trustDomains ?? ['cluster-a.local']),
     xds_servers: [
       {
         server_uri: `127.0.0.1:${o.xdsPort}`,

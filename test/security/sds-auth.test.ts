@@ -72,11 +72,12 @@ describe('SDS over TLS with a service-account token', () => {
     expect((await cds.next(5000)).type_url).toBe(TypeUrl.Cluster);
   });
 
-  it.for([
+  const badTokens: Array<[string, () => string]> = [
     ['invalid', () => 'not-a-token'],
     ['expired', () => token('abc', 'foo', { expiresInSec: -60 })],
     ['wrong-audience', () => token('abc', 'foo', { audiences: ['something-else'] })],
-  ] as const)('%s token: the stream is refused with UNAUTHENTICATED, no secret', async ([, make]) => {
+  ];
+  it.for(badTokens)('%s token: the stream is refused with UNAUTHENTICATED, no secret', async ([, make]): Promise<void> => {
     const s = sds({ token: make(), names: ['default'] });
     const st = await s.ended(5000);
     expect(st.code).toBe(status.UNAUTHENTICATED);

@@ -1,0 +1,86 @@
+// Upstream mTLS in Istio's form: SDS secrets for Envoy, certificate-provider instances for
+// proxyless gRPC (gRFC A29), both verifying the SPIFFE ids of the service's accounts.
+import type { MeshSnapshot, Service, ServicePort } from '../model/mesh.js';
+import { compare, type SdsConfig, sniName, trustDomainOf } from './generator.js';
+
+const UPSTREAM_TLS = 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext';
+const RAW_BUFFER = 'type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer';
+
+/** Where Envoy gets `default` and `ROOTCA`: meshfed over ADS, or istio-agent's SDS pipe beside istiod. */
+export function sdsConfigSource(sds: SdsConfig): Record<string, unknown> {
+  if (sds === 'ads') return { ads: {}, resource_api_version: 'V3', initial_fetch_timeout: {} };
+  return {
+    api_config_source: {
+      api_type: 'GRPC',
+      set_node_on_first_message_only: true,
+      transport_api_version: 'V3',
+      grpc_services: [{ envoy_grpc: { cluster_name: 'sds-grpc' } }],
+    },
+    initial_fetch_timeout: {},
+    resource_api_version: 'V3',
+  };
+}
+
+/** `spiffe://<td>/ns/<ns>/sa/<sa>` of every mTLS endpoint, each in its own cluster's trust domain; sorted. */
+export function serviceSans(mesh: MeshSnapshot, service: Service): string[] {
+  const sans = new Set<string>();
+  for (const ep of mesh.endpoints.get(service.hostname) ?? []) {
+    if (!ep.mtls || ep.health === 'TERMINATING') continue;
+    const td = mesh.clusters.get(ep.clusterId)?.domain ?? trustDomainOf(service.hostname);
+    sans.add(`spiffe://${td}/ns/${service.namespace}/sa/${ep.serviceAccount}`);
+  }
+  return [...sans].sort(compare);
+}
+
+/** Auto-mTLS as Istio does it: endpoints labelled tlsMode istio get mTLS, the others plaintext. */
+export function sidecarSocketMatches(mesh: MeshSnapshot, service: Service, port: ServicePort, sds: SdsConfig): Record<string, unknown>[] {
+  const source = sdsConfigSource(sds);
+  const h2 = port.protocol === 'GRPC' || port.protocol === 'HTTP2';
+  return [
+    {
+      name: 'tlsMode-istio',
+      match: { fields: { tlsMode: { stringValue: 'istio' } } },
+      transport_socket: {
+        name: 'envoy.transport_sockets.tls',
+        typed_config: {
+          '@type': UPSTREAM_TLS,
+          common_tls_context: {
+            tls_params: { tls_minimum_protocol_version: 'TLSv1_2', tls_maximum_protocol_version: 'TLSv1_3' },
+            alpn_protocols: h2 ? ['istio-peer-exchange', 'istio', 'h2'] : ['istio-peer-exchange', 'istio'],
+            tls_certificate_sds_secret_configs: [{ name: 'default', sds_config: source }],
+            combined_validation_context: {
+              default_validation_context: { match_subject_alt_names: serviceSans(mesh, service).map((exact) => ({ exact })) },
+              validation_context_sds_secret_config: { name: 'ROOTCA', sds_config: source },
+            },
+          },
+          sni: sniName(port.port, service.hostname),
+        },
+      },
+    },
+    { name: 'tlsMode-disabled', match: {}, transport_socket: { name: 'envoy.transport_sockets.raw_buffer', typed_config: { '@type': RAW_BUFFER } } },
+  ];
+}
+
+/**
+ * Proxyless gRPC has no socket matches: mTLS when every endpoint takes it, else plaintext. The
+ * root is the instance named after the service's trust domain, so a remote root vouches only for
+ * its own names; grpc-js-xds NACKs tls_params and custom validators, so neither is set.
+ */
+export function grpcTransportSocket(mesh: MeshSnapshot, service: Service, port: ServicePort): Record<string, unknown> | undefined {
+  const eps = (mesh.endpoints.get(service.hostname) ?? []).filter((ep) => ep.health !== 'TERMINATING');
+  if (!eps.every((ep) => ep.mtls)) return undefined;
+  return {
+    name: 'envoy.transport_sockets.tls',
+    typed_config: {
+      '@type': UPSTREAM_TLS,
+      common_tls_context: {
+        tls_certificate_provider_instance: { instance_name: 'default', certificate_name: 'default' },
+        validation_context: {
+          ca_certificate_provider_instance: { instance_name: `spiffe://${trustDomainOf(service.hostname)}`, certificate_name: 'ROOTCA' },
+          match_subject_alt_names: serviceSans(mesh, service).map((exact) => ({ exact })),
+        },
+      },
+      sni: sniName(port.port, service.hostname),
+    },
+  };
+}
