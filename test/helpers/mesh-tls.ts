@@ -10,7 +10,7 @@ import { Writable } from 'node:stream';
 import { pino, type Logger } from 'pino';
 import { stringify } from 'yaml';
 import { type Meshfed, startMeshfed } from '../../src/app.js';
-import { memoryCaStore } from '../../src/pki/index.js';
+import { type CaStore, memoryCaStore } from '../../src/pki/index.js';
 import { TypeUrl } from '../../src/envoy/protos.js';
 import type { FakeApiServer } from '../fixtures/kube-apiserver/index.js';
 import { RawXdsStream, type SotwResponse } from './raw-client.js';
@@ -38,6 +38,7 @@ export interface TlsMeshOptions {
   readonly doc: Record<string, unknown>;
   readonly apiserver?: FakeApiServer;
   readonly workloadTtlMs?: number;
+  readonly caStore?: CaStore;
   readonly log?: Logger;
 }
 
@@ -73,7 +74,7 @@ export async function startTlsMesh(o: TlsMeshOptions): Promise<TlsMesh> {
     adminHost: '127.0.0.1',
     adminPort: 0,
     debounceMs: 20,
-    pki: { trustDomain: o.trustDomain, caStore: memoryCaStore(), workloadTtlMs: o.workloadTtlMs },
+    pki: { trustDomain: o.trustDomain, caStore: o.caStore ?? memoryCaStore(), workloadTtlMs: o.workloadTtlMs },
     xdsTls: { dnsNames: [SERVER_NAME] },
     tokenReview: kubeConfig && { kubeConfig },
     log: o.log ?? pino({ level: process.env['MESHFED_E2E_LOG'] ?? 'silent' }),
