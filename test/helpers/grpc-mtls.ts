@@ -82,7 +82,7 @@ export function freePort(): Promise<number> {
 
 /** A real xDS-enabled gRPC server (XdsServer, XdsServerCredentials) answering the echo call with `name`. */
 export async function startXdsEchoServer(bootstrapJson: string, port: number, name: string): Promise<grpcXds.XdsServer> {
-  const server = new grpcXds.XdsServer({ [BOOTSTRAP_OPTION]: bootstrapJson } as grpcXds.XdsServerOptions);
+  const server = new grpcXds.XdsServer({ [BOOTSTRAP_OPTION]: bootstrapJson } as grpc.ServerOptions);
   server.addService(ECHO_SERVICE, {
     Whoami: (_call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => cb(null, Buffer.from(name)),
   });
