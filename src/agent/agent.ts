@@ -9,7 +9,9 @@
 //   bootstrap.json                  the gRPC xDS bootstrap (GRPC_XDS_BOOTSTRAP)
 // grpc-js-xds 1.14 speaks only plaintext (or Google default credentials) to its xDS server, so the
 // bootstrap points at meshfed's plaintext port, which serves configuration but never a secret.
-import { mkdir, rename, writeFile } from 'node:fs/promises';
+import { X509Certificate } from 'node:crypto';
+import { renameSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { SERVER_LISTENER_TEMPLATE } from '../generate/grpc-server.js';
@@ -74,32 +76,40 @@ export function startAgent(o: AgentOptions): Agent {
   const ready = new Promise<void>((r) => (resolveReady = r));
   let seq = 0;
 
-  const write = async (file: string, data: string, mode = 0o644): Promise<void> => {
-    const tmp = `${file}.${process.pid}.${++seq}.tmp`;
-    await writeFile(tmp, data, { mode });
-    await rename(tmp, file); // readers see the old file or the new one, never half of one
+  /** Readers see the old files or the new ones, never half of one. */
+  const write = async (...entries: Array<[file: string, data: string, mode?: number]>): Promise<void> => {
+    const tmps = await Promise.all(
+      entries.map(async ([file, data, mode]) => {
+        const tmp = `${file}.${process.pid}.${++seq}.tmp`;
+        await writeFile(tmp, data, { mode: mode ?? 0o644 });
+        return [tmp, file] as const;
+      }),
+    );
+    // Back to back, with nothing awaited in between: gRPC reads certificate and key separately,
+    // and a pair from two generations would not load.
+    for (const [tmp, file] of tmps) renameSync(tmp, file);
   };
 
   const onUpdate = async (u: SdsUpdate): Promise<void> => {
     await mkdir(path.join(o.outDir, 'roots'), { recursive: true });
     if (u.bundles) {
       bundles = u.bundles;
-      for (const [td, pem] of bundles) await write(files.rootsOf(td), pem);
-      await write(files.roots, pemBlob([...bundles.values()]));
+      await write(...[...bundles].map(([td, pem]): [string, string] => [files.rootsOf(td), pem]), [files.roots, pemBlob([...bundles.values()])]);
       o.log.info({ trustDomains: [...bundles.keys()] }, 'trust bundle written');
     }
     if (u.cert) {
       cert = u.cert;
-      await write(files.key, cert.privateKeyPem, 0o600);
-      await write(files.certChain, cert.certChainPem);
+      await write([files.key, cert.privateKeyPem, 0o600], [files.certChain, cert.certChainPem]);
       o.log.info('workload certificate written');
     }
     if (!cert || !bundles) return;
+    // meshfed's serving certificate comes from the same CA as ours: follow its roots through a rotation.
+    sds.trust(bundles.get(trustDomainOfCert(cert.certChainPem)) ?? '');
     // gRPC reads its bootstrap once: it declares every trust domain known now or named up front.
     const domains = [...new Set([...bundles.keys(), ...(o.trustDomains ?? [])])].sort();
     if (domains.join(' ') !== bootstrapDomains) {
-      for (const td of domains) if (!bundles.has(td)) await write(files.rootsOf(td), ''); // not trusted yet: handshakes fail
-      await write(files.bootstrap, JSON.stringify(bootstrap(o, files, domains), null, 2) + '\n');
+      for (const td of domains) if (!bundles.has(td)) await write([files.rootsOf(td), '']); // not trusted yet: handshakes fail
+      await write([files.bootstrap, JSON.stringify(bootstrap(o, files, domains), null, 2) + '\n']);
       bootstrapDomains = domains.join(' ');
     }
     resolveReady();
@@ -116,6 +126,11 @@ export function startAgent(o: AgentOptions): Agent {
   });
   sds.start();
   return { ready, bootstrapPath: files.bootstrap, files, close: () => sds.close() };
+}
+
+function trustDomainOfCert(chainPem: string): string {
+  const uri = /URI:spiffe:\/\/([^/,\s]+)/.exec(new X509Certificate(chainPem).subjectAltName ?? '');
+  return uri?.[1] ?? '';
 }
 
 function nodeMetadata(o: AgentOptions): Record<string, string> {

@@ -37,7 +37,10 @@ export interface SdsClientOptions {
 }
 
 export class SdsClient {
-  private readonly client: grpc.Client;
+  private client: grpc.Client;
+  /** Roots of meshfed's own trust domain learnt from the bundle: they follow a root rotation. */
+  private learntRoots = '';
+  private clientRoots: string;
   private call: grpc.ClientDuplexStream<Buffer, Buffer> | undefined;
   private closed = false;
   private backoffMs = 250;
@@ -46,8 +49,20 @@ export class SdsClient {
   lastError: string | undefined;
 
   constructor(private readonly opts: SdsClientOptions) {
-    const creds = opts.caPem ? grpc.credentials.createSsl(Buffer.from(opts.caPem)) : grpc.credentials.createInsecure();
-    this.client = new grpc.Client(opts.address, creds, opts.serverName ? { 'grpc.ssl_target_name_override': opts.serverName } : {});
+    this.clientRoots = '';
+    this.client = this.newClient();
+  }
+
+  /** After a root rotation meshfed's serving certificate chains to the new root, learnt from ROOTCA. */
+  trust(rootsPem: string): void {
+    this.learntRoots = rootsPem;
+  }
+
+  private newClient(): grpc.Client {
+    const o = this.opts;
+    this.clientRoots = this.learntRoots;
+    const creds = o.caPem ? grpc.credentials.createSsl(Buffer.from(o.caPem + this.learntRoots)) : grpc.credentials.createInsecure();
+    return new grpc.Client(o.address, creds, o.serverName ? { 'grpc.ssl_target_name_override': o.serverName } : {});
   }
 
   start(): void {
@@ -70,6 +85,10 @@ export class SdsClient {
       } catch (err) {
         return this.failed(`cannot read the token file ${this.opts.tokenFile}: ${(err as Error).message}`);
       }
+    }
+    if (this.clientRoots !== this.learntRoots) {
+      this.client.close();
+      this.client = this.newClient();
     }
     const call = this.client.makeBidiStreamRequest<Buffer, Buffer>(ADS_PATH, (b) => b, (b) => b, md);
     this.call = call;

@@ -34,8 +34,8 @@ export class XdsServerCredentials extends grpc.ServerCredentials {
     clearTimeout(this.timer);
     const cert = this.source.issue();
     this.updateSecureContextOptions({ ca: [...this.source.roots()], cert: cert.certChainPem, key: cert.privateKeyPem });
-    const half = (cert.notAfter.getTime() - cert.notBefore.getTime()) / 2;
-    const due = Math.max(1000, cert.notBefore.getTime() + half - Date.now());
+    // Half of the remaining lifetime (notBefore is backdated for clock skew).
+    const due = Math.max(1000, (cert.notAfter.getTime() - Date.now()) / 2);
     this.timer = setTimeout(() => this.refresh(), Math.min(due, 2 ** 31 - 1));
     this.timer.unref();
     this.log.info({ notAfter: cert.notAfter.toISOString() }, 'xDS serving certificate issued');
