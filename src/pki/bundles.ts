@@ -5,7 +5,7 @@ import { X509Certificate } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { MeshCluster } from '../model/mesh.js';
 import type { CertificateAuthority } from './ca.js';
-import { pemToDer, splitPems } from './x509.js';
+import { describeCert, pemToDer, splitPems } from './x509.js';
 
 export interface SpiffeBundle {
   readonly keys: readonly Record<string, unknown>[];
@@ -113,7 +113,7 @@ export class TrustBundles {
 function rootProblem(pem: string): string | undefined {
   try {
     const cert = new X509Certificate(pem);
-    return cert.ca ? undefined : `${cert.subject.replace(/\n/g, ', ')} is not a CA certificate`;
+    return cert.ca ? undefined : `${describeCert(cert)} is not a CA certificate`;
   } catch (err) {
     return `not a parsable certificate (${(err as Error).message})`;
   }

@@ -70,6 +70,7 @@ export class CertificateAuthority {
   /** Latest notAfter the active signer has issued. */
   private activeLastNotAfter = 0;
   private pending: Signer | undefined;
+  private activating = false;
   private retiring: RetiringRoot[] = [];
   private readonly listeners = new Set<() => void>();
   private pruneTimer: NodeJS.Timeout | undefined;
@@ -163,14 +164,22 @@ export class CertificateAuthority {
   async activateRotation(): Promise<void> {
     const next = this.pending;
     if (!next) throw new Error('no root rotation in progress: call rotateRoot first');
-    await this.store.save(next.material);
+    if (this.activating) throw new Error('the root rotation is already being activated');
+    this.activating = true;
+    try {
+      await this.store.save(next.material);
+    } catch (err) {
+      throw new Error(`storing the next root in ${this.store.describe}: ${(err as Error).message}`);
+    } finally {
+      this.activating = false;
+    }
     const now = this.now();
     // Other replicas may have signed with the old root up to now, with the default lifetime.
     const until = Math.max(this.activeLastNotAfter, now + this.workloadTtlMs);
     if (this.active.rootPem !== next.rootPem) this.retiring.push({ pem: this.active.rootPem, until });
     this.active = next;
-    this.activeLastNotAfter = 0;
     this.pending = undefined;
+    this.activeLastNotAfter = 0;
     this.gen++;
     this.schedulePrune();
     this.emit();

@@ -1,7 +1,7 @@
 // CA material (Istio `cacerts` layout), its checks, and meshfed's self-signed root.
 import { createECDH, createPrivateKey, generateKeyPairSync, X509Certificate, type KeyObject } from 'node:crypto';
 import * as der from './der.js';
-import { buildCertificate, issuerInfo, KeyUsage, name, pem, pemToDer, splitPems, toPem } from './x509.js';
+import { buildCertificate, describeCert, issuerInfo, KeyUsage, name, pem, pemToDer, splitPems, toPem } from './x509.js';
 
 export type KeyType = 'ec' | 'rsa';
 
@@ -105,9 +105,9 @@ export function loadSigner(m: CaMaterial): Signer {
   const ca = certs[0]!;
   if (!ca.checkPrivateKey(key)) fail('ca-key.pem does not match ca-cert.pem');
   certs.forEach((c, i) => {
-    if (!c.ca) fail(`${c.subject.replace(/\n/g, ', ')} is not a CA certificate`);
+    if (!c.ca) fail(`${describeCert(c)} is not a CA certificate`);
     const parent = certs[i + 1] ?? c; // the root signs itself
-    if (!c.checkIssued(parent) || !c.verify(parent.publicKey)) fail(`${c.subject.replace(/\n/g, ', ')} is not signed by the next certificate in the chain`);
+    if (!c.checkIssued(parent) || !c.verify(parent.publicKey)) fail(`${describeCert(c)} is not signed by the next certificate in the chain`);
   });
   return {
     material: m,

@@ -1,5 +1,5 @@
 // X.509 v3 certificates built with the DER encoder and signed by node:crypto.
-import { createHash, randomBytes, sign, type KeyObject } from 'node:crypto';
+import { createHash, randomBytes, sign, type KeyObject, type X509Certificate } from 'node:crypto';
 import * as der from './der.js';
 
 const OID = {
@@ -126,6 +126,11 @@ export const toPem = (certDer: Buffer): string => pem('CERTIFICATE', certDer);
 /** Every certificate in a PEM text, normalized (one trailing newline each). */
 export function splitPems(text: string): string[] {
   return [...text.matchAll(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g)].map((m) => m[0].replace(/\r/g, '') + '\n');
+}
+
+/** A certificate's name for error messages: its subject, or its SANs when the subject is empty. */
+export function describeCert(c: X509Certificate): string {
+  return (c.subject as string | undefined)?.replace(/\n/g, ', ') || c.subjectAltName || `serial ${c.serialNumber}`;
 }
 
 export function pemToDer(pem: string): Buffer {

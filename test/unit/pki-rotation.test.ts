@@ -1,0 +1,122 @@
+// Leaf re-issue at half-life and root rotation, on a fake clock with real crypto.
+import { X509Certificate } from 'node:crypto';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { CertificateAuthority, memoryCaStore, WorkloadCertCache, type CaStore, type Identity } from '../../src/pki/index.js';
+
+const TD = 'cluster-a.local';
+const FOO: Identity = { trustDomain: TD, namespace: 'abc', serviceAccount: 'foo' };
+const HOUR = 3600_000;
+
+const leafOf = (chain: string): X509Certificate => new X509Certificate(chain);
+const signedBy = (chain: string, rootPem: string): boolean => leafOf(chain).verify(new X509Certificate(rootPem).publicKey);
+
+beforeEach(() => {
+  vi.useFakeTimers({ now: Date.parse('2026-03-01T00:00:00Z') });
+});
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+describe('workload certificate cache', () => {
+  it('serves the same certificate until half its lifetime has passed, then re-issues and says so', async () => {
+    const ca = await CertificateAuthority.open({ trustDomain: TD, store: memoryCaStore() });
+    const cache = new WorkloadCertCache(ca);
+    const renewed: string[] = [];
+    cache.onRenew((id) => renewed.push(id.serviceAccount));
+
+    const first = cache.get(FOO);
+    expect(cache.renewAt(FOO)).toEqual(new Date(Date.now() + 12 * HOUR));
+    vi.advanceTimersByTime(6 * HOUR);
+    expect(cache.get(FOO)).toBe(first);
+    expect(renewed).toEqual([]);
+
+    vi.advanceTimersByTime(6 * HOUR);
+    expect(renewed).toEqual(['foo']);
+    const second = cache.get(FOO);
+    expect(second.serial).not.toBe(first.serial);
+    expect(second.notAfter.getTime()).toBe(first.notAfter.getTime() + 12 * HOUR);
+    expect(cache.get(FOO)).toBe(second);
+    cache.close();
+    ca.close();
+  });
+
+  it('honours a shorter lifetime: 1 h certificates renew after 30 min', async () => {
+    const ca = await CertificateAuthority.open({ trustDomain: TD, store: memoryCaStore() });
+    const cache = new WorkloadCertCache(ca, { ttlMs: HOUR });
+    let renewals = 0;
+    cache.onRenew(() => renewals++);
+    const first = cache.get(FOO);
+    expect(first.notAfter.getTime() - Date.now()).toBe(HOUR);
+    vi.advanceTimersByTime(30 * 60_000 - 1);
+    expect(renewals).toBe(0);
+    vi.advanceTimersByTime(1);
+    expect(renewals).toBe(1);
+    expect(cache.get(FOO).serial).not.toBe(first.serial);
+    cache.close();
+    ca.close();
+  });
+});
+
+describe('root rotation', () => {
+  it('the new root is trusted before it signs anything; the old root stays until its last certificate expires', async () => {
+    let stored: unknown;
+    const inner = memoryCaStore();
+    const store: CaStore = { ...inner, save: (m) => ((stored = m), inner.save(m)) };
+    const ca = await CertificateAuthority.open({ trustDomain: TD, store });
+    const cache = new WorkloadCertCache(ca);
+    const events: string[] = [];
+    ca.onChange(() => events.push(`roots=${ca.roots.length}`));
+    cache.onRenew((id) => events.push(`renew ${id.serviceAccount}`));
+
+    const oldRoot = ca.signingRoot;
+    const beforeRotation = cache.get(FOO);
+    vi.advanceTimersByTime(HOUR);
+    const longLived = ca.issue({ ...FOO, serviceAccount: 'batch' }, { ttlMs: 48 * HOUR }); // the old root's last expiry
+
+    // Step 1: announce. Both roots are trusted, the old one still signs, no workload is re-issued.
+    ca.rotateRoot();
+    expect(events).toEqual(['roots=2']);
+    const newRoot = ca.roots[1]!;
+    expect(ca.roots).toEqual([oldRoot, newRoot]);
+    expect(newRoot).not.toBe(oldRoot);
+    const duringAnnounce = ca.issue(FOO);
+    expect(signedBy(duringAnnounce.certChainPem, oldRoot)).toBe(true);
+    expect(stored).toBeUndefined();
+    expect(() => ca.rotateRoot()).toThrow(/already in progress/);
+
+    // Step 2: after the bundle went out, the new root is stored and signs; cached workloads are re-issued.
+    await ca.activateRotation();
+    expect(stored).toBe(ca.material);
+    expect(ca.signingRoot).toBe(newRoot);
+    expect(ca.roots).toEqual([newRoot, oldRoot]);
+    expect(events.slice(1).sort()).toEqual(['renew foo', 'roots=2']);
+    const afterRotation = cache.get(FOO);
+    expect(afterRotation.serial).not.toBe(beforeRotation.serial);
+    expect(afterRotation.rootPem).toBe(newRoot);
+    expect(signedBy(afterRotation.certChainPem, newRoot)).toBe(true);
+    expect(signedBy(afterRotation.certChainPem, oldRoot)).toBe(false);
+    await expect(ca.activateRotation()).rejects.toThrow(/no root rotation in progress/);
+
+    // The old root outlives every certificate it signed: here the 48 h one.
+    vi.advanceTimersByTime(longLived.notAfter.getTime() - Date.now() - 1000);
+    expect(ca.roots).toEqual([newRoot, oldRoot]);
+    vi.advanceTimersByTime(2000);
+    expect(ca.roots).toEqual([newRoot]);
+    expect(events.at(-1)).toBe('roots=1');
+    cache.close();
+    ca.close();
+  });
+
+  it('without long-lived certificates the old root still stays a full default lifetime (replicas may have signed with it)', async () => {
+    const ca = await CertificateAuthority.open({ trustDomain: TD, store: memoryCaStore() });
+    ca.rotateRoot();
+    await ca.activateRotation();
+    expect(ca.roots).toHaveLength(2);
+    vi.advanceTimersByTime(24 * HOUR - 1000);
+    expect(ca.prune()).toBe(false);
+    expect(ca.roots).toHaveLength(2);
+    vi.advanceTimersByTime(2000);
+    expect(ca.roots).toHaveLength(1);
+    ca.close();
+  });
+});
