@@ -159,6 +159,29 @@ async function metric(adminPort: number, name: string, filter = ''): Promise<num
   return sum;
 }
 
+/** What a change pushes, by type: responses, resources in them, and resources whose bytes changed (new versions). */
+async function pushCounters(adminPort: number): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  for (const t of ['CDS', 'EDS', 'LDS', 'RDS']) {
+    out[`${t}pushes`] = await metric(adminPort, 'meshfed_xds_pushes_total', `type="${t}"`);
+    out[`${t}resourcesPushed`] = await metric(adminPort, 'meshfed_xds_pushed_resources_total', `type="${t}"`);
+    out[`${t}versionChanges`] = await metric(adminPort, 'meshfed_xds_resource_encodes_total', `type="${t}",changed="true"`);
+  }
+  return out;
+}
+
+/** Counter deltas over a churn run: only EDS should move, one resource per change per client. */
+function pushReport(before: Record<string, number>, after: Record<string, number>, changes: number): Report {
+  const d = (k: string): number => (after[k] ?? 0) - (before[k] ?? 0);
+  return {
+    cdsPushesDuringChurn: d('CDSpushes'),
+    cdsVersionChangesDuringChurn: d('CDSversionChanges'),
+    ldsRdsPushesDuringChurn: d('LDSpushes') + d('RDSpushes'),
+    edsVersionChangesPerChange: d('EDSversionChanges') / changes,
+    edsResourcesPushedPerChangePerClient: d('EDSresourcesPushed') / changes / CLIENTS,
+  };
+}
+
 function pct(values: number[], p: number): number {
   if (values.length === 0) return NaN;
   const s = [...values].sort((a, b) => a - b);
@@ -203,10 +226,12 @@ async function scenarioScale(): Promise<Report> {
   const syncMs = Math.max(...fleet.synced) - fleet.start;
   const afterSync = procStats(server.proc.pid!);
   const encodesBefore = await metric(server.admin, 'meshfed_xds_resource_encodes_total');
+  const pushesBefore = await pushCounters(server.admin);
   const apply = adminClient(server.xds);
   const changes = 20;
   const { delays, missing } = await churn(apply, fleet, changes, 2, 11);
   const encodes = (await metric(server.admin, 'meshfed_xds_resource_encodes_total')) - encodesBefore;
+  const pushes = pushReport(pushesBefore, await pushCounters(server.admin), changes);
   const bytes = await metric(server.admin, 'meshfed_xds_pushed_bytes_total');
   const end = procStats(server.proc.pid!);
   stopFleet(fleet);
@@ -224,6 +249,7 @@ async function scenarioScale(): Promise<Report> {
     changeP99Ms: pct(delays, 99),
     changesMissing: missing,
     encodesPerChangedResource: encodes / changes,
+    ...pushes,
     bytesSent: bytes,
     serverCpuS: end.cpuSeconds,
     serverPeakRss: end.peakRssBytes,
@@ -250,12 +276,14 @@ async function scenarioChurn(): Promise<Report> {
   const before = procStats(server.proc.pid!);
   const encodesBefore = await metric(server.admin, 'meshfed_xds_resource_encodes_total');
   const bytesBefore = await metric(server.admin, 'meshfed_xds_pushed_bytes_total');
+  const pushesBefore = await pushCounters(server.admin);
   const rate = Number(args.rate);
   const changes = Number(args.duration) * rate;
   const apply = adminClient(server.xds);
   const { delays, missing } = await churn(apply, fleet, changes, rate, 101);
   const encodes = (await metric(server.admin, 'meshfed_xds_resource_encodes_total')) - encodesBefore;
   const bytes = (await metric(server.admin, 'meshfed_xds_pushed_bytes_total')) - bytesBefore;
+  const pushes = pushReport(pushesBefore, await pushCounters(server.admin), changes);
   const end = procStats(server.proc.pid!);
   stopFleet(fleet);
   server.proc.kill('SIGTERM');
@@ -269,6 +297,7 @@ async function scenarioChurn(): Promise<Report> {
     changeP99Ms: pct(delays, 99),
     changesMissing: missing,
     encodesPerChangedResource: encodes / changes,
+    ...pushes,
     bytesSentDuringChurn: bytes,
     churnCpuS: end.cpuSeconds - before.cpuSeconds,
     churnCpuPercent: (100 * (end.cpuSeconds - before.cpuSeconds)) / Number(args.duration),

@@ -146,6 +146,34 @@ function kubeConfig(file: string | undefined): KubeConfig {
   return kc;
 }
 
+program
+  .command('validate <file>')
+  .description('check Envoy resources (YAML/JSON: one with "@type", a list, or a Bootstrap) against the validate rules of Envoy\'s protos')
+  .action(async (file: string) => {
+    const { readFile } = await import('node:fs/promises');
+    const { parseAllDocuments } = await import('yaml');
+    const { validateDocument } = await import('../validate/index.js');
+    let docs: unknown[];
+    try {
+      docs = parseAllDocuments(await readFile(file, 'utf8')).map((d) => {
+        if (d.errors.length) throw new Error(d.errors[0]!.message);
+        return d.toJS() as unknown;
+      });
+    } catch (err) {
+      process.stderr.write(`${file}: ${(err as Error).message}\n`);
+      process.exitCode = 1;
+      return;
+    }
+    let failed = 0;
+    for (const report of docs.flatMap((d) => validateDocument(d))) {
+      if (report.errors.length === 0) continue;
+      failed++;
+      for (const e of report.errors) process.stdout.write(`${file}: ${report.resource}: ${e.path}: ${e.reason}\n`);
+    }
+    if (failed) process.exitCode = 1;
+    else process.stdout.write(`${file}: ok\n`);
+  });
+
 function printQuickStart(xdsPort: number, adminPort: number): void {
   process.stderr.write(`
 meshfed is serving the embedded two-cluster mesh (cluster-a: foo.abc, cluster-b: bar.xyz).

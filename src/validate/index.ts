@@ -1,0 +1,76 @@
+// `meshfed validate` and the tests: Envoy resources (or a Bootstrap) checked against the
+// protoc-gen-validate rules of Envoy's protos.
+import { createRequire } from 'node:module';
+import type protobuf from 'protobufjs';
+import { ENVOY_PROTO_FILES, INCLUDE_DIRS, TYPE_PREFIX } from '../envoy/protos.js';
+import { JsonReader } from './json.js';
+import { type ValidationError, Validator } from './validator.js';
+
+export type { ValidationError } from './validator.js';
+
+const require = createRequire(import.meta.url);
+const { loadProtosWithOptionsSync } = require('@grpc/proto-loader/build/src/util.js') as {
+  loadProtosWithOptionsSync(files: string[], options: object): protobuf.Root;
+};
+
+/** What meshfed serves, plus the Bootstrap (for example bootstraps) and the extensions they use. */
+const VALIDATION_PROTO_FILES = [
+  ...ENVOY_PROTO_FILES,
+  'envoy/config/bootstrap/v3/bootstrap.proto',
+  'envoy/extensions/transport_sockets/raw_buffer/v3/raw_buffer.proto',
+];
+
+export const BOOTSTRAP_TYPE = `${TYPE_PREFIX}envoy.config.bootstrap.v3.Bootstrap`;
+
+let shared: { root: protobuf.Root; validator: Validator; reader: JsonReader } | undefined;
+
+function loaded(): NonNullable<typeof shared> {
+  if (!shared) {
+    const root = loadProtosWithOptionsSync([...new Set(VALIDATION_PROTO_FILES)], { keepCase: true, includeDirs: INCLUDE_DIRS });
+    root.resolveAll();
+    shared = { root, validator: new Validator(root), reader: new JsonReader(root) };
+  }
+  return shared;
+}
+
+/** A resource as meshfed's generators build it (protobufjs object form, Anys with "@type"). */
+export function validateResource(typeUrl: string, body: Readonly<Record<string, unknown>>): ValidationError[] {
+  const { validator } = loaded();
+  const type = validator.typeOf(typeUrl);
+  if (!type) return [{ path: '(root)', reason: `unknown type ${typeUrl}` }];
+  return validator.validateBytes(typeUrl, type.encode(type.fromObject(body)).finish());
+}
+
+/** A resource in proto3 JSON with its "@type", as a user writes it. */
+export function validateJson(json: Readonly<Record<string, unknown>>, typeUrl = String(json['@type'] ?? '')): ValidationError[] {
+  const { validator, reader } = loaded();
+  const type = validator.typeOf(typeUrl);
+  if (!typeUrl || !type) return [{ path: '(root)', reason: typeUrl ? `unknown type ${typeUrl}` : 'no "@type"' }];
+  const { '@type': _t, ...body } = json;
+  const errors: ValidationError[] = [];
+  const obj = reader.message(type, body, '', errors);
+  if (errors.length || !obj) return errors;
+  return validator.validateBytes(typeUrl, type.encode(type.fromObject(obj)).finish());
+}
+
+export interface DocumentReport {
+  /** `[i] <type> <name>` of each resource in the document. */
+  readonly resource: string;
+  readonly errors: ValidationError[];
+}
+
+/** A document holding one resource, a list of them, or a Bootstrap (with or without "@type"). */
+export function validateDocument(doc: unknown): DocumentReport[] {
+  const items = Array.isArray(doc) ? doc : doc && typeof doc === 'object' && Array.isArray((doc as { resources?: unknown }).resources) && !('@type' in doc) ? (doc as { resources: unknown[] }).resources : [doc];
+  return items.map((item, i) => {
+    if (!item || typeof item !== 'object') return { resource: `[${i}]`, errors: [{ path: '(root)', reason: 'expected an object' }] };
+    const obj = item as Record<string, unknown>;
+    const typeUrl = typeof obj['@type'] === 'string' ? obj['@type'] : looksLikeBootstrap(obj) ? BOOTSTRAP_TYPE : '';
+    const name = typeof obj['name'] === 'string' ? obj['name'] : typeof obj['cluster_name'] === 'string' ? obj['cluster_name'] : typeof obj['clusterName'] === 'string' ? obj['clusterName'] : '';
+    return { resource: `[${i}] ${typeUrl.slice(typeUrl.lastIndexOf('/') + 1) || '?'}${name ? ` ${name}` : ''}`, errors: validateJson(obj, typeUrl) };
+  });
+}
+
+function looksLikeBootstrap(o: Record<string, unknown>): boolean {
+  return ['static_resources', 'staticResources', 'dynamic_resources', 'dynamicResources', 'node', 'admin'].some((k) => k in o);
+}
