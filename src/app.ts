@@ -10,7 +10,7 @@ import type { SdsConfig } from './generate/generator.js';
 import { createGenerators } from './generate/index.js';
 import type { WorkloadSecrets } from './generate/sds.js';
 import { TypeUrl } from './envoy/protos.js';
-import { CertificateAuthority, type CaStore, type KeyType, parseSpiffeId, spiffeId, TrustBundles, WorkloadCertCache } from './pki/index.js';
+import { CertificateAuthority, type CaStore, type KeyType, parseSpiffeId, SPIFFE_BUNDLE_PATH, spiffeId, TrustBundles, WorkloadCertCache } from './pki/index.js';
 import { MeshAuthenticator, PlaintextAuthenticator, TokenReviewer } from './xds/auth.js';
 import { XdsServerCredentials } from './xds/tls.js';
 import { createLogger } from './log.js';
@@ -89,7 +89,7 @@ export const DEFAULTS = {
 export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> {
   const log = opts.log ?? createLogger();
   const metrics = new Metrics();
-  const pki = opts.pki && (await openPki(opts.pki));
+  const pki = opts.pki && (await openPki(opts.pki, log));
   const store = new XdsStore(createGenerators({ sdsConfig: opts.sdsConfig ?? 'ads' }, pki && workloadSecrets(pki)), metrics);
   if (pki) {
     // Certificates and bundles change outside the mesh: the PKI tells the store.
@@ -153,7 +153,11 @@ export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> 
     metrics,
     streams: () => xds.streams,
     readiness,
-    extra: { '/debug/mesh': () => describeMesh(registry) },
+    extra: {
+      '/debug/mesh': () => describeMesh(registry),
+      // The local trust domain's SPIFFE bundle (JWKS), for peers to poll.
+      ...(pki && { [SPIFFE_BUNDLE_PATH]: () => pki.bundles.spiffeBundleJwks(pki.ca.trustDomain) }),
+    },
     log: log.child({ module: 'admin' }),
   });
   const adminPort = await admin.listen(opts.adminHost ?? DEFAULTS.adminHost, opts.adminPort ?? DEFAULTS.adminPort);
@@ -188,9 +192,9 @@ export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> 
 /** The trust domain of development identities when meshfed runs without a CA (raw secrets only). */
 const DEV_TRUST_DOMAIN = 'cluster.local';
 
-async function openPki(o: NonNullable<MeshfedOptions['pki']>): Promise<MeshfedPki> {
+async function openPki(o: NonNullable<MeshfedOptions['pki']>, log: Logger): Promise<MeshfedPki> {
   const ca = await CertificateAuthority.open({ trustDomain: o.trustDomain, store: o.caStore, keyType: o.keyType, workloadTtlMs: o.workloadTtlMs });
-  return { ca, certs: new WorkloadCertCache(ca, { ttlMs: o.workloadTtlMs }), bundles: new TrustBundles(ca) };
+  return { ca, certs: new WorkloadCertCache(ca, { ttlMs: o.workloadTtlMs }), bundles: new TrustBundles(ca, { log: log.child({ module: 'trust-bundles' }) }) };
 }
 
 /** SDS's view of the PKI: certificates only for meshfed's own trust domain. */

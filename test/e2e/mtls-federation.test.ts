@@ -101,6 +101,13 @@ describe('mTLS between two federated clusters with their own CAs', () => {
     expect(leafB.verify(new X509Certificate(meshB.rootPem).publicKey)).toBe(true);
   });
 
+  it("each meshfed publishes its own root at the SPIFFE bundle endpoint (what a peer would fetch)", async () => {
+    const res = await fetch(`http://127.0.0.1:${meshB.meshfed.adminPort}/.well-known/spiffe-bundle`);
+    const bundle = (await res.json()) as { keys: Array<{ use: string; x5c: string[] }>; spiffe_sequence: number };
+    expect(bundle.keys.map((k) => k.use)).toEqual(['x509-svid']);
+    expect(new X509Certificate(Buffer.from(bundle.keys[0]!.x5c[0]!, 'base64')).fingerprint256).toBe(new X509Certificate(meshB.rootPem).fingerprint256);
+  });
+
   it('before the roots are exchanged the handshake fails; after, RPCs succeed', async () => {
     const c = await channel(BAR_TARGET);
     const before = await c.call(3000);
