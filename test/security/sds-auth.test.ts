@@ -1,13 +1,15 @@
 // Who may get which key: meshfed serves xDS over TLS; SDS secrets go only to a stream that
 // authenticated (service-account token checked by TokenReview, or a client certificate from the
 // mesh CA), and only its own identity's.
+import * as grpc from '@grpc/grpc-js';
 import { status } from '@grpc/grpc-js';
 import { X509Certificate } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TypeUrl } from '../../src/envoy/protos.js';
 import { CertificateAuthority, memoryCaStore } from '../../src/pki/index.js';
 import { startFakeApiServer, type FakeApiServer } from '../fixtures/kube-apiserver/index.js';
-import { captureLog, type CapturedLog, dataText, startTlsMesh, type TlsMesh, tlsStream } from '../helpers/mesh-tls.js';
+import { captureLog, type CapturedLog, dataText, SERVER_NAME, startTlsMesh, type TlsMesh, tlsStream } from '../helpers/mesh-tls.js';
+import { type DeltaResponse, RawXdsStream } from '../helpers/raw-client.js';
 
 const TD = 'cluster-a.local';
 const FOO = `spiffe://${TD}/ns/abc/sa/foo`;
@@ -97,6 +99,18 @@ describe('SDS over TLS with a service-account token', () => {
     const res = await own.next(5000);
     const [a, b] = [FOO, 'default'].map((n) => JSON.stringify(res.resources.find((r) => r.name === n)!.body['tls_certificate']));
     expect(a).toBe(b);
+  });
+
+  it("the same on a delta stream: a subscription to xyz/bar's secret is PERMISSION_DENIED", async () => {
+    const client = new grpc.Client(`127.0.0.1:${mesh.meshfed.xdsPort}`, grpc.credentials.createSsl(Buffer.from(mesh.rootPem)), { 'grpc.ssl_target_name_override': SERVER_NAME });
+    const md = new grpc.Metadata();
+    md.set('authorization', `Bearer ${token('abc', 'foo')}`);
+    const s = new RawXdsStream<DeltaResponse>(client, '/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources', 'delta', md);
+    open.push({ close: () => (s.close(), client.close()) });
+    s.send({ node: { id: 'delta-node' }, type_url: TypeUrl.Secret, resource_names_subscribe: ['default'] });
+    expect((await s.next(5000)).resources.map((r) => r.name)).toEqual(['default']);
+    s.send({ type_url: TypeUrl.Secret, resource_names_subscribe: [BAR] });
+    expect((await s.ended(5000)).code).toBe(status.PERMISSION_DENIED);
   });
 
   it('TokenReview unreachable: no secret (UNAVAILABLE) and a clear log line', async () => {
