@@ -5,8 +5,14 @@ import type { Logger } from 'pino';
 import { AdminServer, type ReadinessCheck } from './admin/http.js';
 import { Metrics } from './admin/metrics.js';
 import { DEFAULT_MESH_SOURCE, loadDefaultMesh } from './config/default-mesh.js';
+import type { KubeConfig } from '@kubernetes/client-node';
 import type { SdsConfig } from './generate/generator.js';
 import { createGenerators } from './generate/index.js';
+import type { WorkloadSecrets } from './generate/sds.js';
+import { TypeUrl } from './envoy/protos.js';
+import { CertificateAuthority, type CaStore, type KeyType, parseSpiffeId, SPIFFE_BUNDLE_PATH, spiffeId, TrustBundles, WorkloadCertCache } from './pki/index.js';
+import { MeshAuthenticator, PlaintextAuthenticator, TokenReviewer } from './xds/auth.js';
+import { XdsServerCredentials } from './xds/tls.js';
 import { createLogger } from './log.js';
 import { Registry } from './registry/registry.js';
 import { registerAdminApi } from './sources/admin/admin-api.js';
@@ -35,11 +41,36 @@ export interface MeshfedOptions {
   /** Kubernetes discovery (local cluster and remote secrets); unset fields take KUBE_DEFAULTS. */
   readonly kube?: Partial<KubeSourceOptions>;
   readonly log?: Logger;
+  /** The mesh CA: workload certificates and the trust bundle over SDS. Without it, no secrets. */
+  readonly pki?: {
+    readonly trustDomain: string;
+    readonly caStore: CaStore;
+    readonly workloadTtlMs?: number;
+    readonly keyType?: KeyType;
+  };
+  /** Serve xDS over TLS, with a certificate from the mesh CA for these DNS names (needs pki). */
+  readonly xdsTls?: { readonly dnsNames: readonly string[] };
+  /** With xdsTls: also serve xDS in plaintext here (anonymous: configuration only, no secrets). */
+  readonly xdsPlaintextHost?: string;
+  readonly xdsPlaintextPort?: number;
+  /** Development only: on plaintext, take the identity from node metadata (NAMESPACE, SERVICE_ACCOUNT). */
+  readonly insecureDevIdentity?: boolean;
+  /** Check service-account tokens with TokenReview against this apiserver. */
+  readonly tokenReview?: { readonly kubeConfig: KubeConfig; readonly audience?: string };
+}
+
+export interface MeshfedPki {
+  readonly ca: CertificateAuthority;
+  readonly certs: WorkloadCertCache;
+  readonly bundles: TrustBundles;
 }
 
 export interface Meshfed {
   readonly xdsPort: number;
+  /** The plaintext xDS port next to a TLS one, if any. */
+  readonly xdsPlaintextPort: number | undefined;
   readonly adminPort: number;
+  readonly pki: MeshfedPki | undefined;
   readonly registry: Registry;
   readonly store: XdsStore;
   readonly xds: XdsServer;
@@ -61,10 +92,19 @@ export const DEFAULTS = {
 export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> {
   const log = opts.log ?? createLogger();
   const metrics = new Metrics();
-  const store = new XdsStore(createGenerators({ sdsConfig: opts.sdsConfig ?? 'ads' }), metrics);
+  const pki = opts.pki && (await openPki(opts.pki, log));
+  const store = new XdsStore(createGenerators({ sdsConfig: opts.sdsConfig ?? 'ads' }, pki && workloadSecrets(pki)), metrics);
+  if (pki) {
+    // Certificates and bundles change outside the mesh: the PKI tells the store.
+    pki.certs.onRenew((id) => store.refresh(TypeUrl.Secret, new Set([spiffeId(id)])));
+    pki.bundles.onChange(() => store.refresh(TypeUrl.Secret, 'all'));
+  }
   const registry = new Registry(
     { quietMs: opts.debounceMs ?? DEFAULTS.debounceMs, maxMs: opts.debounceMaxMs ?? DEFAULTS.debounceMaxMs },
-    (snapshot, changes, changedAt) => store.update(snapshot, changes, changedAt),
+    (snapshot, changes, changedAt) => {
+      if (changes.clusters) pki?.bundles.setClusters(snapshot.clusters); // remote roots live in the mesh model
+      store.update(snapshot, changes, changedAt);
+    },
     log.child({ module: 'registry' }),
   );
   const readiness: ReadinessCheck[] = [];
@@ -108,24 +148,29 @@ export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> 
     'grpc.max_send_message_length': -1,
     'grpc.keepalive_permit_without_calls': 1,
   });
-  xds.register(grpcServer);
+  const { credentials, plaintextServer, authenticator } = xdsTransport(opts, pki, log);
+  xds.register(grpcServer, authenticator);
   if (opts.enableAdminApi) {
     log.warn('the admin API (meshfed.v1.AdminService) is enabled: anyone who reaches the xDS port can change the mesh');
     registerAdminApi(grpcServer, registry, log.child({ module: 'admin-api' }));
   }
-  const xdsPort = await new Promise<number>((resolve, reject) =>
-    grpcServer.bindAsync(
-      `${opts.xdsHost ?? DEFAULTS.xdsHost}:${opts.xdsPort ?? DEFAULTS.xdsPort}`,
-      grpc.ServerCredentials.createInsecure(),
-      (err, port) => (err ? reject(err) : resolve(port)),
-    ),
-  );
+  const xdsPort = await bind(grpcServer, `${opts.xdsHost ?? DEFAULTS.xdsHost}:${opts.xdsPort ?? DEFAULTS.xdsPort}`, credentials);
+  let xdsPlaintextPort: number | undefined;
+  if (plaintextServer) {
+    xds.register(plaintextServer, new PlaintextAuthenticator(opts.insecureDevIdentity ? (pki?.ca.trustDomain ?? DEV_TRUST_DOMAIN) : undefined));
+    xdsPlaintextPort = await bind(plaintextServer, `${opts.xdsPlaintextHost ?? DEFAULTS.xdsHost}:${opts.xdsPlaintextPort ?? 0}`, grpc.ServerCredentials.createInsecure());
+  }
 
   const admin = new AdminServer({
     metrics,
     streams: () => xds.streams,
     readiness,
-    extra: { '/debug/mesh': () => describeMesh(registry), ...(kube ? { '/debug/clusters': () => kube.clusters() } : {}) },
+    extra: {
+      '/debug/mesh': () => describeMesh(registry),
+      ...(kube ? { '/debug/clusters': () => kube.clusters() } : {}),
+      // The local trust domain's SPIFFE bundle (JWKS), for peers to poll.
+      ...(pki && { [SPIFFE_BUNDLE_PATH]: () => pki.bundles.spiffeBundleJwks(pki.ca.trustDomain) }),
+    },
     log: log.child({ module: 'admin' }),
   });
   const adminPort = await admin.listen(opts.adminHost ?? DEFAULTS.adminHost, opts.adminPort ?? DEFAULTS.adminPort);
@@ -143,16 +188,74 @@ export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> 
         }, graceMs);
         force.unref();
         xds.closeAll('meshfed is shutting down; reconnect to another replica');
+        plaintextServer?.forceShutdown();
         grpcServer.tryShutdown(() => {
           clearTimeout(force);
           resolve();
         });
       });
+      if (credentials instanceof XdsServerCredentials) credentials.close();
+      pki?.certs.close();
       await admin.close();
     })());
 
-  log.info({ xdsPort, adminPort, config: opts.config ?? DEFAULT_MESH_SOURCE }, 'meshfed is serving');
-  return { xdsPort, adminPort, registry, store, xds, metrics, log, stop };
+  log.info({ xdsPort, xdsPlaintextPort, xdsTls: !!opts.xdsTls, adminPort, config: opts.config ?? DEFAULT_MESH_SOURCE }, 'meshfed is serving');
+  return { xdsPort, xdsPlaintextPort, adminPort, pki, registry, store, xds, metrics, log, stop };
+}
+
+/** The trust domain of development identities when meshfed runs without a CA (raw secrets only). */
+const DEV_TRUST_DOMAIN = 'cluster.local';
+
+async function openPki(o: NonNullable<MeshfedOptions['pki']>, log: Logger): Promise<MeshfedPki> {
+  const ca = await CertificateAuthority.open({ trustDomain: o.trustDomain, store: o.caStore, keyType: o.keyType, workloadTtlMs: o.workloadTtlMs });
+  return { ca, certs: new WorkloadCertCache(ca, { ttlMs: o.workloadTtlMs }), bundles: new TrustBundles(ca, { log: log.child({ module: 'trust-bundles' }) }) };
+}
+
+/** SDS's view of the PKI: certificates only for meshfed's own trust domain. */
+function workloadSecrets(pki: MeshfedPki): WorkloadSecrets {
+  return {
+    certificate(id) {
+      const identity = parseSpiffeId(id);
+      return identity && identity.trustDomain === pki.ca.trustDomain ? pki.certs.get(identity) : undefined;
+    },
+    bundles: () => pki.bundles.byDomain(),
+  };
+}
+
+/**
+ * The xDS port's credentials and authenticator: TLS (client certificate or token) when xdsTls is
+ * set, else plaintext (anonymous, or node metadata in development); and the extra plaintext server.
+ */
+function xdsTransport(
+  opts: MeshfedOptions,
+  pki: MeshfedPki | undefined,
+  log: Logger,
+): { credentials: grpc.ServerCredentials; plaintextServer: grpc.Server | undefined; authenticator: MeshAuthenticator | PlaintextAuthenticator } {
+  if (opts.insecureDevIdentity) {
+    log.warn('--insecure-dev-identity: plaintext xDS streams get the secrets of whatever identity their node metadata claims; never use this outside development');
+  }
+  if (!opts.xdsTls) {
+    if (opts.tokenReview) log.warn('service-account tokens are only accepted over TLS (--xds-tls); the plaintext xDS port ignores them');
+    return {
+      credentials: grpc.ServerCredentials.createInsecure(),
+      plaintextServer: undefined,
+      authenticator: new PlaintextAuthenticator(opts.insecureDevIdentity ? (pki?.ca.trustDomain ?? DEV_TRUST_DOMAIN) : undefined),
+    };
+  }
+  if (!pki) throw new Error('xDS over TLS needs the mesh CA (a trust domain)');
+  const { ca } = pki;
+  const tlsLog = log.child({ module: 'xds-tls' });
+  const credentials = new XdsServerCredentials({ issue: () => ca.issueServer(opts.xdsTls!.dnsNames), roots: () => ca.roots }, tlsLog);
+  ca.onChange(() => credentials.refresh());
+  const tokens =
+    opts.tokenReview &&
+    new TokenReviewer({ kubeConfig: opts.tokenReview.kubeConfig, trustDomain: ca.trustDomain, audience: opts.tokenReview.audience ?? 'istio-ca', log: log.child({ module: 'token-review' }) });
+  const plaintext = opts.xdsPlaintextPort !== undefined ? new grpc.Server({ 'grpc.keepalive_permit_without_calls': 1 }) : undefined;
+  return { credentials, plaintextServer: plaintext, authenticator: new MeshAuthenticator(ca.trustDomain, tokens) };
+}
+
+function bind(server: grpc.Server, address: string, credentials: grpc.ServerCredentials): Promise<number> {
+  return new Promise<number>((resolve, reject) => server.bindAsync(address, credentials, (err, port) => (err ? reject(err) : resolve(port))));
 }
 
 function describeMesh(registry: Registry): unknown {

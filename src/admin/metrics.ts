@@ -23,6 +23,12 @@ export class Metrics implements XdsObserver {
   private readonly malformedRequests = new client.Counter({ name: 'meshfed_xds_malformed_requests_total', help: 'Requests that could not be decoded', registers: [this.registry] });
   private readonly encodes = new client.Counter({ name: 'meshfed_xds_resource_encodes_total', help: 'Resources encoded; changed="false" when the bytes came out the same', labelNames: ['type', 'changed'], registers: [this.registry] });
   private readonly resourceCount = new client.Gauge({ name: 'meshfed_xds_resources', help: 'Resources held in the store, across views', labelNames: ['type'], registers: [this.registry] });
+  private readonly denials = new client.Counter({
+    name: 'meshfed_xds_denied_total',
+    help: 'Streams refused: bad or missing credentials, or a secret of another identity (code PERMISSION_DENIED)',
+    labelNames: ['code', 'reason'],
+    registers: [this.registry],
+  });
   readonly configErrors = new client.Counter({ name: 'meshfed_config_errors_total', help: 'Rejected configuration loads', labelNames: ['source'], registers: [this.registry] });
   readonly configValid = new client.Gauge({ name: 'meshfed_config_valid', help: '1 if the source\'s latest configuration was accepted', labelNames: ['source'], registers: [this.registry] });
 
@@ -85,6 +91,9 @@ export class Metrics implements XdsObserver {
   }
   resources(typeUrl: string, count: number): void {
     this.resourceCount.set({ type: short(typeUrl) }, count);
+  }
+  denied(code: string, reason: string): void {
+    this.denials.inc({ code, reason });
   }
 }
 

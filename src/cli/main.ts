@@ -1,9 +1,12 @@
 #!/usr/bin/env node
 // meshfed's command line.
-import { readFileSync } from 'node:fs';
 import { Command, InvalidArgumentError } from 'commander';
+import { KubeConfig } from '@kubernetes/client-node';
+import { readFileSync } from 'node:fs';
+import { startAgent } from '../agent/agent.js';
 import { DEFAULTS, startMeshfed } from '../app.js';
 import { KUBE_DEFAULTS } from '../sources/kube/index.js';
+import { fileCaStore, kubeCaStore, memoryCaStore } from '../pki/index.js';
 import { createLogger } from '../log.js';
 
 const int = (what: string) => (v: string): number => {
@@ -66,9 +69,22 @@ program
   .option('--remote-withdraw-after <s>', '...and withdrawn after this long', secondsToMs('--remote-withdraw-after'), KUBE_DEFAULTS.remote.withdrawAfterMs)
   .option('--remote-max-drop <share>', 'hold an update that withdraws more than this share of a remote\'s endpoints', share, KUBE_DEFAULTS.remote.maxDropShare)
   .option('--remote-confirm-after <s>', 'a held withdrawal stable this long (or seen again on a relist) goes through', secondsToMs('--remote-confirm-after'), KUBE_DEFAULTS.remote.confirmAfterMs)
+  .option('--trust-domain <td>', "this cluster's trust domain: enables the mesh CA and SDS (workload certificates, trust bundle); with --kube, the cluster domain")
+  .option('--ca-dir <dir>', 'CA files (Istio cacerts layout); a self-signed root is created there when absent (default: in memory, lost on restart)')
+  .option('--workload-cert-ttl <seconds>', 'workload certificate lifetime', int('--workload-cert-ttl'))
+  .option('--xds-tls', 'serve xDS over TLS with a certificate from the mesh CA; proxies authenticate with a token or a client certificate', false)
+  .option('--server-dns-names <names>', "meshfed's DNS names for its xDS certificate, comma-separated", 'meshfed.meshfed-system.svc,localhost')
+  .option('--xds-plaintext-address <host:port>', 'with --xds-tls, also serve xDS in plaintext here: configuration only, never secrets (proxyless gRPC)', hostPort)
+  .option('--token-review-kubeconfig <file>', 'check service-account tokens with TokenReview through this kubeconfig (default: in-cluster)')
+  .option('--token-audience <aud>', 'audience service-account tokens must carry', 'istio-ca')
+  .option('--no-token-review', 'do not accept service-account tokens')
+  .option('--insecure-dev-identity', 'DEVELOPMENT ONLY: plaintext streams get the secrets of the identity their node metadata claims', false)
   .option('--log-level <level>', 'trace, debug, info, warn or error', process.env['MESHFED_LOG_LEVEL'] ?? 'info')
   .action(async (o) => {
     const log = createLogger(o.logLevel);
+    const kube = Boolean(o.kube || o.kubeconfig);
+    // With Kubernetes discovery the mesh CA is on by default, for the cluster domain.
+    const trustDomain: string | undefined = o.trustDomain ?? (kube ? o.clusterDomain : undefined);
     let meshfed;
     try {
       meshfed = await startMeshfed({
@@ -81,8 +97,7 @@ program
         debounceMaxMs: o.debounceMax,
         enableAdminApi: o.enableAdminApi,
         sdsConfig: o.sdsConfig,
-        kube:
-          o.kube || o.kubeconfig
+        kube: kube
             ? {
                 kubeconfig: o.kubeconfig,
                 clusterId: o.clusterId,
@@ -101,6 +116,19 @@ program
               }
             : undefined,
         log,
+        ...(trustDomain && {
+          pki: {
+            trustDomain,
+            // In a cluster the CA lives in a Secret (cacerts, else meshfed-ca), so replicas share one root.
+            caStore: o.caDir ? fileCaStore(o.caDir) : kube ? kubeCaStore(kubeConfig(o.kubeconfig), o.namespace) : memoryCaStore(),
+            workloadTtlMs: o.workloadCertTtl && o.workloadCertTtl * 1000,
+          },
+        }),
+        xdsTls: o.xdsTls ? { dnsNames: String(o.serverDnsNames).split(',').filter(Boolean) } : undefined,
+        xdsPlaintextHost: o.xdsPlaintextAddress?.host,
+        xdsPlaintextPort: o.xdsPlaintextAddress?.port,
+        insecureDevIdentity: o.insecureDevIdentity,
+        tokenReview: o.xdsTls && o.tokenReview ? { kubeConfig: kubeConfig(o.tokenReviewKubeconfig ?? o.kubeconfig), audience: o.tokenAudience } : undefined,
       });
     } catch (err) {
       log.fatal({ err }, (err as Error).message);
@@ -108,7 +136,7 @@ program
       return;
     }
     const m = meshfed;
-    if (!o.config && !o.kube && !o.kubeconfig) printQuickStart(m.xdsPort, m.adminPort);
+    if (!o.config && !kube) printQuickStart(m.xdsPort, m.adminPort);
     for (const signal of ['SIGTERM', 'SIGINT'] as const) {
       process.once(signal, () => {
         log.info({ signal }, 'shutting down');
@@ -116,6 +144,59 @@ program
       });
     }
   });
+
+program
+  .command('agent')
+  .description('for proxyless gRPC: fetch this workload\'s certificate and the trust bundle from meshfed over SDS, write them and a gRPC xDS bootstrap, keep them fresh')
+  .requiredOption('--xds-address <host:port>', "meshfed's TLS xDS address (SDS)")
+  .option('--xds-ca <file>', "root that meshfed's xDS certificate chains to (PEM)")
+  .option('--xds-server-name <name>', "name to check meshfed's certificate against (default: the address's host)")
+  .option('--insecure-xds', 'DEVELOPMENT ONLY: talk to a plaintext meshfed (with --insecure-dev-identity)', false)
+  .option('--token-file <file>', 'service-account token (audience istio-ca)', '/var/run/secrets/tokens/istio-token')
+  .requiredOption('--bootstrap-xds-address <host:port>', "meshfed's plaintext xDS address, written into the gRPC bootstrap")
+  .option('--out-dir <dir>', 'where certificates, roots and bootstrap.json go', '/etc/meshfed/grpc')
+  .requiredOption('--namespace <ns>', 'workload namespace (node metadata NAMESPACE)')
+  .requiredOption('--service-account <sa>', 'workload service account (node metadata SERVICE_ACCOUNT)')
+  .requiredOption('--cluster-id <id>', 'cluster id (node metadata CLUSTER_ID)')
+  .option('--network <name>', 'network (node metadata NETWORK)')
+  .option('--node-id <id>', 'xDS node id (default: <hostname>.<namespace>)')
+  .option('--trust-domain <td...>', 'peer trust domains to declare in the bootstrap before their roots are known')
+  .option('--refresh-interval <seconds>', 'how often gRPC re-reads the certificate files', int('--refresh-interval'), 5)
+  .option('--log-level <level>', 'trace, debug, info, warn or error', process.env['MESHFED_LOG_LEVEL'] ?? 'info')
+  .action(async (o) => {
+    const log = createLogger(o.logLevel);
+    if (!o.xdsCa && !o.insecureXds) {
+      log.fatal('--xds-ca is required (or --insecure-xds for a development meshfed)');
+      process.exitCode = 1;
+      return;
+    }
+    const agent = startAgent({
+      xdsAddress: o.xdsAddress,
+      xdsCaPem: o.xdsCa ? readFileSync(o.xdsCa, 'utf8') : undefined,
+      xdsServerName: o.xdsServerName,
+      tokenFile: o.insecureXds ? undefined : o.tokenFile,
+      bootstrapXdsAddress: o.bootstrapXdsAddress,
+      outDir: o.outDir,
+      nodeId: o.nodeId ?? `${process.env['HOSTNAME'] ?? 'grpc'}.${o.namespace}`,
+      clusterId: o.clusterId,
+      namespace: o.namespace,
+      serviceAccount: o.serviceAccount,
+      network: o.network,
+      trustDomains: o.trustDomain,
+      refreshIntervalSec: o.refreshInterval,
+      log,
+    });
+    await agent.ready;
+    log.info({ bootstrap: agent.bootstrapPath }, `ready: start the gRPC application with GRPC_XDS_BOOTSTRAP=${agent.bootstrapPath}`);
+    for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => (agent.close(), process.exit(0)));
+  });
+
+function kubeConfig(file: string | undefined): KubeConfig {
+  const kc = new KubeConfig();
+  if (file) kc.loadFromFile(file);
+  else kc.loadFromCluster();
+  return kc;
+}
 
 program
   .command('validate <file>')

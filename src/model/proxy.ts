@@ -8,6 +8,8 @@ export interface ProxyView {
   readonly network: string;
   readonly namespace: string;
   readonly serviceAccount: string;
+  /** The SPIFFE id the stream authenticated as (never from node metadata alone); SDS serves only its secrets. */
+  readonly identity?: string;
 }
 
 /** The parts of an xDS Node meshfed reads (field names as on the wire). */

@@ -9,7 +9,7 @@
 // - A subscribed name that does not exist is reported once in removed_resources, and sent
 //   when it appears.
 import type { NodeInfo } from '../model/proxy.js';
-import { isFullState, type XdsTypeUrl } from '../envoy/protos.js';
+import { isFullState, TypeUrl, type XdsTypeUrl } from '../envoy/protos.js';
 import type { Entry } from './resource.js';
 import { type Built, XdsStream } from './stream.js';
 import type { TypeState } from './subscription.js';
@@ -31,6 +31,7 @@ export class DeltaStream extends XdsStream {
     this.identify(req.node);
     const typeUrl = this.typeOf(req.type_url);
     if (!typeUrl) return;
+    if (typeUrl === TypeUrl.Secret && !this.maySubscribeSecrets(req.resource_names_subscribe)) return;
     const first = !this.types.has(typeUrl);
     const st = this.state(typeUrl);
     this.recordAckOrNack(st, req.response_nonce, st.versionSent, req.error_detail);

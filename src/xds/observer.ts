@@ -12,6 +12,8 @@ export interface XdsObserver {
   encoded(typeUrl: string, changed: boolean): void;
   /** The number of resources of a type in the store, across views. */
   resources(typeUrl: string, count: number): void;
+  /** A stream refused for its credentials or for asking another identity's secret. */
+  denied(code: string, reason: string): void;
 }
 
 export type StreamKind = 'sotw' | 'delta';
@@ -25,4 +27,5 @@ export const NO_OBSERVER: XdsObserver = {
   malformed() {},
   encoded() {},
   resources() {},
+  denied() {},
 };

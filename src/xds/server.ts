@@ -4,6 +4,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type protobuf from 'protobufjs';
 import { DeltaStream } from './delta.js';
+import { type AuthOutcome, PlaintextAuthenticator, type StreamAuthenticator } from './auth.js';
 import type { XdsObserver } from './observer.js';
 import { DeltaDiscoveryRequest, DiscoveryRequest, root, TypeUrl, type XdsTypeUrl } from '../envoy/protos.js';
 import { SendBudget } from './send-budget.js';
@@ -40,8 +41,11 @@ export class XdsServer {
     this.budget = new SendBudget(opts.sendBudgetBytes ?? 64 * 1024 * 1024);
   }
 
-  /** Adds every discovery service to a grpc-js server. */
-  register(server: grpc.Server): void {
+  /**
+   * Adds every discovery service to a grpc-js server; `auth` says who a stream on that server's
+   * port is (default: everyone is anonymous, so no secrets).
+   */
+  register(server: grpc.Server, auth: StreamAuthenticator = new PlaintextAuthenticator(undefined)): void {
     for (const [serviceName, fixedType] of SERVICES) {
       const service = root.lookupService(serviceName);
       const definition: Record<string, grpc.MethodDefinition<object, Buffer>> = {};
@@ -60,13 +64,32 @@ export class XdsServer {
           responseSerialize: (b: Buffer) => b,
           responseDeserialize: (b: Buffer) => b,
         };
-        implementation[method.name] = (call: grpc.ServerDuplexStream<unknown, Buffer>) => this.open(call, delta, fixedType);
+        implementation[method.name] = (call: grpc.ServerDuplexStream<unknown, Buffer>) => this.authenticate(call, auth, delta, fixedType);
       }
       server.addService(definition, implementation);
     }
   }
 
-  private open(call: grpc.ServerDuplexStream<unknown, Buffer>, delta: boolean, fixedType: XdsTypeUrl | undefined): void {
+  /** Requests wait in the call's buffer until the credentials are checked. */
+  private authenticate(call: grpc.ServerDuplexStream<unknown, Buffer>, auth: StreamAuthenticator, delta: boolean, fixedType: XdsTypeUrl | undefined): void {
+    let cancelled = false;
+    call.once('cancelled', () => (cancelled = true));
+    auth.authenticate(call).then(
+      (outcome) => {
+        if (cancelled) return;
+        if (outcome.kind !== 'rejected') return this.open(call, delta, fixedType, outcome);
+        this.opts.observer.denied('UNAUTHENTICATED', 'bad-credentials');
+        this.opts.log.warn({ peer: call.getPeer(), reason: outcome.reason }, 'refusing an xDS stream: bad credentials');
+        call.emit('error', { code: grpc.status.UNAUTHENTICATED, details: outcome.reason });
+      },
+      (err: Error) => {
+        this.opts.log.error({ err }, 'authenticating an xDS stream failed');
+        if (!cancelled) call.emit('error', { code: grpc.status.INTERNAL, details: `meshfed could not check the credentials: ${err.message}` });
+      },
+    );
+  }
+
+  private open(call: grpc.ServerDuplexStream<unknown, Buffer>, delta: boolean, fixedType: XdsTypeUrl | undefined, auth: AuthOutcome): void {
     const deps = {
       store: this.opts.store,
       budget: this.budget,
@@ -74,7 +97,7 @@ export class XdsServer {
       log: this.opts.log,
       onClose: (s: XdsStream) => this.streams.delete(s),
     };
-    const stream = delta ? new DeltaStream('delta', call, deps, fixedType) : new SotwStream('sotw', call, deps, fixedType);
+    const stream = delta ? new DeltaStream('delta', call, deps, fixedType, auth) : new SotwStream('sotw', call, deps, fixedType, auth);
     this.streams.add(stream);
     stream.start();
   }

@@ -6,7 +6,7 @@
 // ignoring it (go-control-plane's choice) loses subscription changes that race a push
 // (envoyproxy/envoy#10363).
 import type { NodeInfo } from '../model/proxy.js';
-import { isFullState, type XdsTypeUrl } from '../envoy/protos.js';
+import { isFullState, TypeUrl, type XdsTypeUrl } from '../envoy/protos.js';
 import type { Entry } from './resource.js';
 import { type Built, XdsStream } from './stream.js';
 import type { TypeState } from './subscription.js';
@@ -30,6 +30,7 @@ export class SotwStream extends XdsStream {
     this.identify(req.node);
     const typeUrl = this.typeOf(req.type_url);
     if (!typeUrl) return;
+    if (typeUrl === TypeUrl.Secret && !this.maySubscribeSecrets(req.decodeNames())) return;
     const first = !this.types.has(typeUrl);
     const st = this.state(typeUrl);
     this.recordAckOrNack(st, req.response_nonce, req.version_info, req.error_detail);

@@ -67,6 +67,21 @@ export class XdsStore {
     this.reportSizes();
   }
 
+  /**
+   * Regenerates a type's tables outside a mesh change (SDS: a certificate was renewed, the trust
+   * bundle changed); `viewKeys` limits it to those views.
+   */
+  refresh(typeUrl: string, viewKeys: ReadonlySet<string> | 'all', changedAt: number = Date.now()): void {
+    const gen = this.generators.get(typeUrl);
+    if (!gen) return;
+    for (const slot of this.tables.values()) {
+      if (slot.table.typeUrl !== typeUrl || (viewKeys !== 'all' && !viewKeys.has(slot.table.viewKey))) continue;
+      const changed = this.regenerate(slot, gen, new Set([VIEW_RESOURCES, ...slot.owned.keys(), ...this.mesh.services.keys()]));
+      slot.table.publish(changed, changedAt);
+    }
+    this.reportSizes();
+  }
+
   private regenerate(
     slot: { table: TypeTable; view: ProxyView; owned: Map<string, string[]> },
     gen: Generator | undefined,

@@ -7,6 +7,8 @@ import type { XdsObserver, StreamKind } from './observer.js';
 import { ADS_ORDER, isXdsType, SHORT, TypeUrl, type XdsTypeUrl } from '../envoy/protos.js';
 import type { SendBudget } from './send-budget.js';
 import type { XdsStore } from './store.js';
+import type { AuthOutcome } from './auth.js';
+import { isForeignSecret } from '../generate/sds.js';
 import { structToJson } from './struct.js';
 import { TypeState } from './subscription.js';
 
@@ -49,6 +51,8 @@ export abstract class XdsStream {
     protected readonly deps: StreamDeps,
     /** The type of a per-type RPC (CDS, EDS, ...); undefined on ADS. */
     protected readonly fixedType: XdsTypeUrl | undefined,
+    /** Who the stream authenticated as when it opened. */
+    readonly auth: AuthOutcome = { kind: 'anonymous' },
   ) {}
 
   start(): void {
@@ -91,13 +95,52 @@ export abstract class XdsStream {
   /** Builds the next response for a type from the current state, or null if there is nothing to say. */
   protected abstract build(st: TypeState): Built | null;
 
-  /** The first request carries the node; later ones may not, and are attributed to it. */
+  /**
+   * The first request carries the node; later ones may not, and are attributed to it. An
+   * authenticated identity overrides the node's namespace and service account.
+   */
   protected identify(node: NodeInfo | null | undefined): Proxy {
     if (!this.proxy) {
       const n = node ?? undefined;
-      this.proxy = proxyOf(n && { ...n, metadata: structToJson(n.metadata as never) });
+      const proxy = proxyOf(n && { ...n, metadata: structToJson(n.metadata as never) });
+      const a = this.auth;
+      const v = proxy.view;
+      if (a.kind === 'authenticated') {
+        const { spiffeId, namespace, serviceAccount } = a.identity;
+        this.proxy = { ...proxy, view: { ...v, identity: spiffeId, namespace, serviceAccount } };
+      } else if (a.kind === 'node-metadata' && v.namespace && v.serviceAccount) {
+        this.proxy = { ...proxy, view: { ...v, identity: `spiffe://${a.trustDomain}/ns/${v.namespace}/sa/${v.serviceAccount}` } };
+      } else this.proxy = proxy;
     }
     return this.proxy;
+  }
+
+  /** SDS needs an identity, and only its own secrets; otherwise the stream fails (and is counted). */
+  protected maySubscribeSecrets(names: readonly string[]): boolean {
+    const id = this.proxy?.view.identity;
+    if (!id) {
+      if (this.auth.kind === 'unavailable') {
+        this.deny(Status.UNAVAILABLE, 'credentials-unchecked', `no secrets: meshfed cannot check this stream's credentials now (${this.auth.reason})`);
+      } else {
+        this.deny(
+          Status.UNAUTHENTICATED,
+          'no-identity',
+          'SDS secrets need an authenticated identity: a service-account token (authorization: Bearer) or a client certificate from the mesh CA, over TLS',
+        );
+      }
+      return false;
+    }
+    const foreign = names.find((n) => isForeignSecret(n, id));
+    if (foreign !== undefined) {
+      this.deny(Status.PERMISSION_DENIED, 'foreign-secret', `${id} may not read the secret ${foreign}`);
+      return false;
+    }
+    return true;
+  }
+
+  private deny(code: Status, reason: string, details: string): void {
+    this.deps.observer.denied(Status[code], reason);
+    this.fail(code, details);
   }
 
   /** The request's type, or undefined if the stream was failed or the type is ignored. */

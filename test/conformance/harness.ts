@@ -144,6 +144,7 @@ export class Harness {
       adminPort: 0,
       debounceMs: 0,
       enableAdminApi: true,
+      insecureDevIdentity: true, // SDS needs an identity; the nodes' metadata gives abc/app
       log: pino({ level: 'silent' }),
     });
     meshfed.registry.removeSource(DEFAULT_MESH_SOURCE);

@@ -1,0 +1,136 @@
+// Proxyless gRPC with mTLS for end-to-end tests: a workload is a `meshfed agent` (SDS over TLS
+// with a service-account token) plus a real @grpc/grpc-js-xds client or XdsServer reading the
+// bootstrap and certificate files the agent writes.
+import * as grpc from '@grpc/grpc-js';
+import * as grpcXds from '@grpc/grpc-js-xds';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { pino } from 'pino';
+import { type Agent, startAgent } from '../../src/agent/agent.js';
+import { ECHO_PATH, ECHO_SERVICE } from './grpc-echo.js';
+import { SERVER_NAME, type TlsMesh } from './mesh-tls.js';
+
+grpcXds.register();
+
+const BOOTSTRAP_OPTION = 'grpc.TEST_ONLY_DO_NOT_USE_IN_PROD.xds_bootstrap_config';
+
+export interface Workload {
+  readonly agent: Agent;
+  readonly dir: string;
+  bootstrap(): Promise<string>;
+  stop(): Promise<void>;
+}
+
+export interface WorkloadOptions {
+  readonly mesh: TlsMesh;
+  readonly token: string;
+  readonly clusterId: string;
+  readonly namespace: string;
+  readonly serviceAccount: string;
+  readonly network?: string;
+  readonly trustDomains?: readonly string[];
+}
+
+/** Runs `meshfed agent` (in process) for one workload; resolves once its files are written. */
+export async function startWorkload(o: WorkloadOptions): Promise<Workload> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'meshfed-agent-'));
+  const tokenFile = path.join(dir, 'token');
+  await writeFile(tokenFile, o.token);
+  const agent = startAgent({
+    xdsAddress: `127.0.0.1:${o.mesh.meshfed.xdsPort}`,
+    xdsCaPem: o.mesh.rootPem,
+    xdsServerName: SERVER_NAME,
+    tokenFile,
+    bootstrapXdsAddress: `127.0.0.1:${o.mesh.plaintextPort}`,
+    outDir: path.join(dir, 'out'),
+    nodeId: `${o.serviceAccount}.${o.namespace}`,
+    clusterId: o.clusterId,
+    namespace: o.namespace,
+    serviceAccount: o.serviceAccount,
+    network: o.network ?? 'net',
+    trustDomains: o.trustDomains,
+    refreshIntervalSec: 1,
+    log: pino({ level: process.env['MESHFED_E2E_LOG'] ?? 'silent' }),
+  });
+  await Promise.race([
+    agent.ready,
+    new Promise((_, reject) => setTimeout(() => reject(new Error(`agent for ${o.namespace}/${o.serviceAccount} wrote no files within 10 s`)), 10_000)),
+  ]);
+  return {
+    agent,
+    dir,
+    bootstrap: () => readFile(agent.bootstrapPath, 'utf8'),
+    async stop() {
+      agent.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** A real xDS-enabled gRPC server (XdsServer, XdsServerCredentials) answering the echo call with `name`. */
+export async function startXdsEchoServer(bootstrapJson: string, port: number, name: string): Promise<grpcXds.XdsServer> {
+  const server = new grpcXds.XdsServer({ [BOOTSTRAP_OPTION]: bootstrapJson } as grpc.ServerOptions);
+  server.addService(ECHO_SERVICE, {
+    Whoami: (_call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => cb(null, Buffer.from(name)),
+  });
+  await new Promise<void>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`XdsServer on 127.0.0.1:${port} got no serving Listener within 10 s`)), 10_000);
+    server.bindAsync(`127.0.0.1:${port}`, new grpcXds.XdsServerCredentials(grpc.ServerCredentials.createInsecure()), (err) => {
+      clearTimeout(t);
+      if (err) reject(err);
+      else resolve();
+    });
+  });
+  return server;
+}
+
+export interface CallOutcome {
+  readonly ok: boolean;
+  readonly value: string;
+}
+
+/** A real xDS client channel with XdsChannelCredentials. */
+export class MtlsClient {
+  readonly client: grpc.Client;
+  constructor(target: string, bootstrapJson: string) {
+    this.client = new grpc.Client(target, new grpcXds.XdsChannelCredentials(grpc.credentials.createInsecure()), { [BOOTSTRAP_OPTION]: bootstrapJson });
+  }
+
+  call(timeoutMs = 3000): Promise<CallOutcome> {
+    return new Promise((resolve) => {
+      this.client.makeUnaryRequest<Buffer, Buffer>(
+        ECHO_PATH,
+        (b) => b,
+        (b) => b,
+        Buffer.alloc(0),
+        new grpc.Metadata(),
+        { deadline: Date.now() + timeoutMs },
+        (err, res) => resolve(err ? { ok: false, value: `${grpc.status[err.code]}: ${err.details}` } : { ok: true, value: res!.toString() }),
+      );
+    });
+  }
+
+  close(): void {
+    this.client.close();
+  }
+}
+
+export function stopServer(server: grpc.Server): Promise<void> {
+  return new Promise((resolve) => {
+    server.forceShutdown();
+    resolve();
+  });
+}
