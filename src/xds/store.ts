@@ -13,7 +13,7 @@ const IDLE_TABLE_MS = 60_000;
 
 export class XdsStore {
   private mesh: MeshSnapshot = EMPTY_SNAPSHOT;
-  private readonly tables = new Map<string, { table: TypeTable; view: ProxyView; owned: Map<string, string[]> }>();
+  private readonly tables = new Map<string, Slot>();
   private readonly generators: Map<string, Generator>;
 
   constructor(
@@ -34,7 +34,7 @@ export class XdsStore {
     const key = `${typeUrl} ${viewKey}`;
     let slot = this.tables.get(key);
     if (!slot) {
-      slot = { table: new TypeTable(typeUrl, viewKey), view, owned: new Map() };
+      slot = { table: new TypeTable(typeUrl, viewKey), view, owned: new Map(), owners: new Map() };
       this.tables.set(key, slot);
       const hostnames = gen ? [VIEW_RESOURCES, ...this.mesh.services.keys()] : [];
       this.regenerate(slot, gen, hostnames);
@@ -82,20 +82,27 @@ export class XdsStore {
     this.reportSizes();
   }
 
-  private regenerate(
-    slot: { table: TypeTable; view: ProxyView; owned: Map<string, string[]> },
-    gen: Generator | undefined,
-    hostnames: Iterable<string>,
-  ): string[] {
+  private regenerate(slot: Slot, gen: Generator | undefined, hostnames: Iterable<string>): string[] {
     if (!gen) return [];
     const updates = new Map<string, Entry | undefined>();
+    const released: string[] = [];
     for (const hostname of hostnames) {
       const before = slot.owned.get(hostname) ?? [];
       const resources = gen.generate(this.mesh, slot.view, hostname);
-      for (const name of before) updates.set(name, undefined);
-      for (const { name, body } of resources) updates.set(name, this.encode(slot.table, 'generated', name, body));
-      if (resources.length) slot.owned.set(hostname, resources.map((r) => r.name));
+      const now = new Set(resources.map((r) => r.name));
+      for (const name of before) if (!now.has(name) && releaseOwner(slot.owners, name, hostname)) released.push(name);
+      for (const { name, body } of resources) {
+        // The first owner by hostname writes a shared name (a gRPC server listener on 0.0.0.0:port).
+        if (addOwner(slot.owners, name, hostname) === hostname) updates.set(name, this.encode(slot.table, 'generated', name, body));
+      }
+      if (resources.length) slot.owned.set(hostname, [...now]);
       else slot.owned.delete(hostname);
+    }
+    for (const name of released) {
+      if (updates.has(name)) continue;
+      const first = firstOwner(slot.owners, name);
+      const body = first === undefined ? undefined : gen.generate(this.mesh, slot.view, first).find((r) => r.name === name)?.body;
+      updates.set(name, body && this.encode(slot.table, 'generated', name, body));
     }
     return slot.table.write('generated', updates);
   }
@@ -129,6 +136,51 @@ export class XdsStore {
   *allTables(): IterableIterator<TypeTable> {
     for (const { table } of this.tables.values()) yield table;
   }
+}
+
+interface Slot {
+  readonly table: TypeTable;
+  readonly view: ProxyView;
+  /** Names each hostname generated. */
+  readonly owned: Map<string, string[]>;
+  /** Hostnames that generate a name: one (a string) almost always, a sorted list when shared. */
+  readonly owners: Map<string, string | string[]>;
+}
+
+/** Adds an owner; returns the first owner, whose resource is served. */
+function addOwner(owners: Map<string, string | string[]>, name: string, hostname: string): string {
+  const cur = owners.get(name);
+  if (cur === undefined || cur === hostname) {
+    owners.set(name, hostname);
+    return hostname;
+  }
+  const list = typeof cur === 'string' ? [cur] : cur;
+  if (!list.includes(hostname)) {
+    list.push(hostname);
+    list.sort();
+  }
+  owners.set(name, list);
+  return list[0]!;
+}
+
+/** Drops an owner; true if the served resource must change (it was the first owner). */
+function releaseOwner(owners: Map<string, string | string[]>, name: string, hostname: string): boolean {
+  const cur = owners.get(name);
+  if (cur === hostname) {
+    owners.delete(name);
+    return true;
+  }
+  if (typeof cur !== 'object') return false;
+  const i = cur.indexOf(hostname);
+  if (i < 0) return false;
+  cur.splice(i, 1);
+  if (cur.length === 1) owners.set(name, cur[0]!);
+  return i === 0;
+}
+
+function firstOwner(owners: Map<string, string | string[]>, name: string): string | undefined {
+  const cur = owners.get(name);
+  return typeof cur === 'object' ? cur[0] : cur;
 }
 
 /** A raw resource's "@type" names its type; the message itself has no such field. */
