@@ -4,7 +4,6 @@
 import * as grpc from '@grpc/grpc-js';
 import * as grpcXds from '@grpc/grpc-js-xds';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
@@ -69,16 +68,7 @@ export async function startWorkload(o: WorkloadOptions): Promise<Workload> {
   };
 }
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
+export { freePort } from './ports.js';
 
 /** A real xDS-enabled gRPC server (XdsServer, XdsServerCredentials) answering the echo call with `name`. */
 export async function startXdsEchoServer(bootstrapJson: string, port: number, name: string): Promise<grpcXds.XdsServer> {

@@ -2,26 +2,18 @@
 // its services and share one mesh CA, kept in a Secret that the first replica creates.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TypeUrl } from '../../src/envoy/protos.js';
 import { type FakeApiServer, startFakeApiServer } from '../fixtures/kube-apiserver/index.js';
 import { endpointSlice, namespace, pod, service, type ClusterSpec } from '../helpers/kube-cluster.js';
+import { freePort } from '../helpers/ports.js';
 import { RawXdsClient } from '../helpers/raw-client.js';
 
 const repo = path.resolve(import.meta.dirname, '../..');
 const FOO: ClusterSpec = { namespace: 'abc', service: 'foo', portName: 'grpc', port: 8080, targetPort: 8080 };
 
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 interface Replica {
   proc: ChildProcess;

@@ -1,25 +1,17 @@
 // `meshfed serve` as a user runs it: a real process, real ports, real signals.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { TypeUrl } from '../../src/envoy/protos.js';
+import { freePort } from '../helpers/ports.js';
 import { RawXdsClient } from '../helpers/raw-client.js';
 
 const repo = path.resolve(import.meta.dirname, '../..');
 const running: ChildProcess[] = [];
 afterEach(() => running.splice(0).forEach((p) => p.kill('SIGKILL')));
 
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 interface Serving {
   proc: ChildProcess;
