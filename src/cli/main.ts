@@ -226,12 +226,27 @@ program
     else process.stdout.write(`${file}: ok\n`);
   });
 
+/** A client in cluster-a's network; grpc-js-xds NACKs clusters whose certificate providers its bootstrap lacks. */
+function quickStartBootstrap(xdsPort: number): object {
+  const caOnly = (td: string): object => ({ plugin_name: 'file_watcher', config: { ca_certificate_file: `/etc/meshfed/grpc/roots/${td}.pem`, refresh_interval: '5s' } });
+  return {
+    xds_servers: [{ server_uri: `localhost:${xdsPort}`, channel_creds: [{ type: 'insecure' }], server_features: ['xds_v3'] }],
+    node: { id: 'client-1', locality: {}, metadata: { CLUSTER_ID: 'cluster-a', NETWORK: 'network-a' } },
+    certificate_providers: {
+      default: { plugin_name: 'file_watcher', config: { certificate_file: '/etc/meshfed/grpc/cert-chain.pem', private_key_file: '/etc/meshfed/grpc/key.pem', ca_certificate_file: '/etc/meshfed/grpc/root-cert.pem', refresh_interval: '5s' } },
+      'spiffe://cluster-a.local': caOnly('cluster-a.local'),
+      'spiffe://cluster-b.local': caOnly('cluster-b.local'),
+    },
+  };
+}
+
 function printQuickStart(xdsPort: number, adminPort: number): void {
   process.stderr.write(`
 meshfed is serving the embedded two-cluster mesh (cluster-a: foo.abc, cluster-b: bar.xyz).
 
-  Proxyless gRPC: GRPC_XDS_BOOTSTRAP_CONFIG='{"xds_servers":[{"server_uri":"localhost:${xdsPort}","channel_creds":[{"type":"insecure"}],"server_features":["xds_v3"]}],"node":{"id":"client-1","locality":{}}}'
-                  then dial xds:///foo.abc.svc.cluster-a.local:8080
+  Proxyless gRPC: GRPC_XDS_BOOTSTRAP_CONFIG='${JSON.stringify(quickStartBootstrap(xdsPort))}'
+                  then dial xds:///foo.abc.svc.cluster-a.local:8080 (the endpoints take mTLS: with insecure
+                  credentials the certificate providers are only declared; \`meshfed agent\` writes real ones)
   Envoy:          point an ADS cluster at 127.0.0.1:${xdsPort} (see deploy/examples/)
   What is served: http://localhost:${adminPort}/debug/syncz   http://localhost:${adminPort}/debug/mesh   http://localhost:${adminPort}/metrics
 

@@ -4,6 +4,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { validateBootstrapConfig } from '@grpc/grpc-js-xds/build/src/xds-bootstrap.js';
 import { TypeUrl } from '../../src/envoy/protos.js';
 import { freePort } from '../helpers/ports.js';
 import { RawXdsClient } from '../helpers/raw-client.js';
@@ -57,6 +58,10 @@ describe('meshfed serve', () => {
   it('serves the embedded two-cluster mesh and says how to connect', async () => {
     const s = await serve();
     expect(s.output()).toContain('xds:///foo.abc.svc.cluster-a.local:8080');
+    // The printed bootstrap is one grpc-js-xds accepts, with the certificate providers the TLS clusters name.
+    const printed = /GRPC_XDS_BOOTSTRAP_CONFIG='([^']*)'/.exec(s.output())?.[1];
+    const bootstrap = validateBootstrapConfig(JSON.parse(printed ?? 'null'));
+    expect(Object.keys(bootstrap.certificateProviders).sort()).toEqual(['default', 'spiffe://cluster-a.local', 'spiffe://cluster-b.local']);
     expect(await (await get(s, '/healthz')).text()).toBe('ok\n');
     const c = new RawXdsClient(`127.0.0.1:${s.xds}`);
     const stream = c.sotw();
