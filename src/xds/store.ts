@@ -68,15 +68,16 @@ export class XdsStore {
   }
 
   /**
-   * Regenerates a type's tables outside a mesh change (SDS: a certificate was renewed, the trust
-   * bundle changed); `viewKeys` limits it to those views.
+   * Regenerates a type's view-wide resources outside a mesh change (SDS: a certificate was renewed,
+   * the trust bundle changed); `viewKeys` limits it to those views. Inputs from outside the mesh
+   * feed only view-wide resources, so no service is regenerated.
    */
   refresh(typeUrl: string, viewKeys: ReadonlySet<string> | 'all', changedAt: number = Date.now()): void {
     const gen = this.generators.get(typeUrl);
     if (!gen) return;
     for (const slot of this.tables.values()) {
       if (slot.table.typeUrl !== typeUrl || (viewKeys !== 'all' && !viewKeys.has(slot.table.viewKey))) continue;
-      const changed = this.regenerate(slot, gen, new Set([VIEW_RESOURCES, ...slot.owned.keys(), ...this.mesh.services.keys()]));
+      const changed = this.regenerate(slot, gen, [VIEW_RESOURCES]);
       slot.table.publish(changed, changedAt);
     }
     this.reportSizes();
