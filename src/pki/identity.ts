@@ -23,6 +23,15 @@ export function spiffeId(id: Identity): string {
   return `spiffe://${id.trustDomain}/ns/${id.namespace}/sa/${id.serviceAccount}`;
 }
 
+/** The id, or undefined when a part is not a valid SPIFFE name (node metadata claims anything). */
+export function validSpiffeId(id: Identity): string | undefined {
+  try {
+    return spiffeId(id);
+  } catch {
+    return undefined;
+  }
+}
+
 export function parseSpiffeId(uri: string): Identity | undefined {
   const m = /^spiffe:\/\/([^/]+)\/ns\/([^/]+)\/sa\/([^/]+)$/.exec(uri);
   if (!m) return undefined;

@@ -11,6 +11,7 @@ import { AuthenticationV1Api, type KubeConfig } from '@kubernetes/client-node';
 import { decodeJwt } from 'jose';
 import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
+import { parseSpiffeId, spiffeId } from '../pki/identity.js';
 
 export interface AuthIdentity {
   readonly spiffeId: string;
@@ -35,11 +36,10 @@ export interface StreamAuthenticator {
   authenticate(call: grpc.ServerDuplexStream<unknown, Buffer>): Promise<AuthOutcome>;
 }
 
-const SPIFFE = /^spiffe:\/\/([^/]+)\/ns\/([^/]+)\/sa\/([^/]+)$/;
 const SA_USER = /^system:serviceaccount:([^:]+):([^:]+)$/;
 
 export function identityOf(trustDomain: string, namespace: string, serviceAccount: string, via: AuthIdentity['via']): AuthIdentity {
-  return { spiffeId: `spiffe://${trustDomain}/ns/${namespace}/sa/${serviceAccount}`, trustDomain, namespace, serviceAccount, via };
+  return { spiffeId: spiffeId({ trustDomain, namespace, serviceAccount }), trustDomain, namespace, serviceAccount, via };
 }
 
 /** The SPIFFE URI SANs of a peer certificate (Node's "URI:…, DNS:…" form). */
@@ -66,10 +66,10 @@ export class MeshAuthenticator implements StreamAuthenticator {
     const cert = call.getAuthContext?.()?.sslPeerCertificate;
     if (cert) {
       const uris = spiffeUris(cert.subjectaltname);
-      const m = uris.length === 1 ? SPIFFE.exec(uris[0]!) : null;
-      if (m) {
-        if (m[1] !== this.trustDomain) return { kind: 'rejected', reason: `client certificate is for trust domain ${m[1]}, not ${this.trustDomain}` };
-        return { kind: 'authenticated', identity: identityOf(m[1]!, m[2]!, m[3]!, 'certificate') };
+      const id = uris.length === 1 ? parseSpiffeId(uris[0]!) : undefined;
+      if (id) {
+        if (id.trustDomain !== this.trustDomain) return { kind: 'rejected', reason: `client certificate is for trust domain ${id.trustDomain}, not ${this.trustDomain}` };
+        return { kind: 'authenticated', identity: identityOf(id.trustDomain, id.namespace, id.serviceAccount, 'certificate') };
       }
       if (uris.length > 1) return { kind: 'rejected', reason: 'client certificate has more than one SPIFFE id' };
     }

@@ -9,6 +9,7 @@ import type { SendBudget } from './send-budget.js';
 import type { XdsStore } from './store.js';
 import type { AuthOutcome } from './auth.js';
 import { isForeignSecret } from '../generate/sds.js';
+import { validSpiffeId } from '../pki/identity.js';
 import { structToJson } from './struct.js';
 import { TypeState } from './subscription.js';
 
@@ -108,9 +109,10 @@ export abstract class XdsStream {
       if (a.kind === 'authenticated') {
         const { spiffeId, namespace, serviceAccount } = a.identity;
         this.proxy = { ...proxy, view: { ...v, identity: spiffeId, namespace, serviceAccount } };
-      } else if (a.kind === 'node-metadata' && v.namespace && v.serviceAccount) {
-        this.proxy = { ...proxy, view: { ...v, identity: `spiffe://${a.trustDomain}/ns/${v.namespace}/sa/${v.serviceAccount}` } };
-      } else this.proxy = proxy;
+      } else {
+        const claimed = a.kind === 'node-metadata' ? validSpiffeId({ trustDomain: a.trustDomain, namespace: v.namespace, serviceAccount: v.serviceAccount }) : undefined;
+        this.proxy = claimed ? { ...proxy, view: { ...v, identity: claimed } } : proxy;
+      }
     }
     return this.proxy;
   }
