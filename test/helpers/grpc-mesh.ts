@@ -83,8 +83,9 @@ export interface SynczEntry {
   types: SynczType[];
 }
 
-export async function startMeshHarness(doc: Record<string, unknown>): Promise<MeshHarness> {
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'meshfed-e2e-'));
+/** A mesh file in a fresh temporary directory, replaced atomically (write + rename) on each write. */
+export async function meshFile(prefix: string, doc: Record<string, unknown>): Promise<{ dir: string; file: string; write(d: Record<string, unknown>): Promise<void> }> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), prefix));
   const file = path.join(dir, 'mesh.yaml');
   let seq = 0;
   const write = async (d: Record<string, unknown>): Promise<void> => {
@@ -93,6 +94,11 @@ export async function startMeshHarness(doc: Record<string, unknown>): Promise<Me
     await rename(tmp, file);
   };
   await write(doc);
+  return { dir, file, write };
+}
+
+export async function startMeshHarness(doc: Record<string, unknown>): Promise<MeshHarness> {
+  const { dir, file, write } = await meshFile('meshfed-e2e-', doc);
   const meshfed = await startMeshfed({
     config: file,
     xdsHost: '127.0.0.1',

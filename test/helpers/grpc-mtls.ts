@@ -8,7 +8,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
 import { type Agent, startAgent } from '../../src/agent/agent.js';
-import { ECHO_PATH, ECHO_SERVICE } from './grpc-echo.js';
+import { ECHO_SERVICE } from './grpc-echo.js';
+import { echoCall } from './grpc-xds-client.js';
 import { SERVER_NAME, type TlsMesh } from './mesh-tls.js';
 
 grpcXds.register();
@@ -99,18 +100,9 @@ export class MtlsClient {
     this.client = new grpc.Client(target, new grpcXds.XdsChannelCredentials(grpc.credentials.createInsecure()), { [BOOTSTRAP_OPTION]: bootstrapJson });
   }
 
-  call(timeoutMs = 3000): Promise<CallOutcome> {
-    return new Promise((resolve) => {
-      this.client.makeUnaryRequest<Buffer, Buffer>(
-        ECHO_PATH,
-        (b) => b,
-        (b) => b,
-        Buffer.alloc(0),
-        new grpc.Metadata(),
-        { deadline: Date.now() + timeoutMs },
-        (err, res) => resolve(err ? { ok: false, value: `${grpc.status[err.code]}: ${err.details}` } : { ok: true, value: res!.toString() }),
-      );
-    });
+  async call(timeoutMs = 3000): Promise<CallOutcome> {
+    const r = await echoCall(this.client, timeoutMs, false);
+    return r.ok ? r : { ok: false, value: `${grpc.status[r.code!]}: ${r.value}` };
   }
 
   close(): void {

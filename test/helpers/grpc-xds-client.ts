@@ -84,6 +84,21 @@ export interface CallResult {
   readonly code?: grpc.status;
 }
 
+/** One echo RPC; resolves with the backend's name, or the status on failure. */
+export function echoCall(client: grpc.Client, timeoutMs: number, waitForReady: boolean): Promise<CallResult> {
+  return new Promise((resolve) => {
+    client.makeUnaryRequest<Buffer, Buffer>(
+      ECHO_PATH,
+      (b) => b,
+      (b) => b,
+      Buffer.alloc(0),
+      new grpc.Metadata({ waitForReady }),
+      { deadline: Date.now() + timeoutMs },
+      (err, res) => resolve(err ? { ok: false, value: err.details, code: err.code } : { ok: true, value: res!.toString() }),
+    );
+  });
+}
+
 export class XdsEchoClient {
   readonly client: grpc.Client;
   readonly target: string;
@@ -100,18 +115,7 @@ export class XdsEchoClient {
 
   /** One RPC; waits for the channel to resolve (waitForReady) up to the deadline. */
   call(timeoutMs = 5000): Promise<CallResult> {
-    return new Promise((resolve) => {
-      this.client.makeUnaryRequest<Buffer, Buffer>(
-        ECHO_PATH,
-        (b) => b,
-        (b) => b,
-        Buffer.alloc(0),
-        new grpc.Metadata({ waitForReady: true }),
-        { deadline: Date.now() + timeoutMs },
-        (err, res) =>
-          resolve(err ? { ok: false, value: err.details, code: err.code } : { ok: true, value: res!.toString() }),
-      );
-    });
+    return echoCall(this.client, timeoutMs, true);
   }
 
   /** `n` sequential RPCs, counted by the backend that served them; failures under "ERROR: <details>". */

@@ -3,16 +3,14 @@
 // test edits, raw SDS streams over TLS, and a log the test can read.
 import { KubeConfig } from '@kubernetes/client-node';
 import * as grpc from '@grpc/grpc-js';
-import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
+import { rm } from 'node:fs/promises';
 import { Writable } from 'node:stream';
 import { pino, type Logger } from 'pino';
-import { stringify } from 'yaml';
 import { type Meshfed, startMeshfed } from '../../src/app.js';
 import { type CaStore, memoryCaStore } from '../../src/pki/index.js';
 import { TypeUrl } from '../../src/envoy/protos.js';
 import type { FakeApiServer } from '../fixtures/kube-apiserver/index.js';
+import { meshFile } from './grpc-mesh.js';
 import { RawXdsStream, type SotwResponse } from './raw-client.js';
 
 export const SERVER_NAME = 'meshfed.test';
@@ -51,15 +49,7 @@ export interface TlsMesh {
 }
 
 export async function startTlsMesh(o: TlsMeshOptions): Promise<TlsMesh> {
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'meshfed-tls-'));
-  const file = path.join(dir, 'mesh.yaml');
-  let seq = 0;
-  const write = async (d: Record<string, unknown>): Promise<void> => {
-    const tmp = path.join(dir, `.mesh.yaml.${++seq}`);
-    await writeFile(tmp, stringify(d));
-    await rename(tmp, file);
-  };
-  await write(o.doc);
+  const { dir, file, write } = await meshFile('meshfed-tls-', o.doc);
   let kubeConfig: KubeConfig | undefined;
   if (o.apiserver) {
     kubeConfig = new KubeConfig();
