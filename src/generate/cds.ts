@@ -23,8 +23,8 @@ export function cdsGenerator(opts: GeneratorOptions = DEFAULT_GENERATOR_OPTIONS)
   return {
     typeUrl: TypeUrl.Cluster,
     viewKey: (view: ProxyView) => view.role,
-    // SANs and gRPC's mTLS-or-not follow the endpoints' accounts; unchanged bytes keep their version.
-    affected: (changes: MeshChanges) => (changes.clusters ? 'all' : union(changes.services, changes.endpoints)),
+    // SANs and gRPC's mTLS-or-not follow who serves the endpoints, not their addresses.
+    affected: (changes: MeshChanges) => (changes.clusters ? 'all' : union(changes.services, changes.identities)),
     generate(mesh: MeshSnapshot, view: ProxyView, hostname: string): GeneratedResource[] {
       const service = mesh.services.get(hostname);
       if (!service) return [];

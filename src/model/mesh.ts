@@ -98,6 +98,8 @@ export interface MeshChanges {
   readonly services: ReadonlySet<string>;
   /** Hostnames whose endpoints changed. */
   readonly endpoints: ReadonlySet<string>;
+  /** Of those, the hostnames whose endpoint identities (see endpointIdentities) changed too. */
+  readonly identities: ReadonlySet<string>;
   /** Raw resources changed, as `${typeUrl} ${name}`. */
   readonly raw: ReadonlySet<string>;
 }
@@ -108,6 +110,16 @@ export const EMPTY_SNAPSHOT: MeshSnapshot = {
   endpoints: new Map(),
   raw: new Map(),
 };
+
+/**
+ * Who serves a service, as clusters read it (SAN lists, mTLS or not): each live endpoint's
+ * cluster, service account and mTLS. Most endpoint changes (addresses, health, weights) leave it.
+ */
+export function endpointIdentities(endpoints: readonly Endpoint[] | undefined): string {
+  const ids = new Set<string>();
+  for (const ep of endpoints ?? []) if (ep.health !== 'TERMINATING') ids.add(`${ep.clusterId} ${ep.serviceAccount} ${ep.mtls}`);
+  return [...ids].sort().join('\n');
+}
 
 export function hostnameOf(name: string, namespace: string, domain: string): string {
   return `${name}.${namespace}.svc.${domain}`;

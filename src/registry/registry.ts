@@ -1,7 +1,7 @@
 // The registry merges every source into one mesh and publishes it, debounced, with the
 // list of what changed, so generators redo only what a change can affect.
 import type { Logger } from 'pino';
-import type { Endpoint, MeshChanges, MeshCluster, MeshSnapshot, RawResource, Service } from '../model/mesh.js';
+import { type Endpoint, endpointIdentities, type MeshChanges, type MeshCluster, type MeshSnapshot, type RawResource, type Service } from '../model/mesh.js';
 import type { ServiceContribution, SourceMesh } from '../model/source.js';
 import { type DebounceOptions, KeyDebouncer } from './debounce.js';
 import { mergeService } from './merge.js';
@@ -28,6 +28,8 @@ export class Registry {
   private readonly live: State = emptyState();
   private readonly published: State = emptyState();
   private readonly fingerprints = new Map<string, string>();
+  /** endpointIdentities of each published hostname. */
+  private readonly identities = new Map<string, string>();
   private readonly debouncer: KeyDebouncer;
   private readonly conflicts = new Map<string, readonly string[]>();
 
@@ -170,6 +172,7 @@ export class Registry {
   private release(keys: readonly string[], oldest: number): void {
     const services = new Set<string>();
     const endpoints = new Set<string>();
+    const identities = new Set<string>();
     const raw = new Set<string>();
     let clusters = false;
     for (const key of keys) {
@@ -184,7 +187,12 @@ export class Registry {
         setOrDelete(this.published.services, id, this.live.services.get(id));
       } else if (kind === 'ep') {
         endpoints.add(id);
-        setOrDelete(this.published.endpoints, id, this.live.endpoints.get(id));
+        const eps = this.live.endpoints.get(id);
+        setOrDelete(this.published.endpoints, id, eps);
+        const who = endpointIdentities(eps);
+        if (who !== (this.identities.get(id) ?? '')) identities.add(id);
+        if (who) this.identities.set(id, who);
+        else this.identities.delete(id);
       } else if (kind === 'raw') {
         raw.add(id);
         const [typeUrl, name] = splitRawKey(id);
@@ -194,7 +202,7 @@ export class Registry {
       }
     }
     this.log.debug({ services: services.size, endpoints: endpoints.size, raw: raw.size, clusters }, 'publishing mesh changes');
-    this.publish(this.published, { clusters, services, endpoints, raw }, oldest);
+    this.publish(this.published, { clusters, services, endpoints, identities, raw }, oldest);
   }
 }
 

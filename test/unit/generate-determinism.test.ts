@@ -9,9 +9,10 @@ import { proxyOf } from '../../src/model/proxy.js';
 import { Registry } from '../../src/registry/registry.js';
 import { parseMeshText } from '../../src/sources/file/parse.js';
 import { meshToSource } from '../../src/sources/file/to-model.js';
+import { NO_OBSERVER } from '../../src/xds/observer.js';
 import { XdsStore } from '../../src/xds/store.js';
 
-function meshText(fooAddress: string): string {
+function meshText(fooAddress: string, fooAccount = 'foo'): string {
   return JSON.stringify({
     clusters: [
       { id: 'a', network: 'na', domain: 'cluster.local', gateways: [{ address: '192.0.2.1', port: 15443 }] },
@@ -23,7 +24,7 @@ function meshText(fooAddress: string): string {
       cluster: i === 2 ? 'b' : 'a',
       exported: true,
       ports: [{ name: 'grpc', port: 8080, protocol: 'GRPC' }],
-      endpoints: [{ address: name === 'foo' ? fooAddress : `10.0.${i}.1`, serviceAccount: name }],
+      endpoints: [{ address: name === 'foo' ? fooAddress : `10.0.${i}.1`, serviceAccount: name === 'foo' ? fooAccount : name }],
     })),
   });
 }
@@ -34,14 +35,15 @@ const VIEWS = [
   proxyOf({ id: 'grpc-1', user_agent_name: 'gRPC Go', metadata: { CLUSTER_ID: 'a', NETWORK: 'na' } }).view,
 ];
 
-function setup(): { store: XdsStore; apply(text: string): void } {
-  const store = new XdsStore(createGenerators());
+function setup(): { store: XdsStore; apply(text: string): void; clusterEncodes: () => number } {
+  let clusterEncodes = 0;
+  const store = new XdsStore(createGenerators(), { ...NO_OBSERVER, encoded: (t) => void (t === TypeUrl.Cluster && clusterEncodes++) });
   const registry = new Registry({ quietMs: 0, maxMs: 0 }, (s, c) => store.update(s, c), pino({ level: 'silent' }));
   const apply = (text: string): void => {
     registry.setSource('t', meshToSource(parseMeshText(text, 'mesh.json'), 't'));
     registry.flush();
   };
-  return { store, apply };
+  return { store, apply, clusterEncodes: () => clusterEncodes };
 }
 
 /** Every (type, view, name) → version the store holds. */
@@ -65,10 +67,12 @@ describe('deterministic generation', () => {
   });
 
   it('changes only the moved service\'s EDS when its endpoints change; every CDS version stays', () => {
-    const { store, apply } = setup();
+    const { store, apply, clusterEncodes } = setup();
     apply(meshText('10.0.0.1'));
     const before = versions(store);
+    const encodesBefore = clusterEncodes();
     apply(meshText('10.0.0.7'));
+    expect(clusterEncodes()).toBe(encodesBefore); // the same account serves it: clusters are not even re-derived
     const after = versions(store);
     const changed = [...after].filter(([k, v]) => before.get(k) !== v).map(([k]) => k).sort();
     // The gateway sees foo's pod (same network); the sidecar and gRPC client too. A proxyless gRPC
@@ -83,5 +87,16 @@ describe('deterministic generation', () => {
     expect(after.has(serverListener('10.0.0.1'))).toBe(false);
     const others = (keys: Iterable<string>): string[] => [...keys].filter((k) => k !== serverListener('10.0.0.1') && k !== serverListener('10.0.0.7')).sort();
     expect(others(after.keys())).toEqual(others(before.keys()));
+  });
+
+  it('re-derives a service\'s clusters when the identity serving it changes', () => {
+    const { store, apply } = setup();
+    apply(meshText('10.0.0.1'));
+    const before = versions(store);
+    apply(meshText('10.0.0.1', 'foo-v2'));
+    const after = versions(store);
+    const changed = [...after].filter(([k, v]) => before.get(k) !== v).map(([k]) => k).sort();
+    // The SAN lists name foo's new account; the gateway's SNI cluster has no TLS of its own.
+    expect(changed).toEqual(['grpc Cluster outbound|8080||foo.abc.svc.cluster.local', 'sidecar Cluster outbound|8080||foo.abc.svc.cluster.local']);
   });
 });
