@@ -9,6 +9,8 @@ interface Entry {
   readonly renewAt: number;
   readonly generation: number;
   timer: NodeJS.Timeout | undefined;
+  /** Its renewal timer fired: re-issue on the next get() whatever the clock says. */
+  due: boolean;
 }
 
 export interface WorkloadCertCacheOptions {
@@ -46,11 +48,11 @@ export class WorkloadCertCache {
     const key = spiffeId(id);
     const e = this.entries.get(key);
     const now = this.now();
-    if (e && now < e.renewAt && e.generation === this.ca.generation) return e.cert;
+    if (e && !e.due && now < e.renewAt && e.generation === this.ca.generation) return e.cert;
     if (e) clearTimeout(e.timer);
     const cert = this.ca.issue(id, { ttlMs: this.opts.ttlMs });
     const renewAt = now + (cert.notAfter.getTime() - now) * this.renewRatio;
-    const entry: Entry = { id, cert, renewAt, generation: this.ca.generation, timer: undefined };
+    const entry: Entry = { id, cert, renewAt, generation: this.ca.generation, timer: undefined, due: false };
     entry.timer = setTimeout(() => this.fire(entry), Math.min(Math.max(renewAt - now, 0), MAX_TIMER_MS));
     entry.timer.unref();
     this.entries.set(key, entry);
@@ -90,6 +92,9 @@ export class WorkloadCertCache {
   private fire(e: Entry): void {
     if (this.entries.get(spiffeId(e.id)) !== e) return; // superseded
     clearTimeout(e.timer);
+    // A timer can fire a little before Date.now() reaches renewAt (libuv measures from the loop's
+    // cached time); without this flag get() would keep the old certificate and schedule nothing.
+    e.due = true;
     for (const fn of [...this.listeners]) fn(e.id);
   }
 }

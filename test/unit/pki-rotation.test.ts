@@ -55,6 +55,26 @@ describe('workload certificate cache', () => {
     cache.close();
     ca.close();
   });
+  it('re-issues when its renewal timer fires even if the wall clock reads a little earlier', async () => {
+    // Under load libuv starts a timer from the loop's cached time, so it can fire before Date.now()
+    // reaches the renewal time; the renewal must not be lost (the certificate would then expire).
+    const ca = await CertificateAuthority.open({ trustDomain: TD, store: memoryCaStore() });
+    let lag = 0;
+    const cache = new WorkloadCertCache(ca, { ttlMs: HOUR, now: () => Date.now() - lag });
+    let renewals = 0;
+    cache.onRenew(() => renewals++);
+    const first = cache.get(FOO);
+    lag = 5;
+    vi.advanceTimersByTime(30 * 60_000);
+    expect(renewals).toBe(1);
+    const second = cache.get(FOO);
+    expect(second.serial).not.toBe(first.serial);
+    expect(cache.get(FOO)).toBe(second);
+    vi.advanceTimersByTime(30 * 60_000 + 10); // the next renewal is scheduled as usual
+    expect(renewals).toBe(2);
+    cache.close();
+    ca.close();
+  });
 });
 
 describe('root rotation', () => {
