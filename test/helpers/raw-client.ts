@@ -170,8 +170,9 @@ function decodeResponse(type: typeof DiscoveryResponse, kind: Kind, b: Buffer): 
 
 export class RawXdsClient {
   readonly client: grpc.Client;
-  constructor(address: string) {
-    this.client = new grpc.Client(address, grpc.credentials.createInsecure());
+  /** options: grpc-js channel options, e.g. a receive limit above the default 4 MiB for large SotW responses. */
+  constructor(address: string, options?: grpc.ChannelOptions) {
+    this.client = new grpc.Client(address, grpc.credentials.createInsecure(), options);
   }
 
   sotw(service: ServiceName = 'ads', metadata?: grpc.Metadata): RawXdsStream<SotwResponse> {
