@@ -110,6 +110,7 @@ function edsClient(s: Server, onCla: (name: string, body: string) => void): { cl
       try {
         r = await stream.next(1000);
       } catch {
+        if (!open) return;
         if (stream.status) {
           // An ended stream fails next() at once: retrying would spin without yielding to the event loop.
           console.error(`EDS stream ended: ${stream.status.code} ${stream.status.details}`);
