@@ -2,7 +2,7 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type Meshfed, startMeshfed } from '../../src/app.js';
+import { type Meshfed, type MeshfedOptions, startMeshfed } from '../../src/app.js';
 import type { Endpoint } from '../../src/model/mesh.js';
 import type { ClusterStatus, KubeSourceOptions } from '../../src/sources/kube/index.js';
 import { createLogger } from '../../src/log.js';
@@ -95,7 +95,7 @@ export const backends = (prefix: string, n: number, from = 1): Backend[] =>
   Array.from({ length: n }, (_, i) => ({ ip: `${prefix}.${from + i}`, pod: `pod-${prefix.replaceAll('.', '-')}-${from + i}` }));
 
 /** meshfed watching `local` through a kubeconfig file, with short bounds unless given. */
-export async function startKubeMeshfed(local: FakeApiServer, kube: Partial<KubeSourceOptions> = {}): Promise<Meshfed> {
+export async function startKubeMeshfed(local: FakeApiServer, kube: Partial<KubeSourceOptions> = {}, meshfed: Partial<MeshfedOptions> = {}): Promise<Meshfed> {
   const dir = mkdtempSync(join(tmpdir(), 'meshfed-kube-'));
   return startMeshfed({
     xdsHost: '127.0.0.1',
@@ -113,6 +113,7 @@ export async function startKubeMeshfed(local: FakeApiServer, kube: Partial<KubeS
       backoff: { initialMs: 50, maxMs: 300 },
       ...kube,
     },
+    ...meshfed,
   });
 }
 

@@ -2,6 +2,7 @@
 // (hostnames, ports, health, identity, locality, network), aggregation, and the remote's lifecycle.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Meshfed } from '../../src/app.js';
+import { TypeUrl } from '../../src/envoy/protos.js';
 import { type FakeApiServer, startFakeApiServer } from '../fixtures/kube-apiserver/index.js';
 import {
   admin,
@@ -18,6 +19,7 @@ import {
   startKubeMeshfed,
   until,
 } from '../helpers/kube-cluster.js';
+import { RawXdsClient } from '../helpers/raw-client.js';
 
 const FOO: ClusterSpec = { namespace: 'abc', service: 'foo', portName: 'grpc-echo', port: 8080, targetPort: 9000 };
 const HOST = 'foo.abc.svc.cluster.local';
@@ -112,5 +114,24 @@ describe('Kubernetes discovery across a local and a remote cluster', () => {
     expect(metrics).toContain('meshfed_remote_cluster_state{cluster="evil",state="error"} 1');
     expect(metrics).toContain('meshfed_remote_cluster_endpoints{cluster="remote"} 2');
     local.remove('v1', 'Secret', 'meshfed', 'istio-remote-secret-evil');
+  });
+});
+
+describe('readiness', () => {
+  it('a proxy that connects the moment /readyz turns ok gets every synced service, even with a long debounce', async () => {
+    const api = await startFakeApiServer({ clusterName: 'local' });
+    seedCluster(api, FOO, backends('10.1.0', 2));
+    const meshfed = await startKubeMeshfed(api, {}, { debounceMs: 5000, debounceMaxMs: 20_000 });
+    try {
+      await until('readyz', async () => expectEqual((await admin(meshfed, '/readyz')).status, 200), 5000, 5);
+      const xds = new RawXdsClient(`127.0.0.1:${meshfed.xdsPort}`);
+      const s = xds.sotw();
+      s.send({ node: { id: 'sidecar~10.1.0.9~bar-1.abc~abc.svc.cluster.local' }, type_url: TypeUrl.Cluster, resource_names: [] });
+      expect((await s.next()).resources.map((r) => r.name)).toEqual([`outbound|8080||${HOST}`]);
+      xds.close();
+    } finally {
+      await meshfed.stop(100);
+      await api.close();
+    }
   });
 });

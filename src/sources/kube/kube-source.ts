@@ -45,6 +45,8 @@ export interface MeshSink {
   setSource(id: string, mesh: SourceMesh): void;
   patchSource(id: string, patch: { clusters?: ReadonlyMap<string, MeshCluster>; services?: ReadonlyMap<string, ServiceContribution | undefined> }): void;
   removeSource(id: string): void;
+  /** Publishes pending changes now, skipping the debounce. */
+  flush(): void;
 }
 
 export interface KubeObserver {
@@ -334,6 +336,8 @@ class ClusterHandle {
     // One registry update replaces the old view with the new: no moment without the cluster's endpoints.
     this.guard.replace(watcher.snapshot());
     this.guard.setReachable(watcher.health().reachable);
+    // Published at once: /readyz turns ready on this sync, and a proxy that connects then must get it.
+    this.deps.sink.flush();
     old?.stop();
     if (old) this.log.info('swapped to the new credentials\' watches');
   }
