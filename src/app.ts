@@ -207,7 +207,13 @@ export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> 
 const DEV_TRUST_DOMAIN = 'cluster.local';
 
 async function openPki(o: NonNullable<MeshfedOptions['pki']>, log: Logger): Promise<MeshfedPki> {
-  const ca = await CertificateAuthority.open({ trustDomain: o.trustDomain, store: o.caStore, keyType: o.keyType, workloadTtlMs: o.workloadTtlMs });
+  const ca = await CertificateAuthority.open({
+    trustDomain: o.trustDomain,
+    store: o.caStore,
+    keyType: o.keyType,
+    workloadTtlMs: o.workloadTtlMs,
+    onStoreError: (err) => log.warn({ err: err.message }, 'a retired root stays stored (and trusted after a restart)'),
+  });
   return { ca, certs: new WorkloadCertCache(ca, { ttlMs: o.workloadTtlMs }), bundles: new TrustBundles(ca, { log: log.child({ module: 'trust-bundles' }) }) };
 }
 

@@ -1,7 +1,7 @@
 // The mesh CA of one trust domain: workload and server certificates, and root rotation in two steps.
 import { generateKeyPair } from 'node:crypto';
 import { checkIdentity, spiffeId, type Identity } from './identity.js';
-import { generateKey, loadSigner, selfSignedRoot, type CaMaterial, type KeyType, type Signer } from './material.js';
+import { generateKey, loadSigner, rootsPem, selfSignedRoot, type CaMaterial, type KeyType, type Signer } from './material.js';
 import type { CaStore } from './store.js';
 import { buildCertificate, KeyUsage, OID, toPem } from './x509.js';
 
@@ -29,6 +29,8 @@ export interface CaOptions {
   readonly rootTtlMs?: number;
   /** Clock (ms since epoch); Date.now. */
   readonly now?: () => number;
+  /** Told when storing the trusted roots after a retiring root expired fails (the store keeps trusting it). */
+  readonly onStoreError?: (err: Error) => void;
 }
 
 export interface IssueOptions {
@@ -55,7 +57,7 @@ function generateKeyAsync(type: KeyType): Promise<{ spki: Buffer; keyPem: string
 
 interface RetiringRoot {
   readonly pem: string;
-  /** When the last certificate it (or a replica using it) may have signed expires. */
+  /** When the last certificate it (or a replica using it) may have signed expires; Infinity for an operator's root. */
   readonly until: number;
 }
 
@@ -66,6 +68,7 @@ export class CertificateAuthority {
   private readonly workloadTtlMs: number;
   private readonly rootTtlMs: number;
   private readonly store: CaStore;
+  private readonly onStoreError: (err: Error) => void;
   private active: Signer;
   /** Latest notAfter the active signer has issued. */
   private activeLastNotAfter = 0;
@@ -80,11 +83,16 @@ export class CertificateAuthority {
   private constructor(opts: CaOptions, signer: Signer) {
     this.trustDomain = opts.trustDomain;
     this.store = opts.store;
+    this.onStoreError = opts.onStoreError ?? (() => {});
     this.now = opts.now ?? Date.now;
     this.keyType = opts.keyType ?? 'ec';
     this.workloadTtlMs = opts.workloadTtlMs ?? DEFAULT_WORKLOAD_TTL_MS;
     this.rootTtlMs = opts.rootTtlMs ?? DEFAULT_ROOT_TTL_MS;
     this.active = signer;
+    // Other stored roots: one meshfed rotated out before a restart (until the time it noted), or an
+    // operator's (Istio's combined root-cert.pem), trusted as long as it is there.
+    this.retiring = signer.extraRoots.map((r) => ({ pem: r.pem, until: r.until ?? Infinity }));
+    this.schedulePrune();
   }
 
   /**
@@ -166,18 +174,20 @@ export class CertificateAuthority {
     if (!next) throw new Error('no root rotation in progress: call rotateRoot first');
     if (this.activating) throw new Error('the root rotation is already being activated');
     this.activating = true;
+    // Other replicas may have signed with the old root up to now, with the default lifetime.
+    const until = Math.max(this.activeLastNotAfter, this.now() + this.workloadTtlMs);
+    const retiring = [{ pem: this.active.rootPem, until }, ...this.retiring].filter((r) => r.pem !== next.rootPem);
+    // Stored beside the new root, so that a restart keeps trusting the old one.
+    const stored: CaMaterial = { ...next.material, rootCertPem: rootsPem(next.rootPem, retiring) };
     try {
-      await this.store.save(next.material);
+      await this.store.save(stored);
     } catch (err) {
       throw new Error(`storing the next root in ${this.store.describe}: ${(err as Error).message}`);
     } finally {
       this.activating = false;
     }
-    const now = this.now();
-    // Other replicas may have signed with the old root up to now, with the default lifetime.
-    const until = Math.max(this.activeLastNotAfter, now + this.workloadTtlMs);
-    if (this.active.rootPem !== next.rootPem) this.retiring.push({ pem: this.active.rootPem, until });
-    this.active = next;
+    this.retiring = retiring;
+    this.active = { ...next, material: stored };
     this.pending = undefined;
     this.activeLastNotAfter = 0;
     this.gen++;
@@ -191,6 +201,9 @@ export class CertificateAuthority {
     const kept = this.retiring.filter((r) => r.until > now);
     if (kept.length === this.retiring.length) return false;
     this.retiring = kept;
+    const stored: CaMaterial = { ...this.active.material, rootCertPem: rootsPem(this.active.rootPem, kept) };
+    this.active = { ...this.active, material: stored };
+    this.store.save(stored).catch((err: Error) => this.onStoreError(new Error(`storing the trusted roots in ${this.store.describe}: ${err.message}`)));
     this.emit();
     return true;
   }
@@ -241,8 +254,8 @@ export class CertificateAuthority {
 
   private schedulePrune(): void {
     clearTimeout(this.pruneTimer);
-    if (!this.retiring.length) return;
     const next = Math.min(...this.retiring.map((r) => r.until));
+    if (!Number.isFinite(next)) return;
     this.pruneTimer = setTimeout(
       () => {
         this.prune();

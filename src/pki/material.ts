@@ -11,10 +11,40 @@ export interface CaMaterial {
   readonly caCertPem: string;
   /** Its private key (`ca-key.pem`). */
   readonly caKeyPem: string;
-  /** The root (`root-cert.pem`); equals caCertPem for a self-signed root. */
+  /**
+   * The root (`root-cert.pem`); equals caCertPem for a self-signed root. It may hold more roots, trusted
+   * but not signing: a root being rotated out (Istio's combined root-cert.pem).
+   */
   readonly rootCertPem: string;
   /** From the CA certificate up to the root (`cert-chain.pem`); may be empty or just the root. */
   readonly certChainPem: string;
+}
+
+export interface ExtraRoot {
+  readonly pem: string;
+  /** When a root meshfed rotated out stops being trusted; absent for roots an operator put there. */
+  readonly until?: number;
+}
+
+/** The note meshfed writes before a retiring root in root-cert.pem; PEM readers skip text between blocks. */
+const RETIRING_NOTE = '# meshfed: retiring, trusted until ';
+
+/** root-cert.pem holding the signing root first, then the other trusted roots (a retiring one with its note). */
+export function rootsPem(signingRoot: string, others: readonly ExtraRoot[]): string {
+  const note = (r: ExtraRoot): string => (r.until !== undefined && Number.isFinite(r.until) ? `${RETIRING_NOTE}${new Date(r.until).toISOString()}\n` : '');
+  return signingRoot + others.map((r) => note(r) + r.pem).join('');
+}
+
+/** Each root of root-cert.pem, with the time from meshfed's note before it, if any. */
+function parseRoots(text: string): ExtraRoot[] {
+  const out: ExtraRoot[] = [];
+  const re = new RegExp(`(?:${RETIRING_NOTE}(\\S+)\\r?\\n)?(-----BEGIN CERTIFICATE-----[\\s\\S]*?-----END CERTIFICATE-----)`, 'g');
+  for (const [, until, block] of text.matchAll(re)) {
+    const pem = block!.replace(/\r/g, '') + '\n';
+    const t = until === undefined ? NaN : Date.parse(until);
+    if (!out.some((r) => r.pem === pem)) out.push(Number.isNaN(t) ? { pem } : { pem, until: t });
+  }
+  return out;
 }
 
 /** Loaded, checked material, ready to sign. */
@@ -25,6 +55,8 @@ export interface Signer {
   /** The CA certificate, intermediates, then the root: appended to every leaf. */
   readonly chainPem: string;
   readonly rootPem: string;
+  /** The other roots of root-cert.pem: trusted, never signing; until when, if meshfed retired them. */
+  readonly extraRoots: readonly ExtraRoot[];
   readonly notAfter: number;
 }
 
@@ -73,6 +105,23 @@ export function selfSignedRoot(trustDomain: string, opts: { keyType: KeyType; tt
   return { caCertPem: pem, caKeyPem: keyPem, rootCertPem: pem, certChainPem: pem };
 }
 
+/** Of root-cert.pem's roots, the one the chain ends at: the CA certificate itself, or the issuer of the chain's top. */
+function signingRoot(roots: readonly string[], caPem: string, chainPem: string): string {
+  if (roots.includes(caPem)) return caPem;
+  if (roots.length === 1) return roots[0]!;
+  try {
+    const top = new X509Certificate(splitPems(chainPem).filter((p) => !roots.includes(p)).at(-1) ?? caPem);
+    return (
+      roots.find((r) => {
+        const root = new X509Certificate(r);
+        return top.checkIssued(root) && top.verify(root.publicKey);
+      }) ?? roots[0]!
+    );
+  } catch {
+    return roots[0]!; // unreadable: the chain check reports it
+  }
+}
+
 /**
  * Checks material and prepares it for signing: the key matches the CA certificate, every certificate is a CA,
  * and the chain CA cert → intermediates → root verifies link by link.
@@ -82,9 +131,12 @@ export function loadSigner(m: CaMaterial): Signer {
     throw new Error(`invalid CA material: ${why}`);
   };
   const [caPem] = splitPems(m.caCertPem);
-  const [rootPem] = splitPems(m.rootCertPem);
+  const parsed = parseRoots(m.rootCertPem);
+  const roots = parsed.map((r) => r.pem);
   if (!caPem) return fail('ca-cert.pem holds no certificate');
-  if (!rootPem) return fail('root-cert.pem holds no certificate');
+  if (!roots.length) return fail('root-cert.pem holds no certificate');
+  const rootPem = signingRoot(roots, caPem, m.certChainPem);
+  const extraRoots = parsed.filter((r) => r.pem !== rootPem);
   let key: KeyObject;
   try {
     key = createPrivateKey(m.caKeyPem);
@@ -109,12 +161,22 @@ export function loadSigner(m: CaMaterial): Signer {
     const parent = certs[i + 1] ?? c; // the root signs itself
     if (!c.checkIssued(parent) || !c.verify(parent.publicKey)) fail(`${describeCert(c)} is not signed by the next certificate in the chain`);
   });
+  for (const [i, { pem: p }] of extraRoots.entries()) {
+    let c: X509Certificate;
+    try {
+      c = new X509Certificate(p);
+    } catch (err) {
+      return fail(`root-cert.pem, extra root ${i + 1}: ${(err as Error).message}`);
+    }
+    if (!c.ca) fail(`root-cert.pem, extra root ${describeCert(c)} is not a CA certificate`);
+  }
   return {
     material: m,
     key,
     issuer: { ...issuerInfo(pemToDer(caPem)), key },
     chainPem: chain.join(''),
     rootPem,
+    extraRoots,
     notAfter: Date.parse(ca.validTo),
   };
 }

@@ -218,6 +218,21 @@ describe('plug-in CA (Istio cacerts)', () => {
     expect(seen.serverSaw).toBe('URI:spiffe://cluster-a.local/ns/abc/sa/foo');
   });
 
+  it('trusts every root of a combined root-cert.pem (Istio\'s rotation form) and signs up to the one its chain ends at', async () => {
+    const m = opensslCacerts('ec');
+    const other = opensslCacerts('ec');
+    const ca = await CertificateAuthority.open({ trustDomain: TD, store: memoryCaStore({ ...m, rootCertPem: other.rootCertPem + m.rootCertPem }) });
+    expect(ca.signingRoot).toBe(m.rootCertPem);
+    expect(ca.roots).toEqual([m.rootCertPem, other.rootCertPem]);
+    const issued = ca.issue(FOO);
+    expect(issued.rootPem).toBe(m.rootCertPem);
+    expect(opensslVerify(issued, 'sslclient')).toMatch(/: OK/);
+    const leaf = certs(issued.certChainPem)[0]!.toString();
+    await expect(CertificateAuthority.open({ trustDomain: TD, store: memoryCaStore({ ...m, rootCertPem: m.rootCertPem + leaf }) })).rejects.toThrow(
+      /invalid CA material: root-cert.pem, extra root .*spiffe.* is not a CA certificate/,
+    );
+  });
+
   it('rejects material whose key does not match, or whose chain does not link, with a clear error', async () => {
     const m = opensslCacerts('ec');
     const other = opensslCacerts('ec');

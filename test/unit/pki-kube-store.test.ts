@@ -3,6 +3,7 @@ import { KubeConfig } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeApiServer, type FakeApiServer } from '../fixtures/kube-apiserver/index.js';
 import { CertificateAuthority, kubeCaStore, memoryCaStore, type CaMaterial } from '../../src/pki/index.js';
+import { splitPems } from '../../src/pki/x509.js';
 
 const TD = 'cluster-a.local';
 let api: FakeApiServer;
@@ -54,8 +55,10 @@ describe('kubeCaStore', () => {
     ca.rotateRoot();
     await ca.activateRotation();
     const data = secretData(ns, 'cacerts');
-    expect(data['root-cert.pem']).toBe(ca.signingRoot);
-    expect(data['root-cert.pem']).not.toBe(plugin.rootCertPem);
+    // The new root signs; the old one stays trusted, with meshfed's note saying until when.
+    expect(data['root-cert.pem']!.startsWith(ca.signingRoot)).toBe(true);
+    expect(splitPems(data['root-cert.pem']!)).toEqual([ca.signingRoot, plugin.rootCertPem]);
+    expect(data['root-cert.pem']).toMatch(/\n# meshfed: retiring, trusted until \d{4}-\d\d-\d\dT[^\n]+\n-----BEGIN/);
     expect(data['note.txt']).toBe('hi');
   });
 

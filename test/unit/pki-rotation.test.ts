@@ -139,4 +139,37 @@ describe('root rotation', () => {
     expect(ca.roots).toHaveLength(1);
     ca.close();
   });
+
+  it('a restart keeps trusting the retiring root until its time, then drops it from the store too', async () => {
+    const store = memoryCaStore();
+    const before = await CertificateAuthority.open({ trustDomain: TD, store });
+    const oldRoot = before.signingRoot;
+    before.rotateRoot();
+    await before.activateRotation();
+    const newRoot = before.signingRoot;
+    before.close();
+
+    const after = await CertificateAuthority.open({ trustDomain: TD, store }); // a restart, or another replica
+    expect(after.signingRoot).toBe(newRoot);
+    expect(after.roots).toEqual([newRoot, oldRoot]);
+    vi.advanceTimersByTime(24 * HOUR - 1000);
+    expect(after.roots).toEqual([newRoot, oldRoot]);
+    vi.advanceTimersByTime(3000);
+    expect(after.roots).toEqual([newRoot]);
+    await vi.waitFor(async () => expect((await store.load())!.rootCertPem).toBe(newRoot));
+    const again = await CertificateAuthority.open({ trustDomain: TD, store });
+    expect(again.roots).toEqual([newRoot]);
+    after.close();
+    again.close();
+  });
+
+  it('keeps an operator\'s extra root (no meshfed note) for as long as it is stored', async () => {
+    const other = (await CertificateAuthority.open({ trustDomain: TD, store: memoryCaStore() })).signingRoot;
+    const m = (await CertificateAuthority.open({ trustDomain: TD, store: memoryCaStore() })).material;
+    const ca = await CertificateAuthority.open({ trustDomain: TD, store: memoryCaStore({ ...m, rootCertPem: m.rootCertPem + other }) });
+    vi.advanceTimersByTime(90 * 24 * HOUR);
+    expect(ca.prune()).toBe(false);
+    expect(ca.roots).toEqual([m.rootCertPem, other]);
+    ca.close();
+  });
 });
