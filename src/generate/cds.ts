@@ -12,6 +12,7 @@ import {
   type GeneratorOptions,
   outboundClusterName,
   sniName,
+  roleViewKey,
   union,
 } from './generator.js';
 import { grpcTransportSocket, sidecarSocketMatches } from './tls.js';
@@ -22,7 +23,8 @@ const UINT32_MAX = 0xffff_ffff;
 export function cdsGenerator(opts: GeneratorOptions = DEFAULT_GENERATOR_OPTIONS): Generator {
   return {
     typeUrl: TypeUrl.Cluster,
-    viewKey: (view: ProxyView) => view.role,
+    // A gateway's SNI clusters are the services of its network.
+    viewKey: roleViewKey,
     // SANs and gRPC's mTLS-or-not follow who serves the endpoints, not their addresses.
     affected: (changes: MeshChanges) => (changes.clusters ? 'all' : union(changes.services, changes.identities)),
     generate(mesh: MeshSnapshot, view: ProxyView, hostname: string): GeneratedResource[] {

@@ -20,6 +20,11 @@ export interface Generator {
   generate(mesh: MeshSnapshot, view: ProxyView, hostname: string): GeneratedResource[];
 }
 
+/** The view key of a type whose resources depend only on the role, except that a gateway's depend on its network. */
+export function roleViewKey(view: ProxyView): string {
+  return view.role === 'router' ? `router|${view.network}|${view.clusterId}` : view.role;
+}
+
 /** The key under which a generator emits resources that belong to a view, not to one service (a gateway's listener). */
 export const VIEW_RESOURCES = '';
 

@@ -4,7 +4,7 @@ import type { MeshChanges, MeshSnapshot } from '../model/mesh.js';
 import type { ProxyView } from '../model/proxy.js';
 import { TypeUrl } from '../envoy/protos.js';
 import { servedByGateway } from './eds.js';
-import { ADS_CONFIG_SOURCE, compare, type GeneratedResource, type Generator, proxylessPorts, sniName, VIEW_RESOURCES } from './generator.js';
+import { ADS_CONFIG_SOURCE, compare, type GeneratedResource, type Generator, proxylessPorts, roleViewKey, sniName, VIEW_RESOURCES } from './generator.js';
 
 const HCM = 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager';
 const ROUTER = 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router';
@@ -17,7 +17,7 @@ export const GATEWAY_LISTENER = `0.0.0.0_${GATEWAY_PORT}`;
 
 export const ldsGenerator: Generator = {
   typeUrl: TypeUrl.Listener,
-  viewKey: (view: ProxyView) => (view.role === 'router' ? `router|${view.network}|${view.clusterId}` : view.role),
+  viewKey: roleViewKey,
   affected: (changes: MeshChanges) => (changes.clusters ? 'all' : changes.services.size ? new Set([...changes.services, VIEW_RESOURCES]) : changes.services),
   generate(mesh: MeshSnapshot, view: ProxyView, hostname: string): GeneratedResource[] {
     if (view.role === 'router') return hostname === VIEW_RESOURCES ? gatewayListener(mesh, view) : [];
