@@ -205,9 +205,11 @@ export abstract class XdsStream {
       if (!st?.pending()) continue;
       if (!this.deps.budget.available()) {
         this.waitingForBudget = true;
+        // Flushes at once: its write takes budget before the next waiter is asked, so freed room
+        // wakes only as many streams as it fits (scheduling would wake every waiter per write).
         this.deps.budget.wait(() => {
           this.waitingForBudget = false;
-          this.schedule();
+          this.flush();
         });
         return;
       }
