@@ -196,6 +196,8 @@ export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> 
       });
       if (credentials instanceof XdsServerCredentials) credentials.close();
       pki?.certs.close();
+      pki?.bundles.close();
+      pki?.ca.close(); // its prune timer would otherwise write to the store after stop
       await admin.close();
     })());
 

@@ -1,7 +1,7 @@
 // The mesh CA of one trust domain: workload and server certificates, and root rotation in two steps.
 import { generateKeyPair } from 'node:crypto';
 import { checkIdentity, spiffeId, type Identity } from './identity.js';
-import { generateKey, loadSigner, rootsPem, selfSignedRoot, type CaMaterial, type KeyType, type Signer } from './material.js';
+import { generateKey, loadSigner, rootsPem, selfSignedRoot, type CaMaterial, type ExtraRoot, type KeyType, type Signer } from './material.js';
 import type { CaStore } from './store.js';
 import { buildCertificate, KeyUsage, OID, toPem } from './x509.js';
 
@@ -55,12 +55,6 @@ function generateKeyAsync(type: KeyType): Promise<{ spki: Buffer; keyPem: string
   });
 }
 
-interface RetiringRoot {
-  readonly pem: string;
-  /** When the last certificate it (or a replica using it) may have signed expires; Infinity for an operator's root. */
-  readonly until: number;
-}
-
 export class CertificateAuthority {
   readonly trustDomain: string;
   private readonly now: () => number;
@@ -74,7 +68,7 @@ export class CertificateAuthority {
   private activeLastNotAfter = 0;
   private pending: Signer | undefined;
   private activating = false;
-  private retiring: RetiringRoot[] = [];
+  private retiring: ExtraRoot[] = [];
   private readonly listeners = new Set<() => void>();
   private pruneTimer: NodeJS.Timeout | undefined;
   /** Bumps whenever the signer changes: certificates from an older generation should be re-issued. */
@@ -91,7 +85,7 @@ export class CertificateAuthority {
     this.active = signer;
     // Other stored roots: one meshfed rotated out before a restart (until the time it noted), or an
     // operator's (Istio's combined root-cert.pem), trusted as long as it is there.
-    this.retiring = signer.extraRoots.map((r) => ({ pem: r.pem, until: r.until ?? Infinity }));
+    this.retiring = [...signer.extraRoots];
     this.schedulePrune();
   }
 
@@ -113,7 +107,7 @@ export class CertificateAuthority {
   /** Root PEMs this trust domain currently trusts: the signing root, a rotation's next root, and retiring roots. */
   get roots(): readonly string[] {
     const out = [this.active.rootPem];
-    if (this.pending) out.push(this.pending.rootPem);
+    if (this.pending) out.push(this.pending.rootPem, ...this.pending.extraRoots.map((r) => r.pem));
     for (const r of this.retiring) out.push(r.pem);
     return [...new Set(out)];
   }
@@ -176,16 +170,19 @@ export class CertificateAuthority {
     this.activating = true;
     // Other replicas may have signed with the old root up to now, with the default lifetime.
     const until = Math.max(this.activeLastNotAfter, this.now() + this.workloadTtlMs);
-    const retiring = [{ pem: this.active.rootPem, until }, ...this.retiring].filter((r) => r.pem !== next.rootPem);
+    const retiring = [{ pem: this.active.rootPem, until }, ...this.retiring, ...next.extraRoots].filter(
+      (r, i, all) => r.pem !== next.rootPem && all.findIndex((x) => x.pem === r.pem) === i,
+    );
     // Stored beside the new root, so that a restart keeps trusting the old one.
     const stored: CaMaterial = { ...next.material, rootCertPem: rootsPem(next.rootPem, retiring) };
     try {
       await this.store.save(stored);
     } catch (err) {
-      throw new Error(`storing the next root in ${this.store.describe}: ${(err as Error).message}`);
-    } finally {
       this.activating = false;
+      this.schedulePrune();
+      throw new Error(`storing the next root in ${this.store.describe}: ${(err as Error).message}`);
     }
+    this.activating = false;
     this.retiring = retiring;
     this.active = { ...next, material: stored };
     this.pending = undefined;
@@ -197,6 +194,8 @@ export class CertificateAuthority {
 
   /** Drops retiring roots whose certificates have all expired; true when roots() changed. */
   prune(): boolean {
+    // An activation stores the root list itself, and schedules the next prune when done.
+    if (this.activating) return false;
     const now = this.now();
     const kept = this.retiring.filter((r) => r.until > now);
     if (kept.length === this.retiring.length) return false;
@@ -258,6 +257,7 @@ export class CertificateAuthority {
     if (!Number.isFinite(next)) return;
     this.pruneTimer = setTimeout(
       () => {
+        if (this.activating) return; // the activation stores the list and schedules again
         this.prune();
         this.schedulePrune();
       },

@@ -53,7 +53,8 @@ export class WorkloadCertCache {
     const cert = this.ca.issue(id, { ttlMs: this.opts.ttlMs });
     const renewAt = now + (cert.notAfter.getTime() - now) * this.renewRatio;
     const entry: Entry = { id, cert, renewAt, generation: this.ca.generation, timer: undefined, due: false };
-    entry.timer = setTimeout(() => this.fire(entry), Math.min(Math.max(renewAt - now, 0), MAX_TIMER_MS));
+    // At least a second: near the CA's own expiry lifetimes shrink towards zero, and a 0 ms timer would spin.
+    entry.timer = setTimeout(() => this.fire(entry), Math.min(Math.max(renewAt - now, 1000), MAX_TIMER_MS));
     entry.timer.unref();
     this.entries.set(key, entry);
     return cert;

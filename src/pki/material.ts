@@ -22,8 +22,8 @@ export interface CaMaterial {
 
 export interface ExtraRoot {
   readonly pem: string;
-  /** When a root meshfed rotated out stops being trusted; absent for roots an operator put there. */
-  readonly until?: number;
+  /** When a root meshfed rotated out stops being trusted (after its last certificate); Infinity for an operator's. */
+  readonly until: number;
 }
 
 /** The note meshfed writes before a retiring root in root-cert.pem; PEM readers skip text between blocks. */
@@ -31,7 +31,7 @@ const RETIRING_NOTE = '# meshfed: retiring, trusted until ';
 
 /** root-cert.pem holding the signing root first, then the other trusted roots (a retiring one with its note). */
 export function rootsPem(signingRoot: string, others: readonly ExtraRoot[]): string {
-  const note = (r: ExtraRoot): string => (r.until !== undefined && Number.isFinite(r.until) ? `${RETIRING_NOTE}${new Date(r.until).toISOString()}\n` : '');
+  const note = (r: ExtraRoot): string => (Number.isFinite(r.until) ? `${RETIRING_NOTE}${new Date(r.until).toISOString()}\n` : '');
   return signingRoot + others.map((r) => note(r) + r.pem).join('');
 }
 
@@ -42,7 +42,7 @@ function parseRoots(text: string): ExtraRoot[] {
   for (const [, until, block] of text.matchAll(re)) {
     const pem = block!.replace(/\r/g, '') + '\n';
     const t = until === undefined ? NaN : Date.parse(until);
-    if (!out.some((r) => r.pem === pem)) out.push(Number.isNaN(t) ? { pem } : { pem, until: t });
+    if (!out.some((r) => r.pem === pem)) out.push({ pem, until: Number.isNaN(t) ? Infinity : t });
   }
   return out;
 }
@@ -55,7 +55,7 @@ export interface Signer {
   /** The CA certificate, intermediates, then the root: appended to every leaf. */
   readonly chainPem: string;
   readonly rootPem: string;
-  /** The other roots of root-cert.pem: trusted, never signing; until when, if meshfed retired them. */
+  /** The other roots of root-cert.pem: trusted, never signing. */
   readonly extraRoots: readonly ExtraRoot[];
   readonly notAfter: number;
 }

@@ -172,4 +172,36 @@ describe('root rotation', () => {
     expect(ca.roots).toEqual([m.rootCertPem, other]);
     ca.close();
   });
+
+  it('never stores while an activation is storing: a prune due meanwhile waits for it', async () => {
+    const inner = memoryCaStore();
+    let inFlight = 0;
+    let maxInFlight = 0;
+    let gate = Promise.resolve();
+    const store: CaStore = {
+      ...inner,
+      save: async (m) => {
+        maxInFlight = Math.max(maxInFlight, ++inFlight);
+        await gate;
+        await inner.save(m);
+        inFlight--;
+      },
+    };
+    const ca = await CertificateAuthority.open({ trustDomain: TD, store });
+    const first = ca.signingRoot;
+    ca.rotateRoot();
+    await ca.activateRotation(); // the first root retires for a day
+    ca.rotateRoot();
+    let open!: () => void;
+    gate = new Promise<void>((r) => (open = r));
+    const second = ca.activateRotation(); // its save waits at the gate
+    vi.advanceTimersByTime(25 * HOUR); // the first root's day ends meanwhile
+    open();
+    await second;
+    expect(maxInFlight).toBe(1);
+    await vi.advanceTimersByTimeAsync(2000);
+    expect(ca.roots).not.toContain(first);
+    expect((await inner.load())!.rootCertPem).not.toContain(first.trim());
+    ca.close();
+  });
 });
