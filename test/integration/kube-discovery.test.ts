@@ -134,4 +134,17 @@ describe('readiness', () => {
       await api.close();
     }
   });
+
+  it('publishes a synced cluster that has no services yet: its network is known', async () => {
+    const api = await startFakeApiServer({ clusterName: 'local' });
+    api.upsert(namespace('abc'));
+    const meshfed = await startKubeMeshfed(api, { network: 'net-1' });
+    try {
+      await until('readyz', async () => expectEqual((await admin(meshfed, '/readyz')).status, 200));
+      expect(meshfed.registry.snapshot.clusters.get('local')?.network).toBe('net-1');
+    } finally {
+      await meshfed.stop(100);
+      await api.close();
+    }
+  });
 });

@@ -333,11 +333,13 @@ class ClusterHandle {
     this.active = watcher;
     this.activeSpec = this.pendingSpec;
     this.pending = this.pendingSpec = undefined;
+    // The cluster itself (network, gateways), even when it has no services to patch.
+    this.deps.sink.patchSource(this.sourceId, { clusters: this.clusterMap() });
     // One registry update replaces the old view with the new: no moment without the cluster's endpoints.
     this.guard.replace(watcher.snapshot());
     this.guard.setReachable(watcher.health().reachable);
-    // Published at once: /readyz turns ready on this sync, and a proxy that connects then must get it.
-    this.deps.sink.flush();
+    // Published at once: /readyz turns ready on a first sync, and a proxy that connects then must get it.
+    if (!old) this.deps.sink.flush();
     old?.stop();
     if (old) this.log.info('swapped to the new credentials\' watches');
   }
