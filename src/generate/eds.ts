@@ -1,9 +1,9 @@
 // EDS: a service port's endpoints as the proxy's network sees them (split horizon), grouped by
 // (priority, locality) in a stable order, with Istio's endpoint metadata and meshfed's provenance.
-import type { MeshChanges, MeshSnapshot, Service } from '../model/mesh.js';
+import { compare, type MeshChanges, type MeshSnapshot, type Service } from '../model/mesh.js';
 import type { ProxyView } from '../model/proxy.js';
 import { TypeUrl } from '../envoy/protos.js';
-import { compare, type GeneratedResource, type Generator, networkOfView, outboundClusterName, sniName, union } from './generator.js';
+import { type GeneratedResource, type Generator, networkOfView, outboundClusterName, sniName, union } from './generator.js';
 import { localityKey, networkGateways, type PlannedEndpoint, planEndpoints } from './split-horizon.js';
 
 const UINT32_MAX = 0xffff_ffff;

@@ -84,8 +84,3 @@ export function clusterOfView(mesh: MeshSnapshot, view: ProxyView): MeshCluster 
 export function networkOfView(mesh: MeshSnapshot, view: ProxyView): string {
   return view.network || clusterOfView(mesh, view)?.network || '';
 }
-
-/** Code-unit order, independent of the locale. */
-export function compare(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
-}

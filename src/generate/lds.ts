@@ -1,10 +1,10 @@
 // LDS. Proxyless gRPC: an API listener per `hostname:port`, routed through RDS. A gateway
 // (router): Istio's AUTO_PASSTHROUGH listener on 15443, which forwards mTLS by SNI untouched.
-import type { MeshChanges, MeshSnapshot } from '../model/mesh.js';
+import { compare, type MeshChanges, type MeshSnapshot } from '../model/mesh.js';
 import type { ProxyView } from '../model/proxy.js';
 import { TypeUrl } from '../envoy/protos.js';
 import { servedByGateway } from './eds.js';
-import { ADS_CONFIG_SOURCE, compare, type GeneratedResource, type Generator, proxylessPorts, roleViewKey, sniName, VIEW_RESOURCES } from './generator.js';
+import { ADS_CONFIG_SOURCE, type GeneratedResource, type Generator, proxylessPorts, roleViewKey, sniName, VIEW_RESOURCES } from './generator.js';
 
 const HCM = 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager';
 const ROUTER = 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router';

@@ -9,7 +9,7 @@
 //                                  that validator (Istio's ROOTCA shape)
 // Certificates are not a function of the mesh: the generator reads them from the PKI, and the PKI
 // tells the store (XdsStore.refresh) when a certificate is renewed or the bundle changes.
-import type { MeshChanges } from '../model/mesh.js';
+import { compare, type MeshChanges } from '../model/mesh.js';
 import type { ProxyView } from '../model/proxy.js';
 import { TypeUrl } from '../envoy/protos.js';
 import { type GeneratedResource, type Generator, VIEW_RESOURCES } from './generator.js';
@@ -53,7 +53,7 @@ export function sdsGenerator(secrets: WorkloadSecrets | undefined): Generator {
         out.push({ name: DEFAULT_SECRET, body: { name: DEFAULT_SECRET, tls_certificate } });
         out.push({ name: id, body: { name: id, tls_certificate } });
       }
-      const bundles = [...secrets.bundles()].filter(([, roots]) => roots.length > 0).sort(([a], [b]) => a.localeCompare(b));
+      const bundles = [...secrets.bundles()].filter(([, roots]) => roots.length > 0).sort(([a], [b]) => compare(a, b));
       if (bundles.length === 0) return out;
       out.push({
         name: ROOTCA_SECRET,

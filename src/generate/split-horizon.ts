@@ -2,9 +2,9 @@
 // network are sent as they are; endpoints on another network are replaced by that network's
 // gateways, each carrying the summed weight of the endpoints it stands for. Federated imports
 // (another trust domain) are reached only through their gateways.
-import type { Endpoint, Gateway, Locality, MeshSnapshot, Service, ServicePort } from '../model/mesh.js';
+import { compare, type Endpoint, type Gateway, type Locality, type MeshSnapshot, type Service, type ServicePort } from '../model/mesh.js';
 import type { ProxyView } from '../model/proxy.js';
-import { clusterOfView, compare, networkOfView, trustDomainOf } from './generator.js';
+import { clusterOfView, networkOfView, trustDomainOf } from './generator.js';
 
 /** One LbEndpoint to send: a pod, or a gateway standing for the pods of one network. */
 export interface PlannedEndpoint {

@@ -1,7 +1,7 @@
 // Upstream mTLS in Istio's form: SDS secrets for Envoy, certificate-provider instances for
 // proxyless gRPC (gRFC A29), both verifying the SPIFFE ids of the service's accounts.
-import type { MeshSnapshot, Service, ServicePort } from '../model/mesh.js';
-import { compare, type SdsConfig, sniName, trustDomainOf } from './generator.js';
+import { compare, type MeshSnapshot, type Service, type ServicePort } from '../model/mesh.js';
+import { type SdsConfig, sniName, trustDomainOf } from './generator.js';
 
 const UPSTREAM_TLS = 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext';
 const RAW_BUFFER = 'type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer';

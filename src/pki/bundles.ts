@@ -3,7 +3,7 @@
 // cluster domain of the mesh model holds that cluster's rootCaPem.
 import { X509Certificate } from 'node:crypto';
 import type { Logger } from 'pino';
-import type { MeshCluster } from '../model/mesh.js';
+import { compare, type MeshCluster } from '../model/mesh.js';
 import type { CertificateAuthority } from './ca.js';
 import { describeCert, pemToDer, splitPems } from './x509.js';
 
@@ -83,7 +83,7 @@ export class TrustBundles {
   private recompute(): void {
     const local = this.ca.trustDomain;
     const sets = new Map<string, Set<string>>([[local, new Set(this.ca.roots.flatMap(splitPems))]]);
-    for (const c of [...this.clusters.values()].sort((a, b) => a.id.localeCompare(b.id))) {
+    for (const c of [...this.clusters.values()].sort((a, b) => compare(a.id, b.id))) {
       if (!c.rootCaPem.trim()) continue;
       const set = sets.get(c.domain) ?? new Set<string>();
       sets.set(c.domain, set);

@@ -1,5 +1,5 @@
 // Merging what several clusters and sources say about one hostname into one service.
-import type { Endpoint, Service, ServicePort } from '../model/mesh.js';
+import { compare, type Endpoint, type Service, type ServicePort } from '../model/mesh.js';
 import type { ServiceContribution } from '../model/source.js';
 
 export interface Merged {
@@ -29,7 +29,7 @@ export function mergeService(contributions: readonly ServiceContribution[]): Mer
     }
   }
   const endpoints = sorted.flatMap((c) => c.endpoints);
-  endpoints.sort((a, b) => cmp(a.clusterId, b.clusterId) || cmp(a.address, b.address));
+  endpoints.sort((a, b) => compare(a.clusterId, b.clusterId) || compare(a.address, b.address));
   return {
     service: {
       hostname: first.hostname,
@@ -49,6 +49,4 @@ function describe(p: ServicePort): string {
   return `${p.name}/${p.protocol}->${p.targetPort}`;
 }
 
-function cmp(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
-}
+

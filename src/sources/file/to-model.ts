@@ -7,7 +7,7 @@ import {
   type Mesh,
   type Service as PbService,
 } from '../../gen/meshfed/v1/mesh_pb.js';
-import { hostnameOf, protocolOf, type Endpoint, type Health, type MeshCluster, type RawResource, type ServicePort } from '../../model/mesh.js';
+import { compare, hostnameOf, protocolOf, type Endpoint, type Health, type MeshCluster, type RawResource, type ServicePort } from '../../model/mesh.js';
 import { contributionKey, rawKey, type ServiceContribution, type SourceMesh } from '../../model/source.js';
 import { resourceName } from '../../envoy/protos.js';
 
@@ -111,6 +111,4 @@ function byKey<T>(key: (t: T) => string): (a: T, b: T) => number {
 }
 
 /** Code-unit order, independent of the locale. */
-function compare(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
-}
+

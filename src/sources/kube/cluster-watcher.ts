@@ -3,7 +3,7 @@
 // arrives as one batch) and held back until every kind has been listed once. The cluster's own entry
 // (network, gateways) is reported when it changes, so that every proxy's view is regenerated.
 import type { Logger } from 'pino';
-import type { Gateway, MeshCluster } from '../../model/mesh.js';
+import { compare, type Gateway, type MeshCluster } from '../../model/mesh.js';
 import type { ServiceContribution } from '../../model/source.js';
 import { type Backoff, ResourceInformer } from './informer.js';
 import { type Kind, type KubeObj, type LabelSelector, pathOf } from './objects.js';
@@ -146,7 +146,7 @@ export class ClusterWatcher {
       }
     }
     this.resolver.want(hostnames);
-    gateways.sort((a, b) => cmp(a.network, b.network) || cmp(a.address, b.address) || a.port - b.port || cmp(a.service, b.service));
+    gateways.sort((a, b) => compare(a.network, b.network) || compare(a.address, b.address) || a.port - b.port || compare(a.service, b.service));
     return { gateways, pending };
   }
 
@@ -240,6 +240,4 @@ export class ClusterWatcher {
   }
 }
 
-function cmp(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
-}
+

@@ -23,7 +23,7 @@
 //   not check that the Service exposes it). A labelled Service with no external address yet (a
 //   LoadBalancer still <PENDING>) gives no gateway, and says so.
 import { isIP } from 'node:net';
-import { hostnameOf, protocolOf, type Endpoint, type Health, type ServicePort } from '../../model/mesh.js';
+import { compare, hostnameOf, protocolOf, type Endpoint, type Health, type ServicePort } from '../../model/mesh.js';
 import type { ServiceContribution } from '../../model/source.js';
 import type { EndpointSliceObj, KubeObj, LabelSelector, NamespaceObj, NodeObj, PodObj, ServiceObj, SliceEndpoint } from './objects.js';
 
@@ -130,7 +130,7 @@ export class ClusterIndex {
 
   /** Every Service that names a network gateway, by service key. */
   gateways(): GatewayService[] {
-    return [...this.gatewayServices.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, g]) => g);
+    return [...this.gatewayServices.entries()].sort(([a], [b]) => compare(a, b)).map(([, g]) => g);
   }
 
   setSlice(obj: EndpointSliceObj | undefined, k: string): ServiceKey[] {
@@ -220,7 +220,7 @@ export class ClusterIndex {
         }
       }
     }
-    return [...byIdentity.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, e]) => e);
+    return [...byIdentity.entries()].sort(([a], [b]) => compare(a, b)).map(([, e]) => e);
   }
 
   private endpoint(
@@ -300,7 +300,7 @@ function index(map: Map<string, Set<string>>, k: string, v: string, add: boolean
 }
 
 function sortedRecord(r: Readonly<Record<string, string>>): Record<string, string> {
-  return Object.fromEntries(Object.entries(r).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+  return Object.fromEntries(Object.entries(r).sort(([a], [b]) => compare(a, b)));
 }
 
 function setOrDelete<V>(map: Map<string, V>, k: string, v: V | undefined): void {
