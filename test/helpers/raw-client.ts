@@ -111,6 +111,8 @@ export class RawXdsStream<Res extends SotwResponse | DeltaResponse> {
       const r = this.responses[this.read]!;
       throw new Error(`expected no response within ${windowMs} ms, got ${r.type_url} nonce ${r.nonce} with ${r.resources.length} resources`);
     }
+    // Silence from a stream the server ended is not the quiet that was asked for.
+    if (this.status) throw new Error(`expected no response within ${windowMs} ms, but the stream ended: ${this.status.code} ${this.status.details}`);
   }
 
   /** Resolves with the stream's final status. */
