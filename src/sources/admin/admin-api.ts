@@ -12,7 +12,7 @@ import {
   type ApplyMeshRequest,
   type ApplyMeshResponse,
 } from '../../gen/meshfed/v1/admin_pb.js';
-import { MeshSchema, type Mesh, type Service } from '../../gen/meshfed/v1/mesh_pb.js';
+import { MeshSchema, type Cluster } from '../../gen/meshfed/v1/mesh_pb.js';
 import type { Registry } from '../../registry/registry.js';
 import { formatPath, MeshFileError } from '../file/errors.js';
 import { meshToSource } from '../file/to-model.js';
@@ -44,38 +44,22 @@ export function registerAdminApi(server: grpc.Server, registry: Registry, log: L
   });
 }
 
-/** The last mesh each admin source applied, to merge into and to validate against. */
-const held = new WeakMap<Registry, Map<string, Mesh>>();
+/** The clusters each admin source holds: a merge may name services of clusters it does not repeat. */
+const held = new WeakMap<Registry, Map<string, Cluster[]>>();
 
 function apply(registry: Registry, req: ApplyMeshRequest): ApplyMeshResponse {
   const id = `admin:${req.source || 'default'}`;
-  let meshes = held.get(registry);
-  if (!meshes) held.set(registry, (meshes = new Map()));
+  let bySource = held.get(registry);
+  if (!bySource) held.set(registry, (bySource = new Map()));
   const incoming = req.mesh ?? create(MeshSchema);
   const merge = req.mode === ApplyMode.MERGE;
-  const before = meshes.get(id);
-  // A merge may name services of clusters it does not repeat: check it against the clusters held.
-  const clusters = merge ? mergeBy(before?.clusters ?? [], incoming.clusters, (c) => c.id) : incoming.clusters;
+  const clusters = merge ? mergeBy(bySource.get(id) ?? [], incoming.clusters, (c) => c.id) : incoming.clusters;
   const checked = create(MeshSchema, { clusters, services: incoming.services, resources: incoming.resources });
   const problems = validateMesh(checked);
   if (problems.length > 0) throw new MeshFileError(id, problems.map((p) => ({ path: formatPath(p.segments), message: p.message })));
   const model = meshToSource(checked, id);
-  let changed: number;
-  if (merge) {
-    const serviceKey = (s: Service): string => `${s.cluster}/${s.namespace}/${s.name}`;
-    meshes.set(
-      id,
-      create(MeshSchema, {
-        clusters,
-        services: mergeBy(before?.services ?? [], incoming.services, serviceKey),
-        resources: [...(before?.resources ?? []), ...incoming.resources],
-      }),
-    );
-    changed = registry.patchSource(id, { clusters: model.clusters, services: model.services, raw: model.raw });
-  } else {
-    meshes.set(id, incoming);
-    changed = registry.setSource(id, model);
-  }
+  bySource.set(id, clusters);
+  const changed = merge ? registry.patchSource(id, { clusters: model.clusters, services: model.services, raw: model.raw }) : registry.setSource(id, model);
   return create(ApplyMeshResponseSchema, { changedServices: changed, services: registry.source(id)?.services.size ?? 0 });
 }
 
