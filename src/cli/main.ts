@@ -1,11 +1,10 @@
 #!/usr/bin/env node
 // meshfed's command line.
 import { Command, InvalidArgumentError } from 'commander';
-import { KubeConfig } from '@kubernetes/client-node';
 import { readFileSync } from 'node:fs';
 import { startAgent } from '../agent/agent.js';
 import { DEFAULTS, startMeshfed } from '../app.js';
-import { KUBE_DEFAULTS } from '../sources/kube/index.js';
+import { KUBE_DEFAULTS, localKubeConfig } from '../sources/kube/index.js';
 import { fileCaStore, kubeCaStore, memoryCaStore } from '../pki/index.js';
 import { createLogger } from '../log.js';
 
@@ -120,7 +119,7 @@ program
           pki: {
             trustDomain,
             // In a cluster the CA lives in a Secret (cacerts, else meshfed-ca), so replicas share one root.
-            caStore: o.caDir ? fileCaStore(o.caDir) : kube ? kubeCaStore(kubeConfig(o.kubeconfig), o.namespace) : memoryCaStore(),
+            caStore: o.caDir ? fileCaStore(o.caDir) : kube ? kubeCaStore(localKubeConfig(o.kubeconfig), o.namespace) : memoryCaStore(),
             workloadTtlMs: o.workloadCertTtl && o.workloadCertTtl * 1000,
           },
         }),
@@ -128,7 +127,7 @@ program
         xdsPlaintextHost: o.xdsPlaintextAddress?.host,
         xdsPlaintextPort: o.xdsPlaintextAddress?.port,
         insecureDevIdentity: o.insecureDevIdentity,
-        tokenReview: o.xdsTls && o.tokenReview ? { kubeConfig: kubeConfig(o.tokenReviewKubeconfig ?? o.kubeconfig), audience: o.tokenAudience } : undefined,
+        tokenReview: o.xdsTls && o.tokenReview ? { kubeConfig: localKubeConfig(o.tokenReviewKubeconfig ?? o.kubeconfig), audience: o.tokenAudience } : undefined,
       });
     } catch (err) {
       log.fatal({ err }, (err as Error).message);
@@ -190,13 +189,6 @@ program
     log.info({ bootstrap: agent.bootstrapPath }, `ready: start the gRPC application with GRPC_XDS_BOOTSTRAP=${agent.bootstrapPath}`);
     for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => (agent.close(), process.exit(0)));
   });
-
-function kubeConfig(file: string | undefined): KubeConfig {
-  const kc = new KubeConfig();
-  if (file) kc.loadFromFile(file);
-  else kc.loadFromCluster();
-  return kc;
-}
 
 program
   .command('validate <file>')
