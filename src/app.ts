@@ -10,7 +10,7 @@ import type { SdsConfig } from './generate/generator.js';
 import { createGenerators } from './generate/index.js';
 import type { WorkloadSecrets } from './generate/sds.js';
 import { TypeUrl } from './envoy/protos.js';
-import { CertificateAuthority, type CaStore, type KeyType, parseSpiffeId, SPIFFE_BUNDLE_PATH, spiffeId, TrustBundles, WorkloadCertCache } from './pki/index.js';
+import { CertificateAuthority, type CaStore, type KeyType, parseSpiffeId, serveSpiffeBundle, SPIFFE_BUNDLE_PATH, spiffeId, TrustBundles, WorkloadCertCache } from './pki/index.js';
 import { MeshAuthenticator, PlaintextAuthenticator, TokenReviewer } from './xds/auth.js';
 import { XdsServerCredentials } from './xds/tls.js';
 import { createLogger } from './log.js';
@@ -168,9 +168,9 @@ export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> 
     extra: {
       '/debug/mesh': () => describeMesh(registry),
       ...(kube ? { '/debug/clusters': () => kube.clusters() } : {}),
-      // The local trust domain's SPIFFE bundle (JWKS), for peers to poll.
-      ...(pki && { [SPIFFE_BUNDLE_PATH]: () => pki.bundles.spiffeBundleJwks(pki.ca.trustDomain) }),
     },
+    // The local trust domain's SPIFFE bundle (JWKS), for peers to poll.
+    handlers: pki && { [SPIFFE_BUNDLE_PATH]: (req, res) => serveSpiffeBundle(pki.bundles, req, res) },
     log: log.child({ module: 'admin' }),
   });
   const adminPort = await admin.listen(opts.adminHost ?? DEFAULTS.adminHost, opts.adminPort ?? DEFAULTS.adminPort);

@@ -16,7 +16,10 @@ export interface AdminDeps {
   readonly metrics: Metrics;
   readonly streams: () => Iterable<XdsStream>;
   readonly readiness: readonly ReadinessCheck[];
+  /** JSON pages by path. */
   readonly extra?: Readonly<Record<string, () => unknown>>;
+  /** Paths that answer the request themselves (methods, headers). */
+  readonly handlers?: Readonly<Record<string, (req: http.IncomingMessage, res: http.ServerResponse) => void>>;
   readonly log: Logger;
 }
 
@@ -67,6 +70,8 @@ export class AdminServer {
         return dump.length ? send(res, 200, dump) : send(res, 404, { error: `no connected proxy ${proxy}` });
       }
       default: {
+        const handler = this.deps.handlers?.[url.pathname];
+        if (handler) return handler(req, res);
         const page = this.deps.extra?.[url.pathname];
         if (page) return send(res, 200, page());
         return send(res, 404, { error: `no page ${url.pathname}` });

@@ -106,6 +106,9 @@ describe('mTLS between two federated clusters with their own CAs', () => {
     const bundle = (await res.json()) as { keys: Array<{ use: string; x5c: string[] }>; spiffe_sequence: number };
     expect(bundle.keys.map((k) => k.use)).toEqual(['x509-svid']);
     expect(new X509Certificate(Buffer.from(bundle.keys[0]!.x5c[0]!, 'base64')).fingerprint256).toBe(new X509Certificate(meshB.rootPem).fingerprint256);
+    expect(res.headers.get('cache-control')).toMatch(/^max-age=\d+$/);
+    const post = await fetch(`http://127.0.0.1:${meshB.meshfed.adminPort}/.well-known/spiffe-bundle`, { method: 'POST' });
+    expect(post.status).toBe(405);
   });
 
   it('before the roots are exchanged the handshake fails; after, RPCs succeed', async () => {
