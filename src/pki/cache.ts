@@ -66,17 +66,6 @@ export class WorkloadCertCache {
     return e && new Date(e.renewAt);
   }
 
-  /** Forget an identity nobody asks for any more (its last SDS stream closed). */
-  delete(id: Identity): void {
-    const key = spiffeId(id);
-    clearTimeout(this.entries.get(key)?.timer);
-    this.entries.delete(key);
-  }
-
-  get size(): number {
-    return this.entries.size;
-  }
-
   /** fn(id) runs when id's certificate is due: the SDS server pushes get(id) again. */
   onRenew(fn: (id: Identity) => void): () => void {
     this.listeners.add(fn);

@@ -23,10 +23,6 @@ export class XdsStore {
     this.generators = new Map(generators.map((g) => [g.typeUrl, g]));
   }
 
-  get snapshot(): MeshSnapshot {
-    return this.mesh;
-  }
-
   /** The table a proxy with this view reads for a type; built on first use. */
   table(typeUrl: string, view: ProxyView): TypeTable {
     const gen = this.generators.get(typeUrl);
@@ -120,7 +116,7 @@ export class XdsStore {
 
   /** Encodes and keeps the old Entry when the bytes did not change. */
   private encode(table: TypeTable, layer: 'generated' | 'raw', name: string, body: Readonly<Record<string, unknown>>): Entry {
-    const entry = encodeEntry(table.typeUrl, name, stripType(body));
+    const entry = encodeEntry(table.typeUrl, name, body);
     const old = table.peek(layer, name);
     const same = old !== undefined && old.version === entry.version;
     this.observer.encoded(table.typeUrl, !same);
@@ -182,11 +178,4 @@ function releaseOwner(owners: Map<string, string | string[]>, name: string, host
 function firstOwner(owners: Map<string, string | string[]>, name: string): string | undefined {
   const cur = owners.get(name);
   return typeof cur === 'object' ? cur[0] : cur;
-}
-
-/** A raw resource's "@type" names its type; the message itself has no such field. */
-function stripType(body: Readonly<Record<string, unknown>>): Readonly<Record<string, unknown>> {
-  if (!('@type' in body)) return body;
-  const { '@type': _t, ...rest } = body;
-  return rest;
 }

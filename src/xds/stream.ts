@@ -67,10 +67,6 @@ export abstract class XdsStream {
     });
   }
 
-  get isClosed(): boolean {
-    return this.closed;
-  }
-
   /** Per-type state for debug pages. */
   typeStates(): ReadonlyMap<XdsTypeUrl, TypeState> {
     return this.types;

@@ -109,10 +109,3 @@ export class MtlsClient {
     this.client.close();
   }
 }
-
-export function stopServer(server: grpc.Server): Promise<void> {
-  return new Promise((resolve) => {
-    server.forceShutdown();
-    resolve();
-  });
-}
