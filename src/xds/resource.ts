@@ -44,11 +44,15 @@ class EncodedEntry implements Entry {
   }
 }
 
-/** Encodes a resource given as a plain object with snake_case field names. */
-export function encodeEntry(typeUrl: string, name: string, body: Readonly<Record<string, unknown>>): Entry {
+/**
+ * Encodes a resource given as a plain object with snake_case field names. When `previous` has the same
+ * bytes it is returned as it is: same version, and no second hash or Any wrapping.
+ */
+export function encodeEntry(typeUrl: string, name: string, body: Readonly<Record<string, unknown>>, previous?: Entry): Entry {
   const type = messageType(typeUrl);
   const value = type.encode(type.fromObject(body)).finish();
   const version = createHash('sha256').update(value).digest('hex').slice(0, 16);
+  if (previous?.version === version && previous.name === name) return previous;
   const mix = createHash('sha256').update(name).update('\0').update(version).digest();
   return new EncodedEntry(
     typeUrl,

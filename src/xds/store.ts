@@ -116,11 +116,10 @@ export class XdsStore {
 
   /** Encodes and keeps the old Entry when the bytes did not change. */
   private encode(table: TypeTable, layer: 'generated' | 'raw', name: string, body: Readonly<Record<string, unknown>>): Entry {
-    const entry = encodeEntry(table.typeUrl, name, body);
     const old = table.peek(layer, name);
-    const same = old !== undefined && old.version === entry.version;
-    this.observer.encoded(table.typeUrl, !same);
-    return same ? old : entry;
+    const entry = encodeEntry(table.typeUrl, name, body, old);
+    this.observer.encoded(table.typeUrl, entry !== old);
+    return entry;
   }
 
   private reportSizes(): void {
