@@ -218,7 +218,8 @@ function keysOf(a: ReadonlyMap<string, unknown> | undefined, b: ReadonlyMap<stri
   return out;
 }
 
-function patched<V>(base: ReadonlyMap<string, V> | undefined, patch: ReadonlyMap<string, V | undefined> | undefined): Map<string, V> {
+function patched<V>(base: ReadonlyMap<string, V> | undefined, patch: ReadonlyMap<string, V | undefined> | undefined): ReadonlyMap<string, V> {
+  if (!patch?.size && base) return base; // nothing to change: no copy (a kube patch never carries raw resources)
   const out = new Map(base);
   for (const [k, v] of patch ?? []) setOrDelete(out, k, v);
   return out;
