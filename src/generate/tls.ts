@@ -1,14 +1,14 @@
 // Upstream mTLS in Istio's form: SDS secrets for Envoy, certificate-provider instances for
 // proxyless gRPC (gRFC A29), both verifying the SPIFFE ids of the service's accounts.
 import { compare, type MeshSnapshot, type Service, type ServicePort } from '../model/mesh.js';
-import { type SdsConfig, sniName, trustDomainOf } from './generator.js';
+import { ADS_NO_WAIT, type SdsConfig, sniName, trustDomainOf } from './generator.js';
 
 const UPSTREAM_TLS = 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext';
 const RAW_BUFFER = 'type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer';
 
 /** Where Envoy gets `default` and `ROOTCA`: meshfed over ADS, or istio-agent's SDS pipe beside istiod. */
 export function sdsConfigSource(sds: SdsConfig): Record<string, unknown> {
-  if (sds === 'ads') return { ads: {}, resource_api_version: 'V3', initial_fetch_timeout: {} };
+  if (sds === 'ads') return ADS_NO_WAIT;
   return {
     api_config_source: {
       api_type: 'GRPC',
