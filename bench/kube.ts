@@ -9,12 +9,12 @@
 //        [--rate N] [--duration S]
 import { spawn } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { TypeUrl } from '../src/envoy/protos.js';
 import { startFakeApiServer, type FakeApiServer, type KubeObject } from '../test/fixtures/kube-apiserver/index.js';
+import { freePort } from '../test/helpers/ports.js';
 import { RawXdsClient, type SotwResponse } from '../test/helpers/raw-client.js';
 import { procStats } from './proc-stats.js';
 
@@ -58,14 +58,6 @@ function seed(api: FakeApiServer): void {
     for (let s = 0; s < SLICES; s++) api.upsert(slice(svc, s, Array<number>(PER_SLICE).fill(0)));
   }
 }
-
-const freePort = (): Promise<number> =>
-  new Promise((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const p = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(p));
-    });
-  });
 
 interface Server {
   pid: number;

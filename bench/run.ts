@@ -5,7 +5,6 @@
 // Flags: --scenario scale|churn|all  --clients N  --services N  --endpoints N  --duration S  --workers N
 import { type ChildProcess, fork, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -17,6 +16,7 @@ import { MeshSchema } from '../src/gen/meshfed/v1/mesh_pb.js';
 import type { WorkerConfig, WorkerMessage } from './client-worker.js';
 import { benchMesh, benchService, clusterName } from './mesh.js';
 import { procStats, type ProcStats } from './proc-stats.js';
+import { freePort } from '../test/helpers/ports.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.dirname(here);
@@ -34,20 +34,13 @@ const { values: args } = parseArgs({
 const CLIENTS = Number(args.clients);
 const SERVICES = Number(args.services);
 const ENDPOINTS = Number(args.endpoints);
-const WORKERS = Number(args.workers);
+const PER_WORKER = Math.ceil(CLIENTS / Number(args.workers));
+// Only as many workers as have clients (5 clients over 4 workers is 2+2+1): churn waits for every worker.
+const WORKERS = Math.ceil(CLIENTS / PER_WORKER);
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'meshfed-bench-'));
 const meshFile = path.join(tmp, 'mesh.json');
 writeFileSync(meshFile, JSON.stringify(benchMesh({ services: SERVICES, endpointsPerService: ENDPOINTS })));
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 const children: ChildProcess[] = [];
 process.on('exit', () => children.forEach((c) => c.kill('SIGKILL')));
@@ -90,7 +83,6 @@ interface Fleet {
 }
 
 async function launchFleet(address: string, kind: 'sotw' | 'delta'): Promise<Fleet> {
-  const per = Math.ceil(CLIENTS / WORKERS);
   const workers: ChildProcess[] = [];
   const fleet: Fleet = { workers, synced: [], updates: new Map(), errors: [], start: 0 };
   await Promise.all(
@@ -112,8 +104,8 @@ async function launchFleet(address: string, kind: 'sotw' | 'delta'): Promise<Fle
   );
   (fleet as { start: number }).start = Date.now();
   workers.forEach((child, w) => {
-    const count = Math.min(per, CLIENTS - w * per);
-    const config: WorkerConfig = { address, kind, count, offset: w * per, expect: SERVICES };
+    const count = Math.min(PER_WORKER, CLIENTS - w * PER_WORKER);
+    const config: WorkerConfig = { address, kind, count, offset: w * PER_WORKER, expect: SERVICES };
     child.send({ type: 'start', config });
   });
   return fleet;
