@@ -9,7 +9,8 @@
 // - A subscribed name that does not exist is reported once in removed_resources, and sent
 //   when it appears.
 import type { NodeInfo } from '../model/proxy.js';
-import { isFullState, TypeUrl, type XdsTypeUrl } from '../envoy/protos.js';
+import { isFullState, SHORT, TypeUrl, type XdsTypeUrl } from '../envoy/protos.js';
+import { overLimit } from './limits.js';
 import type { Entry } from './resource.js';
 import { type Built, XdsStream } from './stream.js';
 import type { TypeState } from './subscription.js';
@@ -36,6 +37,9 @@ export class DeltaStream extends XdsStream {
     const st = this.state(typeUrl);
     this.recordAckOrNack(st, req.response_nonce, st.versionSent, req.error_detail);
     this.subscribe(st, typeUrl, req, first);
+    // Each request is within the limit; so must be what they add up to.
+    const max = this.deps.limits.maxNames;
+    if (st.names.size > max) return this.refuse(overLimit('names', `a subscription to ${st.names.size} ${SHORT[typeUrl]} resources`, max));
     if (st.pending()) this.schedule();
   }
 
