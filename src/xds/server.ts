@@ -43,15 +43,18 @@ export class XdsServer {
   readonly limits: XdsLimits;
   private readonly budget: SendBudget;
   private readonly connections: Connections;
-  private readonly idleSweep: NodeJS.Timeout | undefined;
+  private readonly unreadSweep: NodeJS.Timeout;
+  private readonly parkMs: number;
 
   constructor(private readonly opts: XdsServerOptions) {
     const total = opts.sendBudgetBytes ?? 64 * 1024 * 1024;
     this.budget = new SendBudget(total);
     this.limits = { ...XDS_LIMITS, ...opts.limits };
     this.connections = new Connections(this.limits, opts.connectionSendBudgetBytes ?? Math.ceil(total / 8));
+    // A response unread this long weighs only on its connection's share, no longer on the global budget.
     const timeout = this.limits.idleWriteTimeoutMs;
-    if (timeout > 0) this.idleSweep = setInterval(() => this.closeUnread(), Math.min(timeout / 2, 5000)).unref();
+    this.parkMs = timeout > 0 ? Math.min(5000, timeout / 10) : 5000;
+    this.unreadSweep = setInterval(() => this.sweepUnread(), Math.max(10, this.parkMs / 2)).unref();
   }
 
   /**
@@ -136,24 +139,27 @@ export class XdsServer {
   }
 
   /**
-   * Closes streams whose response has waited longer than the idle-write timeout: their peer
-   * stopped reading (a stopped process, a window held at zero). UNAVAILABLE makes a proxy that
-   * wakes up reconnect; meanwhile the global budget they held goes to streams that read.
+   * Streams whose peer stopped reading (a stopped process, a window held at zero): after a few
+   * seconds their response leaves the global budget, so any number of stuck connections cannot
+   * starve the others (each still holds its connection's share); after the idle-write timeout
+   * they are closed with UNAVAILABLE, which makes a proxy that wakes up reconnect.
    */
-  private closeUnread(): void {
+  private sweepUnread(): void {
     const timeout = this.limits.idleWriteTimeoutMs;
     const now = Date.now();
     for (const s of this.streams) {
       const since = s.unreadSince();
-      if (since === undefined || now - since < timeout) continue;
-      this.opts.observer.limited('idle-write-timeout');
-      s.fail(grpc.status.UNAVAILABLE, `peer did not read for ${timeout / 1000} s (${LIMIT_FLAG['idle-write-timeout']})`);
+      if (since === undefined) continue;
+      if (timeout > 0 && now - since >= timeout) {
+        this.opts.observer.limited('idle-write-timeout');
+        s.fail(grpc.status.UNAVAILABLE, `peer did not read for ${timeout / 1000} s (${LIMIT_FLAG['idle-write-timeout']})`);
+      } else if (now - since >= this.parkMs) s.park();
     }
   }
 
-  /** Stops the idle-write sweep (on shutdown). */
+  /** Stops the sweep of unread streams (on shutdown). */
   close(): void {
-    clearInterval(this.idleSweep);
+    clearInterval(this.unreadSweep);
   }
 
   /** Asks every proxy to reconnect elsewhere (UNAVAILABLE is what Envoy and gRPC retry on). */

@@ -286,6 +286,11 @@ export abstract class XdsStream {
     this.call.emit('error', { code, details });
   }
 
+  /** Takes a response its peer does not read off the global budget; it still holds its connection's share. */
+  park(): void {
+    this.release();
+  }
+
   /** Gives back the global budget of the response in flight; also on close, if its callback never comes. */
   private release(): void {
     const n = this.unflushed;
