@@ -173,20 +173,29 @@ export class XdsServer {
 function decodeRequest(type: protobuf.Type, b: Buffer, limits: XdsLimits): object | Malformed | OverLimit {
   // grpc-js refuses larger messages before reading them, except where the admin API on the
   // same server needs more; xDS requests are held to the limit all the same.
-  if (b.length > limits.maxRequestBytes) return overLimit('request-bytes', `request of ${b.length} bytes`, limits.maxRequestBytes);
+  if (b.length > limits.maxRequestBytes) return overLimit('request-bytes', `a request of ${b.length} bytes`, limits.maxRequestBytes);
   try {
-    if (type === DiscoveryRequest) return decodeSotwRequest(b, limits);
-    const req = type.toObject(type.decode(b), DECODE) as DeltaRequest;
-    return namesOverLimit([...req.resource_names_subscribe, ...req.resource_names_unsubscribe, ...Object.keys(req.initial_resource_versions)], limits) ?? req;
+    const req = type === DiscoveryRequest ? decodeSotwRequest(b, limits) : (type.toObject(type.decode(b), DECODE) as DeltaRequest);
+    if ('limit' in req) return req;
+    // The node id shows in logs and debug pages for as long as the stream lives.
+    const id = req.node?.id ?? '';
+    if (tooLong(id, limits.maxNameBytes)) return overLimit('name-bytes', `a node id of ${Buffer.byteLength(id)} bytes`, limits.maxNameBytes);
+    if (type === DiscoveryRequest) return req;
+    const delta = req as DeltaRequest;
+    return namesOverLimit([...delta.resource_names_subscribe, ...delta.resource_names_unsubscribe, ...Object.keys(delta.initial_resource_versions)], limits) ?? delta;
   } catch (err) {
     return { malformed: `cannot decode ${type.name}: ${(err as Error).message}` };
   }
 }
 
+/** Over `max` UTF-8 bytes; measured only when it could be (a UTF-16 unit is at most 3 bytes). */
+function tooLong(s: string, max: number): boolean {
+  return s.length * 3 > max && Buffer.byteLength(s) > max;
+}
+
 function namesOverLimit(names: readonly string[], limits: XdsLimits): OverLimit | undefined {
   if (names.length > limits.maxNames) return overLimit('names', `a request naming ${names.length} resources`, limits.maxNames);
-  const max = limits.maxNameBytes;
-  const long = names.find((n) => n.length * 3 > max && Buffer.byteLength(n) > max); // a UTF-16 unit is at most 3 bytes
+  const long = names.find((n) => tooLong(n, limits.maxNameBytes));
   if (long !== undefined) return overLimit('name-bytes', `a resource name of ${Buffer.byteLength(long)} bytes`, limits.maxNameBytes);
   return undefined;
 }

@@ -105,6 +105,20 @@ describe('row 3: a huge type_url on a per-type service', () => {
   });
 });
 
+describe('a huge node id', () => {
+  it('is refused by --max-name-bytes, so it is neither logged nor kept for /debug/syncz', async () => {
+    const m = await start();
+    const id = `sidecar~${'i'.repeat(64 * 1024)}`;
+    const s = track(client(m).sotw('ads'));
+    s.send({ node: { ...SIDECAR, id }, type_url: TypeUrl.Cluster, resource_names: [] });
+    const st = await s.ended();
+    expect(st.code).toBe(status.INVALID_ARGUMENT);
+    expect(st.details).toBe(`a node id of ${id.length} bytes is over the limit of 4096 (--max-name-bytes)`);
+    expect((await admin(m, '/debug/syncz')).text.length).toBeLessThan(64 * 1024);
+    for (const l of logLines) expect(l.length).toBeLessThan(2048);
+  });
+});
+
 describe('row 4: request size and names', () => {
   it('refuses a request over the default 4 MiB, before reading it', async () => {
     const m = await start();
