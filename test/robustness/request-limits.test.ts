@@ -152,6 +152,18 @@ describe('row 4: request size and names', () => {
     expect(st.details).toMatch(/120 EDS resources is over the limit of 100 \(--max-names\)/);
   });
 
+  it('refuses a delta subscription whose names add up to more than --max-request-bytes', async () => {
+    const m = await start({ maxRequestBytes: 64 * 1024 });
+    const s = track(client(m).delta('ads'));
+    const names = (p: string): string[] => Array.from({ length: 40 }, (_, i) => `${p}${i}-${'n'.repeat(1000)}`);
+    s.send({ node: SIDECAR, type_url: TypeUrl.Endpoint, resource_names_subscribe: names('a') });
+    await s.next();
+    s.send({ type_url: TypeUrl.Endpoint, resource_names_subscribe: names('b') });
+    const st = await s.ended();
+    expect(st.code).toBe(status.RESOURCE_EXHAUSTED);
+    expect(st.details).toMatch(/^a subscription whose names add up to \d+ characters is over the limit of 65536 \(--max-request-bytes\)$/);
+  });
+
   it('refuses a request over --max-request-bytes with our own count', async () => {
     const m = await start({ maxRequestBytes: 64 * 1024 });
     const s = track(client(m).sotw('ads'));
