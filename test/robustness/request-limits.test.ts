@@ -190,11 +190,16 @@ describe('streams per connection and connections per address', () => {
     expect(st.details).toBe('too many xDS streams on one connection: the limit is 3 (--max-streams-per-connection)');
     expect(await limitCount(m, 'streams-per-connection')).toBe(1);
 
+    // One stream the client cancels, one meshfed ends: both leave room for another.
     open[0]!.close();
-    await vi.waitFor(() => expect(m.xds.streams.size).toBe(2));
-    const again = track(c.sotw('ads'));
-    again.send({ node: SIDECAR, type_url: TypeUrl.Cluster, resource_names: [] });
-    await again.next();
+    open[1]!.send({ type_url: '', resource_names: [] });
+    expect((await open[1]!.ended()).code).toBe(status.INVALID_ARGUMENT);
+    await vi.waitFor(() => expect(m.xds.streams.size).toBe(1));
+    for (let i = 0; i < 2; i++) {
+      const again = track(c.sotw('ads'));
+      again.send({ node: SIDECAR, type_url: TypeUrl.Cluster, resource_names: [] });
+      await again.next();
+    }
   });
 
   it('refuses a connection over --max-connections-per-address', async () => {
