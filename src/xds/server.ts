@@ -31,16 +31,14 @@ export interface XdsServerOptions {
   readonly store: XdsStore;
   readonly observer: XdsObserver;
   readonly log: Logger;
-  /** Bytes written to streams but not yet flushed, across all streams. */
+  /** Bytes written to streams but not yet flushed, across all streams; each connection may hold an eighth. */
   readonly sendBudgetBytes?: number;
-  /** The same, per connection (default: an eighth of the global budget). */
-  readonly connectionSendBudgetBytes?: number;
   readonly limits?: Partial<XdsLimits>;
 }
 
 export class XdsServer {
   readonly streams = new Set<XdsStream>();
-  readonly limits: XdsLimits;
+  private readonly limits: XdsLimits;
   private readonly budget: SendBudget;
   private readonly connections: Connections;
   private readonly unreadSweep: NodeJS.Timeout;
@@ -50,7 +48,7 @@ export class XdsServer {
     const total = opts.sendBudgetBytes ?? 64 * 1024 * 1024;
     this.budget = new SendBudget(total);
     this.limits = { ...XDS_LIMITS, ...opts.limits };
-    this.connections = new Connections(this.limits, opts.connectionSendBudgetBytes ?? Math.ceil(total / 8));
+    this.connections = new Connections(this.limits, Math.ceil(total / 8));
     // A response unread this long weighs only on its connection's share, no longer on the global budget.
     const timeout = this.limits.idleWriteTimeoutMs;
     this.parkMs = timeout > 0 ? Math.min(5000, timeout / 10) : 5000;
