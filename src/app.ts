@@ -21,6 +21,7 @@ import { FileSource } from './sources/file/file-source.js';
 import { meshToSource } from './sources/file/to-model.js';
 import { CLUSTER_STATES, KUBE_DEFAULTS, KubeSource, type KubeSourceOptions } from './sources/kube/index.js';
 import { XdsServer } from './xds/server.js';
+import { XDS_LIMITS, type XdsLimits } from './xds/limits.js';
 import { XdsStore } from './xds/store.js';
 
 export interface MeshfedOptions {
@@ -36,6 +37,8 @@ export interface MeshfedOptions {
   /** Serve meshfed.v1.AdminService on the xDS port (test harnesses only: it is unauthenticated). */
   readonly enableAdminApi?: boolean;
   readonly sendBudgetBytes?: number;
+  /** What one client may ask of the xDS server (unset fields: XDS_LIMITS). */
+  readonly xdsLimits?: Partial<XdsLimits>;
   /** Where sidecars and gateways fetch SDS secrets: meshfed over ADS (default), or istio-agent's `sds-grpc`. */
   readonly sdsConfig?: SdsConfig;
   /** Kubernetes discovery (local cluster and remote secrets); unset fields take KUBE_DEFAULTS. */
@@ -142,13 +145,15 @@ export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> 
   }
   registry.flush(); // serve the initial state without waiting for the debounce
 
-  const xds = new XdsServer({ store, observer: metrics, log: log.child({ module: 'xds' }), sendBudgetBytes: opts.sendBudgetBytes });
+  const xds = new XdsServer({ store, observer: metrics, log: log.child({ module: 'xds' }), sendBudgetBytes: opts.sendBudgetBytes, limits: opts.xdsLimits });
+  const maxRequestBytes = opts.xdsLimits?.maxRequestBytes ?? XDS_LIMITS.maxRequestBytes;
   const grpcServer = new grpc.Server({
-    'grpc.max_receive_message_length': 64 * 1024 * 1024,
+    // The admin API's whole-mesh requests may be larger; xDS requests are still held to the limit.
+    'grpc.max_receive_message_length': opts.enableAdminApi ? Math.max(maxRequestBytes, 64 * 1024 * 1024) : maxRequestBytes,
     'grpc.max_send_message_length': -1,
     'grpc.keepalive_permit_without_calls': 1,
   });
-  const { credentials, plaintextServer, authenticator } = xdsTransport(opts, pki, log);
+  const { credentials, plaintextServer, authenticator } = xdsTransport(opts, pki, log, maxRequestBytes);
   xds.register(grpcServer, authenticator);
   if (opts.enableAdminApi) {
     log.warn('the admin API (meshfed.v1.AdminService) is enabled: anyone who reaches the xDS port can change the mesh');
@@ -188,6 +193,7 @@ export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> 
         }, graceMs);
         force.unref();
         xds.closeAll('meshfed is shutting down; reconnect to another replica');
+        xds.close();
         plaintextServer?.forceShutdown();
         grpcServer.tryShutdown(() => {
           clearTimeout(force);
@@ -238,6 +244,7 @@ function xdsTransport(
   opts: MeshfedOptions,
   pki: MeshfedPki | undefined,
   log: Logger,
+  maxRequestBytes: number,
 ): { credentials: grpc.ServerCredentials; plaintextServer: grpc.Server | undefined; authenticator: MeshAuthenticator | PlaintextAuthenticator } {
   if (opts.insecureDevIdentity) {
     log.warn('--insecure-dev-identity: plaintext xDS streams get the secrets of whatever identity their node metadata claims; never use this outside development');
@@ -258,7 +265,8 @@ function xdsTransport(
   const tokens =
     opts.tokenReview &&
     new TokenReviewer({ kubeConfig: opts.tokenReview.kubeConfig, trustDomain: ca.trustDomain, audience: opts.tokenReview.audience ?? 'istio-ca', log: log.child({ module: 'token-review' }) });
-  const plaintext = opts.xdsPlaintextPort !== undefined ? new grpc.Server({ 'grpc.keepalive_permit_without_calls': 1 }) : undefined;
+  const plaintext =
+    opts.xdsPlaintextPort !== undefined ? new grpc.Server({ 'grpc.keepalive_permit_without_calls': 1, 'grpc.max_receive_message_length': maxRequestBytes }) : undefined;
   return { credentials, plaintextServer: plaintext, authenticator: new MeshAuthenticator(ca.trustDomain, tokens) };
 }
 

@@ -7,6 +7,7 @@ import { DEFAULTS, startMeshfed } from '../app.js';
 import { KUBE_DEFAULTS, localKubeConfig } from '../sources/kube/index.js';
 import { fileCaStore, kubeCaStore, memoryCaStore } from '../pki/index.js';
 import { createLogger } from '../log.js';
+import { XDS_LIMITS } from '../xds/limits.js';
 
 const int = (what: string) => (v: string): number => {
   const n = Number(v);
@@ -78,6 +79,12 @@ program
   .option('--token-audience <aud>', 'audience service-account tokens must carry', 'istio-ca')
   .option('--no-token-review', 'do not accept service-account tokens')
   .option('--insecure-dev-identity', 'DEVELOPMENT ONLY: plaintext streams get the secrets of the identity their node metadata claims', false)
+  .option('--max-request-bytes <n>', 'largest xDS request accepted', int('--max-request-bytes'), XDS_LIMITS.maxRequestBytes)
+  .option('--max-names <n>', 'resource names in one xDS request (and per type on a delta stream)', int('--max-names'), XDS_LIMITS.maxNames)
+  .option('--max-name-bytes <n>', 'bytes of one resource name', int('--max-name-bytes'), XDS_LIMITS.maxNameBytes)
+  .option('--max-streams-per-connection <n>', 'xDS streams on one client connection', int('--max-streams-per-connection'), XDS_LIMITS.maxStreamsPerConnection)
+  .option('--max-connections-per-address <n>', 'connections with xDS streams from one client address', int('--max-connections-per-address'), XDS_LIMITS.maxConnectionsPerAddress)
+  .option('--stream-idle-write-timeout <s>', 'close an xDS stream (UNAVAILABLE) whose peer leaves a response unread this long (0: never)', secondsToMs('--stream-idle-write-timeout'), XDS_LIMITS.idleWriteTimeoutMs)
   .option('--log-level <level>', 'trace, debug, info, warn or error', process.env['MESHFED_LOG_LEVEL'] ?? 'info')
   .action(async (o) => {
     const log = createLogger(o.logLevel);
@@ -96,6 +103,14 @@ program
         debounceMaxMs: o.debounceMax,
         enableAdminApi: o.enableAdminApi,
         sdsConfig: o.sdsConfig,
+        xdsLimits: {
+          maxRequestBytes: o.maxRequestBytes,
+          maxNames: o.maxNames,
+          maxNameBytes: o.maxNameBytes,
+          maxStreamsPerConnection: o.maxStreamsPerConnection,
+          maxConnectionsPerAddress: o.maxConnectionsPerAddress,
+          idleWriteTimeoutMs: o.streamIdleWriteTimeout,
+        },
         kube: kube
             ? {
                 kubeconfig: o.kubeconfig,
