@@ -8,6 +8,7 @@ import { DEFAULT_MESH_SOURCE, loadDefaultMesh } from './config/default-mesh.js';
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { SdsConfig } from './generate/generator.js';
 import { createGenerators } from './generate/index.js';
+import { istioGenerators } from './generate/istio.js';
 import type { WorkloadSecrets } from './generate/sds.js';
 import { TypeUrl } from './envoy/protos.js';
 import { CertificateAuthority, type CaStore, type KeyType, parseSpiffeId, serveSpiffeBundle, SPIFFE_BUNDLE_PATH, spiffeId, TrustBundles, WorkloadCertCache } from './pki/index.js';
@@ -60,6 +61,12 @@ export interface MeshfedOptions {
   readonly insecureDevIdentity?: boolean;
   /** Check service-account tokens with TokenReview against this apiserver. */
   readonly tokenReview?: { readonly kubeConfig: KubeConfig; readonly audience?: string };
+  /**
+   * Istio config for istiod's config source (ServiceEntry, DestinationRule per federation import):
+   * the namespace it appears in (default: kube's namespace, else `meshfed`). Imports are services of
+   * trust domains other than the mesh CA's (else the cluster domain with kube; none without either).
+   */
+  readonly istioConfig?: { readonly namespace?: string };
 }
 
 export interface MeshfedPki {
@@ -96,7 +103,12 @@ export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> 
   const log = opts.log ?? createLogger();
   const metrics = new Metrics();
   const pki = opts.pki && (await openPki(opts.pki, log));
-  const store = new XdsStore(createGenerators({ sdsConfig: opts.sdsConfig ?? 'ads' }, pki && workloadSecrets(pki)), metrics);
+  const istio = {
+    namespace: opts.istioConfig?.namespace ?? opts.kube?.namespace ?? KUBE_DEFAULTS.namespace,
+    trustDomain: opts.pki?.trustDomain ?? (opts.kube ? (opts.kube.clusterDomain ?? KUBE_DEFAULTS.clusterDomain) : ''),
+  };
+  const generators = [...createGenerators({ sdsConfig: opts.sdsConfig ?? 'ads' }, pki && workloadSecrets(pki)), ...istioGenerators(istio)];
+  const store = new XdsStore(generators, metrics);
   if (pki) {
     // Certificates and bundles change outside the mesh: the PKI tells the store.
     pki.certs.onRenew((id) => store.refresh(TypeUrl.Secret, new Set([spiffeId(id)])));

@@ -1,5 +1,5 @@
 // Debug views of what each proxy is being served.
-import { SHORT } from '../envoy/protos.js';
+import { shortType } from '../envoy/protos.js';
 import type { XdsStream } from '../xds/stream.js';
 import type { TypeState } from '../xds/subscription.js';
 
@@ -19,7 +19,7 @@ export function syncz(streams: Iterable<XdsStream>): unknown[] {
     view: s.proxy?.view,
     connectedAt: new Date(s.connectedAt).toISOString(),
     types: [...s.typeStates()].map(([t, st]) => ({
-      type: SHORT[t],
+      type: shortType(t),
       typeUrl: t,
       state: syncState(st),
       versionSent: st.versionSent,
@@ -38,7 +38,7 @@ export function configDump(streams: Iterable<XdsStream>, proxy: string): unknown
     if (s.proxy?.id !== proxy && String(s.id) !== proxy) continue;
     const types: Record<string, unknown> = {};
     for (const [t, st] of s.typeStates()) {
-      types[SHORT[t]] = {
+      types[shortType(t)] = {
         versionInfo: st.versionSent,
         resources: [...st.sent.values()].flatMap((e) => (e ? [{ name: e.name, version: e.version, resource: e.toJSON() }] : [])),
       };

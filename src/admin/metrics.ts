@@ -3,8 +3,10 @@ import client from 'prom-client';
 import type { XdsObserver, StreamKind } from '../xds/observer.js';
 import type { Limit } from '../xds/limits.js';
 import { isXdsType, SHORT } from '../envoy/protos.js';
+import { isIstioConfigType, istioTypeLabel } from '../istio/config-types.js';
 
-const short = (t: string): string => (isXdsType(t) ? SHORT[t] : t);
+/** Istio config types are named by clients (istiod), so any not Istio's own share one label. */
+const short = (t: string): string => (isXdsType(t) ? SHORT[t] : isIstioConfigType(t) ? istioTypeLabel(t) : t);
 
 /**
  * Types Envoy asks ADS for that meshfed does not serve. A label comes from this closed set or

@@ -63,6 +63,7 @@ program
   .option('--network <name>', 'network of the local cluster (default: the topology.istio.io/network label on --namespace, else the cluster id)')
   .option('--cluster-domain <domain>', 'cluster domain, also the trust domain', KUBE_DEFAULTS.clusterDomain)
   .option('--namespace <ns>', 'meshfed\'s own namespace, where remote secrets (istio/multiCluster=true) live', inClusterNamespace() ?? KUBE_DEFAULTS.namespace)
+  .option('--config-namespace <ns>', 'namespace of the ServiceEntries and DestinationRules istiod reads from meshfed (configSources: xds://…); default --namespace')
   .option('--discovery-selectors <selector...>', 'namespace label selectors; only services in matching namespaces are seen')
   .option('--remote-sync-timeout <s>', '/readyz waits at most this long for each remote cluster\'s first sync', secondsToMs('--remote-sync-timeout'), KUBE_DEFAULTS.remoteSyncTimeoutMs)
   .option('--remote-stale-after <s>', 'an unreachable remote\'s endpoints are demoted (lower priority) after this long', secondsToMs('--remote-stale-after'), KUBE_DEFAULTS.remote.staleAfterMs)
@@ -142,6 +143,7 @@ program
         xdsPlaintextHost: o.xdsPlaintextAddress?.host,
         xdsPlaintextPort: o.xdsPlaintextAddress?.port,
         insecureDevIdentity: o.insecureDevIdentity,
+        istioConfig: { namespace: o.configNamespace ?? o.namespace },
         tokenReview: o.xdsTls && o.tokenReview ? { kubeConfig: localKubeConfig(o.tokenReviewKubeconfig ?? o.kubeconfig), audience: o.tokenAudience } : undefined,
       });
     } catch (err) {

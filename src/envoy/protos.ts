@@ -71,9 +71,17 @@ export function isXdsType(t: string): t is XdsTypeUrl {
   return Object.prototype.hasOwnProperty.call(SHORT, t);
 }
 
-/** Full-state types: every SotW response carries every subscribed resource; absence deletes. */
-export function isFullState(t: XdsTypeUrl): boolean {
-  return t === TypeUrl.Cluster || t === TypeUrl.Listener;
+/** CDS, EDS, ... for Envoy's types; any other type as it is. */
+export function shortType(t: string): string {
+  return isXdsType(t) ? SHORT[t] : t;
+}
+
+/**
+ * Full-state types: every SotW response carries every subscribed resource; absence deletes. So
+ * is every type that is not Envoy's (Istio config: istiod replaces a kind's set with each response).
+ */
+export function isFullState(t: string): boolean {
+  return t === TypeUrl.Cluster || t === TypeUrl.Listener || !isXdsType(t);
 }
 
 export function messageType(typeUrl: string): protobuf.Type {

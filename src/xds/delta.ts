@@ -9,7 +9,7 @@
 // - A subscribed name that does not exist is reported once in removed_resources, and sent
 //   when it appears.
 import type { NodeInfo } from '../model/proxy.js';
-import { isFullState, SHORT, TypeUrl, type XdsTypeUrl } from '../envoy/protos.js';
+import { isFullState, shortType, TypeUrl } from '../envoy/protos.js';
 import { overLimit } from './limits.js';
 import type { Entry } from './resource.js';
 import { type Built, XdsStream } from './stream.js';
@@ -41,12 +41,12 @@ export class DeltaStream extends XdsStream {
     this.subscribe(st, typeUrl, req, first);
     // Each request is within the limits; so must be what they add up to (as one SotW request would).
     const { maxNames, maxRequestBytes } = this.deps.limits;
-    if (st.names.size > maxNames) return this.refuse(overLimit('names', `a subscription to ${st.names.size} ${SHORT[typeUrl]} resources`, maxNames));
+    if (st.names.size > maxNames) return this.refuse(overLimit('names', `a subscription to ${st.names.size} ${shortType(typeUrl)} resources`, maxNames));
     if (this.nameChars > maxRequestBytes) return this.refuse(overLimit('request-bytes', `a subscription whose names add up to ${this.nameChars} characters`, maxRequestBytes));
     if (st.pending()) this.schedule();
   }
 
-  private subscribe(st: TypeState, typeUrl: XdsTypeUrl, req: DeltaRequest, first: boolean): void {
+  private subscribe(st: TypeState, typeUrl: string, req: DeltaRequest, first: boolean): void {
     const sub = req.resource_names_subscribe;
     const unsub = req.resource_names_unsubscribe;
     if (first && sub.length === 0 && unsub.length === 0 && isFullState(typeUrl)) st.wildcard = true; // legacy wildcard

@@ -1,6 +1,9 @@
 // One version of one resource: encoded once, shared by every stream that is sent it.
 import { createHash } from 'node:crypto';
 import { messageType, TO_OBJECT, TypeUrl } from '../envoy/protos.js';
+import { isIstioConfigType } from '../istio/config-types.js';
+import type { IstioConfigBody } from '../istio/messages.js';
+import { encodeMcpEntry } from './mcp.js';
 import { encodeAny, encodeDeltaResource } from './wire.js';
 
 export interface Entry {
@@ -45,10 +48,11 @@ class EncodedEntry implements Entry {
 }
 
 /**
- * Encodes a resource given as a plain object with snake_case field names. When `previous` has the same
+ * Encodes a resource given as a plain object with snake_case field names (Istio config: see mcp.ts). When `previous` has the same
  * bytes it is returned as it is: same version, and no second hash or Any wrapping.
  */
 export function encodeEntry(typeUrl: string, name: string, body: Readonly<Record<string, unknown>>, previous?: Entry): Entry {
+  if (isIstioConfigType(typeUrl)) return encodeMcpEntry(typeUrl, name, body as unknown as IstioConfigBody, previous);
   const type = messageType(typeUrl);
   const value = type.encode(type.fromObject(body)).finish();
   const version = createHash('sha256').update(value).digest('hex').slice(0, 16);

@@ -6,7 +6,7 @@
 // ignoring it (go-control-plane's choice) loses subscription changes that race a push
 // (envoyproxy/envoy#10363).
 import type { NodeInfo } from '../model/proxy.js';
-import { isFullState, TypeUrl, type XdsTypeUrl } from '../envoy/protos.js';
+import { isFullState, TypeUrl } from '../envoy/protos.js';
 import type { Entry } from './resource.js';
 import { type Built, XdsStream } from './stream.js';
 import type { TypeState } from './subscription.js';
@@ -42,7 +42,7 @@ export class SotwStream extends XdsStream {
     if (st.pending()) this.schedule();
   }
 
-  private subscribe(st: TypeState, typeUrl: XdsTypeUrl, requested: readonly string[], first: boolean): void {
+  private subscribe(st: TypeState, typeUrl: string, requested: readonly string[], first: boolean): void {
     const wasWildcard = st.wildcard;
     const before = new Set(st.names);
     // Legacy wildcard (an empty list while nothing was ever named) exists only for LDS and CDS;
@@ -78,8 +78,7 @@ export class SotwStream extends XdsStream {
   }
 
   protected build(st: TypeState): Built | null {
-    const typeUrl = st.typeUrl as XdsTypeUrl;
-    return isFullState(typeUrl) ? this.buildFullState(st) : this.buildPerResource(st);
+    return isFullState(st.typeUrl) ? this.buildFullState(st) : this.buildPerResource(st);
   }
 
   /** CDS/LDS: every response carries every subscribed resource; a missing one is deleted. */

@@ -5,7 +5,8 @@ import { status as Status, type ServerDuplexStream } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { type Proxy, proxyOf, type NodeInfo } from '../model/proxy.js';
 import type { XdsObserver, StreamKind } from './observer.js';
-import { ADS_ORDER, isXdsType, SHORT, TypeUrl, type XdsTypeUrl } from '../envoy/protos.js';
+import { ADS_ORDER, isXdsType, shortType, TypeUrl, type XdsTypeUrl } from '../envoy/protos.js';
+import { isIstioConfigType } from '../istio/config-types.js';
 import type { SendBudget } from './send-budget.js';
 import type { OverLimit, XdsLimits } from './limits.js';
 import { clip } from '../log.js';
@@ -40,11 +41,16 @@ export interface Built {
 
 let nextStreamId = 1;
 
+/** Istio config types one stream may ask for (istiod asks for about 16); further ones are ignored. */
+const MAX_ISTIO_TYPES = 64;
+
 export abstract class XdsStream {
   readonly id = nextStreamId++;
   readonly connectedAt = Date.now();
   proxy: Proxy | undefined;
-  protected readonly types = new Map<XdsTypeUrl, TypeState>();
+  /** Envoy's types, and on SotW ADS Istio config types (istiod's config-source client). */
+  protected readonly types = new Map<string, TypeState>();
+  private istioTypes = 0;
   private nonces = 0;
   private scheduled = false;
   private waitingForBudget = false;
@@ -93,7 +99,7 @@ export abstract class XdsStream {
   }
 
   /** Per-type state for debug pages. */
-  typeStates(): ReadonlyMap<XdsTypeUrl, TypeState> {
+  typeStates(): ReadonlyMap<string, TypeState> {
     return this.types;
   }
 
@@ -173,7 +179,7 @@ export abstract class XdsStream {
   }
 
   /** The request's type, or undefined if the stream was failed or the type is ignored. */
-  protected typeOf(requested: string): XdsTypeUrl | undefined {
+  protected typeOf(requested: string): string | undefined {
     const t = requested || this.fixedType;
     if (!t) {
       this.fail(Status.INVALID_ARGUMENT, 'type_url is required on an aggregated stream');
@@ -183,15 +189,19 @@ export abstract class XdsStream {
       this.fail(Status.INVALID_ARGUMENT, `type_url ${clip(t)} does not match this service (${this.fixedType})`);
       return undefined;
     }
-    if (!isXdsType(t)) {
-      // Envoy asks ADS for types meshfed does not serve (RTDS, ECDS, ...): stay quiet, keep the stream.
-      this.deps.observer.unknownType(t);
-      return undefined;
+    if (isXdsType(t) || this.types.has(t)) return t;
+    // istiod's config source (SotW ADS, as pkg/adsc speaks it) asks for Istio config types: each
+    // gets an answer, empty unless meshfed produces that kind, or istiod never becomes ready.
+    if (this.kind === 'sotw' && !this.fixedType && isIstioConfigType(t) && this.istioTypes < MAX_ISTIO_TYPES) {
+      this.istioTypes++;
+      return t;
     }
-    return t;
+    // Envoy asks ADS for types meshfed does not serve (RTDS, ECDS, ...): stay quiet, keep the stream.
+    this.deps.observer.unknownType(t);
+    return undefined;
   }
 
-  protected state(typeUrl: XdsTypeUrl): TypeState {
+  protected state(typeUrl: string): TypeState {
     let st = this.types.get(typeUrl);
     if (!st) {
       const table = this.deps.store.table(typeUrl, this.proxy!.view);
@@ -227,9 +237,9 @@ export abstract class XdsStream {
     // Make before break on ADS: while new listeners or routes are on their way, clusters and
     // endpoints that went away are kept, and removed in a later round, after the LDS/RDS push.
     const routing = !this.fixedType && [TypeUrl.Listener, TypeUrl.Route].some((t) => this.types.get(t)?.pending());
-    for (const t of ADS_ORDER) {
-      const st = this.types.get(t);
-      if (!st?.pending()) continue;
+    for (const st of this.inPushOrder()) {
+      const t = st.typeUrl;
+      if (!st.pending()) continue;
       const { budget, connectionBudget } = this.deps;
       const full = !connectionBudget.available() ? connectionBudget : !budget.available() ? budget : undefined;
       if (full) {
@@ -257,11 +267,20 @@ export abstract class XdsStream {
     for (const st of this.types.values()) if (st.pending()) return this.schedule();
   }
 
+  /** Envoy's types in ADS order, then Istio config types in the order they were asked for. */
+  private *inPushOrder(): IterableIterator<TypeState> {
+    for (const t of ADS_ORDER) {
+      const st = this.types.get(t);
+      if (st) yield st;
+    }
+    if (this.istioTypes) for (const [t, st] of this.types) if (!isXdsType(t)) yield st;
+  }
+
   /**
    * One response in flight per stream: the next is built only once this one has left for the
    * socket, so a slow proxy gets the latest state when it catches up, not a queue of old ones.
    */
-  private write(typeUrl: XdsTypeUrl, out: Built, since: number | undefined): void {
+  private write(typeUrl: string, out: Built, since: number | undefined): void {
     const size = out.bytes.length;
     this.deps.budget.take(size);
     this.deps.connectionBudget.take(size);
@@ -322,7 +341,7 @@ export abstract class XdsStream {
       const message = clip(error.message ?? '', 4096);
       st.nack = { message, nonce, version: clip(version), at: Date.now() };
       this.deps.observer.nacked(st.typeUrl, this.proxy?.id ?? '', message);
-      this.deps.log.warn({ proxy: this.who, type: SHORT[st.typeUrl], nonce, message: clip(message) }, 'proxy rejected a response');
+      this.deps.log.warn({ proxy: this.who, type: shortType(st.typeUrl), nonce, message: clip(message) }, 'proxy rejected a response');
     } else {
       st.versionAcked = clip(version);
       st.nack = undefined;

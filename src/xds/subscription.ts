@@ -2,7 +2,6 @@
 // This is all a stream keeps: names, versions sent (as shared Entry references),
 // the last nonce and the last NACK.
 import { createHash } from 'node:crypto';
-import type { XdsTypeUrl } from '../envoy/protos.js';
 import type { Entry } from './resource.js';
 import { VersionSum } from './resource.js';
 import type { TableWatcher, TypeTable } from './table.js';
@@ -45,7 +44,7 @@ export class TypeState implements TableWatcher {
   nack: Nack | undefined;
 
   constructor(
-    readonly typeUrl: XdsTypeUrl,
+    readonly typeUrl: string,
     readonly table: TypeTable,
     private readonly onDirty: () => void,
   ) {
