@@ -13,6 +13,7 @@ import type { WorkloadSecrets } from './generate/sds.js';
 import { TypeUrl } from './envoy/protos.js';
 import { CertificateAuthority, type CaStore, type KeyType, parseSpiffeId, serveSpiffeBundle, SPIFFE_BUNDLE_PATH, spiffeId, TrustBundles, WorkloadCertCache } from './pki/index.js';
 import { MeshAuthenticator, PlaintextAuthenticator, TokenReviewer } from './xds/auth.js';
+import { registerIstioCa } from './xds/istio-ca.js';
 import { XdsServerCredentials } from './xds/tls.js';
 import { createLogger } from './log.js';
 import { Registry } from './registry/registry.js';
@@ -167,6 +168,10 @@ export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> 
   });
   const { credentials, plaintextServer, authenticator } = xdsTransport(opts, pki, log, maxRequestBytes);
   xds.register(grpcServer, authenticator);
+  if (pki && authenticator instanceof MeshAuthenticator) {
+    // istio-agent's CA API (CA_ADDR), authenticated as SDS is: only on the TLS port.
+    registerIstioCa(grpcServer, { ca: pki.ca, auth: authenticator, clusterId: opts.kube?.clusterId ?? KUBE_DEFAULTS.clusterId, log: log.child({ module: 'istio-ca' }) });
+  }
   if (opts.enableAdminApi) {
     log.warn('the admin API (meshfed.v1.AdminService) is enabled: anyone who reaches the xDS port can change the mesh');
     registerAdminApi(grpcServer, registry, log.child({ module: 'admin-api' }));

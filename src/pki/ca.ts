@@ -59,7 +59,8 @@ export class CertificateAuthority {
   readonly trustDomain: string;
   private readonly now: () => number;
   private readonly keyType: KeyType;
-  private readonly workloadTtlMs: number;
+  /** Default (and, for CSRs, the longest) workload certificate lifetime. */
+  readonly workloadTtlMs: number;
   private readonly rootTtlMs: number;
   private readonly store: CaStore;
   private readonly onStoreError: (err: Error) => void;
@@ -138,6 +139,16 @@ export class CertificateAuthority {
     this.checkDomain(id);
     const { spki, keyPem } = await generateKeyAsync(opts.keyType ?? this.keyType);
     return this.sign(spki, keyPem, [spiffeId(id)], opts);
+  }
+
+  /**
+   * A workload certificate for a key the workload keeps (from a CSR): only its public key comes here.
+   * The result has no private key.
+   */
+  certify(id: Identity, spki: Buffer, opts: IssueOptions = {}): Omit<IssuedCert, 'privateKeyPem'> {
+    this.checkDomain(id);
+    const { privateKeyPem: _none, ...cert } = this.sign(spki, '', [spiffeId(id)], opts);
+    return cert;
   }
 
   /** meshfed's own serving certificate: DNS SANs, plus its SPIFFE id when given. */

@@ -4,10 +4,12 @@ export type { CaMaterial, KeyType } from './material.js';
 export {
   CertificateAuthority,
   DEFAULT_WORKLOAD_TTL_MS,
+  MAX_WORKLOAD_TTL_MS,
   type CaOptions,
   type IssueOptions,
   type IssuedCert,
 } from './ca.js';
+export { parseCsr, CsrError, MAX_CSR_PEM_BYTES } from './csr.js';
 export { WorkloadCertCache, type WorkloadCertCacheOptions } from './cache.js';
 export { TrustBundles, spiffeValidatorConfig, type SpiffeBundle, type TrustBundlesOptions } from './bundles.js';
 export { SPIFFE_BUNDLE_PATH, serveSpiffeBundle } from './bundle-endpoint.js';
