@@ -16,6 +16,8 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import { SERVER_LISTENER_TEMPLATE } from '../generate/grpc-server.js';
 import { pemBlob } from '../generate/sds.js';
+import { ROOTCA_SECRET } from '../generate/sds.js';
+import { CsrClient } from './csr-client.js';
 import { SdsClient, type SdsUpdate, type WorkloadCert } from './sds-client.js';
 
 export interface AgentOptions {
@@ -37,6 +39,8 @@ export interface AgentOptions {
   readonly trustDomains?: readonly string[];
   /** file_watcher refresh interval, seconds. */
   readonly refreshIntervalSec?: number;
+  /** Make the key pair here and have only a CSR signed (CA API); SDS then brings only the trust bundle. */
+  readonly csr?: boolean;
   readonly log: Logger;
 }
 
@@ -72,6 +76,7 @@ export function startAgent(o: AgentOptions): Agent {
   let cert: WorkloadCert | undefined;
   let bundles: ReadonlyMap<string, string> | undefined;
   let bootstrapDomains = '';
+  let learnt = '';
   let resolveReady!: () => void;
   const ready = new Promise<void>((r) => (resolveReady = r));
   let seq = 0;
@@ -104,7 +109,8 @@ export function startAgent(o: AgentOptions): Agent {
     }
     if (!cert || !bundles) return;
     // meshfed's serving certificate comes from the same CA as ours: follow its roots through a rotation.
-    sds.trust(bundles.get(trustDomainOfCert(cert.certChainPem)) ?? '');
+    learnt = bundles.get(trustDomainOfCert(cert.certChainPem)) ?? '';
+    sds.trust(learnt);
     // gRPC reads its bootstrap once: it declares every trust domain known now or named up front.
     const domains = [...new Set([...bundles.keys(), ...(o.trustDomains ?? [])])].sort();
     if (domains.join(' ') !== bootstrapDomains) {
@@ -121,11 +127,28 @@ export function startAgent(o: AgentOptions): Agent {
     serverName: o.xdsServerName,
     tokenFile: o.tokenFile,
     node: { id: o.nodeId, cluster: o.clusterId, metadata: nodeMetadata(o) },
+    names: o.csr ? [ROOTCA_SECRET] : undefined,
     log: o.log.child({ module: 'sds-client' }),
     onUpdate,
   });
   sds.start();
-  return { ready, bootstrapPath: files.bootstrap, files, close: () => sds.close() };
+  const csr = o.csr ? startCsrClient(o, (u) => onUpdate(u), () => learnt) : undefined;
+  return { ready, bootstrapPath: files.bootstrap, files, close: () => (sds.close(), csr?.close()) };
+}
+
+/** `--csr`: certificates for a key made here, through the CA API at the same address as SDS. */
+function startCsrClient(o: AgentOptions, onUpdate: (u: SdsUpdate) => Promise<void>, learntRoots: () => string): CsrClient {
+  const client = new CsrClient({
+    address: o.xdsAddress,
+    roots: () => (o.xdsCaPem ?? '') + learntRoots(),
+    serverName: o.xdsServerName,
+    tokenFile: o.tokenFile,
+    clusterId: o.clusterId,
+    log: o.log.child({ module: 'csr-client' }),
+    onCert: (cert) => onUpdate({ cert }),
+  });
+  client.start();
+  return client;
 }
 
 function trustDomainOfCert(chainPem: string): string {

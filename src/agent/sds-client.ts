@@ -32,6 +32,8 @@ export interface SdsClientOptions {
   /** Service-account token file, read at every connect. */
   readonly tokenFile?: string;
   readonly node: { id: string; cluster?: string; metadata: Record<string, string> };
+  /** Secrets to subscribe to; default `default` and `ROOTCA` (`--csr`: ROOTCA only, no key from meshfed). */
+  readonly names?: readonly string[];
   readonly log: Logger;
   readonly onUpdate: (u: SdsUpdate) => void | Promise<void>;
 }
@@ -122,7 +124,7 @@ export class SdsClient {
     const req = DiscoveryRequest.fromObject({
       node: { id: n.id, cluster: n.cluster ?? '', metadata: { fields: Object.fromEntries(Object.entries(n.metadata).map(([k, v]) => [k, { string_value: v }])) } },
       type_url: TypeUrl.Secret,
-      resource_names: [DEFAULT_SECRET, ROOTCA_SECRET],
+      resource_names: [...(this.opts.names ?? [DEFAULT_SECRET, ROOTCA_SECRET])],
       version_info: version,
       response_nonce: nonce,
       ...(error ? { error_detail: { code: grpc.status.INVALID_ARGUMENT, message: error } } : {}),

@@ -178,9 +178,15 @@ program
   .option('--node-id <id>', 'xDS node id (default: <hostname>.<namespace>)')
   .option('--trust-domain <td...>', 'peer trust domains to declare in the bootstrap before their roots are known')
   .option('--refresh-interval <seconds>', 'how often gRPC re-reads the certificate files', int('--refresh-interval'), 5)
+  .option('--csr', 'make the key pair here and send meshfed only a CSR (Istio CA API): the private key never leaves the pod', false)
   .option('--log-level <level>', 'trace, debug, info, warn or error', process.env['MESHFED_LOG_LEVEL'] ?? 'info')
   .action(async (o) => {
     const log = createLogger(o.logLevel);
+    if (o.csr && o.insecureXds) {
+      log.fatal('--csr needs TLS to meshfed (--xds-ca): its CA API is served only there');
+      process.exitCode = 1;
+      return;
+    }
     if (!o.xdsCa && !o.insecureXds) {
       log.fatal('--xds-ca is required (or --insecure-xds for a development meshfed)');
       process.exitCode = 1;
@@ -200,6 +206,7 @@ program
       network: o.network,
       trustDomains: o.trustDomain,
       refreshIntervalSec: o.refreshInterval,
+      csr: o.csr,
       log,
     });
     await agent.ready;

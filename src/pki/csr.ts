@@ -2,8 +2,9 @@
 // subject public key, and the request's self-signature over it (proof that the sender holds the
 // private key). Subject, SANs and extensions are not read: the CA certifies the caller's
 // authenticated identity, whatever the request asks for (as istiod does).
-import { createPublicKey, type KeyObject, verify } from 'node:crypto';
+import { createPublicKey, type KeyObject, sign, verify } from 'node:crypto';
 import * as der from './der.js';
+import { pem, signatureAlgorithm } from './x509.js';
 
 /** Signature algorithms istio-agent and openssl use: PKCS#1 v1.5 RSA and ECDSA, SHA-2. */
 const SIGNATURE: ReadonlyArray<{ oid: Buffer; hash: string; keyType: 'rsa' | 'ec' }> = [
@@ -76,4 +77,14 @@ function checkKey(key: KeyObject): void {
   }
   if (key.asymmetricKeyType === 'ec' && (d.namedCurve === 'prime256v1' || d.namedCurve === 'secp384r1')) return;
   throw new CsrError(`CSR key type ${key.asymmetricKeyType ?? 'unknown'}${d.namedCurve ? ` (${d.namedCurve})` : ''} is not accepted: RSA or EC P-256/P-384`);
+}
+
+/**
+ * A CSR for a key pair the caller keeps (`meshfed agent --csr`): empty subject, no extensions,
+ * since the CA certifies the caller's authenticated identity and reads only the key.
+ */
+export function buildCsr(privateKey: KeyObject, spki: Buffer): string {
+  const info = der.seq(der.uint(0), der.seq(), spki, der.explicit(0, Buffer.alloc(0)));
+  const { alg, hash } = signatureAlgorithm(privateKey);
+  return pem('CERTIFICATE REQUEST', der.seq(info, alg, der.bitString(sign(hash, info, privateKey))));
 }

@@ -9,7 +9,7 @@ export {
   type IssueOptions,
   type IssuedCert,
 } from './ca.js';
-export { parseCsr, CsrError, MAX_CSR_PEM_BYTES } from './csr.js';
+export { buildCsr, parseCsr, CsrError, MAX_CSR_PEM_BYTES } from './csr.js';
 export { WorkloadCertCache, type WorkloadCertCacheOptions } from './cache.js';
 export { TrustBundles, spiffeValidatorConfig, type SpiffeBundle, type TrustBundlesOptions } from './bundles.js';
 export { SPIFFE_BUNDLE_PATH, serveSpiffeBundle } from './bundle-endpoint.js';

@@ -59,7 +59,7 @@ export function keyIdOf(spki: Buffer): Buffer {
   return createHash('sha1').update(spki.subarray(bits.contentStart + 1, bits.end)).digest();
 }
 
-function signatureAlgorithm(key: KeyObject): { alg: Buffer; hash: string } {
+export function signatureAlgorithm(key: KeyObject): { alg: Buffer; hash: string } {
   if (key.asymmetricKeyType === 'ec') return { alg: der.seq(der.oid(OID.ecdsaWithSha256)), hash: 'sha256' };
   if (key.asymmetricKeyType === 'rsa') return { alg: der.seq(der.oid(OID.sha256WithRsa), der.NULL), hash: 'sha256' };
   throw new Error(`unsupported CA key type ${key.asymmetricKeyType ?? 'unknown'}`);

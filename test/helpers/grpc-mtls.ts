@@ -31,6 +31,10 @@ export interface WorkloadOptions {
   readonly serviceAccount: string;
   readonly network?: string;
   readonly trustDomains?: readonly string[];
+  /** `meshfed agent --csr`: the key is made by the agent, only a CSR goes to meshfed. */
+  readonly csr?: boolean;
+  /** Where the agent reaches meshfed's TLS port, when not directly (a tap in between). */
+  readonly xdsPort?: number;
 }
 
 /** Runs `meshfed agent` (in process) for one workload; resolves once its files are written. */
@@ -39,7 +43,7 @@ export async function startWorkload(o: WorkloadOptions): Promise<Workload> {
   const tokenFile = path.join(dir, 'token');
   await writeFile(tokenFile, o.token);
   const agent = startAgent({
-    xdsAddress: `127.0.0.1:${o.mesh.meshfed.xdsPort}`,
+    xdsAddress: `127.0.0.1:${o.xdsPort ?? o.mesh.meshfed.xdsPort}`,
     xdsCaPem: o.mesh.rootPem,
     xdsServerName: SERVER_NAME,
     tokenFile,
@@ -52,6 +56,7 @@ export async function startWorkload(o: WorkloadOptions): Promise<Workload> {
     network: o.network ?? 'net',
     trustDomains: o.trustDomains,
     refreshIntervalSec: 1,
+    csr: o.csr,
     log: pino({ level: process.env['MESHFED_E2E_LOG'] ?? 'silent' }),
   });
   await Promise.race([

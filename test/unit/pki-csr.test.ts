@@ -1,13 +1,13 @@
 // CSR reading (src/pki/csr.ts) against openssl-made requests: the key is taken only from a request
 // whose self-signature verifies, and only of the kinds the CA certifies.
 import { execFile } from 'node:child_process';
-import { createPublicKey } from 'node:crypto';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { createPublicKey, generateKeyPairSync } from 'node:crypto';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CsrError, parseCsr } from '../../src/pki/index.js';
+import { buildCsr, CsrError, parseCsr } from '../../src/pki/index.js';
 
 const run = promisify(execFile);
 let dir: string;
@@ -43,6 +43,18 @@ describe('parseCsr', () => {
     const text = await csr(name.replace(/\W+/g, '-'), args);
     expect(() => parseCsr(text)).toThrow(CsrError);
     expect(() => parseCsr(text)).toThrow(why);
+  });
+
+  it("buildCsr (the agent's --csr) writes requests openssl verifies and parseCsr reads back", async () => {
+    for (const kp of [generateKeyPairSync('ec', { namedCurve: 'P-256' }), generateKeyPairSync('rsa', { modulusLength: 2048 })]) {
+      const spki = kp.publicKey.export({ type: 'spki', format: 'der' });
+      const text = buildCsr(kp.privateKey, spki);
+      const file = path.join(dir, `built-${kp.publicKey.asymmetricKeyType}.csr`);
+      await writeFile(file, text);
+      const { stderr } = await run('openssl', ['req', '-in', file, '-verify', '-noout']);
+      expect(stderr).toMatch(/verify OK/);
+      expect(parseCsr(text).spki.equals(spki)).toBe(true);
+    }
   });
 
   it('refuses what is not a CSR, or is truncated', () => {
