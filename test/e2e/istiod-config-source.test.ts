@@ -91,6 +91,13 @@ describe('istiod config source', () => {
     for (const t of ISTIOD_TYPES.filter((t) => t !== SE && t !== DR)) expect(c.configs(t), t).toEqual([]);
   });
 
+  it('answers a kind a later Istio may ask for, so a newer istiod starts too', async () => {
+    const types = [...ISTIOD_TYPES, 'extensions.istio.io/v1alpha1/FutureKind'];
+    const c = connect(types);
+    await c.until('a response per type', () => c.synced(types));
+    expect(c.configs('extensions.istio.io/v1alpha1/FutureKind')).toEqual([]);
+  });
+
   it('serves a ServiceEntry and a DestinationRule for each federation import only', async () => {
     const c = connect();
     await c.until('a response per type', () => c.synced(ISTIOD_TYPES));
