@@ -68,6 +68,8 @@ export interface MeshfedOptions {
    * trust domains other than the mesh CA's (else the cluster domain with kube; none without either).
    */
   readonly istioConfig?: { readonly namespace?: string };
+  /** The local cluster's id without kube (with kube: kube.clusterId); the CA API accepts this ClusterID header. */
+  readonly clusterId?: string;
 }
 
 export interface MeshfedPki {
@@ -170,7 +172,7 @@ export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> 
   xds.register(grpcServer, authenticator);
   if (pki && authenticator instanceof MeshAuthenticator) {
     // istio-agent's CA API (CA_ADDR), authenticated as SDS is: only on the TLS port.
-    registerIstioCa(grpcServer, { ca: pki.ca, auth: authenticator, clusterId: opts.kube?.clusterId ?? KUBE_DEFAULTS.clusterId, log: log.child({ module: 'istio-ca' }) });
+    registerIstioCa(grpcServer, { ca: pki.ca, auth: authenticator, clusterId: opts.kube?.clusterId ?? opts.clusterId ?? KUBE_DEFAULTS.clusterId, log: log.child({ module: 'istio-ca' }) });
   }
   if (opts.enableAdminApi) {
     log.warn('the admin API (meshfed.v1.AdminService) is enabled: anyone who reaches the xDS port can change the mesh');

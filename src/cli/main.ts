@@ -144,6 +144,7 @@ program
         xdsPlaintextPort: o.xdsPlaintextAddress?.port,
         insecureDevIdentity: o.insecureDevIdentity,
         istioConfig: { namespace: o.configNamespace ?? o.namespace },
+        clusterId: o.clusterId,
         tokenReview: o.xdsTls && o.tokenReview ? { kubeConfig: localKubeConfig(o.tokenReviewKubeconfig ?? o.kubeconfig), audience: o.tokenAudience } : undefined,
       });
     } catch (err) {
