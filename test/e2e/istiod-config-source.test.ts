@@ -183,4 +183,30 @@ describe('istiod config source', () => {
     expect(versions(again, SE)).toEqual(versions(c, SE));
     expect(versions(again, DR)).toEqual(versions(c, DR));
   });
+
+  it('another replica on the same mesh serves the same names and versions', async () => {
+    const replica = await startMeshfed({
+      config: file.file,
+      xdsHost: '127.0.0.1',
+      xdsPort: 0,
+      adminHost: '127.0.0.1',
+      adminPort: 0,
+      log: pino({ level: 'silent' }),
+      pki: { trustDomain: 'cluster-a.local', caStore: memoryCaStore() }, // its own CA: configs do not depend on it
+      istioConfig: { namespace: NS },
+    });
+    try {
+      const here = connect();
+      const there = new IstiodClient(`127.0.0.1:${replica.xdsPort}`);
+      clients.push(there);
+      there.subscribe(ISTIOD_TYPES);
+      await here.until('sync', () => here.synced(ISTIOD_TYPES));
+      await there.until('sync', () => there.synced(ISTIOD_TYPES));
+      expect(versions(there, SE)).toEqual(versions(here, SE));
+      expect(versions(there, DR)).toEqual(versions(here, DR));
+      expect(Object.keys(versions(there, SE)).length).toBeGreaterThan(0);
+    } finally {
+      await replica.stop(500);
+    }
+  });
 });
