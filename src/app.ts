@@ -22,6 +22,13 @@ import { meshToSource } from './sources/file/to-model.js';
 import { CLUSTER_STATES, KUBE_DEFAULTS, KubeSource, type KubeSourceOptions } from './sources/kube/index.js';
 import { XdsServer } from './xds/server.js';
 import { XdsStore } from './xds/store.js';
+import { PEER_DEFAULTS, PeerController } from './alliance/peers/controller.js';
+import { IstioFederationWatch } from './alliance/peers/kube.js';
+import { registerPeerMetrics } from './alliance/peers/metrics.js';
+import type { TokenMinter } from './alliance/types.js';
+import { FederationSource } from './sources/federation/federation-source.js';
+import type { GuardOptions } from './sources/kube/remote-guard.js';
+import { localKubeConfig } from './sources/kube/transport.js';
 
 export interface MeshfedOptions {
   /** Mesh description file; the embedded two-cluster default when absent. */
@@ -57,7 +64,26 @@ export interface MeshfedOptions {
   readonly insecureDevIdentity?: boolean;
   /** Check service-account tokens with TokenReview against this apiserver. */
   readonly tokenReview?: { readonly kubeConfig: KubeConfig; readonly audience?: string };
+  /** Federation peers: IstioFederation CRs (with kube) and the mesh file's `federations:`. */
+  readonly federation?: FederationOptions;
 }
+
+export interface FederationOptions {
+  /** Mints the Bearer tokens for peers' private metadata. Default: none, so private fetches fail (TokenGenerationFailed). */
+  readonly mintToken?: TokenMinter;
+  /** The replica that writes CR status (Lease election); default: this one. */
+  readonly isLeader?: () => boolean;
+  readonly pollIntervalMs?: number;
+  readonly fetchTimeoutMs?: number;
+  /** Keep → demote → withdraw of an unanswering peer's imports; default: the remote-cluster defaults (or opts.kube.remote). */
+  readonly remote?: Partial<GuardOptions>;
+  /** With kube: watch IstioFederation CRs (default true). */
+  readonly watchCrs?: boolean;
+}
+
+// INTEGRATION POINT (branch fed-tokens): the cluster identity's Ed25519 minter replaces this default, and
+// the Lease elector (HA branch) replaces the always-leader default of `isLeader` below.
+const NO_MINTER: TokenMinter = () => Promise.reject(new Error('no token minter: the cluster identity (Ed25519 key, UUID) is not configured'));
 
 export interface MeshfedPki {
   readonly ca: CertificateAuthority;
@@ -76,6 +102,8 @@ export interface Meshfed {
   readonly xds: XdsServer;
   readonly metrics: Metrics;
   readonly log: Logger;
+  /** Federation peers; also the PeerDirectory (allow-list of peers' public metadata) the exporter checks tokens against. */
+  readonly peers: PeerController;
   /** Stops accepting, asks proxies to reconnect elsewhere, and closes within graceMs. */
   stop(graceMs?: number): Promise<void>;
 }
@@ -109,10 +137,28 @@ export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> 
   );
   const readiness: ReadinessCheck[] = [];
 
+  const fed = opts.federation ?? {};
+  const peers = new PeerController({
+    localTrustDomain: opts.pki?.trustDomain ?? opts.kube?.clusterDomain ?? KUBE_DEFAULTS.clusterDomain,
+    mintToken: fed.mintToken ?? NO_MINTER,
+    isLeader: fed.isLeader ?? (() => true),
+    pollIntervalMs: fed.pollIntervalMs ?? PEER_DEFAULTS.pollIntervalMs,
+    fetchTimeoutMs: fed.fetchTimeoutMs ?? PEER_DEFAULTS.fetchTimeoutMs,
+    maxPublicBytes: PEER_DEFAULTS.maxPublicBytes,
+    maxPrivateBytes: PEER_DEFAULTS.maxPrivateBytes,
+    source: new FederationSource(registry, { ...KUBE_DEFAULTS.remote, ...opts.kube?.remote, ...fed.remote }, log.child({ module: 'federation-source' })),
+    status: undefined,
+    log: log.child({ module: 'peers' }),
+  });
+  registerPeerMetrics(metrics.registry, () => peers.rows());
+
   let fileSource: FileSource | undefined;
   if (opts.config) {
     let lastError: MeshFileError | null = null;
-    const src: FileSource = new FileSource(opts.config, (mesh) => registry.setSource(src.source, mesh), {
+    const src: FileSource = new FileSource(opts.config, (mesh) => {
+      registry.setSource(src.source, mesh);
+      peers.setPeers('file', mesh.federations);
+    }, {
       log: log.child({ module: 'file-source' }),
       onError: (err) => {
         lastError = err;
@@ -139,6 +185,12 @@ export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> 
     metrics.remoteClusters(CLUSTER_STATES, () =>
       k.clusters().clusters.filter((c) => c.role === 'remote').map((c) => ({ ...c, heldServices: c.heldUpdates.services })),
     );
+  }
+  let federations: IstioFederationWatch | undefined;
+  if (opts.kube && fed.watchCrs !== false) {
+    federations = new IstioFederationWatch(localKubeConfig(opts.kube.kubeconfig), log.child({ module: 'istiofederations' }));
+    peers.useStatusSink(federations);
+    federations.start(peers);
   }
   registry.flush(); // serve the initial state without waiting for the debounce
 
@@ -168,6 +220,7 @@ export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> 
     extra: {
       '/debug/mesh': () => describeMesh(registry),
       ...(kube ? { '/debug/clusters': () => kube.clusters() } : {}),
+      '/debug/peers': () => ({ peers: peers.rows() }),
     },
     // The local trust domain's SPIFFE bundle (JWKS), for peers to poll.
     handlers: pki && { [SPIFFE_BUNDLE_PATH]: (req, res) => serveSpiffeBundle(pki.bundles, req, res) },
@@ -179,6 +232,8 @@ export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> 
   const stop = (graceMs = 5000): Promise<void> =>
     (stopping ??= (async () => {
       fileSource?.stop();
+      federations?.stop();
+      peers.stop();
       kube?.stop();
       registry.stop();
       await new Promise<void>((resolve) => {
@@ -202,7 +257,7 @@ export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> 
     })());
 
   log.info({ xdsPort, xdsPlaintextPort, xdsTls: !!opts.xdsTls, adminPort, config: opts.config ?? DEFAULT_MESH_SOURCE }, 'meshfed is serving');
-  return { xdsPort, xdsPlaintextPort, adminPort, pki, registry, store, xds, metrics, log, stop };
+  return { xdsPort, xdsPlaintextPort, adminPort, pki, registry, store, xds, metrics, log, peers, stop };
 }
 
 /** The trust domain of development identities when meshfed runs without a CA (raw secrets only). */

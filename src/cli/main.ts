@@ -68,6 +68,8 @@ program
   .option('--remote-withdraw-after <s>', '...and withdrawn after this long', secondsToMs('--remote-withdraw-after'), KUBE_DEFAULTS.remote.withdrawAfterMs)
   .option('--remote-max-drop <share>', 'hold an update that withdraws more than this share of a remote\'s endpoints', share, KUBE_DEFAULTS.remote.maxDropShare)
   .option('--remote-confirm-after <s>', 'a held withdrawal stable this long (or seen again on a relist) goes through', secondsToMs('--remote-confirm-after'), KUBE_DEFAULTS.remote.confirmAfterMs)
+  .option('--peer-poll-interval <s>', 'fetch each federation peer\'s metadata this often (and on every change)', secondsToMs('--peer-poll-interval'), 60_000)
+  .option('--no-istio-federations', 'with --kube, do not watch IstioFederation custom resources')
   .option('--trust-domain <td>', "this cluster's trust domain: enables the mesh CA and SDS (workload certificates, trust bundle); with --kube, the cluster domain")
   .option('--ca-dir <dir>', 'CA files (Istio cacerts layout); a self-signed root is created there when absent (default: in memory, lost on restart)')
   .option('--workload-cert-ttl <seconds>', 'workload certificate lifetime', int('--workload-cert-ttl'))
@@ -127,6 +129,11 @@ program
         xdsPlaintextHost: o.xdsPlaintextAddress?.host,
         xdsPlaintextPort: o.xdsPlaintextAddress?.port,
         insecureDevIdentity: o.insecureDevIdentity,
+        federation: {
+          pollIntervalMs: o.peerPollInterval,
+          watchCrs: o.istioFederations,
+          remote: { staleAfterMs: o.remoteStaleAfter, withdrawAfterMs: o.remoteWithdrawAfter, maxDropShare: o.remoteMaxDrop, confirmAfterMs: o.remoteConfirmAfter },
+        },
         tokenReview: o.xdsTls && o.tokenReview ? { kubeConfig: localKubeConfig(o.tokenReviewKubeconfig ?? o.kubeconfig), audience: o.tokenAudience } : undefined,
       });
     } catch (err) {
@@ -188,6 +195,22 @@ program
     await agent.ready;
     log.info({ bootstrap: agent.bootstrapPath }, `ready: start the gRPC application with GRPC_XDS_BOOTSTRAP=${agent.bootstrapPath}`);
     for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => (agent.close(), process.exit(0)));
+  });
+
+program
+  .command('status')
+  .description('one row per federation peer: trust domain, UUID, metadata exchange state, last success, imports, gateways')
+  .option('--admin-url <url>', "meshfed's admin (debug) HTTP address", `http://127.0.0.1:${DEFAULTS.adminPort}`)
+  .option('-o, --output <format>', 'table or json', 'table')
+  .action(async (o: { adminUrl: string; output: string }) => {
+    const { fetchPeers, peerTable } = await import('./status.js');
+    try {
+      const rows = await fetchPeers(o.adminUrl);
+      process.stdout.write(o.output === 'json' ? `${JSON.stringify(rows, null, 2)}\n` : peerTable(rows));
+    } catch (err) {
+      process.stderr.write(`meshfed status: ${(err as Error).message}\n`);
+      process.exitCode = 1;
+    }
   });
 
 program

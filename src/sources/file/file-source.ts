@@ -3,10 +3,9 @@
 import fs from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
-import type { SourceMesh } from '../../model/source.js';
 import { MeshFileError } from './errors.js';
 import { parseMeshText } from './parse.js';
-import { meshToSource } from './to-model.js';
+import { type FileMesh, meshToSource } from './to-model.js';
 
 /** The part of a pino logger the source uses. */
 export interface FileSourceLog {
@@ -27,14 +26,14 @@ export interface FileSourceOptions {
 
 type ReadResult =
   | { readonly kind: 'unchanged' }
-  | { readonly kind: 'mesh'; readonly mesh: SourceMesh }
+  | { readonly kind: 'mesh'; readonly mesh: FileMesh }
   | { readonly kind: 'error'; readonly error: MeshFileError };
 
 export class FileSource {
   readonly path: string;
   /** Provenance of what this source reports. */
   readonly source: string;
-  readonly #onMesh: (m: SourceMesh) => void;
+  readonly #onMesh: (m: FileMesh) => void;
   readonly #log: FileSourceLog;
   readonly #onError: ((err: MeshFileError | null) => void) | undefined;
   readonly #pollMs: number;
@@ -51,7 +50,7 @@ export class FileSource {
   #readAgain = false;
   #stopped = false;
 
-  constructor(filePath: string, onMesh: (m: SourceMesh) => void, opts: FileSourceOptions) {
+  constructor(filePath: string, onMesh: (m: FileMesh) => void, opts: FileSourceOptions) {
     this.path = filePath;
     this.source = `file:${filePath}`;
     this.#onMesh = onMesh;
@@ -175,7 +174,7 @@ export class FileSource {
     }
   }
 
-  #publish(mesh: SourceMesh): void {
+  #publish(mesh: FileMesh): void {
     const recovered = this.#lastError !== null;
     this.#lastError = null;
     this.#log.info(

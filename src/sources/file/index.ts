@@ -2,5 +2,5 @@
 export { MeshFileError, type MeshProblem } from './errors.js';
 export { FileSource, type FileSourceLog, type FileSourceOptions } from './file-source.js';
 export { parseMeshText } from './parse.js';
-export { DEFAULT_DOMAIN, DEFAULT_SERVICE_ACCOUNT, meshToSource } from './to-model.js';
+export { DEFAULT_DOMAIN, DEFAULT_SERVICE_ACCOUNT, type FileMesh, meshToSource } from './to-model.js';
 export { validateMesh } from './validate.js';

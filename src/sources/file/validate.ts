@@ -27,7 +27,39 @@ export function validateMesh(mesh: Mesh): PathProblem[] {
     else serviceKeys.set(key, i);
   });
   checkResources(mesh, out);
+  checkFederations(mesh, problem);
   return out;
+}
+
+/** Deckhouse's trustDomain pattern. */
+const TRUST_DOMAIN = /^[0-9a-zA-Z._-]+$/;
+
+function checkFederations(mesh: Mesh, problem: Report): void {
+  const names = new Map<string, number>();
+  mesh.federations.forEach((f, i) => {
+    const at = ['federations', i];
+    if (!DNS_SUBDOMAIN.test(f.name)) problem([...at, 'name'], f.name === '' ? 'must not be empty' : `"${f.name}" is not a DNS name`);
+    else if (names.has(f.name)) problem([...at, 'name'], `duplicate federation "${f.name}" (also federations[${names.get(f.name)}])`);
+    else names.set(f.name, i);
+    if (!TRUST_DOMAIN.test(f.trustDomain)) problem([...at, 'trustDomain'], f.trustDomain === '' ? 'must not be empty' : `"${f.trustDomain}" is not a trust domain`);
+    const why = metadataEndpointProblem(f.metadataEndpoint);
+    if (why) problem([...at, 'metadataEndpoint'], why);
+  });
+}
+
+/** An http(s) URL with a host, no query and no fragment (Deckhouse's CEL rule, plus plain http for meshfed's exporter). */
+export function metadataEndpointProblem(v: string): string | undefined {
+  if (v === '') return 'must not be empty';
+  let u: URL;
+  try {
+    u = new URL(v);
+  } catch {
+    return `"${v}" is not a URL`;
+  }
+  if (u.protocol !== 'https:' && u.protocol !== 'http:') return `"${v}" must be an https (or http) URL`;
+  if (u.hostname === '') return `"${v}" has no host`;
+  if (u.search !== '' || u.hash !== '' || v.includes('?') || v.includes('#')) return `"${v}" must have no query or fragment`;
+  return undefined;
 }
 
 type Report = (segments: PathSegment[], message: string) => void;

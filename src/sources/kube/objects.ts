@@ -58,7 +58,7 @@ export interface SecretObj extends KubeObj {
   readonly data?: Readonly<Record<string, string>>;
 }
 
-export type Kind = 'Service' | 'EndpointSlice' | 'Pod' | 'Node' | 'Namespace' | 'Secret';
+export type Kind = 'Service' | 'EndpointSlice' | 'Pod' | 'Node' | 'Namespace' | 'Secret' | 'IstioFederation';
 
 /** The list/watch path of each kind, cluster-wide or in one namespace. */
 export function pathOf(kind: Kind, namespace?: string): string {
@@ -76,6 +76,8 @@ export function pathOf(kind: Kind, namespace?: string): string {
       return '/api/v1/namespaces';
     case 'Secret':
       return `/api/v1${ns}/secrets`;
+    case 'IstioFederation':
+      return '/apis/deckhouse.io/v1alpha1/istiofederations';
   }
 }
 
@@ -140,6 +142,16 @@ export function rejectReason(kind: Kind, obj: unknown): string | undefined {
     }
     case 'Secret': {
       if (!isStringMap(obj['data'])) return 'data is not a string map';
+      return undefined;
+    }
+    case 'IstioFederation': {
+      const spec = obj['spec'];
+      if (!isObject(spec)) return 'spec is not an object';
+      if (typeof spec['trustDomain'] !== 'string' || typeof spec['metadataEndpoint'] !== 'string') return 'spec.trustDomain and spec.metadataEndpoint must be strings';
+      const md = spec['metadata'];
+      if (md !== undefined && (!isObject(md) || (md['ca'] !== undefined && typeof md['ca'] !== 'string') || (md['insecureSkipVerify'] !== undefined && typeof md['insecureSkipVerify'] !== 'boolean'))) {
+        return 'spec.metadata must be {ca: string, insecureSkipVerify: boolean}';
+      }
       return undefined;
     }
     default:
