@@ -205,6 +205,7 @@ describe('a federation peer from the mesh file', () => {
     expect(r.private.status).toBe('False');
     expect(r.fetchError).toBe(1);
     expect(r.imports).toBe('fresh'); // within --remote-stale-after
+    expect([r.public, r.private].find((c) => c.status === 'False' && c.reason !== 'AwaitingPublic')?.message).toMatch(/; the last good imports keep serving$/);
     if (fault === 'huge') expect(r.public.message).toContain('bytes');
     if (fault === 'stall') expect(r.public.message).toContain('no complete answer');
     expect(barEndpoints(m)).toEqual(['192.0.2.10:15443 p0']);
@@ -217,17 +218,20 @@ describe('a federation peer from the mesh file', () => {
   });
 
   it('reports a token the peer refuses, and a token that cannot be minted, with Deckhouse\'s reasons', async () => {
-    mintFails = true;
-    let r = await probe(m);
-    expect([r.public.reason, r.private.reason, r.private.message]).toEqual(['Succeeded', 'TokenGenerationFailed', 'signing key unavailable']);
-    mintFails = false;
-    peerTrustsA = false; // the peer has no IstioFederation for cluster-a
-    r = await probe(m);
-    expect([r.private.reason, r.private.message]).toEqual(['NonOKResponse', expect.stringContaining('HTTP 401: Authentication error: unknown source cluster')]);
-    expect(r.imports).toBe('fresh');
-    peerTrustsA = true;
-    r = await probe(m);
-    expect(r.private.reason).toBe('Succeeded');
+    try {
+      mintFails = true;
+      let r = await probe(m);
+      expect([r.public.reason, r.private.reason, r.private.message]).toEqual(['Succeeded', 'TokenGenerationFailed', 'signing key unavailable; the last good imports keep serving']);
+      mintFails = false;
+      peerTrustsA = false; // the peer has no IstioFederation for cluster-a
+      r = await probe(m);
+      expect([r.private.reason, r.private.message]).toEqual(['NonOKResponse', expect.stringContaining('HTTP 401: Authentication error: unknown source cluster')]);
+      expect(r.imports).toBe('fresh');
+    } finally {
+      mintFails = false;
+      peerTrustsA = true;
+    }
+    expect((await probe(m)).private.reason).toBe('Succeeded');
   });
 
   it('follows the peer: a new gateway and a withdrawn service', async () => {
@@ -255,6 +259,7 @@ describe('a peer that stays down', () => {
       m.registry.flush();
       // Demoted: EDS priority 1 in the model (EDS renumbers from 0 when nothing healthier is left).
       expect(m.registry.snapshot.endpoints.get(BAR)?.map((e) => e.priority)).toEqual([1]);
+      expect((await probe(m)).public.message).toMatch(/; the last good imports are demoted/);
       await waitFor('withdrawn', () => row(m).imports === 'withdrawn');
       m.registry.flush();
       expect(barEndpoints(m)).toEqual([]);

@@ -248,6 +248,9 @@ export class PeerController implements PeerDirectory {
     const failed = async (probes: Probe[], log: string): Promise<void> => {
       peer.fetchError = 1;
       this.o.source.unreachable(spec.name);
+      // What the last good imports are doing shows in the failing condition, for whoever reads the CR.
+      const kept = KEPT[this.o.source.status(spec.name)?.phase ?? 'none'];
+      probes = probes.map((p) => (p.status === 'False' && p.reason !== 'AwaitingPublic' && kept ? { ...p, message: `${p.message}; ${kept}` } : p));
       this.o.log.warn({ peer: spec.name, endpoint: spec.metadataEndpoint, reasons: probes.map((p) => p.reason) }, log);
       await this.finish(peer, probes, false);
     };
@@ -306,6 +309,13 @@ export class PeerController implements PeerDirectory {
     for (const fn of this.probeListeners) fn();
   }
 }
+
+const KEPT: Readonly<Record<string, string>> = {
+  fresh: 'the last good imports keep serving',
+  demoted: 'the last good imports are demoted (used only when nothing healthier is left)',
+  withdrawn: 'the last good imports are withdrawn',
+  none: '',
+};
 
 function failure(type: string, fetched: { ok: true } | FetchFailure, checked: { ok: false; message: string } | { ok: true } | undefined, invalid: string): Probe {
   if (!fetched.ok) return { type, status: 'False', reason: fetched.reason, message: fetched.message };
