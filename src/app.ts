@@ -29,6 +29,7 @@ import type { TokenMinter } from './alliance/types.js';
 import { FederationSource } from './sources/federation/federation-source.js';
 import type { GuardOptions } from './sources/kube/remote-guard.js';
 import { localKubeConfig } from './sources/kube/transport.js';
+import { ServiceEntrySource } from './sources/kube/service-entries.js';
 
 export interface MeshfedOptions {
   /** Mesh description file; the embedded two-cluster default when absent. */
@@ -186,6 +187,12 @@ export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> 
       k.clusters().clusters.filter((c) => c.role === 'remote').map((c) => ({ ...c, heldServices: c.heldUpdates.services })),
     );
   }
+  let serviceEntries: ServiceEntrySource | undefined;
+  if (opts.kube && opts.kube.serviceEntries !== false) {
+    const k = { ...KUBE_DEFAULTS, ...opts.kube };
+    serviceEntries = new ServiceEntrySource(localKubeConfig(opts.kube.kubeconfig), { clusterId: k.clusterId, localDomain: k.clusterDomain }, registry, log.child({ module: 'serviceentries' }), metrics);
+    serviceEntries.start();
+  }
   let federations: IstioFederationWatch | undefined;
   if (opts.kube && fed.watchCrs !== false) {
     federations = new IstioFederationWatch(localKubeConfig(opts.kube.kubeconfig), log.child({ module: 'istiofederations' }));
@@ -218,7 +225,7 @@ export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> 
     streams: () => xds.streams,
     readiness,
     extra: {
-      '/debug/mesh': () => describeMesh(registry),
+      '/debug/mesh': () => ({ ...describeMesh(registry), ...(serviceEntries && { serviceEntries: serviceEntries.status() }) }),
       ...(kube ? { '/debug/clusters': () => kube.clusters() } : {}),
       '/debug/peers': () => ({ peers: peers.rows() }),
     },
@@ -233,6 +240,7 @@ export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> 
     (stopping ??= (async () => {
       fileSource?.stop();
       federations?.stop();
+      serviceEntries?.stop();
       peers.stop();
       kube?.stop();
       registry.stop();
@@ -321,7 +329,7 @@ function bind(server: grpc.Server, address: string, credentials: grpc.ServerCred
   return new Promise<number>((resolve, reject) => server.bindAsync(address, credentials, (err, port) => (err ? reject(err) : resolve(port))));
 }
 
-function describeMesh(registry: Registry): unknown {
+function describeMesh(registry: Registry): Record<string, unknown> {
   const m = registry.snapshot;
   return {
     clusters: [...m.clusters.values()],

@@ -30,6 +30,10 @@ export function serviceSans(mesh: MeshSnapshot, service: Service): Array<{ exact
   const sans = new Set<string>();
   for (const ep of mesh.endpoints.get(service.hostname) ?? []) {
     if (!ep.mtls || ep.health === 'TERMINATING') continue;
+    if (ep.sans) {
+      for (const san of ep.sans) sans.add(san);
+      continue;
+    }
     const td = mesh.clusters.get(ep.clusterId)?.domain ?? trustDomainOf(service.hostname);
     sans.add(`spiffe://${td}/ns/${service.namespace}/sa/${ep.serviceAccount}`);
   }

@@ -58,7 +58,7 @@ export interface SecretObj extends KubeObj {
   readonly data?: Readonly<Record<string, string>>;
 }
 
-export type Kind = 'Service' | 'EndpointSlice' | 'Pod' | 'Node' | 'Namespace' | 'Secret' | 'IstioFederation';
+export type Kind = 'Service' | 'EndpointSlice' | 'Pod' | 'Node' | 'Namespace' | 'Secret' | 'IstioFederation' | 'ServiceEntry';
 
 /** The list/watch path of each kind, cluster-wide or in one namespace. */
 export function pathOf(kind: Kind, namespace?: string): string {
@@ -78,6 +78,8 @@ export function pathOf(kind: Kind, namespace?: string): string {
       return `/api/v1${ns}/secrets`;
     case 'IstioFederation':
       return '/apis/deckhouse.io/v1alpha1/istiofederations';
+    case 'ServiceEntry':
+      return `/apis/networking.istio.io/v1${ns}/serviceentries`;
   }
 }
 
@@ -144,6 +146,9 @@ export function rejectReason(kind: Kind, obj: unknown): string | undefined {
       if (!isStringMap(obj['data'])) return 'data is not a string map';
       return undefined;
     }
+    case 'ServiceEntry':
+      // The spec is checked field by field in service-entry.ts, which names what is wrong where.
+      return undefined;
     case 'IstioFederation': {
       const spec = obj['spec'];
       if (!isObject(spec)) return 'spec is not an object';
