@@ -233,7 +233,7 @@ export class PeerController implements PeerDirectory {
   }
 
   private refusal(spec: FederationPeerSpec): string | undefined {
-    if (spec.trustDomain === this.o.localTrustDomain) {
+    if (spec.trustDomain.toLowerCase() === this.o.localTrustDomain.toLowerCase()) {
       return `spec.trustDomain ${spec.trustDomain} is this cluster's own trust domain; a federation peer must have its own`;
     }
     return undefined;
