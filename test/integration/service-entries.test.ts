@@ -86,6 +86,8 @@ describe('ServiceEntries from the apiserver', () => {
     await kubectl(api, ['apply'], se('v1', 'broken', { ...seed003, hosts: ['baz.xyz.svc.cluster-b.local'], ports: [] }));
     await kubectl(api, ['apply'], se('v1', 'external', { ...seed003, hosts: ['api.example.com'], location: 'MESH_EXTERNAL' }));
     await waitFor('the import', () => imported(m)?.join() === '203.0.113.10:15443', 10_000);
+    // One object, every served version (the apiserver converts apiVersion on the way out).
+    expect(await kubectl(api, ['get', 'serviceentries.v1alpha3.networking.istio.io', 'bar', '-n', 'd8-istio', '-o', 'jsonpath={.apiVersion} {.spec.hosts[0]}'])).toBe(`networking.istio.io/v1alpha3 ${BAR}`);
     expect(m.registry.snapshot.services.get(BAR)).toMatchObject({ origin: 'federation', namespace: 'xyz' });
     expect(m.registry.snapshot.services.has('baz.xyz.svc.cluster-b.local')).toBe(false);
     expect(m.registry.snapshot.services.has('api.example.com')).toBe(false);
