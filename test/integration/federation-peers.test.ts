@@ -1,7 +1,9 @@
 // Federation peers declared in a mesh file (no Kubernetes): meshfed fetches a peer's Deckhouse-shaped
 // metadata over HTTPS (its own CA), with a token the peer checks by Deckhouse's rules, imports its public
 // services and root, and keeps serving them through the peer's faults, with Deckhouse's reasons.
+import { execFile } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
+import { promisify } from 'node:util';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
@@ -187,6 +189,14 @@ describe('a federation peer from the mesh file', () => {
     expect(await metric(m, 'meshfed_federation_metadata_endpoints_fetch_error_count{')).toEqual([
       `meshfed_federation_metadata_endpoints_fetch_error_count{federation_name="cluster-b",endpoint="${peer.endpoint}"} 0`,
     ]);
+  });
+
+  it('`meshfed status` prints the row, and one clear line when the admin address does not answer', async () => {
+    const cli = (url: string) => promisify(execFile)(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'status', '--admin-url', url], { timeout: 30_000 });
+    const { stdout } = await cli(`http://127.0.0.1:${m.adminPort}`);
+    expect(stdout).toMatch(new RegExp(`\\ncluster-b\\s+cluster-b.local\\s+${B_UUID}\\s+Ready\\s+Ready\\s`));
+    const down = await cli('http://127.0.0.1:1').catch((err: { code: number; stderr: string }) => err);
+    expect(down).toMatchObject({ code: 1, stderr: expect.stringMatching(/^meshfed status: cannot reach http:\/\/127.0.0.1:1\/debug\/peers: .*\n$/) });
   });
 
   const faults: Array<[PeerFault, string, string]> = [
