@@ -19,7 +19,7 @@ import { registerAdminApi } from './sources/admin/admin-api.js';
 import type { MeshFileError } from './sources/file/errors.js';
 import { FileSource } from './sources/file/file-source.js';
 import { meshToSource } from './sources/file/to-model.js';
-import { CLUSTER_STATES, KUBE_DEFAULTS, KubeSource, type KubeSourceOptions } from './sources/kube/index.js';
+import { CLUSTER_STATES, KUBE_DEFAULTS, KubeSource, type KubeSourceOptions, localKubeConfig } from './sources/kube/index.js';
 import { XdsServer } from './xds/server.js';
 import { XdsStore } from './xds/store.js';
 import { PEER_DEFAULTS, PeerController } from './alliance/peers/controller.js';
@@ -28,7 +28,6 @@ import { registerPeerMetrics } from './alliance/peers/metrics.js';
 import type { TokenMinter } from './alliance/types.js';
 import { FederationSource } from './sources/federation/federation-source.js';
 import type { GuardOptions } from './sources/kube/remote-guard.js';
-import { localKubeConfig } from './sources/kube/transport.js';
 import { ServiceEntrySource } from './sources/kube/service-entries.js';
 
 export interface MeshfedOptions {
@@ -148,7 +147,6 @@ export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> 
     maxPublicBytes: PEER_DEFAULTS.maxPublicBytes,
     maxPrivateBytes: PEER_DEFAULTS.maxPrivateBytes,
     source: new FederationSource(registry, { ...KUBE_DEFAULTS.remote, ...opts.kube?.remote, ...fed.remote }, log.child({ module: 'federation-source' })),
-    status: undefined,
     log: log.child({ module: 'peers' }),
   });
   registerPeerMetrics(metrics.registry, () => peers.rows());

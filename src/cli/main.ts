@@ -70,6 +70,7 @@ program
   .option('--remote-confirm-after <s>', 'a held withdrawal stable this long (or seen again on a relist) goes through', secondsToMs('--remote-confirm-after'), KUBE_DEFAULTS.remote.confirmAfterMs)
   .option('--peer-poll-interval <s>', 'fetch each federation peer\'s metadata this often (and on every change)', secondsToMs('--peer-poll-interval'), 60_000)
   .option('--no-istio-federations', 'with --kube, do not watch IstioFederation custom resources')
+  .option('--no-service-entries', 'with --kube, do not import Istio ServiceEntries (networking.istio.io)')
   .option('--trust-domain <td>', "this cluster's trust domain: enables the mesh CA and SDS (workload certificates, trust bundle); with --kube, the cluster domain")
   .option('--ca-dir <dir>', 'CA files (Istio cacerts layout); a self-signed root is created there when absent (default: in memory, lost on restart)')
   .option('--workload-cert-ttl <seconds>', 'workload certificate lifetime', int('--workload-cert-ttl'))
@@ -106,6 +107,7 @@ program
                 clusterDomain: o.clusterDomain,
                 namespace: o.namespace,
                 discoverySelectors: o.discoverySelectors ?? [],
+                serviceEntries: o.serviceEntries,
                 remoteSyncTimeoutMs: o.remoteSyncTimeout,
                 remote: {
                   ...KUBE_DEFAULTS.remote,

@@ -122,6 +122,7 @@ export class PeerController implements PeerDirectory {
   private readonly peers = new Map<string, Peer>();
   private readonly specs = new Map<PeerOrigin, readonly FederationPeerSpec[]>();
   private readonly probeListeners = new Set<() => void>();
+  private statusSink: StatusSink | undefined;
 
   private readonly o: PeerControllerOptions;
 
@@ -134,8 +135,6 @@ export class PeerController implements PeerDirectory {
   useStatusSink(sink: StatusSink): void {
     this.statusSink = sink;
   }
-
-  private statusSink: StatusSink | undefined;
 
   get log(): Logger {
     return this.o.log;
@@ -242,10 +241,13 @@ export class PeerController implements PeerDirectory {
   /** One probe of one peer; the outcome goes to conditions, the source, the status and the metric. */
   async poll(peer: Peer): Promise<void> {
     const { spec } = peer;
+    // A peer removed or respecified while a fetch was out: its outcome is dropped (a respecified one polls again).
+    const stale = (): boolean => this.peers.get(spec.name) !== peer || peer.spec !== spec;
     const base = spec.metadataEndpoint.replace(/\/+$/, '');
     const tls = { ca: spec.metadata?.ca || undefined, insecureSkipVerify: spec.metadata?.insecureSkipVerify };
     const awaiting = (message: string): Probe => ({ type: PRIVATE_READY, status: 'False', reason: 'AwaitingPublic', message });
     const failed = async (probes: Probe[], log: string): Promise<void> => {
+      if (stale()) return;
       peer.fetchError = 1;
       this.o.source.unreachable(spec.name);
       // What the last good imports are doing shows in the failing condition, for whoever reads the CR.
@@ -268,6 +270,7 @@ export class PeerController implements PeerDirectory {
       const p = failure(PUBLIC_READY, pub, pubChecked, 'InvalidPublicMetadata');
       return failed([p, awaiting('public metadata is not available')], `public metadata of peer ${spec.name}: ${p.message}`);
     }
+    if (stale()) return;
     peer.publicCache = pubChecked.value;
     const pubOk: Probe = { type: PUBLIC_READY, status: 'True', reason: 'Succeeded', message: '' };
 
@@ -284,6 +287,7 @@ export class PeerController implements PeerDirectory {
       const p = failure(PRIVATE_READY, priv, privChecked, 'InvalidPrivateMetadata');
       return failed([pubOk, p], `private metadata of peer ${spec.name}: ${p.message}`);
     }
+    if (stale()) return;
     peer.privateCache = privChecked.value;
     peer.fetchError = 0;
     peer.lastSuccess = rfc3339();
