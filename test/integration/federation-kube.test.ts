@@ -121,6 +121,10 @@ describe('the CRDs, applied with kubectl', () => {
     await kubectl(['patch', 'istiofederation', 'sub', '--type=merge', '-p', JSON.stringify({ status: { conditions: [] }, spec: { trustDomain: 'cluster-t.local' } })]);
     expect(getFed('sub')).toMatchObject({ spec: { trustDomain: 'cluster-t.local' }, status: { conditions: [cond] }, metadata: { generation: 2 } });
     await kubectl(['delete', 'istiofederation', 'sub']);
+    // A create through the main resource starts without status.
+    await kubectl(['create'], { ...federation('fresh', { trustDomain: 'cluster-f.local', metadataEndpoint: 'https://f.example.com/' }), status: { conditions: [cond] } });
+    expect(getFed('fresh')?.['status']).toBeUndefined();
+    await kubectl(['delete', 'istiofederation', 'fresh']);
   });
 });
 

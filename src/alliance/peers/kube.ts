@@ -16,18 +16,22 @@ interface IstioFederationObj extends KubeObj {
 }
 
 const PATH = pathOf('IstioFederation');
+const DISCOVERY_RETRY_MS = 60_000;
 
 export class IstioFederationWatch implements StatusSink {
   /** By informer key (`/<name>`: cluster-scoped). */
   private readonly objects = new Map<string, IstioFederationObj>();
   private readonly informer: ResourceInformer<IstioFederationObj>;
   private controller: PeerController | undefined;
+  private readonly client: KubeClient;
+  private retry: NodeJS.Timeout | undefined;
+  private stopped = false;
 
   constructor(
     private readonly kc: KubeConfig,
     private readonly log: Logger,
   ) {
-    const client = new KubeClient(kc, DEFAULT_LIMITS, (kind, reason, name) => log.warn({ kind, object: name, reason }, 'IstioFederation ignored'));
+    const client = (this.client = new KubeClient(kc, DEFAULT_LIMITS, (kind, reason, name) => log.warn({ kind, object: name, reason }, 'IstioFederation ignored')));
     this.informer = new ResourceInformer<IstioFederationObj>(
       client,
       'IstioFederation',
@@ -46,13 +50,34 @@ export class IstioFederationWatch implements StatusSink {
     );
   }
 
+  /** Watches once the apiserver serves the CRD (checked every minute until then, quietly). */
   start(controller: PeerController): void {
     this.controller = controller;
-    this.informer.start();
+    void this.discover();
   }
 
   stop(): void {
+    this.stopped = true;
+    clearTimeout(this.retry);
     this.informer.stop();
+    this.client.close();
+  }
+
+  private async discover(): Promise<void> {
+    let served = false;
+    try {
+      served = (await this.client.groupVersions('deckhouse.io')).includes('v1alpha1');
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'cannot read the deckhouse.io API group; retrying');
+    }
+    if (this.stopped) return;
+    if (served) {
+      this.informer.start();
+      return;
+    }
+    this.log.debug('deckhouse.io/v1alpha1 is not served (IstioFederation CRD not installed): retrying in a minute');
+    this.retry = setTimeout(() => void this.discover(), DISCOVERY_RETRY_MS);
+    this.retry.unref();
   }
 
   conditions(name: string): readonly unknown[] | undefined {

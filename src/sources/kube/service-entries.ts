@@ -1,7 +1,6 @@
 // The ServiceEntry source: Istio ServiceEntries in the local apiserver (networking.istio.io v1, else
 // v1beta1, else v1alpha3, whichever the apiserver serves), fed into the registry as `serviceentries:<cluster>`.
 // An invalid entry is skipped with its reason (log, metric, /debug/mesh); the others keep serving.
-import type http from 'node:http';
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import type { ServiceContribution } from '../../model/source.js';
@@ -12,7 +11,6 @@ import { type EntryResult, serviceEntryToModel, type ServiceEntryObj } from './s
 import { DEFAULT_LIMITS, KubeClient } from './transport.js';
 
 const VERSIONS = ['v1', 'v1beta1', 'v1alpha3'];
-const GROUP = '/apis/networking.istio.io';
 
 export interface EntryNote {
   readonly entry: string;
@@ -77,15 +75,14 @@ export class ServiceEntrySource {
   private async discover(): Promise<void> {
     let versions: string[] = [];
     try {
-      const res = await this.client.request(GROUP, {}, DEFAULT_LIMITS.requestTimeoutMs);
-      const doc = JSON.parse(await body(res)) as { versions?: Array<{ version?: string }> };
-      versions = (doc.versions ?? []).map((v) => v.version ?? '');
+      versions = await this.client.groupVersions('networking.istio.io');
     } catch (err) {
-      this.log.debug({ err: (err as Error).message }, 'networking.istio.io is not served (yet); no ServiceEntries');
+      this.log.warn({ err: (err as Error).message }, 'cannot read the networking.istio.io API group; retrying');
     }
     if (this.stopped) return;
     const version = VERSIONS.find((v) => versions.includes(v));
     if (!version) {
+      this.log.debug('networking.istio.io is not served (yet): no ServiceEntries until it is');
       this.retry = setTimeout(() => void this.discover(), this.discoveryRetryMs);
       this.retry.unref();
       return;
@@ -95,7 +92,7 @@ export class ServiceEntrySource {
     this.informer = new ResourceInformer<ServiceEntryObj>(
       this.client,
       'ServiceEntry',
-      `${GROUP}/${version}/serviceentries`,
+      `/apis/networking.istio.io/${version}/serviceentries`,
       { set: (obj, key) => this.set(key, obj), listed: () => this.sink.flush(), health: () => undefined },
       DEFAULT_BACKOFF,
       this.log.child({ kind: 'ServiceEntry' }),
@@ -140,18 +137,4 @@ export class ServiceEntrySource {
       if (r?.kind === 'services' && r.dnsNames.length) this.apply(key, obj, false);
     }
   }
-}
-
-function body(res: http.IncomingMessage): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    res.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size > 1 << 20) res.destroy(new Error('discovery document too large'));
-      else chunks.push(c);
-    });
-    res.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-    res.on('error', reject);
-  });
 }

@@ -145,6 +145,28 @@ export class KubeClient {
     });
   }
 
+  /** GET of one JSON document (discovery), bounded by maxObjectBytes. */
+  async getJson(path: string): Promise<unknown> {
+    const res = await this.request(path, {}, this.limits.requestTimeoutMs);
+    const declared = Number(res.headers['content-length'] ?? 0);
+    if (declared > this.limits.maxObjectBytes) {
+      res.destroy();
+      throw new Error(`GET ${path}: ${declared} bytes, more than ${this.limits.maxObjectBytes}`);
+    }
+    return JSON.parse(await readAll(res, this.limits.requestTimeoutMs)) as unknown;
+  }
+
+  /** The versions the apiserver serves of an API group (empty when it does not serve the group). */
+  async groupVersions(group: string): Promise<string[]> {
+    try {
+      const doc = (await this.getJson(`/apis/${group}`)) as { versions?: Array<{ version?: unknown }> };
+      return (doc.versions ?? []).map((v) => String(v.version ?? ''));
+    } catch (err) {
+      if (err instanceof HttpStatusError && err.statusCode === 404) return [];
+      throw err;
+    }
+  }
+
   /** Aborts every request in flight and refuses new ones. */
   close(): void {
     this.closed = true;
