@@ -6,7 +6,7 @@ import type { PeerRow } from './controller.js';
 const IMPORTS = ['none', 'fresh', 'stale', 'withdrawn'] as const;
 
 export function registerPeerMetrics(registry: client.Registry, rows: () => readonly PeerRow[]): void {
-  const fetchError = new client.Gauge({
+  new client.Gauge({
     name: 'meshfed_federation_metadata_endpoints_fetch_error_count',
     help: '1 when the last fetch of a federation peer\'s metadata failed, else 0',
     labelNames: ['federation_name', 'endpoint'],
@@ -16,7 +16,7 @@ export function registerPeerMetrics(registry: client.Registry, rows: () => reado
       for (const r of rows()) this.set({ federation_name: r.name, endpoint: r.metadataEndpoint }, r.fetchError);
     },
   });
-  const imports = new client.Gauge({
+  new client.Gauge({
     name: 'meshfed_federation_peer_imports',
     help: '1 for the state of each federation peer\'s imports: none, fresh, stale (demoted) or withdrawn',
     labelNames: ['federation_name', 'state'],
@@ -26,7 +26,7 @@ export function registerPeerMetrics(registry: client.Registry, rows: () => reado
       for (const r of rows()) for (const s of IMPORTS) this.set({ federation_name: r.name, state: s }, r.imports === s ? 1 : 0);
     },
   });
-  const services = new client.Gauge({
+  new client.Gauge({
     name: 'meshfed_federation_peer_imported_services',
     help: 'Services imported from each federation peer',
     labelNames: ['federation_name'],
@@ -36,5 +36,4 @@ export function registerPeerMetrics(registry: client.Registry, rows: () => reado
       for (const r of rows()) this.set({ federation_name: r.name }, r.servicesImported);
     },
   });
-  void [fetchError, imports, services];
 }

@@ -7,7 +7,7 @@ import type { MeshCluster } from '../../model/mesh.js';
 import type { MeshSink } from '../kube/kube-source.js';
 import { HostnameResolver } from '../kube/gateway-dns.js';
 import { type GuardOptions, type Phase, RemoteGuard } from '../kube/remote-guard.js';
-import { peerCluster, peerClusterId, type PeerImport, peerServices } from './to-model.js';
+import { peerCluster, type PeerImport, peerServices } from './to-model.js';
 
 export interface PeerImportStatus {
   readonly phase: Phase;
@@ -132,4 +132,3 @@ export class FederationSource {
   }
 }
 
-export { peerClusterId };
