@@ -206,6 +206,11 @@ program
   .option('-o, --output <format>', 'table or json', 'table')
   .action(async (o: { adminUrl: string; output: string }) => {
     const { fetchPeers, peerTable } = await import('./status.js');
+    if (o.output !== 'table' && o.output !== 'json') {
+      process.stderr.write(`meshfed status: --output must be table or json, not "${o.output}"\n`);
+      process.exitCode = 1;
+      return;
+    }
     try {
       const rows = await fetchPeers(o.adminUrl);
       process.stdout.write(o.output === 'json' ? `${JSON.stringify(rows, null, 2)}\n` : peerTable(rows));
