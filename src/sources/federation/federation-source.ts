@@ -5,7 +5,7 @@ import net from 'node:net';
 import type { Logger } from 'pino';
 import type { MeshCluster } from '../../model/mesh.js';
 import type { MeshSink } from '../kube/kube-source.js';
-import { HostnameResolver } from '../kube/gateway-dns.js';
+import { HostnameResolver, type LookupAll } from '../kube/gateway-dns.js';
 import { type GuardOptions, type Phase, RemoteGuard } from '../kube/remote-guard.js';
 import { peerCluster, type PeerImport, peerServices } from './to-model.js';
 
@@ -73,9 +73,10 @@ export class FederationSource {
     private readonly sink: MeshSink,
     private readonly guard: GuardOptions,
     private readonly log: Logger,
-    dns?: HostnameResolver,
+    lookup?: LookupAll,
   ) {
-    this.dns = dns ?? new HostnameResolver(() => this.resolved());
+    // Gateway hostnames (an advertised FQDN, an AWS load balancer) resolve to the IPs EDS needs, as the kube source's do.
+    this.dns = new HostnameResolver(() => this.resolved(), undefined, lookup);
   }
 
   /** A successful fetch of the peer's public and private metadata. */
