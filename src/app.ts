@@ -33,8 +33,14 @@ export interface MeshfedOptions {
   readonly adminPort?: number;
   readonly debounceMs?: number;
   readonly debounceMaxMs?: number;
-  /** Serve meshfed.v1.AdminService on the xDS port (test harnesses only: it is unauthenticated). */
+  /** Serve meshfed.v1.AdminService on the xDS port: in plaintext for anyone (test harnesses), over TLS for adminIdentities. */
   readonly enableAdminApi?: boolean;
+  /** With xdsTls: the SPIFFE ids whose mesh-CA certificates may call the admin API. */
+  readonly adminIdentities?: readonly string[];
+  /** Let the admin API apply raw Secrets (they would be pushed to every identity that asks for the name). */
+  readonly adminApiAllowSecrets?: boolean;
+  /** The mesh file's size limit (default DEFAULT_MAX_MESH_FILE_BYTES). */
+  readonly maxConfigBytes?: number;
   readonly sendBudgetBytes?: number;
   /** Where sidecars and gateways fetch SDS secrets: meshfed over ADS (default), or istio-agent's `sds-grpc`. */
   readonly sdsConfig?: SdsConfig;
@@ -114,6 +120,7 @@ export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> 
     let lastError: MeshFileError | null = null;
     const src: FileSource = new FileSource(opts.config, (mesh) => registry.setSource(src.source, mesh), {
       log: log.child({ module: 'file-source' }),
+      maxBytes: opts.maxConfigBytes,
       onError: (err) => {
         lastError = err;
         metrics.configValid.set({ source: src.source }, err ? 0 : 1);
@@ -151,8 +158,14 @@ export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> 
   const { credentials, plaintextServer, authenticator } = xdsTransport(opts, pki, log);
   xds.register(grpcServer, authenticator);
   if (opts.enableAdminApi) {
-    log.warn('the admin API (meshfed.v1.AdminService) is enabled: anyone who reaches the xDS port can change the mesh');
-    registerAdminApi(grpcServer, registry, log.child({ module: 'admin-api' }));
+    const admins = opts.xdsTls ? (opts.adminIdentities ?? []) : undefined;
+    if (!admins) log.warn('the admin API (meshfed.v1.AdminService) is enabled on a plaintext port: anyone who reaches it can change the mesh');
+    else if (admins.length === 0) log.warn('the admin API is enabled on a TLS port without --admin-identities: every call is refused');
+    registerAdminApi(grpcServer, registry, log.child({ module: 'admin-api' }), {
+      authenticator: admins && authenticator,
+      admins: admins ?? [],
+      allowSecrets: opts.adminApiAllowSecrets ?? false,
+    });
   }
   const xdsPort = await bind(grpcServer, `${opts.xdsHost ?? DEFAULTS.xdsHost}:${opts.xdsPort ?? DEFAULTS.xdsPort}`, credentials);
   let xdsPlaintextPort: number | undefined;

@@ -4,6 +4,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { readFileSync } from 'node:fs';
 import { startAgent } from '../agent/agent.js';
 import { DEFAULTS, startMeshfed } from '../app.js';
+import { DEFAULT_MAX_MESH_FILE_BYTES } from '../sources/file/file-source.js';
 import { KUBE_DEFAULTS, localKubeConfig } from '../sources/kube/index.js';
 import { fileCaStore, kubeCaStore, memoryCaStore } from '../pki/index.js';
 import { createLogger } from '../log.js';
@@ -54,7 +55,10 @@ program
   .option('--debounce <ms>', 'push a change once it has been quiet this long', int('--debounce'), DEFAULTS.debounceMs)
   .option('--debounce-max <ms>', 'push a change at the latest this long after it happened', int('--debounce-max'), DEFAULTS.debounceMaxMs)
   .option('--shutdown-grace <ms>', 'on SIGTERM, exit at the latest after this long', int('--shutdown-grace'), 5000)
-  .option('--enable-admin-api', 'serve meshfed.v1.AdminService on the xDS port (unauthenticated; for test harnesses)', false)
+  .option('--enable-admin-api', 'serve meshfed.v1.AdminService on the xDS port (plaintext: unauthenticated, for test harnesses; TLS: --admin-identities only)', false)
+  .option('--admin-identities <spiffe-id...>', 'with --xds-tls: SPIFFE ids whose mesh-CA client certificates may call the admin API')
+  .option('--admin-api-allow-secrets', 'let the admin API apply raw Secrets (served to any identity that asks for their name)', false)
+  .option('--max-config-bytes <bytes>', 'reject a mesh file larger than this', int('--max-config-bytes'), DEFAULT_MAX_MESH_FILE_BYTES)
   .option('--sds-config <source>', 'where Envoy fetches SDS secrets: ads (meshfed) or sds-grpc (istio-agent, beside istiod)', sdsConfig, 'ads')
   .option('--kube', 'discover services from Kubernetes (in-cluster, or --kubeconfig) and from remote secrets', false)
   .option('--kubeconfig <file>', 'kubeconfig of the local cluster (implies --kube); in-cluster configuration otherwise')
@@ -95,6 +99,9 @@ program
         debounceMs: o.debounce,
         debounceMaxMs: o.debounceMax,
         enableAdminApi: o.enableAdminApi,
+        adminIdentities: o.adminIdentities,
+        adminApiAllowSecrets: o.adminApiAllowSecrets,
+        maxConfigBytes: o.maxConfigBytes,
         sdsConfig: o.sdsConfig,
         kube: kube
             ? {
