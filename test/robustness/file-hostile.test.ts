@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { procStats } from '../../bench/proc-stats.js';
-import { FileSource, type MeshFileError } from '../../src/sources/file/index.js';
+import { FileSource, MeshFileError, parseMeshText } from '../../src/sources/file/index.js';
 import { freePort } from '../helpers/ports.js';
 
 const repo = path.resolve(import.meta.dirname, '../..');
@@ -139,6 +139,25 @@ describe('hostile mesh files (a real meshfed serve)', () => {
     expect(grown).toBeLessThan(512 * 1024 * 1024);
     await restore('10.0.0.5');
   }, 90_000);
+});
+
+describe('a file with very many problems', () => {
+  it('lists the first 100 with their lines and counts the rest: the error, log line and /readyz stay readable', () => {
+    const services = Array.from({ length: 3000 }, (_, i) => `  - { name: s${i}, namespace: a, cluster: c1, ports: [{ name: p, port: 0 }] }`);
+    const text = `clusters:\n  - id: c1\nservices:\n${services.join('\n')}\n`;
+    let err: unknown;
+    try {
+      parseMeshText(text, 'mesh.yaml');
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(MeshFileError);
+    const lines = (err as MeshFileError).message.split('\n');
+    expect(lines[0]).toBe('mesh.yaml: 3000 problems');
+    expect(lines[1]).toBe('mesh.yaml:4: services[0].ports[0].port: must be between 1 and 65535 (not set)');
+    expect(lines.at(-1)).toBe('mesh.yaml: …and 2900 more');
+    expect(lines).toHaveLength(102);
+  });
 });
 
 describe('the mesh file size limit', () => {

@@ -17,6 +17,9 @@ import { validateMesh } from './validate.js';
  */
 const YAML_FALLBACK_MAX_CHARS = 1024 * 1024;
 
+/** Problems listed (and located: finding a line costs a walk) per error; the rest are counted. */
+const MAX_LISTED_PROBLEMS = 100;
+
 /** The bytes of a mesh file: UTF-8, or an error naming the line of the first invalid byte. */
 export function parseMeshBytes(bytes: Uint8Array, file: string): Mesh {
   let text: string;
@@ -76,14 +79,15 @@ function check(value: unknown, file: string, located: (problems: readonly PathPr
     mesh = fromJson(MeshSchema, schema.json);
   } catch (e) {
     // The schema walk should have caught everything fromJson rejects; keep its word if not.
-    if (schema.problems.length > 0) throw new MeshFileError(file, located(schema.problems));
+    if (schema.problems.length > 0) throw new MeshFileError(file, located(schema.problems.slice(0, MAX_LISTED_PROBLEMS)), { omitted: Math.max(0, schema.problems.length - MAX_LISTED_PROBLEMS) });
     throw new MeshFileError(file, [{ path: '', message: (e as Error).message }], { cause: e });
   }
   // Semantic checks run on what passed the schema too, so one round of edits can fix everything;
   // their findings at or under a value the schema already rejected are echoes, not news.
   const semantic = validateMesh(mesh).filter((p) => !schema.problems.some((s) => related(s.segments, p.segments)));
   const problems = [...schema.problems, ...semantic];
-  if (problems.length > 0) throw new MeshFileError(file, inFileOrder(located(problems)));
+  const listed = problems.slice(0, MAX_LISTED_PROBLEMS);
+  if (problems.length > 0) throw new MeshFileError(file, inFileOrder(located(listed)), { omitted: problems.length - listed.length });
   return mesh;
 }
 
