@@ -54,8 +54,9 @@ class Scanner {
     else this.#array(node);
   }
 
+  // The loops also stop at the end of the text: JSON.parse accepted it, but a scan must never spin.
   #object(node: Node): void {
-    for (;;) {
+    while (this.#pos < this.text.length) {
       this.#space();
       if (this.text.charCodeAt(this.#pos) === 0x7d) return void this.#pos++;
       if (this.text.charCodeAt(this.#pos) === 0x2c) {
@@ -78,7 +79,7 @@ class Scanner {
   }
 
   #array(node: Node): void {
-    for (let i = 0; ; i++) {
+    for (let i = 0; this.#pos < this.text.length; i++) {
       this.#space();
       if (this.text.charCodeAt(this.#pos) === 0x5d) return void this.#pos++;
       if (i > 0) {
