@@ -58,7 +58,8 @@ function parse(text: string, file: string): Mesh {
   if (doc.errors.length > 0) {
     throw new MeshFileError(
       file,
-      doc.errors.map((e) => ({ path: '', line: lineCounter.linePos(e.pos[0]).line, message: e.message })),
+      doc.errors.slice(0, MAX_LISTED_PROBLEMS).map((e) => ({ path: '', line: lineCounter.linePos(e.pos[0]).line, message: e.message })),
+      { omitted: Math.max(0, doc.errors.length - MAX_LISTED_PROBLEMS) },
     );
   }
   const value: unknown = doc.toJS(); // throws on an alias bomb (maxAliasCount): parseMeshText reports it
