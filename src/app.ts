@@ -96,6 +96,10 @@ export const DEFAULTS = {
 } as const;
 
 export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> {
+  // An admin identity with a typo would never match, silently: only ids a mesh-CA certificate can carry.
+  const td = opts.pki?.trustDomain;
+  const badAdmin = opts.xdsTls && opts.adminIdentities?.find((id) => parseSpiffeId(id)?.trustDomain !== td);
+  if (badAdmin) throw new Error(`--admin-identities: "${badAdmin}" is not a SPIFFE id of trust domain ${td} (spiffe://${td}/ns/<namespace>/sa/<service account>)`);
   const log = opts.log ?? createLogger();
   const metrics = new Metrics();
   const pki = opts.pki && (await openPki(opts.pki, log));

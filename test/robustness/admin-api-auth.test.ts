@@ -134,6 +134,21 @@ describe('admin API on a TLS port', () => {
       `URI:spiffe://${TD}/ns/abc/sa/foo`,
     );
   });
+
+  it('an admin identity that no mesh-CA certificate can carry is refused at start', async () => {
+    const start = startMeshfed({
+      xdsHost: '127.0.0.1',
+      xdsPort: 0,
+      adminHost: '127.0.0.1',
+      adminPort: 0,
+      pki: { trustDomain: TD, caStore: memoryCaStore() },
+      xdsTls: { dnsNames: [SERVER_NAME] },
+      enableAdminApi: true,
+      adminIdentities: ['spiffe://other.local/ns/ops/sa/mesh-admin'],
+      log: pino({ level: 'silent' }),
+    });
+    await expect(start).rejects.toThrow(`--admin-identities: "spiffe://other.local/ns/ops/sa/mesh-admin" is not a SPIFFE id of trust domain ${TD}`);
+  });
 });
 
 describe('admin API on a plaintext port (test harnesses)', () => {
