@@ -235,18 +235,20 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzResult> {
       }
       lastCase = `${delta ? 'delta' : 'sotw'} ${service}: ${hows.join(', ')}`;
       cases++;
+      // Every draw happens before the first await, so a seed replays the same inputs.
       const fate = r.int(3);
+      const victim = r.next();
       if (fate === 0) return stream.close();
       await stream.next(100).catch(() => undefined);
       if (fate === 1) return stream.close();
       open.push(stream); // left open for a while: many streams at once
-      if (open.length > 50) open.splice(r.int(open.length), 1)[0]!.close();
+      if (open.length > 50) open.splice(Math.floor(victim * open.length), 1)[0]!.close();
     };
 
     const end = Date.now() + o.seconds * 1000;
     let nextCheck = Date.now() + 1000;
     while (Date.now() < end) {
-      // Cases are generated in order, so a seed replays the same inputs (their timing may differ).
+      // Cases draw their inputs in order (their timing may differ between runs).
       await Promise.all(Array.from({ length: o.concurrency ?? 8 }, () => oneCase()));
       if (Date.now() >= nextCheck) {
         await check();
