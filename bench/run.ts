@@ -3,7 +3,7 @@
 //   churn: 10 endpoint changes a second for 60 s with 1,000 delta ADS clients
 //   bare:  the same fan-out as scale from a bare grpc-js server writing pre-encoded bytes
 //   soak:  churn for --duration S while clients leave and join (one worker replaced every --rotate S),
-//          the server's RSS sampled every --sample S: the series, its slope, and the RSS once all
+//          the server's RSS and used heap sampled every --sample S: the series, slopes, and both once all
 //          clients have left and the server has been quiet for --quiet S (not part of "all")
 // Flags: --scenario scale|churn|soak|all  --clients N  --services N  --endpoints N  --duration S  --workers N
 import { type ChildProcess, fork, spawn } from 'node:child_process';
@@ -321,14 +321,16 @@ async function scenarioSoak(): Promise<Report> {
   const ok = await waitFor(() => fleet.synced.length === CLIENTS, 180_000);
   const apply = adminClient(server.xds);
   const [duration, rate, sampleMs, rotateMs] = [Number(args.duration), Number(args.rate), Number(args.sample) * 1000, Number(args.rotate) * 1000];
-  const series: Array<{ t: number; rss: number }> = [];
+  // RSS from /proc, and V8's used heap from meshfed's default Prometheus metrics (what GC keeps).
+  const series: Array<{ t: number; rss: number; heap: number }> = [];
   const t0 = Date.now();
-  const sample = (): void => void series.push({ t: (Date.now() - t0) / 1000, rss: procStats(pid).rssBytes });
+  const heapUsed = (): Promise<number> => metric(server.admin, 'nodejs_heap_size_used_bytes');
+  const sample = async (): Promise<void> => void series.push({ t: (Date.now() - t0) / 1000, rss: procStats(pid).rssBytes, heap: await heapUsed() });
   let [changes, rotations, joined, nextSample, nextRotate] = [0, 0, 0, t0, t0 + rotateMs];
   while (Date.now() < t0 + duration * 1000) {
     const now = Date.now();
     if (now >= nextSample) {
-      sample();
+      await sample();
       nextSample += sampleMs;
     }
     if (now >= nextRotate) {
@@ -347,15 +349,17 @@ async function scenarioSoak(): Promise<Report> {
     changes++;
     await sleep(Math.max(0, t0 + (changes * 1000) / rate - Date.now()));
   }
-  sample();
+  await sample();
   const syncedAfterJoining = fleet.synced.length - CLIENTS;
   stopFleet(fleet);
   await sleep(Number(args.quiet) * 1000);
   const rssAfterClientsLeft = procStats(pid).rssBytes;
+  const heapAfterClientsLeft = await heapUsed();
   const end = procStats(pid);
   server.proc.kill('SIGTERM');
   const MiB = 1024 * 1024;
-  console.log(`\n  server RSS every ${args.sample} s (MiB): ${series.map((p) => `${p.t.toFixed(0)}s ${(p.rss / MiB).toFixed(1)}`).join(', ')}`);
+  const show = (k: 'rss' | 'heap'): string => series.map((p) => `${p.t.toFixed(0)}s ${(p[k] / MiB).toFixed(1)}`).join(', ');
+  console.log(`\n  server RSS every ${args.sample} s (MiB): ${show('rss')}\n  server heap used (MiB):       ${show('heap')}`);
   return {
     scenario: 'soak',
     clients: CLIENTS,
@@ -368,6 +372,10 @@ async function scenarioSoak(): Promise<Report> {
     rssLastSample: series.at(-1)!.rss,
     rssSlope: `${slope(series.map((p) => [p.t / 60, p.rss / MiB])).toFixed(2)} MiB/min`,
     rssAfterClientsLeft,
+    heapFirstSample: series[0]!.heap,
+    heapLastSample: series.at(-1)!.heap,
+    heapSlope: `${slope(series.map((p) => [p.t / 60, p.heap / MiB])).toFixed(2)} MiB/min`,
+    heapAfterClientsLeft,
     serverPeakRss: end.peakRssBytes,
     serverCpuS: end.cpuSeconds,
     errors: fleet.errors.join(' | ') || undefined,
@@ -389,7 +397,7 @@ function print(r: Report): void {
   console.log(`\n== ${r['scenario']} ==`);
   for (const [k, v] of Object.entries(r)) {
     if (k === 'scenario' || v === undefined) continue;
-    const shown = typeof v === 'number' ? (/Rss|bytes/i.test(k) ? mb(v) : /Ms$/.test(k) ? `${v.toFixed(0)} ms` : /CpuS$/.test(k) ? s(v * 1000) : Number.isInteger(v) ? String(v) : v.toFixed(2)) : v;
+    const shown = typeof v === 'number' ? (/Rss|Heap|bytes/i.test(k) ? mb(v) : /Ms$/.test(k) ? `${v.toFixed(0)} ms` : /CpuS$/.test(k) ? s(v * 1000) : Number.isInteger(v) ? String(v) : v.toFixed(2)) : v;
     console.log(`  ${k.padEnd(28)} ${shown}`);
   }
 }
