@@ -105,7 +105,7 @@ function parseJson(text: string, file: string): Mesh | undefined {
     if (text.length <= YAML_FALLBACK_MAX_CHARS) return undefined;
     const at = /at position (\d+)/.exec((e as Error).message)?.[1];
     const line = at === undefined ? undefined : lineAtOffset(text, Number(at));
-    const reason = (e as Error).message.replace(/, ".*" is not valid JSON$/s, '');
+    const reason = (e as Error).message.replace(/, (\.\.\.)?".*" is not valid JSON$/s, ''); // V8 quotes a piece of the text
     throw new MeshFileError(file, [{ path: '', line, message: `not valid JSON: ${reason}` }]);
   }
   return check(value, file, (problems) => {
