@@ -209,11 +209,13 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzResult> {
     await sees('10.1.0.0');
     rssStart = rssPeak = procStats(server.pid!).rssBytes;
 
-    /** The server is up, bounded, and still serving the bystander. */
+    /** The server is up (its health and metrics pages too), bounded, and still serving the bystander. */
     const check = async (): Promise<void> => {
       if (server.exitCode !== null || server.signalCode !== null) fail(`meshfed exited (${server.exitCode ?? server.signalCode})`);
-      const health = await fetch(`http://127.0.0.1:${admin}/healthz`, { signal: AbortSignal.timeout(5000) }).then((res) => res.status, (e: Error) => e.message);
-      if (health !== 200) fail(`/healthz: ${health}`);
+      for (const page of ['/healthz', '/metrics']) {
+        const got = await fetch(`http://127.0.0.1:${admin}${page}`, { signal: AbortSignal.timeout(5000) }).then((res) => res.status, (e: Error) => e.message);
+        if (got !== 200) fail(`${page}: ${got}`);
+      }
       const rss = procStats(server.pid!).rssBytes;
       rssPeak = Math.max(rssPeak, rss);
       if (rss - rssStart > (o.maxRssGrowthMiB ?? 256) * MiB) fail(`RSS grew from ${(rssStart / MiB).toFixed(0)} to ${(rss / MiB).toFixed(0)} MiB`);
