@@ -78,7 +78,7 @@ async function configValid(): Promise<number> {
 }
 
 async function served(): Promise<string[]> {
-  const mesh = JSON.parse(await get('/debug/mesh')) as { services: Array<{ key?: string; hostname: string; endpoints: Array<{ address: string }> }> };
+  const mesh = JSON.parse(await get('/debug/mesh')) as { services: Array<{ endpoints: Array<{ address: string }> }> };
   return mesh.services.flatMap((svc) => svc.endpoints.map((e) => e.address));
 }
 
