@@ -3,6 +3,7 @@
 import { parseAllDocuments } from 'yaml';
 import type { Mesh } from '../gen/meshfed/v1/mesh_pb.js';
 import { checkRawResource } from '../sources/file/raw-resource.js';
+import { isObject } from '../sources/file/schema.js';
 import { formatProblem, MeshFileError, parseMeshText } from '../sources/file/index.js';
 import { validateDocument, validateResource } from './index.js';
 
@@ -22,6 +23,7 @@ export function validateText(text: string, file: string): FileReport {
   if (syntax.length) return { ok: false, lines: syntax };
   const values = docs.map((d) => d.toJS() as unknown).filter((v) => v !== null && v !== undefined);
   if (values.length === 0) return { ok: false, lines: [`${file}: nothing to validate (${text.trim() ? 'no document, only comments' : 'the file is empty'})`] };
+  if (values.length === 1 && isEmptyMapping(values[0])) return { ok: false, lines: [`${file}: nothing to validate (an empty mapping)`] };
   if (values.length === 1 && isMeshDescription(values[0])) return validateMeshText(text, file);
 
   const lines: string[] = [];
@@ -39,9 +41,13 @@ function firstLine(message: string): string {
   return message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '');
 }
 
+function isEmptyMapping(v: unknown): boolean {
+  return isObject(v) && Object.keys(v).length === 0;
+}
+
 /** A mesh description: a mapping whose keys are all Mesh fields (no "@type", not a Bootstrap). */
 function isMeshDescription(v: unknown): boolean {
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) return false;
+  if (!isObject(v)) return false;
   const keys = Object.keys(v);
   return keys.length > 0 && keys.every((k) => MESH_KEYS.has(k));
 }

@@ -4,6 +4,7 @@
 // duration belongs) is reported with its path and left out, rather than silently dropped or
 // coerced, and reading goes on so that one problem never hides the others.
 import type protobuf from 'protobufjs';
+import { describe, isObject } from '../sources/file/schema.js';
 import type { ValidationError } from './validator.js';
 
 type Json = unknown;
@@ -153,18 +154,6 @@ export class JsonReader {
     }
     return { seconds: Math.floor(ms / 1000), nanos: (ms % 1000) * 1e6 };
   }
-}
-
-function isObject(v: Json): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-function describe(v: Json): string {
-  if (v === null || v === undefined) return 'nothing';
-  if (Array.isArray(v)) return 'a list';
-  if (typeof v === 'object') return 'a mapping';
-  if (typeof v === 'string') return JSON.stringify(v.length > 100 ? `${v.slice(0, 100)}…` : v);
-  return `${typeof v} ${String(v)}`;
 }
 
 /** What an unreadable list item becomes: an empty message (or the zero value), checked no further. */

@@ -146,10 +146,11 @@ services:
     ports: [{ name: grpc, port: ${port}, protocol: GRPC }]
 `;
 
-  it('has nothing to validate in an empty file, a comment or an empty list', () => {
+  it('has nothing to validate in an empty file, a comment, an empty list or mapping', () => {
     expect(validateText('', 'e.yaml')).toEqual({ ok: false, lines: ['e.yaml: nothing to validate (the file is empty)'] });
     expect(validateText('# just a comment\n---\n', 'c.yaml')).toEqual({ ok: false, lines: ['c.yaml: nothing to validate (no document, only comments)'] });
     expect(validateText('[]', 'l.json')).toEqual({ ok: false, lines: ['l.json: nothing to validate (an empty list)'] });
+    expect(validateText('{}', 'm.json')).toEqual({ ok: false, lines: ['m.json: nothing to validate (an empty mapping)'] });
   });
 
   it('checks a mesh description as serve does, with file:line: path: reason, and a root that is a CA', () => {
