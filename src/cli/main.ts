@@ -6,6 +6,8 @@ import { startAgent } from '../agent/agent.js';
 import { DEFAULTS, startMeshfed } from '../app.js';
 import { KUBE_DEFAULTS, localKubeConfig } from '../sources/kube/index.js';
 import { fileCaStore, kubeCaStore, memoryCaStore } from '../pki/index.js';
+import { dirAuthnKeyStore, kubeAuthnKeyStore, memoryAuthnKeyStore } from '../alliance/identity/key-store.js';
+import { DEFAULT_METADATA_PORT } from '../alliance/exporter/server.js';
 import { createLogger } from '../log.js';
 
 const int = (what: string) => (v: string): number => {
@@ -20,6 +22,22 @@ const hostPort = (v: string): { host: string; port: number } => {
   if (i < 0 || !Number.isInteger(port) || port < 0 || port > 65535) throw new InvalidArgumentError(`"${v}" is not host:port`);
   return { host: v.slice(0, i).replace(/^\[|\]$/g, '') || '0.0.0.0', port };
 };
+
+/** A gateway to advertise: `address:port`, the address required (an IP or a DNS name). */
+const gatewayAddress = (v: string, prev: { address: string; port: number }[] = []): { address: string; port: number }[] => {
+  const { host, port } = hostPort(v);
+  if (!/^[\w.:-]+$/.test(host) || v.lastIndexOf(':') === 0 || port === 0) throw new InvalidArgumentError(`"${v}" is not address:port`);
+  return [...prev, { address: host, port }];
+};
+
+/** A file's contents, or one line naming the file. */
+function readFlagFile(flag: string, file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new Error(`${flag} ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+}
 
 const sdsConfig = (v: string): 'ads' | 'sds-grpc' => {
   if (v !== 'ads' && v !== 'sds-grpc') throw new InvalidArgumentError('must be "ads" or "sds-grpc"');
@@ -78,6 +96,14 @@ program
   .option('--token-audience <aud>', 'audience service-account tokens must carry', 'istio-ca')
   .option('--no-token-review', 'do not accept service-account tokens')
   .option('--insecure-dev-identity', 'DEVELOPMENT ONLY: plaintext streams get the secrets of the identity their node metadata claims', false)
+  .option('--metadata-address <host:port>', `serve this cluster's federation metadata (Deckhouse's metadata-exporter paths) here; off unless given (manifests use port ${DEFAULT_METADATA_PORT})`, hostPort)
+  .option('--metadata-tls-cert <file>', 'with --metadata-tls-key: serve the metadata over HTTPS with this certificate chain (PEM); plain HTTP otherwise, for an Ingress that terminates TLS')
+  .option('--metadata-tls-key <file>', 'private key (PEM) of --metadata-tls-cert')
+  .option('--federation', 'serve /metadata/private/federation.json (exported services and gateways) to federated peers', false)
+  .option('--multicluster-api-host <host>', 'serve /metadata/private/multicluster.json to multicluster peers, naming this host as the API proxy')
+  .option('--advertise-gateway <address:port>', 'publish this gateway to peers instead of the discovered ones (repeatable)', gatewayAddress)
+  .option('--cluster-uuid <uuid>', "this cluster's UUID among peers (default: with --kube, the uid of Namespace kube-system; else one per run)")
+  .option('--authn-key-dir <dir>', 'where the Ed25519 key pair that signs tokens to peers is kept (pub.pem, priv.pem); default: with --kube, Secret meshfed-authn-keypair in --namespace; else memory')
   .option('--log-level <level>', 'trace, debug, info, warn or error', process.env['MESHFED_LOG_LEVEL'] ?? 'info')
   .action(async (o) => {
     const log = createLogger(o.logLevel);
@@ -128,6 +154,23 @@ program
         xdsPlaintextPort: o.xdsPlaintextAddress?.port,
         insecureDevIdentity: o.insecureDevIdentity,
         tokenReview: o.xdsTls && o.tokenReview ? { kubeConfig: localKubeConfig(o.tokenReviewKubeconfig ?? o.kubeconfig), audience: o.tokenAudience } : undefined,
+        // The alliance identity is set up with the exporter. INTEGRATION: also when federation peers are configured
+        // (the peer controller mints tokens with it), without an exporter then.
+        alliance: o.metadataAddress
+          ? {
+              clusterUuid: o.clusterUuid,
+              keyStore: o.authnKeyDir ? dirAuthnKeyStore(o.authnKeyDir) : kube ? kubeAuthnKeyStore(localKubeConfig(o.kubeconfig), o.namespace) : memoryAuthnKeyStore(),
+              localClusterId: o.clusterId,
+              exporter: {
+                host: o.metadataAddress.host,
+                port: o.metadataAddress.port,
+                tls: metadataTls(o.metadataTlsCert, o.metadataTlsKey),
+                federation: o.federation,
+                multiclusterApiHost: o.multiclusterApiHost,
+                advertise: o.advertiseGateway,
+              },
+            }
+          : undefined,
       });
     } catch (err) {
       log.fatal({ err }, (err as Error).message);
@@ -217,6 +260,12 @@ program
     if (failed) process.exitCode = 1;
     else process.stdout.write(`${file}: ok\n`);
   });
+
+function metadataTls(cert: string | undefined, key: string | undefined): { cert: string; key: string } | undefined {
+  if (!cert && !key) return undefined;
+  if (!cert || !key) throw new Error('--metadata-tls-cert and --metadata-tls-key go together');
+  return { cert: readFlagFile('--metadata-tls-cert', cert), key: readFlagFile('--metadata-tls-key', key) };
+}
 
 /** A client in cluster-a's network; grpc-js-xds NACKs clusters whose certificate providers its bootstrap lacks. */
 function quickStartBootstrap(xdsPort: number): object {

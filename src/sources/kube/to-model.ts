@@ -14,7 +14,8 @@
 // - mTLS: a pod takes mTLS unless it is labelled sidecar.istio.io/inject=false or
 //   security.istio.io/tlsMode=disabled; an endpoint that targets no known pod is plaintext (meshfed
 //   cannot know that a workload certificate is there).
-// - exported (to federation peers): the Service is labelled meshfed.io/exported=true.
+// - exported (to federation peers): the Service is labelled meshfed.io/exported=true, or
+//   federation.istio.deckhouse.io/public-service with an empty value (Deckhouse's label; any other value is not).
 // - discovery selectors: when given, only services in namespaces whose labels match one are seen.
 // - network gateways, as Istio finds them: a Service labelled topology.istio.io/network=<net> (in any
 //   namespace, whatever the discovery selectors) makes its external addresses gateways into <net>
@@ -33,6 +34,7 @@ export const LABEL_REGION = 'topology.kubernetes.io/region';
 export const LABEL_ZONE = 'topology.kubernetes.io/zone';
 export const LABEL_SUBZONE = 'topology.istio.io/subzone';
 export const LABEL_EXPORTED = 'meshfed.io/exported';
+export const LABEL_DECKHOUSE_PUBLIC = 'federation.istio.deckhouse.io/public-service';
 export const LABEL_INJECT = 'sidecar.istio.io/inject';
 export const LABEL_TLS_MODE = 'security.istio.io/tlsMode';
 export const LABEL_GATEWAY_PORT = 'networking.istio.io/gatewayPort';
@@ -194,7 +196,7 @@ export class ClusterIndex {
       namespace: ns,
       cluster: this.cluster.id,
       ports,
-      exported: svc.metadata.labels?.[LABEL_EXPORTED] === 'true',
+      exported: svc.metadata.labels?.[LABEL_EXPORTED] === 'true' || svc.metadata.labels?.[LABEL_DECKHOUSE_PUBLIC] === '',
       origin: 'local',
       endpoints: this.endpointsOf(k, ns, ports),
     };
