@@ -18,7 +18,7 @@ export async function kubeClusterUuid(kc: KubeConfig): Promise<string> {
   try {
     uid = (await kc.makeApiClient(CoreV1Api).readNamespace({ name: 'kube-system' })).metadata?.uid;
   } catch (err) {
-    throw new Error(`the cluster UUID is the uid of Namespace kube-system, which could not be read (${(err as Error).message}); give --cluster-uuid`);
+    throw new Error(`the cluster UUID is the uid of Namespace kube-system, which could not be read (${kubeErrorLine(err)}); give --cluster-uuid`);
   }
   if (!uid) throw new Error('Namespace kube-system has no metadata.uid; give --cluster-uuid');
   return checkClusterUuid(uid);
@@ -26,3 +26,16 @@ export async function kubeClusterUuid(kc: KubeConfig): Promise<string> {
 
 /** Without a flag or Kubernetes: a UUID for this run only (peers re-read public.json and learn the new one). */
 export const ephemeralClusterUuid = (): string => randomUUID();
+
+/** A client-node error on one line: `HTTP 404: namespaces "kube-system" not found`, not its multi-line dump. */
+export function kubeErrorLine(err: unknown): string {
+  const e = err as { code?: unknown; body?: unknown; message?: string };
+  if (typeof e.code !== 'number') return (e.message ?? String(err)).split('\n')[0]!;
+  let message: unknown;
+  try {
+    message = (JSON.parse(String(e.body)) as { message?: unknown }).message;
+  } catch {
+    message = undefined;
+  }
+  return typeof message === 'string' ? `HTTP ${e.code}: ${message}` : `HTTP ${e.code}`;
+}

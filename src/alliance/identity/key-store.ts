@@ -1,9 +1,11 @@
 // Where the authn key pair lives: memory (development), a directory (`pub.pem`, `priv.pem` 0600), or a Secret in
 // meshfed's namespace (as Deckhouse's `d8-remote-authn-keypair`). It is created once: replicas that race to create it
 // each re-read what won, so every replica signs with the same key and peers see one `authnKeyPub`.
+import { randomUUID } from 'node:crypto';
 import { link, mkdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { CoreV1Api, type KubeConfig, type V1Secret } from '@kubernetes/client-node';
+import { kubeErrorLine } from './cluster-uuid.js';
 import { generateAuthnKeyPem, loadAuthnKeyPair, publicPemOf, type AuthnKeyPair, type AuthnKeyPem } from './keys.js';
 
 export const AUTHN_KEY_SECRET = 'meshfed-authn-keypair';
@@ -63,7 +65,7 @@ export function dirAuthnKeyStore(dir: string): AuthnKeyStore {
     load,
     async createIfAbsent(pem) {
       await mkdir(dir, { recursive: true, mode: 0o700 });
-      const tmp = path.join(dir, `.${PRIV_FILE}.${process.pid}.${Date.now()}.tmp`);
+      const tmp = path.join(dir, `.${PRIV_FILE}.${randomUUID()}.tmp`);
       await writeFile(tmp, pem.priv, { mode: 0o600 });
       try {
         await link(tmp, privPath);
@@ -112,7 +114,7 @@ export function kubeAuthnKeyStore(kc: KubeConfig, namespace: string, name: strin
       s = await api.readNamespacedSecret({ name, namespace });
     } catch (err) {
       if (statusOf(err) === 404) return undefined;
-      throw new Error(`reading ${describe}: ${(err as Error).message}`);
+      throw new Error(`reading ${describe}: ${kubeErrorLine(err)}`);
     }
     const pair = fromSecret(s);
     if (!pair) throw new Error(`${describe} exists but has no ${PRIV_FILE}`);
@@ -133,7 +135,7 @@ export function kubeAuthnKeyStore(kc: KubeConfig, namespace: string, name: strin
         await api.createNamespacedSecret({ namespace, body });
       } catch (err) {
         // 409: another replica created it first; its pair is the one to use.
-        if (statusOf(err) !== 409) throw new Error(`creating ${describe}: ${(err as Error).message}`);
+        if (statusOf(err) !== 409) throw new Error(`creating ${describe}: ${kubeErrorLine(err)}`);
       }
       const stored = await load();
       if (!stored) throw new Error(`${describe} vanished right after it was created`);
