@@ -50,6 +50,8 @@ export interface Alliance {
   readonly authnKeyPub: string;
   readonly mintToken: TokenMinter;
   readonly metadataPort: number | undefined;
+  /** Replaces the peers allowed to read private metadata (the peer controller, built after it has mintToken). */
+  usePeers(peers: PeerDirectory): void;
   close(): Promise<void>;
 }
 
@@ -66,6 +68,7 @@ export async function startAlliance(o: AllianceOptions, deps: AllianceDeps): Pro
   log.info({ clusterUuid, keys: o.keyStore.describe }, 'alliance identity ready');
   const mintToken = tokenMinter({ clusterUuid, privateKey: keys.privateKey });
 
+  let peers: PeerDirectory = o.peers ?? new StaticPeerDirectory();
   let exporter: MetadataExporter | undefined;
   let metadataPort: number | undefined;
   const e = o.exporter;
@@ -83,9 +86,10 @@ export async function startAlliance(o: AllianceOptions, deps: AllianceDeps): Pro
       rootCA: () => pki.roots().join(''),
       bundles: pki.bundles,
       snapshot: deps.snapshot,
-      // INTEGRATION: the peer controller (branch fed-sources) passes the PeerDirectory built from the peers'
-      // fetched public metadata; with none, every private request is refused as from an unknown cluster.
-      peers: o.peers ?? new StaticPeerDirectory(),
+      // INTEGRATION: the peer controller (branch fed-sources) hands over the PeerDirectory built from the peers'
+      // fetched public metadata (o.peers, or usePeers() once it exists); until then every private request is
+      // refused as from an unknown cluster.
+      peers: { publicMetadata: (uuid) => peers.publicMetadata(uuid) },
       federation: e.federation,
       multiclusterApiHost: e.multiclusterApiHost,
       advertise: e.advertise,
@@ -96,5 +100,14 @@ export async function startAlliance(o: AllianceOptions, deps: AllianceDeps): Pro
     metadataPort = await exporter.listen(e.host, e.port);
     log.info({ metadataPort, scheme: exporter.scheme, federation: e.federation, multicluster: !!e.multiclusterApiHost }, 'metadata exporter is serving');
   }
-  return { clusterUuid, authnKeyPub: keys.pubPem, mintToken, metadataPort, close: async () => exporter?.close() };
+  return {
+    clusterUuid,
+    authnKeyPub: keys.pubPem,
+    mintToken,
+    metadataPort,
+    usePeers: (p) => {
+      peers = p;
+    },
+    close: async () => exporter?.close(),
+  };
 }

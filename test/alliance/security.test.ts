@@ -2,6 +2,7 @@
 // counted in meshfed_metadata_auth_failures_total{reason}, and nothing private is served; no page carries a private
 // key; disabled features are 404; only GET/HEAD on the exact paths. Real HTTP on loopback against the real server.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { StaticPeerDirectory } from '../../src/alliance/static-peers.js';
 import { deckhouseClaims, deckhousePeer, handMadeToken, hs256Token, OWN_UUID, startExporter, unsignedToken, type ExporterUnderTest } from './deckhouse-peer.js';
 
 const PEER = deckhousePeer('5e3b1c2a-9d8f-4e7a-b6c5-0a1b2c3d4e5f');
@@ -107,6 +108,25 @@ describe('private metadata of a feature that is off', () => {
       expect((await fetch(x.url(FED), { headers: { authorization: `Bearer ${token}` } })).status).toBe(404);
       expect((await fetch(x.url('/metadata/private/multicluster.json'), { headers: { authorization: `Bearer ${token}` } })).status).toBe(404);
       expect((await fetch(x.url('/metadata/public/public.json'))).status).toBe(200);
+    } finally {
+      await x.stop();
+    }
+  });
+});
+
+describe('the peers allowed in', () => {
+  it('are the PeerDirectory the peer controller hands over: unknown until then, served after', async () => {
+    const x = await startExporter({ peers: [] });
+    try {
+      const headers = { authorization: `Bearer ${handMadeToken(PEER, claims())}` };
+      const before = await fetch(x.url(FED), { headers });
+      expect([before.status, await before.text()]).toEqual([401, 'Authentication error: JWT is signed for unknown source cluster\n']);
+      x.meshfed.alliance!.usePeers(new StaticPeerDirectory([{ clusterUUID: PEER.uuid, authnKeyPub: PEER.pubPem, rootCA: 'unused' }]));
+      expect((await fetch(x.url(FED), { headers })).status).toBe(200);
+      // A peer whose published key is unusable is refused as such, not served.
+      x.meshfed.alliance!.usePeers(new StaticPeerDirectory([{ clusterUUID: PEER.uuid, authnKeyPub: 'garbage', rootCA: 'unused' }]));
+      const bad = await fetch(x.url(FED), { headers });
+      expect([bad.status, await bad.text()]).toEqual([401, 'Authentication error: the authnKeyPub known for the source cluster is unusable: not a PEM public key (PKIX)\n']);
     } finally {
       await x.stop();
     }
