@@ -110,6 +110,8 @@ program
     const kube = Boolean(o.kube || o.kubeconfig);
     // With Kubernetes discovery the mesh CA is on by default, for the cluster domain.
     const trustDomain: string | undefined = o.trustDomain ?? (kube ? o.clusterDomain : undefined);
+    const exporterOnly = ['federation', 'multiclusterApiHost', 'advertiseGateway', 'metadataTlsCert', 'metadataTlsKey'].filter((k) => o[k]);
+    if (!o.metadataAddress && exporterOnly.length) log.warn({ flags: exporterOnly }, 'these flags configure the metadata exporter, which is off without --metadata-address');
     let meshfed;
     try {
       meshfed = await startMeshfed({
