@@ -146,16 +146,28 @@ export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> 
   }
   registry.flush(); // serve the initial state without waiting for the debounce
 
-  const alliance =
-    opts.alliance &&
-    (await startAlliance(opts.alliance, {
-      kubeConfig: opts.kube ? localKubeConfig(opts.kube.kubeconfig) : undefined,
-      kubeClusterId: opts.kube ? (opts.kube.clusterId ?? KUBE_DEFAULTS.clusterId) : undefined,
-      pki: pki && { trustDomain: pki.ca.trustDomain, roots: () => pki.ca.roots, bundles: pki.bundles },
-      snapshot: () => registry.snapshot,
-      metrics: metrics.registry,
-      log: log.child({ module: 'alliance' }),
-    }));
+  let alliance: Alliance | undefined;
+  try {
+    alliance =
+      opts.alliance &&
+      (await startAlliance(opts.alliance, {
+        kubeConfig: opts.kube ? localKubeConfig(opts.kube.kubeconfig) : undefined,
+        kubeClusterId: opts.kube ? (opts.kube.clusterId ?? KUBE_DEFAULTS.clusterId) : undefined,
+        pki: pki && { trustDomain: pki.ca.trustDomain, roots: () => pki.ca.roots, bundles: pki.bundles },
+        snapshot: () => registry.snapshot,
+        metrics: metrics.registry,
+        log: log.child({ module: 'alliance' }),
+      }));
+  } catch (err) {
+    // Nothing may keep the process alive after a failed start (watches, CA timers).
+    fileSource?.stop();
+    kube?.stop();
+    registry.stop();
+    pki?.certs.close();
+    pki?.bundles.close();
+    pki?.ca.close();
+    throw err;
+  }
 
   const xds = new XdsServer({ store, observer: metrics, log: log.child({ module: 'xds' }), sendBudgetBytes: opts.sendBudgetBytes });
   const grpcServer = new grpc.Server({

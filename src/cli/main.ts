@@ -176,8 +176,8 @@ program
       });
     } catch (err) {
       log.fatal({ err }, (err as Error).message);
-      process.exitCode = 1;
-      return;
+      // Exit now: an apiserver client's keep-alive connection would otherwise hold the process up.
+      process.exit(1);
     }
     const m = meshfed;
     if (!o.config && !kube) printQuickStart(m.xdsPort, m.adminPort);

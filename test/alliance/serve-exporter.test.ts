@@ -8,6 +8,7 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { freePort } from '../helpers/ports.js';
 import { issueWorkloadCert, makeRoot } from '../helpers/test-certs.js';
+import { startFakeApiServer } from '../fixtures/kube-apiserver/index.js';
 import { MESH_YAML } from './deckhouse-peer.js';
 
 const repo = path.resolve(import.meta.dirname, '../..');
@@ -95,5 +96,17 @@ describe('meshfed serve --metadata-address', () => {
     const s = start(['--config', path.join(repo, 'src/config/default-mesh.yaml'), '--trust-domain', 'cluster-b.local', '--xds-address', '127.0.0.1:0', '--admin-address', '127.0.0.1:0', '--metadata-address', '127.0.0.1:0', '--authn-key-dir', keys]);
     expect(await s.exited).toBe(1);
     expect(s.output()).toContain(`${path.join(keys, 'priv.pem')}: not a PEM private key (PKCS#8)`);
+  });
+
+  it('with --kube and no readable kube-system, says to give --cluster-uuid and exits (watches do not keep it alive)', async () => {
+    const api = await startFakeApiServer();
+    try {
+      const kubeconfig = api.writeKubeconfig(mkdtempSync(path.join(os.tmpdir(), 'meshfed-kube-')));
+      const s = start(['--kubeconfig', kubeconfig, '--namespace', 'meshfed', '--xds-address', '127.0.0.1:0', '--admin-address', '127.0.0.1:0', '--metadata-address', '127.0.0.1:0']);
+      expect(await s.exited).toBe(1);
+      expect(s.output()).toContain('the cluster UUID is the uid of Namespace kube-system, which could not be read (HTTP 404: namespaces \\"kube-system\\" not found); give --cluster-uuid');
+    } finally {
+      await api.close();
+    }
   });
 });
