@@ -1,5 +1,6 @@
 // Brings up this cluster's alliance identity (UUID, Ed25519 key pair, token minter) and, when asked, the metadata
 // exporter. app.ts calls it once; the peer controller takes `mintToken` and supplies the PeerDirectory.
+import { readFileSync } from 'node:fs';
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import type client from 'prom-client';
@@ -23,7 +24,8 @@ export interface AllianceOptions {
   readonly exporter?: {
     readonly host: string;
     readonly port: number;
-    readonly tls?: { readonly cert: string; readonly key: string };
+    /** Serve HTTPS with these PEM files, re-read when they change (a renewed certificate). */
+    readonly tls?: { readonly certFile: string; readonly keyFile: string; readonly reloadIntervalMs?: number };
     /** Serve federation.json (Deckhouse's FEDERATION_ENABLED). */
     readonly federation: boolean;
     /** Serve multicluster.json with this apiHost (Deckhouse's MULTICLUSTER_ENABLED + MULTICLUSTER_API_HOST). */
@@ -70,6 +72,7 @@ export async function startAlliance(o: AllianceOptions, deps: AllianceDeps): Pro
 
   let peers: PeerDirectory = o.peers ?? new StaticPeerDirectory();
   let exporter: MetadataExporter | undefined;
+  let stopTlsWatch = (): void => undefined;
   let metadataPort: number | undefined;
   const e = o.exporter;
   if (e) {
@@ -93,11 +96,12 @@ export async function startAlliance(o: AllianceOptions, deps: AllianceDeps): Pro
       federation: e.federation,
       multiclusterApiHost: e.multiclusterApiHost,
       advertise: e.advertise,
-      tls: e.tls,
+      tls: e.tls && readTls(e.tls),
       metrics: deps.metrics,
       log: log.child({ module: 'metadata-exporter' }),
     });
     metadataPort = await exporter.listen(e.host, e.port);
+    if (e.tls) stopTlsWatch = watchTls(e.tls, exporter, log);
     log.info({ metadataPort, scheme: exporter.scheme, federation: e.federation, multicluster: !!e.multiclusterApiHost }, 'metadata exporter is serving');
   }
   return {
@@ -108,6 +112,42 @@ export async function startAlliance(o: AllianceOptions, deps: AllianceDeps): Pro
     usePeers: (p) => {
       peers = p;
     },
-    close: async () => exporter?.close(),
+    close: async () => {
+      stopTlsWatch();
+      await exporter?.close();
+    },
   };
+}
+
+type TlsFiles = NonNullable<NonNullable<AllianceOptions['exporter']>['tls']>;
+
+function readTls(f: TlsFiles): { cert: string; key: string } {
+  const read = (what: string, file: string): string => {
+    try {
+      return readFileSync(file, 'utf8');
+    } catch (err) {
+      throw new Error(`metadata TLS ${what} ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+  };
+  return { cert: read('certificate', f.certFile), key: read('key', f.keyFile) };
+}
+
+/** Polls the files (a mounted Secret is replaced, not written in place) and hands a changed pair to the exporter. */
+function watchTls(f: TlsFiles, exporter: MetadataExporter, log: Logger): () => void {
+  let last = JSON.stringify(readTls(f));
+  const check = (): void => {
+    try {
+      const next = readTls(f);
+      const text = JSON.stringify(next);
+      if (text === last) return;
+      exporter.reloadTls(next);
+      last = text;
+      log.info({ cert: f.certFile }, 'metadata exporter: serving the renewed TLS certificate');
+    } catch (err) {
+      log.warn((err as Error).message);
+    }
+  };
+  const timer = setInterval(check, f.reloadIntervalMs ?? 30_000);
+  timer.unref();
+  return () => clearInterval(timer);
 }

@@ -30,15 +30,6 @@ const gatewayAddress = (v: string, prev: { address: string; port: number }[] = [
   return [...prev, { address: host, port }];
 };
 
-/** A file's contents, or one line naming the file. */
-function readFlagFile(flag: string, file: string): string {
-  try {
-    return readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new Error(`${flag} ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-  }
-}
-
 const sdsConfig = (v: string): 'ads' | 'sds-grpc' => {
   if (v !== 'ads' && v !== 'sds-grpc') throw new InvalidArgumentError('must be "ads" or "sds-grpc"');
   return v;
@@ -263,10 +254,10 @@ program
     else process.stdout.write(`${file}: ok\n`);
   });
 
-function metadataTls(cert: string | undefined, key: string | undefined): { cert: string; key: string } | undefined {
-  if (!cert && !key) return undefined;
-  if (!cert || !key) throw new Error('--metadata-tls-cert and --metadata-tls-key go together');
-  return { cert: readFlagFile('--metadata-tls-cert', cert), key: readFlagFile('--metadata-tls-key', key) };
+function metadataTls(certFile: string | undefined, keyFile: string | undefined): { certFile: string; keyFile: string } | undefined {
+  if (!certFile && !keyFile) return undefined;
+  if (!certFile || !keyFile) throw new Error('--metadata-tls-cert and --metadata-tls-key go together');
+  return { certFile, keyFile };
 }
 
 /** A client in cluster-a's network; grpc-js-xds NACKs clusters whose certificate providers its bootstrap lacks. */

@@ -88,6 +88,16 @@ export class MetadataExporter {
     this.server.maxConnections = LIMITS.maxConnections;
   }
 
+  /** A renewed certificate and key (cert-manager rotates them): new handshakes use them; a bad pair is refused. */
+  reloadTls(tls: { cert: string; key: string }): void {
+    if (!(this.server instanceof https.Server)) return;
+    try {
+      this.server.setSecureContext({ cert: tls.cert, key: tls.key });
+    } catch (err) {
+      throw new Error(`the metadata exporter's new TLS certificate or key is unusable (the old pair keeps serving): ${(err as Error).message}`);
+    }
+  }
+
   get scheme(): 'http' | 'https' {
     return this.o.tls ? 'https' : 'http';
   }
