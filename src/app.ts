@@ -3,6 +3,7 @@
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { AdminServer, type ReadinessCheck } from './admin/http.js';
+import { type Alliance, type AllianceOptions, startAlliance } from './alliance/start.js';
 import { Metrics } from './admin/metrics.js';
 import { DEFAULT_MESH_SOURCE, loadDefaultMesh } from './config/default-mesh.js';
 import type { KubeConfig } from '@kubernetes/client-node';
@@ -19,7 +20,7 @@ import { registerAdminApi } from './sources/admin/admin-api.js';
 import type { MeshFileError } from './sources/file/errors.js';
 import { FileSource } from './sources/file/file-source.js';
 import { meshToSource } from './sources/file/to-model.js';
-import { CLUSTER_STATES, KUBE_DEFAULTS, KubeSource, type KubeSourceOptions } from './sources/kube/index.js';
+import { CLUSTER_STATES, KUBE_DEFAULTS, KubeSource, type KubeSourceOptions, localKubeConfig } from './sources/kube/index.js';
 import { XdsServer } from './xds/server.js';
 import { XDS_LIMITS, type XdsLimits } from './xds/limits.js';
 import { XdsStore } from './xds/store.js';
@@ -60,6 +61,8 @@ export interface MeshfedOptions {
   readonly insecureDevIdentity?: boolean;
   /** Check service-account tokens with TokenReview against this apiserver. */
   readonly tokenReview?: { readonly kubeConfig: KubeConfig; readonly audience?: string };
+  /** This cluster's identity among peers (UUID, Ed25519 key) and the metadata exporter (src/alliance/). */
+  readonly alliance?: AllianceOptions;
 }
 
 export interface MeshfedPki {
@@ -79,6 +82,7 @@ export interface Meshfed {
   readonly xds: XdsServer;
   readonly metrics: Metrics;
   readonly log: Logger;
+  readonly alliance: Alliance | undefined;
   /** Stops accepting, asks proxies to reconnect elsewhere, and closes within graceMs. */
   stop(graceMs?: number): Promise<void>;
 }
@@ -145,6 +149,29 @@ export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> 
   }
   registry.flush(); // serve the initial state without waiting for the debounce
 
+  let alliance: Alliance | undefined;
+  try {
+    alliance =
+      opts.alliance &&
+      (await startAlliance(opts.alliance, {
+        kubeConfig: opts.kube ? localKubeConfig(opts.kube.kubeconfig) : undefined,
+        kubeClusterId: opts.kube ? (opts.kube.clusterId ?? KUBE_DEFAULTS.clusterId) : undefined,
+        pki: pki && { trustDomain: pki.ca.trustDomain, roots: () => pki.ca.roots, bundles: pki.bundles },
+        snapshot: () => registry.snapshot,
+        metrics: metrics.registry,
+        log: log.child({ module: 'alliance' }),
+      }));
+  } catch (err) {
+    // Nothing may keep the process alive after a failed start (watches, CA timers).
+    fileSource?.stop();
+    kube?.stop();
+    registry.stop();
+    pki?.certs.close();
+    pki?.bundles.close();
+    pki?.ca.close();
+    throw err;
+  }
+
   const xds = new XdsServer({ store, observer: metrics, log: log.child({ module: 'xds' }), sendBudgetBytes: opts.sendBudgetBytes, limits: opts.xdsLimits });
   const maxRequestBytes = opts.xdsLimits?.maxRequestBytes ?? XDS_LIMITS.maxRequestBytes;
   const grpcServer = new grpc.Server({
@@ -205,10 +232,11 @@ export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> 
       pki?.bundles.close();
       pki?.ca.close(); // its prune timer would otherwise write to the store after stop
       await admin.close();
+      await alliance?.close();
     })());
 
-  log.info({ xdsPort, xdsPlaintextPort, xdsTls: !!opts.xdsTls, adminPort, config: opts.config ?? DEFAULT_MESH_SOURCE }, 'meshfed is serving');
-  return { xdsPort, xdsPlaintextPort, adminPort, pki, registry, store, xds, metrics, log, stop };
+  log.info({ xdsPort, xdsPlaintextPort, xdsTls: !!opts.xdsTls, adminPort, metadataPort: alliance?.metadataPort, config: opts.config ?? DEFAULT_MESH_SOURCE }, 'meshfed is serving');
+  return { xdsPort, xdsPlaintextPort, adminPort, pki, registry, store, xds, metrics, log, alliance, stop };
 }
 
 /** The trust domain of development identities when meshfed runs without a CA (raw secrets only). */

@@ -6,6 +6,8 @@ import { startAgent } from '../agent/agent.js';
 import { DEFAULTS, startMeshfed } from '../app.js';
 import { KUBE_DEFAULTS, localKubeConfig } from '../sources/kube/index.js';
 import { fileCaStore, kubeCaStore, memoryCaStore } from '../pki/index.js';
+import { dirAuthnKeyStore, kubeAuthnKeyStore, memoryAuthnKeyStore } from '../alliance/identity/key-store.js';
+import { DEFAULT_METADATA_PORT } from '../alliance/exporter/server.js';
 import { createLogger } from '../log.js';
 import { XDS_LIMITS } from '../xds/limits.js';
 
@@ -20,6 +22,13 @@ const hostPort = (v: string): { host: string; port: number } => {
   const port = Number(v.slice(i + 1));
   if (i < 0 || !Number.isInteger(port) || port < 0 || port > 65535) throw new InvalidArgumentError(`"${v}" is not host:port`);
   return { host: v.slice(0, i).replace(/^\[|\]$/g, '') || '0.0.0.0', port };
+};
+
+/** A gateway to advertise: `address:port`, the address required (an IP or a DNS name). */
+const gatewayAddress = (v: string, prev: { address: string; port: number }[] = []): { address: string; port: number }[] => {
+  const { host, port } = hostPort(v);
+  if (!/^[\w.:-]+$/.test(host) || v.lastIndexOf(':') === 0 || port === 0) throw new InvalidArgumentError(`"${v}" is not address:port`);
+  return [...prev, { address: host, port }];
 };
 
 const sdsConfig = (v: string): 'ads' | 'sds-grpc' => {
@@ -85,12 +94,22 @@ program
   .option('--max-streams-per-connection <n>', 'xDS streams on one client connection', int('--max-streams-per-connection'), XDS_LIMITS.maxStreamsPerConnection)
   .option('--max-connections-per-address <n>', 'connections with xDS streams from one client address', int('--max-connections-per-address'), XDS_LIMITS.maxConnectionsPerAddress)
   .option('--stream-idle-write-timeout <s>', 'close an xDS stream (UNAVAILABLE) whose peer leaves a response unread this long (0: never)', secondsToMs('--stream-idle-write-timeout'), XDS_LIMITS.idleWriteTimeoutMs)
+  .option('--metadata-address <host:port>', `serve this cluster's federation metadata (Deckhouse's metadata-exporter paths) here; off unless given (manifests use port ${DEFAULT_METADATA_PORT})`, hostPort)
+  .option('--metadata-tls-cert <file>', 'with --metadata-tls-key: serve the metadata over HTTPS with this certificate chain (PEM); plain HTTP otherwise, for an Ingress that terminates TLS')
+  .option('--metadata-tls-key <file>', 'private key (PEM) of --metadata-tls-cert')
+  .option('--federation', 'serve /metadata/private/federation.json (exported services and gateways) to federated peers', false)
+  .option('--multicluster-api-host <host>', 'serve /metadata/private/multicluster.json to multicluster peers, naming this host as the API proxy')
+  .option('--advertise-gateway <address:port>', 'publish this gateway to peers instead of the discovered ones (repeatable)', gatewayAddress)
+  .option('--cluster-uuid <uuid>', "this cluster's UUID among peers (default: with --kube, the uid of Namespace kube-system; else one per run)")
+  .option('--authn-key-dir <dir>', 'where the Ed25519 key pair that signs tokens to peers is kept (pub.pem, priv.pem); default: with --kube, Secret meshfed-authn-keypair in --namespace; else memory')
   .option('--log-level <level>', 'trace, debug, info, warn or error', process.env['MESHFED_LOG_LEVEL'] ?? 'info')
   .action(async (o) => {
     const log = createLogger(o.logLevel);
     const kube = Boolean(o.kube || o.kubeconfig);
     // With Kubernetes discovery the mesh CA is on by default, for the cluster domain.
     const trustDomain: string | undefined = o.trustDomain ?? (kube ? o.clusterDomain : undefined);
+    const exporterOnly = ['federation', 'multiclusterApiHost', 'advertiseGateway', 'metadataTlsCert', 'metadataTlsKey'].filter((k) => o[k]);
+    if (!o.metadataAddress && exporterOnly.length) log.warn({ flags: exporterOnly }, 'these flags configure the metadata exporter, which is off without --metadata-address');
     let meshfed;
     try {
       meshfed = await startMeshfed({
@@ -143,11 +162,28 @@ program
         xdsPlaintextPort: o.xdsPlaintextAddress?.port,
         insecureDevIdentity: o.insecureDevIdentity,
         tokenReview: o.xdsTls && o.tokenReview ? { kubeConfig: localKubeConfig(o.tokenReviewKubeconfig ?? o.kubeconfig), audience: o.tokenAudience } : undefined,
+        // The alliance identity is set up with the exporter. INTEGRATION: also when federation peers are configured
+        // (the peer controller mints tokens with it), without an exporter then.
+        alliance: o.metadataAddress
+          ? {
+              clusterUuid: o.clusterUuid,
+              keyStore: o.authnKeyDir ? dirAuthnKeyStore(o.authnKeyDir) : kube ? kubeAuthnKeyStore(localKubeConfig(o.kubeconfig), o.namespace) : memoryAuthnKeyStore(),
+              localClusterId: o.clusterId,
+              exporter: {
+                host: o.metadataAddress.host,
+                port: o.metadataAddress.port,
+                tls: metadataTls(o.metadataTlsCert, o.metadataTlsKey),
+                federation: o.federation,
+                multiclusterApiHost: o.multiclusterApiHost,
+                advertise: o.advertiseGateway,
+              },
+            }
+          : undefined,
       });
     } catch (err) {
       log.fatal({ err }, (err as Error).message);
-      process.exitCode = 1;
-      return;
+      // Exit now: an apiserver client's keep-alive connection would otherwise hold the process up.
+      process.exit(1);
     }
     const m = meshfed;
     if (!o.config && !kube) printQuickStart(m.xdsPort, m.adminPort);
@@ -221,6 +257,12 @@ program
       process.exitCode = 1;
     }
   });
+
+function metadataTls(certFile: string | undefined, keyFile: string | undefined): { certFile: string; keyFile: string } | undefined {
+  if (!certFile && !keyFile) return undefined;
+  if (!certFile || !keyFile) throw new Error('--metadata-tls-cert and --metadata-tls-key go together');
+  return { certFile, keyFile };
+}
 
 /** A client in cluster-a's network; grpc-js-xds NACKs clusters whose certificate providers its bootstrap lacks. */
 function quickStartBootstrap(xdsPort: number): object {

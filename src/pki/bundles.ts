@@ -63,10 +63,11 @@ export class TrustBundles {
   spiffeBundleJwks(td: string): SpiffeBundle | undefined {
     const pems = this.current.get(td);
     if (!pems) return undefined;
+    // Field order as Deckhouse's metadata-exporter writes it (readers do not depend on it; people diffing do).
     return {
-      keys: pems.map(jwkOf),
       spiffe_sequence: this.sequence.get(td) ?? 0,
       spiffe_refresh_hint: this.opts.refreshHintSec ?? 300,
+      keys: pems.map(jwkOf),
     };
   }
 

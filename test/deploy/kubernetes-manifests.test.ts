@@ -94,11 +94,11 @@ describe('deploy/kubernetes manifests', () => {
     const pod = (deployment.spec as { template: { spec: { serviceAccountName: string; containers: Array<{ args: string[]; ports: Array<{ containerPort: number }> }> } } }).template.spec;
     expect(pod.serviceAccountName).toBe('meshfed');
     const ports = pod.containers.flatMap((c) => c.ports.map((p) => p.containerPort));
-    expect(ports).toEqual([18000, 18001, 18010]);
+    expect(ports).toEqual([18000, 18001, 18010, 18003]);
     expect(ports.some((p) => [15010, 15012, 15014, 15017].includes(p))).toBe(false);
-    expect(pod.containers[0]?.args).toEqual(expect.arrayContaining(['--xds-address=0.0.0.0:18000', '--admin-address=0.0.0.0:18001', '--xds-plaintext-address=0.0.0.0:18010']));
+    expect(pod.containers[0]?.args).toEqual(expect.arrayContaining(['--xds-address=0.0.0.0:18000', '--admin-address=0.0.0.0:18001', '--xds-plaintext-address=0.0.0.0:18010', '--metadata-address=0.0.0.0:18003']));
     const service = byKind('Service')[0] as Manifest;
-    expect((service.spec as { ports: Array<{ port: number }> }).ports.map((p) => p.port)).toEqual([18000, 18001, 18010]);
+    expect((service.spec as { ports: Array<{ port: number }> }).ports.map((p) => p.port)).toEqual([18000, 18001, 18010, 18003]);
   });
 });
 
