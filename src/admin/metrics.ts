@@ -29,6 +29,12 @@ export class Metrics implements XdsObserver {
     labelNames: ['code', 'reason'],
     registers: [this.registry],
   });
+  private readonly withheldSecrets = new client.Counter({
+    name: 'meshfed_xds_withheld_secrets_total',
+    help: 'SDS secret names asked for by streams without an identity: answered as not existing, the stream stays (reason="unauthenticated")',
+    labelNames: ['reason'],
+    registers: [this.registry],
+  });
   readonly configErrors = new client.Counter({ name: 'meshfed_config_errors_total', help: 'Rejected configuration loads', labelNames: ['source'], registers: [this.registry] });
   readonly configValid = new client.Gauge({ name: 'meshfed_config_valid', help: '1 if the source\'s latest configuration was accepted', labelNames: ['source'], registers: [this.registry] });
 
@@ -94,6 +100,9 @@ export class Metrics implements XdsObserver {
   }
   denied(code: string, reason: string): void {
     this.denials.inc({ code, reason });
+  }
+  withheld(reason: string, names: number): void {
+    this.withheldSecrets.inc({ reason }, names);
   }
 }
 

@@ -35,8 +35,16 @@ export class DeltaStream extends XdsStream {
     const first = !this.types.has(typeUrl);
     const st = this.state(typeUrl);
     this.recordAckOrNack(st, req.response_nonce, st.versionSent, req.error_detail);
-    this.subscribe(st, typeUrl, req, first);
+    this.subscribe(st, typeUrl, typeUrl === TypeUrl.Secret ? this.withholdDelta(st, req) : req, first);
     if (st.pending()) this.schedule();
+  }
+
+  /** Secrets a stream without an identity may not have are answered as names that do not exist. */
+  private withholdDelta(st: TypeState, req: DeltaRequest): DeltaRequest {
+    const allowed = this.withholdSecrets(st, req.resource_names_subscribe, false);
+    for (const n of req.resource_names_unsubscribe) st.withheld.delete(n);
+    for (const n of req.resource_names_subscribe) if (n !== '*' && st.withheld.has(n)) st.removedPending.add(n);
+    return { ...req, resource_names_subscribe: allowed };
   }
 
   private subscribe(st: TypeState, typeUrl: XdsTypeUrl, req: DeltaRequest, first: boolean): void {

@@ -14,6 +14,8 @@ export interface XdsObserver {
   resources(typeUrl: string, count: number): void;
   /** A stream refused for its credentials or for asking another identity's secret. */
   denied(code: string, reason: string): void;
+  /** Secret names a stream without an identity asked for: answered as not existing, the stream stays. */
+  withheld(reason: string, names: number): void;
 }
 
 export type StreamKind = 'sotw' | 'delta';
@@ -28,4 +30,5 @@ export const NO_OBSERVER: XdsObserver = {
   encoded() {},
   resources() {},
   denied() {},
+  withheld() {},
 };
