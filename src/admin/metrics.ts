@@ -25,7 +25,7 @@ export class Metrics implements XdsObserver {
   private readonly resourceCount = new client.Gauge({ name: 'meshfed_xds_resources', help: 'Resources held in the store, across views', labelNames: ['type'], registers: [this.registry] });
   private readonly denials = new client.Counter({
     name: 'meshfed_xds_denied_total',
-    help: 'Streams refused: bad or missing credentials, or a secret of another identity (code PERMISSION_DENIED)',
+    help: 'Streams refused: bad credentials (UNAUTHENTICATED), credentials that cannot be checked now (UNAVAILABLE), or a secret of another identity (PERMISSION_DENIED)',
     labelNames: ['code', 'reason'],
     registers: [this.registry],
   });
