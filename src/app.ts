@@ -1,5 +1,5 @@
 // Wires one meshfed process: sources → registry → generators → store → xDS streams,
-// plus the admin HTTP server. The CLI and the tests start meshfed through here.
+// plus the admin and debug HTTP servers. The CLI and the tests start meshfed through here.
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { adminNotFound, adminRoutes, debugRoutes, HttpPages, NeedsFlag, type ReadinessCheck } from './admin/http.js';
