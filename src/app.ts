@@ -1,8 +1,8 @@
 // Wires one meshfed process: sources → registry → generators → store → xDS streams,
-// plus the admin HTTP server. The CLI and the tests start meshfed through here.
+// plus the admin and debug HTTP servers. The CLI and the tests start meshfed through here.
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import { AdminServer, type ReadinessCheck } from './admin/http.js';
+import { adminNotFound, adminRoutes, debugRoutes, HttpPages, NeedsFlag, type ReadinessCheck } from './admin/http.js';
 import { type Alliance, type AllianceOptions, startAlliance } from './alliance/start.js';
 import { Metrics } from './admin/metrics.js';
 import { DEFAULT_MESH_SOURCE, loadDefaultMesh } from './config/default-mesh.js';
@@ -31,8 +31,12 @@ export interface MeshfedOptions {
   readonly xdsHost?: string;
   /** 0 picks a free port. */
   readonly xdsPort?: number;
+  /** Probes, metrics and the SPIFFE bundle. */
   readonly adminHost?: string;
   readonly adminPort?: number;
+  /** The /debug/* pages: mesh internals, loopback by default. */
+  readonly debugHost?: string;
+  readonly debugPort?: number;
   readonly debounceMs?: number;
   readonly debounceMaxMs?: number;
   /** Serve meshfed.v1.AdminService on the xDS port (test harnesses only: it is unauthenticated). */
@@ -76,6 +80,7 @@ export interface Meshfed {
   /** The plaintext xDS port next to a TLS one, if any. */
   readonly xdsPlaintextPort: number | undefined;
   readonly adminPort: number;
+  readonly debugPort: number;
   readonly pki: MeshfedPki | undefined;
   readonly registry: Registry;
   readonly store: XdsStore;
@@ -92,6 +97,8 @@ export const DEFAULTS = {
   xdsPort: 18000,
   adminHost: '0.0.0.0',
   adminPort: 18001,
+  debugHost: '127.0.0.1',
+  debugPort: 18002,
   debounceMs: 100,
   debounceMaxMs: 10_000,
 } as const;
@@ -193,18 +200,32 @@ export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> 
     xdsPlaintextPort = await bind(plaintextServer, `${opts.xdsPlaintextHost ?? DEFAULTS.xdsHost}:${opts.xdsPlaintextPort ?? 0}`, grpc.ServerCredentials.createInsecure());
   }
 
-  const admin = new AdminServer({
-    metrics,
-    streams: () => xds.streams,
-    readiness,
-    extra: {
-      '/debug/mesh': () => describeMesh(registry),
-      ...(kube ? { '/debug/clusters': () => kube.clusters() } : {}),
-    },
-    // The local trust domain's SPIFFE bundle (JWKS), for peers to poll.
-    handlers: pki && { [SPIFFE_BUNDLE_PATH]: (req, res) => serveSpiffeBundle(pki.bundles, req, res) },
-    log: log.child({ module: 'admin' }),
-  });
+  const debugHost = opts.debugHost ?? DEFAULTS.debugHost;
+  const debug = new HttpPages(
+    debugRoutes({
+      streams: () => xds.streams,
+      pages: {
+        '/debug/mesh': () => describeMesh(registry),
+        '/debug/clusters': kube ? () => kube.clusters() : new NeedsFlag('/debug/clusters shows Kubernetes discovery: start meshfed with --kube (or --kubeconfig <file>)'),
+      },
+      noSecrets: pki ? undefined : 'meshfed serves no secrets: the mesh CA is off (start meshfed with --trust-domain <td>)',
+    }),
+    log.child({ module: 'debug' }),
+  );
+  const debugPort = await debug.listen(debugHost, opts.debugPort ?? DEFAULTS.debugPort);
+  const admin = new HttpPages(
+    adminRoutes({
+      metrics,
+      readiness,
+      // The local trust domain's SPIFFE bundle (JWKS), for peers to poll.
+      bundle: [
+        SPIFFE_BUNDLE_PATH,
+        pki ? (_url, req, res) => serveSpiffeBundle(pki.bundles, req, res) : new NeedsFlag('the SPIFFE bundle needs the mesh CA: start meshfed with --trust-domain <td>'),
+      ],
+    }),
+    log.child({ module: 'admin' }),
+    adminNotFound(`${debugHost}:${debugPort}`),
+  );
   const adminPort = await admin.listen(opts.adminHost ?? DEFAULTS.adminHost, opts.adminPort ?? DEFAULTS.adminPort);
 
   let stopping: Promise<void> | undefined;
@@ -232,11 +253,12 @@ export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> 
       pki?.bundles.close();
       pki?.ca.close(); // its prune timer would otherwise write to the store after stop
       await admin.close();
+      await debug.close();
       await alliance?.close();
     })());
 
-  log.info({ xdsPort, xdsPlaintextPort, xdsTls: !!opts.xdsTls, adminPort, metadataPort: alliance?.metadataPort, config: opts.config ?? DEFAULT_MESH_SOURCE }, 'meshfed is serving');
-  return { xdsPort, xdsPlaintextPort, adminPort, pki, registry, store, xds, metrics, log, alliance, stop };
+  log.info({ xdsPort, xdsPlaintextPort, xdsTls: !!opts.xdsTls, adminPort, debugPort, metadataPort: alliance?.metadataPort, config: opts.config ?? DEFAULT_MESH_SOURCE }, 'meshfed is serving');
+  return { xdsPort, xdsPlaintextPort, adminPort, debugPort, pki, registry, store, xds, metrics, log, alliance, stop };
 }
 
 /** The trust domain of development identities when meshfed runs without a CA (raw secrets only). */

@@ -60,7 +60,8 @@ program
   .description('serve xDS (CDS, EDS, LDS, RDS, SDS) from a mesh description, or the embedded two-cluster default')
   .option('-c, --config <file>', 'mesh description (YAML or JSON); re-read on change', process.env['MESHFED_CONFIG'])
   .option('--xds-address <host:port>', 'xDS gRPC listen address', hostPort, hostPort(`${DEFAULTS.xdsHost}:${DEFAULTS.xdsPort}`))
-  .option('--admin-address <host:port>', 'admin HTTP listen address', hostPort, hostPort(`${DEFAULTS.adminHost}:${DEFAULTS.adminPort}`))
+  .option('--admin-address <host:port>', 'HTTP for probes and Prometheus: /healthz, /readyz, /metrics, /.well-known/spiffe-bundle', hostPort, hostPort(`${DEFAULTS.adminHost}:${DEFAULTS.adminPort}`))
+  .option('--debug-address <host:port>', 'HTTP for the /debug/* pages (mesh internals; reach them with kubectl port-forward)', hostPort, hostPort(`${DEFAULTS.debugHost}:${DEFAULTS.debugPort}`))
   .option('--debounce <ms>', 'push a change once it has been quiet this long', int('--debounce'), DEFAULTS.debounceMs)
   .option('--debounce-max <ms>', 'push a change at the latest this long after it happened', int('--debounce-max'), DEFAULTS.debounceMaxMs)
   .option('--shutdown-grace <ms>', 'on SIGTERM, exit at the latest after this long', int('--shutdown-grace'), 5000)
@@ -118,6 +119,8 @@ program
         xdsPort: o.xdsAddress.port,
         adminHost: o.adminAddress.host,
         adminPort: o.adminAddress.port,
+        debugHost: o.debugAddress.host,
+        debugPort: o.debugAddress.port,
         debounceMs: o.debounce,
         debounceMaxMs: o.debounceMax,
         enableAdminApi: o.enableAdminApi,
@@ -186,7 +189,7 @@ program
       process.exit(1);
     }
     const m = meshfed;
-    if (!o.config && !kube) printQuickStart(m.xdsPort, m.adminPort);
+    if (!o.config && !kube) printQuickStart(m.xdsPort, m.adminPort, m.debugPort);
     for (const signal of ['SIGTERM', 'SIGINT'] as const) {
       process.once(signal, () => {
         log.info({ signal }, 'shutting down');
@@ -278,7 +281,7 @@ function quickStartBootstrap(xdsPort: number): object {
   };
 }
 
-function printQuickStart(xdsPort: number, adminPort: number): void {
+function printQuickStart(xdsPort: number, adminPort: number, debugPort: number): void {
   process.stderr.write(`
 meshfed is serving the embedded two-cluster mesh (cluster-a: foo.abc, cluster-b: bar.xyz).
 
@@ -286,7 +289,7 @@ meshfed is serving the embedded two-cluster mesh (cluster-a: foo.abc, cluster-b:
                   then dial xds:///foo.abc.svc.cluster-a.local:8080 (the endpoints take mTLS: with insecure
                   credentials the certificate providers are only declared; \`meshfed agent\` writes real ones)
   Envoy:          point an ADS cluster at 127.0.0.1:${xdsPort} (see deploy/examples/)
-  What is served: http://localhost:${adminPort}/debug/syncz   http://localhost:${adminPort}/debug/mesh   http://localhost:${adminPort}/metrics
+  What is served: http://localhost:${debugPort}/debug/syncz   http://localhost:${debugPort}/debug/mesh   http://localhost:${adminPort}/metrics
 
 `);
 }

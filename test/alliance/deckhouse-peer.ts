@@ -119,6 +119,7 @@ export async function startExporter(o: { peers: readonly DeckhousePeer[]; keyTyp
     xdsPort: 0,
     adminHost: '127.0.0.1',
     adminPort: 0,
+    debugPort: 0,
     log: createLogger('silent'),
     pki: { trustDomain: 'cluster-b.local', caStore: memoryCaStore(), keyType: o.keyType },
     alliance: {

@@ -41,6 +41,7 @@ describe('metadata exporter TLS files', () => {
       xdsPort: 0,
       adminHost: '127.0.0.1',
       adminPort: 0,
+      debugPort: 0,
       log: log.log,
       pki: { trustDomain: 'cluster-b.local', caStore: memoryCaStore() },
       alliance: { clusterUuid: 'u-1', keyStore: memoryAuthnKeyStore(), localClusterId: 'cluster-b', exporter: { host: '127.0.0.1', port: 0, federation: false, tls: { certFile, keyFile, reloadIntervalMs: 50 } } },

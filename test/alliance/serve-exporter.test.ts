@@ -32,7 +32,7 @@ async function serve(extra: string[]): Promise<{ metadata: number; admin: number
   const [xds, admin, metadata] = [await freePort(), await freePort(), await freePort()];
   const s = start([
     '--config', path.join(dir, 'mesh.yaml'), '--cluster-id', 'cluster-b', '--trust-domain', 'cluster-b.local',
-    '--xds-address', `127.0.0.1:${xds}`, '--admin-address', `127.0.0.1:${admin}`, '--metadata-address', `127.0.0.1:${metadata}`, ...extra,
+    '--xds-address', `127.0.0.1:${xds}`, '--admin-address', `127.0.0.1:${admin}`, '--debug-address', '127.0.0.1:0', '--metadata-address', `127.0.0.1:${metadata}`, ...extra,
   ]);
   const deadline = Date.now() + 20_000;
   for (;;) {
@@ -93,7 +93,7 @@ describe('meshfed serve --metadata-address', () => {
   it('refuses a broken key file with one line naming it, and exits', async () => {
     const keys = mkdtempSync(path.join(os.tmpdir(), 'meshfed-keys-'));
     writeFileSync(path.join(keys, 'priv.pem'), '-----BEGIN ED25519 PRIVATE KEY-----\nbm90IGEga2V5\n-----END ED25519 PRIVATE KEY-----\n');
-    const s = start(['--config', path.join(repo, 'src/config/default-mesh.yaml'), '--trust-domain', 'cluster-b.local', '--xds-address', '127.0.0.1:0', '--admin-address', '127.0.0.1:0', '--metadata-address', '127.0.0.1:0', '--authn-key-dir', keys]);
+    const s = start(['--config', path.join(repo, 'src/config/default-mesh.yaml'), '--trust-domain', 'cluster-b.local', '--xds-address', '127.0.0.1:0', '--admin-address', '127.0.0.1:0', '--debug-address', '127.0.0.1:0', '--metadata-address', '127.0.0.1:0', '--authn-key-dir', keys]);
     expect(await s.exited).toBe(1);
     expect(s.output()).toContain(`${path.join(keys, 'priv.pem')}: not a PEM private key (PKCS#8)`);
   });
@@ -102,7 +102,7 @@ describe('meshfed serve --metadata-address', () => {
     const api = await startFakeApiServer();
     try {
       const kubeconfig = api.writeKubeconfig(mkdtempSync(path.join(os.tmpdir(), 'meshfed-kube-')));
-      const s = start(['--kubeconfig', kubeconfig, '--namespace', 'meshfed', '--xds-address', '127.0.0.1:0', '--admin-address', '127.0.0.1:0', '--metadata-address', '127.0.0.1:0']);
+      const s = start(['--kubeconfig', kubeconfig, '--namespace', 'meshfed', '--xds-address', '127.0.0.1:0', '--admin-address', '127.0.0.1:0', '--debug-address', '127.0.0.1:0', '--metadata-address', '127.0.0.1:0']);
       expect(await s.exited).toBe(1);
       expect(s.output()).toContain('the cluster UUID is the uid of Namespace kube-system, which could not be read (HTTP 404: namespaces \\"kube-system\\" not found); give --cluster-uuid');
     } finally {

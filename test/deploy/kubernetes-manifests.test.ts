@@ -97,6 +97,8 @@ describe('deploy/kubernetes manifests', () => {
     expect(ports).toEqual([18000, 18001, 18010, 18003]);
     expect(ports.some((p) => [15010, 15012, 15014, 15017].includes(p))).toBe(false);
     expect(pod.containers[0]?.args).toEqual(expect.arrayContaining(['--xds-address=0.0.0.0:18000', '--admin-address=0.0.0.0:18001', '--xds-plaintext-address=0.0.0.0:18010', '--metadata-address=0.0.0.0:18003']));
+    // The debug pages stay on the pod's loopback: not a container port, not in the Service.
+    expect(pod.containers[0]?.args).toContain('--debug-address=127.0.0.1:18002');
     const service = byKind('Service')[0] as Manifest;
     expect((service.spec as { ports: Array<{ port: number }> }).ports.map((p) => p.port)).toEqual([18000, 18001, 18010, 18003]);
   });

@@ -109,7 +109,7 @@ describe('meshfed agent', () => {
     cleanup.push(() => rm(dir, { recursive: true, force: true }));
     const server = run([
       'serve', '--insecure-dev-identity', '--trust-domain', 'cluster-a.local',
-      '--xds-address', `127.0.0.1:${xds}`, '--admin-address', `127.0.0.1:${admin}`,
+      '--xds-address', `127.0.0.1:${xds}`, '--admin-address', `127.0.0.1:${admin}`, '--debug-address', '127.0.0.1:0',
     ]);
     await until('meshfed /readyz', () => fetch(`http://127.0.0.1:${admin}/readyz`).then((r) => (r.ok ? true : undefined), () => undefined), server.output);
     const agent = run([

@@ -24,7 +24,7 @@ interface Replica {
 
 async function replica(kubeconfig: string): Promise<Replica> {
   const [xds, admin] = [await freePort(), await freePort()];
-  const args = ['serve', '--kubeconfig', kubeconfig, '--namespace', 'meshfed', '--cluster-id', 'c1', '--xds-address', `127.0.0.1:${xds}`, '--admin-address', `127.0.0.1:${admin}`];
+  const args = ['serve', '--kubeconfig', kubeconfig, '--namespace', 'meshfed', '--cluster-id', 'c1', '--xds-address', `127.0.0.1:${xds}`, '--admin-address', `127.0.0.1:${admin}`, '--debug-address', '127.0.0.1:0'];
   const proc = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], { cwd: repo, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
