@@ -19,7 +19,8 @@ import { registerAdminApi } from './sources/admin/admin-api.js';
 import type { MeshFileError } from './sources/file/errors.js';
 import { FileSource } from './sources/file/file-source.js';
 import { meshToSource } from './sources/file/to-model.js';
-import { CLUSTER_STATES, KUBE_DEFAULTS, KubeSource, type KubeSourceOptions } from './sources/kube/index.js';
+import { CLUSTER_STATES, KUBE_DEFAULTS, KubeSource, localKubeConfig, type KubeSourceOptions } from './sources/kube/index.js';
+import { defaultIdentity, LeaseLeadership, SOLE_LEADER, type Leadership } from './leader/index.js';
 import { XdsServer } from './xds/server.js';
 import { XdsStore } from './xds/store.js';
 
@@ -57,6 +58,8 @@ export interface MeshfedOptions {
   readonly insecureDevIdentity?: boolean;
   /** Check service-account tokens with TokenReview against this apiserver. */
   readonly tokenReview?: { readonly kubeConfig: KubeConfig; readonly audience?: string };
+  /** With kube: leader election on a Lease in kube.namespace (holder: identity, the pod name by default). */
+  readonly lease?: { readonly durationMs?: number; readonly identity?: string };
 }
 
 export interface MeshfedPki {
@@ -71,6 +74,8 @@ export interface Meshfed {
   readonly xdsPlaintextPort: number | undefined;
   readonly adminPort: number;
   readonly pki: MeshfedPki | undefined;
+  /** Whether this replica acts for all (CA creation and rotation, status writes); always outside Kubernetes. */
+  readonly leadership: Leadership;
   readonly registry: Registry;
   readonly store: XdsStore;
   readonly xds: XdsServer;
@@ -92,7 +97,15 @@ export const DEFAULTS = {
 export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> {
   const log = opts.log ?? createLogger();
   const metrics = new Metrics();
-  const pki = opts.pki && (await openPki(opts.pki, log));
+  const lease = opts.kube && (await LeaseLeadership.start({
+    kubeConfig: localKubeConfig(opts.kube.kubeconfig),
+    namespace: opts.kube.namespace ?? KUBE_DEFAULTS.namespace,
+    identity: opts.lease?.identity ?? defaultIdentity(),
+    durationMs: opts.lease?.durationMs,
+    log: log.child({ module: 'leader' }),
+  }));
+  const leadership = lease || SOLE_LEADER;
+  const pki = opts.pki && (await openPki(opts.pki, leadership, log));
   const store = new XdsStore(createGenerators({ sdsConfig: opts.sdsConfig ?? 'ads' }, pki && workloadSecrets(pki)), metrics);
   if (pki) {
     // Certificates and bundles change outside the mesh: the PKI tells the store.
@@ -178,6 +191,7 @@ export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> 
   let stopping: Promise<void> | undefined;
   const stop = (graceMs = 5000): Promise<void> =>
     (stopping ??= (async () => {
+      await lease?.stop(); // first, so another replica takes over while this one drains
       fileSource?.stop();
       kube?.stop();
       registry.stop();
@@ -202,20 +216,25 @@ export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> 
     })());
 
   log.info({ xdsPort, xdsPlaintextPort, xdsTls: !!opts.xdsTls, adminPort, config: opts.config ?? DEFAULT_MESH_SOURCE }, 'meshfed is serving');
-  return { xdsPort, xdsPlaintextPort, adminPort, pki, registry, store, xds, metrics, log, stop };
+  return { xdsPort, xdsPlaintextPort, adminPort, pki, leadership, registry, store, xds, metrics, log, stop };
 }
 
 /** The trust domain of development identities when meshfed runs without a CA (raw secrets only). */
 const DEV_TRUST_DOMAIN = 'cluster.local';
 
-async function openPki(o: NonNullable<MeshfedOptions['pki']>, log: Logger): Promise<MeshfedPki> {
+async function openPki(o: NonNullable<MeshfedOptions['pki']>, leadership: Leadership, log: Logger): Promise<MeshfedPki> {
+  const caLog = log.child({ module: 'ca' });
   const ca = await CertificateAuthority.open({
     trustDomain: o.trustDomain,
     store: o.caStore,
     keyType: o.keyType,
     workloadTtlMs: o.workloadTtlMs,
-    onStoreError: (err) => log.warn({ err: err.message }, 'a retired root stays stored (and trusted after a restart)'),
+    leadership,
+    follow: true, // a rotation stored by `meshfed ca` or another replica is taken up without a restart
+    onStoreError: (err) => caLog.warn(err.message),
+    onWaiting: () => caLog.info({ store: o.caStore.describe }, 'waiting for the leader to create the CA'),
   });
+  ca.onChange(() => caLog.info({ store: o.caStore.describe, roots: ca.roots.length, next: ca.nextRoot !== undefined, generation: ca.generation }, 'CA roots or signer changed'));
   return { ca, certs: new WorkloadCertCache(ca, { ttlMs: o.workloadTtlMs }), bundles: new TrustBundles(ca, { log: log.child({ module: 'trust-bundles' }) }) };
 }
 

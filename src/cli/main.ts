@@ -7,6 +7,8 @@ import { DEFAULTS, startMeshfed } from '../app.js';
 import { KUBE_DEFAULTS, localKubeConfig } from '../sources/kube/index.js';
 import { fileCaStore, kubeCaStore, memoryCaStore } from '../pki/index.js';
 import { createLogger } from '../log.js';
+import { DEFAULT_LEASE_DURATION_MS } from '../leader/index.js';
+import { caCommand } from './ca.js';
 
 const int = (what: string) => (v: string): number => {
   const n = Number(v);
@@ -78,6 +80,7 @@ program
   .option('--token-audience <aud>', 'audience service-account tokens must carry', 'istio-ca')
   .option('--no-token-review', 'do not accept service-account tokens')
   .option('--insecure-dev-identity', 'DEVELOPMENT ONLY: plaintext streams get the secrets of the identity their node metadata claims', false)
+  .option('--lease-duration <s>', 'with --kube, replicas elect a leader on the Lease meshfed-leader in --namespace: a dead leader is replaced after this long', secondsToMs('--lease-duration'), DEFAULT_LEASE_DURATION_MS)
   .option('--log-level <level>', 'trace, debug, info, warn or error', process.env['MESHFED_LOG_LEVEL'] ?? 'info')
   .action(async (o) => {
     const log = createLogger(o.logLevel);
@@ -128,6 +131,7 @@ program
         xdsPlaintextPort: o.xdsPlaintextAddress?.port,
         insecureDevIdentity: o.insecureDevIdentity,
         tokenReview: o.xdsTls && o.tokenReview ? { kubeConfig: localKubeConfig(o.tokenReviewKubeconfig ?? o.kubeconfig), audience: o.tokenAudience } : undefined,
+        lease: { durationMs: o.leaseDuration },
       });
     } catch (err) {
       log.fatal({ err }, (err as Error).message);
@@ -189,6 +193,8 @@ program
     log.info({ bootstrap: agent.bootstrapPath }, `ready: start the gRPC application with GRPC_XDS_BOOTSTRAP=${agent.bootstrapPath}`);
     for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => (agent.close(), process.exit(0)));
   });
+
+caCommand(program.command('ca').description('root rotation of the mesh CA, in its Secret (--kubeconfig, in-cluster) or --ca-dir'), inClusterNamespace() ?? KUBE_DEFAULTS.namespace);
 
 program
   .command('validate <file>')
