@@ -78,15 +78,23 @@ export class LeaseLeadership implements Leadership {
     await this.running;
     if (!this.leader) return;
     this.set(false);
-    try {
+    const release = async (): Promise<void> => {
       const lease = await this.api.readNamespacedLease({ name: this.name, namespace: this.opts.namespace });
       if (lease.spec?.holderIdentity !== this.opts.identity) return;
       const now = new V1MicroTime(Date.now());
       lease.spec = { ...lease.spec, holderIdentity: '', leaseDurationSeconds: 1, acquireTime: now, renewTime: now };
       await this.api.replaceNamespacedLease({ name: this.name, namespace: this.opts.namespace, body: lease });
       this.opts.log.info({ lease: this.where }, 'released the Lease');
+    };
+    // Bounded: a shutdown must not hang on an unreachable apiserver.
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('the apiserver did not answer in time')), this.durationMs / 3)));
+    try {
+      await Promise.race([release(), timeout]);
     } catch (err) {
       this.opts.log.warn({ lease: this.where, err: apiErrorMessage(err) }, 'could not release the Lease; another replica takes over once it expires');
+    } finally {
+      clearTimeout(timer);
     }
   }
 
