@@ -13,7 +13,7 @@ interface CaFlags {
   namespace: string;
   caDir?: string;
   trustDomain?: string;
-  workloadCertTtl: number;
+  workloadCertTtl?: number;
 }
 
 const DEFAULT_TRUST_DOMAIN = 'cluster.local';

@@ -28,8 +28,6 @@ export function defaultIdentity(): string {
   return process.env['POD_NAME'] || (process.env['KUBERNETES_SERVICE_HOST'] ? os.hostname() : `${os.hostname()}_${process.pid}`);
 }
 
-type Decision = boolean | undefined; // leader, not leader, or no news (keep the state until the deadline)
-
 export class LeaseLeadership implements Leadership {
   private readonly api: CoordinationV1Api;
   private readonly name: string;
@@ -55,10 +53,6 @@ export class LeaseLeadership implements Leadership {
     const l = new LeaseLeadership(opts);
     await (l.running = l.tick());
     return l;
-  }
-
-  get identity(): string {
-    return this.opts.identity;
   }
 
   isLeader(): boolean {
@@ -112,8 +106,8 @@ export class LeaseLeadership implements Leadership {
       if (decision === 'timeout') throw new Error(`the apiserver did not answer within ${Math.round(period)} ms`);
       if (this.lastError !== undefined) this.opts.log.info({ lease: this.where }, 'the Lease is reachable again');
       this.lastError = undefined;
-      if (decision === true) this.renewed(started);
-      else if (decision === false) this.set(false);
+      if (decision) this.renewed(started);
+      else this.set(false);
     } catch (err) {
       const message = apiErrorMessage(err);
       if (message !== this.lastError) this.opts.log.warn({ lease: this.where, err: message }, 'could not take or renew the Lease; retrying');
@@ -126,7 +120,8 @@ export class LeaseLeadership implements Leadership {
     this.tickTimer.unref();
   }
 
-  private async tryAcquireOrRenew(now: number): Promise<Decision> {
+  /** True when this candidate holds the Lease now (taken or renewed), false when another does. */
+  private async tryAcquireOrRenew(now: number): Promise<boolean> {
     const { namespace, identity } = this.opts;
     const stamp = new V1MicroTime(now);
     const durationSec = Math.ceil(this.durationMs / 1000);
@@ -164,7 +159,7 @@ export class LeaseLeadership implements Leadership {
   }
 
   /** A create or an update of the Lease: true when it went through, false when another candidate won. */
-  private async write(op: () => Promise<V1Lease>): Promise<Decision> {
+  private async write(op: () => Promise<V1Lease>): Promise<boolean> {
     try {
       const written = await op();
       this.observed = { rv: written.metadata?.resourceVersion ?? '', at: Date.now() };

@@ -90,8 +90,9 @@ export function kubeCaStore(kc: KubeConfig, namespace: string, secretName: strin
 }
 
 /**
- * Watches each named Secret (a field selector per name) and calls onChange on every event, and on every
- * (re)connect, since events may have been missed meanwhile. Reconnects with backoff.
+ * Watches each named Secret (a field selector per name) and calls onChange on every event. Each (re)connect
+ * starts without a resourceVersion, so its first event is the Secret's current state: a change made while
+ * disconnected is seen then. Reconnects with backoff after errors.
  */
 function watchSecrets(kc: KubeConfig, namespace: string, names: readonly string[], onChange: () => void): () => void {
   const client = new KubeClient(kc, DEFAULT_LIMITS, () => onChange());
@@ -107,7 +108,6 @@ function watchSecrets(kc: KubeConfig, namespace: string, names: readonly string[
       timers.add(t);
     };
     const watch = new GuardedWatch(client, 'Secret', () => {});
-    // Without a resourceVersion the watch starts with the Secret's current state (an ADDED event) if it exists.
     void watch
       .watch(`/api/v1/namespaces/${namespace}/secrets`, { fieldSelector: `metadata.name=${name}` }, (type) => {
         if (type !== 'BOOKMARK') onChange();
