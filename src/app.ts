@@ -21,6 +21,7 @@ import type { MeshFileError } from './sources/file/errors.js';
 import { FileSource } from './sources/file/file-source.js';
 import { meshToSource } from './sources/file/to-model.js';
 import { CLUSTER_STATES, KUBE_DEFAULTS, KubeSource, type KubeSourceOptions, localKubeConfig } from './sources/kube/index.js';
+import { defaultIdentity, LeaseLeadership, SOLE_LEADER, type Leadership } from './leader/index.js';
 import { XdsServer } from './xds/server.js';
 import { XDS_LIMITS, type XdsLimits } from './xds/limits.js';
 import { XdsStore } from './xds/store.js';
@@ -67,6 +68,8 @@ export interface MeshfedOptions {
   readonly tokenReview?: { readonly kubeConfig: KubeConfig; readonly audience?: string };
   /** This cluster's identity among peers (UUID, Ed25519 key) and the metadata exporter (src/alliance/). */
   readonly alliance?: AllianceOptions;
+  /** With kube: leader election on a Lease in kube.namespace (holder: identity, the pod name by default). */
+  readonly lease?: { readonly durationMs?: number; readonly identity?: string };
 }
 
 export interface MeshfedPki {
@@ -82,6 +85,8 @@ export interface Meshfed {
   readonly adminPort: number;
   readonly debugPort: number;
   readonly pki: MeshfedPki | undefined;
+  /** Whether this replica acts for all (CA creation and rotation, status writes); always outside Kubernetes. */
+  readonly leadership: Leadership;
   readonly registry: Registry;
   readonly store: XdsStore;
   readonly xds: XdsServer;
@@ -106,7 +111,15 @@ export const DEFAULTS = {
 export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> {
   const log = opts.log ?? createLogger();
   const metrics = new Metrics();
-  const pki = opts.pki && (await openPki(opts.pki, log));
+  const lease = opts.kube && (await LeaseLeadership.start({
+    kubeConfig: localKubeConfig(opts.kube.kubeconfig),
+    namespace: opts.kube.namespace ?? KUBE_DEFAULTS.namespace,
+    identity: opts.lease?.identity ?? defaultIdentity(),
+    durationMs: opts.lease?.durationMs,
+    log: log.child({ module: 'leader' }),
+  }));
+  const leadership = lease || SOLE_LEADER;
+  const pki = opts.pki && (await openPki(opts.pki, leadership, log));
   const store = new XdsStore(createGenerators({ sdsConfig: opts.sdsConfig ?? 'ads' }, pki && workloadSecrets(pki)), metrics);
   if (pki) {
     // Certificates and bundles change outside the mesh: the PKI tells the store.
@@ -231,6 +244,7 @@ export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> 
   let stopping: Promise<void> | undefined;
   const stop = (graceMs = 5000): Promise<void> =>
     (stopping ??= (async () => {
+      await lease?.stop(); // first, so another replica takes over while this one drains
       fileSource?.stop();
       kube?.stop();
       registry.stop();
@@ -258,20 +272,25 @@ export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> 
     })());
 
   log.info({ xdsPort, xdsPlaintextPort, xdsTls: !!opts.xdsTls, adminPort, debugPort, metadataPort: alliance?.metadataPort, config: opts.config ?? DEFAULT_MESH_SOURCE }, 'meshfed is serving');
-  return { xdsPort, xdsPlaintextPort, adminPort, debugPort, pki, registry, store, xds, metrics, log, alliance, stop };
+  return { xdsPort, xdsPlaintextPort, adminPort, debugPort, pki, leadership, registry, store, xds, metrics, log, alliance, stop };
 }
 
 /** The trust domain of development identities when meshfed runs without a CA (raw secrets only). */
 const DEV_TRUST_DOMAIN = 'cluster.local';
 
-async function openPki(o: NonNullable<MeshfedOptions['pki']>, log: Logger): Promise<MeshfedPki> {
+async function openPki(o: NonNullable<MeshfedOptions['pki']>, leadership: Leadership, log: Logger): Promise<MeshfedPki> {
+  const caLog = log.child({ module: 'ca' });
   const ca = await CertificateAuthority.open({
     trustDomain: o.trustDomain,
     store: o.caStore,
     keyType: o.keyType,
     workloadTtlMs: o.workloadTtlMs,
-    onStoreError: (err) => log.warn({ err: err.message }, 'a retired root stays stored (and trusted after a restart)'),
+    leadership,
+    follow: true, // a rotation stored by `meshfed ca` or another replica is taken up without a restart
+    onStoreError: (err) => caLog.warn(err.message),
+    onWaiting: () => caLog.info({ store: o.caStore.describe }, 'waiting for the leader to create the CA'),
   });
+  ca.onChange(() => caLog.info({ store: o.caStore.describe, roots: ca.roots.length, next: ca.nextRoot !== undefined, generation: ca.generation }, 'CA roots or signer changed'));
   return { ca, certs: new WorkloadCertCache(ca, { ttlMs: o.workloadTtlMs }), bundles: new TrustBundles(ca, { log: log.child({ module: 'trust-bundles' }) }) };
 }
 

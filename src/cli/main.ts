@@ -10,6 +10,8 @@ import { dirAuthnKeyStore, kubeAuthnKeyStore, memoryAuthnKeyStore } from '../all
 import { DEFAULT_METADATA_PORT } from '../alliance/exporter/server.js';
 import { createLogger } from '../log.js';
 import { XDS_LIMITS } from '../xds/limits.js';
+import { DEFAULT_LEASE_DURATION_MS } from '../leader/index.js';
+import { caCommand } from './ca.js';
 
 const int = (what: string) => (v: string): number => {
   const n = Number(v);
@@ -103,6 +105,7 @@ program
   .option('--advertise-gateway <address:port>', 'publish this gateway to peers instead of the discovered ones (repeatable)', gatewayAddress)
   .option('--cluster-uuid <uuid>', "this cluster's UUID among peers (default: with --kube, the uid of Namespace kube-system; else one per run)")
   .option('--authn-key-dir <dir>', 'where the Ed25519 key pair that signs tokens to peers is kept (pub.pem, priv.pem); default: with --kube, Secret meshfed-authn-keypair in --namespace; else memory')
+  .option('--lease-duration <s>', 'with --kube, replicas elect a leader on the Lease meshfed-leader in --namespace: a dead leader is replaced after this long', secondsToMs('--lease-duration'), DEFAULT_LEASE_DURATION_MS)
   .option('--log-level <level>', 'trace, debug, info, warn or error', process.env['MESHFED_LOG_LEVEL'] ?? 'info')
   .action(async (o) => {
     const log = createLogger(o.logLevel);
@@ -182,6 +185,7 @@ program
               },
             }
           : undefined,
+        lease: { durationMs: o.leaseDuration },
       });
     } catch (err) {
       log.fatal({ err }, (err as Error).message);
@@ -243,6 +247,8 @@ program
     log.info({ bootstrap: agent.bootstrapPath }, `ready: start the gRPC application with GRPC_XDS_BOOTSTRAP=${agent.bootstrapPath}`);
     for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => (agent.close(), process.exit(0)));
   });
+
+caCommand(program.command('ca').description('root rotation of the mesh CA, in its Secret (--kubeconfig, in-cluster) or --ca-dir'), inClusterNamespace() ?? KUBE_DEFAULTS.namespace);
 
 program
   .command('validate <file>')
