@@ -13,6 +13,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { startFakeApiServer, type FakeApiServer } from '../fixtures/kube-apiserver/index.js';
+import { namespace } from '../helpers/kube-cluster.js';
 import { freePort } from '../helpers/ports.js';
 
 const DIR = join(import.meta.dirname, '../../deploy/kubernetes');
@@ -225,6 +226,7 @@ describe('kubectl apply -k deploy/kubernetes', () => {
   let dir: string;
   beforeAll(async () => {
     api = await startFakeApiServer();
+    api.upsert(namespace('kube-system')); // every real cluster has it; its uid is the cluster UUID
     dir = mkdtempSync(join(tmpdir(), 'deploy-test-'));
   });
   afterAll(async () => {
