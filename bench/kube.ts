@@ -62,25 +62,25 @@ function seed(api: FakeApiServer): void {
 interface Server {
   pid: number;
   xds: number;
-  admin: number;
+  debug: number;
   stop(): void;
 }
 
 async function startServer(api: FakeApiServer): Promise<Server> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'meshfed-bench-kube-'));
-  const [xds, admin] = [await freePort(), await freePort()];
+  const [xds, admin, debug] = [await freePort(), await freePort(), await freePort()];
   const proc = spawn(
     process.execPath,
     ['--import', 'tsx', 'src/cli/main.ts', 'serve', '--kubeconfig', api.writeKubeconfig(dir), '--cluster-id', 'bench', '--log-level', 'warn',
-      '--xds-address', `127.0.0.1:${xds}`, '--admin-address', `127.0.0.1:${admin}`],
+      '--xds-address', `127.0.0.1:${xds}`, '--admin-address', `127.0.0.1:${admin}`, '--debug-address', `127.0.0.1:${debug}`],
     { stdio: ['ignore', 'inherit', 'inherit'] },
   );
-  return { pid: proc.pid!, xds, admin, stop: () => proc.kill('SIGTERM') };
+  return { pid: proc.pid!, xds, debug, stop: () => proc.kill('SIGTERM') };
 }
 
 async function registryEndpoints(s: Server): Promise<number> {
   try {
-    const r = (await (await fetch(`http://127.0.0.1:${s.admin}/debug/clusters`)).json()) as { clusters: { endpoints: number }[] };
+    const r = (await (await fetch(`http://127.0.0.1:${s.debug}/debug/clusters`)).json()) as { clusters: { endpoints: number }[] };
     return r.clusters[0]?.endpoints ?? 0;
   } catch {
     return 0;

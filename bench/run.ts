@@ -55,7 +55,9 @@ async function startMeshfed(): Promise<{ proc: ChildProcess; xds: number; admin:
   const [xds, admin] = [await freePort(), await freePort()];
   const proc = spawn(
     process.execPath,
-    [...(process.env['BENCH_PROF'] ? ['--cpu-prof', '--cpu-prof-dir', process.env['BENCH_PROF']] : []), '--import', 'tsx', 'src/cli/main.ts', 'serve', '--config', meshFile, '--enable-admin-api', '--log-level', 'warn', '--xds-address', `127.0.0.1:${xds}`, '--admin-address', `127.0.0.1:${admin}`],
+    [...(process.env['BENCH_PROF'] ? ['--cpu-prof', '--cpu-prof-dir', process.env['BENCH_PROF']] : []), '--import', 'tsx', 'src/cli/main.ts', 'serve', '--config', meshFile, '--enable-admin-api', '--log-level', 'warn', '--xds-address', `127.0.0.1:${xds}`, '--admin-address', `127.0.0.1:${admin}`, '--debug-address', '127.0.0.1:0',
+      // Every simulated proxy connects from 127.0.0.1.
+      '--max-connections-per-address', String(CLIENTS + 100)],
     { cwd: repo, stdio: ['ignore', 'inherit', 'inherit'] },
   );
   children.push(proc);

@@ -7,7 +7,12 @@ import { DEFAULTS, startMeshfed } from '../app.js';
 import { DEFAULT_MAX_MESH_FILE_BYTES } from '../sources/file/file-source.js';
 import { KUBE_DEFAULTS, localKubeConfig } from '../sources/kube/index.js';
 import { fileCaStore, kubeCaStore, memoryCaStore } from '../pki/index.js';
+import { dirAuthnKeyStore, kubeAuthnKeyStore, memoryAuthnKeyStore } from '../alliance/identity/key-store.js';
+import { DEFAULT_METADATA_PORT } from '../alliance/exporter/server.js';
 import { createLogger } from '../log.js';
+import { XDS_LIMITS } from '../xds/limits.js';
+import { DEFAULT_LEASE_DURATION_MS } from '../leader/index.js';
+import { caCommand } from './ca.js';
 
 const int = (what: string) => (v: string): number => {
   const n = Number(v);
@@ -20,6 +25,13 @@ const hostPort = (v: string): { host: string; port: number } => {
   const port = Number(v.slice(i + 1));
   if (i < 0 || !Number.isInteger(port) || port < 0 || port > 65535) throw new InvalidArgumentError(`"${v}" is not host:port`);
   return { host: v.slice(0, i).replace(/^\[|\]$/g, '') || '0.0.0.0', port };
+};
+
+/** A gateway to advertise: `address:port`, the address required (an IP or a DNS name). */
+const gatewayAddress = (v: string, prev: { address: string; port: number }[] = []): { address: string; port: number }[] => {
+  const { host, port } = hostPort(v);
+  if (!/^[\w.:-]+$/.test(host) || v.lastIndexOf(':') === 0 || port === 0) throw new InvalidArgumentError(`"${v}" is not address:port`);
+  return [...prev, { address: host, port }];
 };
 
 const sdsConfig = (v: string): 'ads' | 'sds-grpc' => {
@@ -51,7 +63,8 @@ program
   .description('serve xDS (CDS, EDS, LDS, RDS, SDS) from a mesh description, or the embedded two-cluster default')
   .option('-c, --config <file>', 'mesh description (YAML or JSON); re-read on change', process.env['MESHFED_CONFIG'])
   .option('--xds-address <host:port>', 'xDS gRPC listen address', hostPort, hostPort(`${DEFAULTS.xdsHost}:${DEFAULTS.xdsPort}`))
-  .option('--admin-address <host:port>', 'admin HTTP listen address', hostPort, hostPort(`${DEFAULTS.adminHost}:${DEFAULTS.adminPort}`))
+  .option('--admin-address <host:port>', 'HTTP for probes and Prometheus: /healthz, /readyz, /metrics, /.well-known/spiffe-bundle', hostPort, hostPort(`${DEFAULTS.adminHost}:${DEFAULTS.adminPort}`))
+  .option('--debug-address <host:port>', 'HTTP for the /debug/* pages (mesh internals; reach them with kubectl port-forward)', hostPort, hostPort(`${DEFAULTS.debugHost}:${DEFAULTS.debugPort}`))
   .option('--debounce <ms>', 'push a change once it has been quiet this long', int('--debounce'), DEFAULTS.debounceMs)
   .option('--debounce-max <ms>', 'push a change at the latest this long after it happened', int('--debounce-max'), DEFAULTS.debounceMaxMs)
   .option('--shutdown-grace <ms>', 'on SIGTERM, exit at the latest after this long', int('--shutdown-grace'), 5000)
@@ -82,12 +95,29 @@ program
   .option('--token-audience <aud>', 'audience service-account tokens must carry', 'istio-ca')
   .option('--no-token-review', 'do not accept service-account tokens')
   .option('--insecure-dev-identity', 'DEVELOPMENT ONLY: plaintext streams get the secrets of the identity their node metadata claims', false)
+  .option('--max-request-bytes <n>', 'largest xDS request accepted', int('--max-request-bytes'), XDS_LIMITS.maxRequestBytes)
+  .option('--max-names <n>', 'resource names in one xDS request (and per type on a delta stream)', int('--max-names'), XDS_LIMITS.maxNames)
+  .option('--max-name-bytes <n>', 'bytes of one resource name', int('--max-name-bytes'), XDS_LIMITS.maxNameBytes)
+  .option('--max-streams-per-connection <n>', 'xDS streams on one client connection', int('--max-streams-per-connection'), XDS_LIMITS.maxStreamsPerConnection)
+  .option('--max-connections-per-address <n>', 'connections with xDS streams from one client address', int('--max-connections-per-address'), XDS_LIMITS.maxConnectionsPerAddress)
+  .option('--stream-idle-write-timeout <s>', 'close an xDS stream (UNAVAILABLE) whose peer leaves a response unread this long (0: never)', secondsToMs('--stream-idle-write-timeout'), XDS_LIMITS.idleWriteTimeoutMs)
+  .option('--metadata-address <host:port>', `serve this cluster's federation metadata (Deckhouse's metadata-exporter paths) here; off unless given (manifests use port ${DEFAULT_METADATA_PORT})`, hostPort)
+  .option('--metadata-tls-cert <file>', 'with --metadata-tls-key: serve the metadata over HTTPS with this certificate chain (PEM); plain HTTP otherwise, for an Ingress that terminates TLS')
+  .option('--metadata-tls-key <file>', 'private key (PEM) of --metadata-tls-cert')
+  .option('--federation', 'serve /metadata/private/federation.json (exported services and gateways) to federated peers', false)
+  .option('--multicluster-api-host <host>', 'serve /metadata/private/multicluster.json to multicluster peers, naming this host as the API proxy')
+  .option('--advertise-gateway <address:port>', 'publish this gateway to peers instead of the discovered ones (repeatable)', gatewayAddress)
+  .option('--cluster-uuid <uuid>', "this cluster's UUID among peers (default: with --kube, the uid of Namespace kube-system; else one per run)")
+  .option('--authn-key-dir <dir>', 'where the Ed25519 key pair that signs tokens to peers is kept (pub.pem, priv.pem); default: with --kube, Secret meshfed-authn-keypair in --namespace; else memory')
+  .option('--lease-duration <s>', 'with --kube, replicas elect a leader on the Lease meshfed-leader in --namespace: a dead leader is replaced after this long', secondsToMs('--lease-duration'), DEFAULT_LEASE_DURATION_MS)
   .option('--log-level <level>', 'trace, debug, info, warn or error', process.env['MESHFED_LOG_LEVEL'] ?? 'info')
   .action(async (o) => {
     const log = createLogger(o.logLevel);
     const kube = Boolean(o.kube || o.kubeconfig);
     // With Kubernetes discovery the mesh CA is on by default, for the cluster domain.
     const trustDomain: string | undefined = o.trustDomain ?? (kube ? o.clusterDomain : undefined);
+    const exporterOnly = ['federation', 'multiclusterApiHost', 'advertiseGateway', 'metadataTlsCert', 'metadataTlsKey'].filter((k) => o[k]);
+    if (!o.metadataAddress && exporterOnly.length) log.warn({ flags: exporterOnly }, 'these flags configure the metadata exporter, which is off without --metadata-address');
     let meshfed;
     try {
       meshfed = await startMeshfed({
@@ -96,6 +126,8 @@ program
         xdsPort: o.xdsAddress.port,
         adminHost: o.adminAddress.host,
         adminPort: o.adminAddress.port,
+        debugHost: o.debugAddress.host,
+        debugPort: o.debugAddress.port,
         debounceMs: o.debounce,
         debounceMaxMs: o.debounceMax,
         enableAdminApi: o.enableAdminApi,
@@ -103,6 +135,14 @@ program
         adminApiAllowSecrets: o.adminApiAllowSecrets,
         maxConfigBytes: o.maxConfigBytes,
         sdsConfig: o.sdsConfig,
+        xdsLimits: {
+          maxRequestBytes: o.maxRequestBytes,
+          maxNames: o.maxNames,
+          maxNameBytes: o.maxNameBytes,
+          maxStreamsPerConnection: o.maxStreamsPerConnection,
+          maxConnectionsPerAddress: o.maxConnectionsPerAddress,
+          idleWriteTimeoutMs: o.streamIdleWriteTimeout,
+        },
         kube: kube
             ? {
                 kubeconfig: o.kubeconfig,
@@ -135,14 +175,32 @@ program
         xdsPlaintextPort: o.xdsPlaintextAddress?.port,
         insecureDevIdentity: o.insecureDevIdentity,
         tokenReview: o.xdsTls && o.tokenReview ? { kubeConfig: localKubeConfig(o.tokenReviewKubeconfig ?? o.kubeconfig), audience: o.tokenAudience } : undefined,
+        // The alliance identity is set up with the exporter. INTEGRATION: also when federation peers are configured
+        // (the peer controller mints tokens with it), without an exporter then.
+        alliance: o.metadataAddress
+          ? {
+              clusterUuid: o.clusterUuid,
+              keyStore: o.authnKeyDir ? dirAuthnKeyStore(o.authnKeyDir) : kube ? kubeAuthnKeyStore(localKubeConfig(o.kubeconfig), o.namespace) : memoryAuthnKeyStore(),
+              localClusterId: o.clusterId,
+              exporter: {
+                host: o.metadataAddress.host,
+                port: o.metadataAddress.port,
+                tls: metadataTls(o.metadataTlsCert, o.metadataTlsKey),
+                federation: o.federation,
+                multiclusterApiHost: o.multiclusterApiHost,
+                advertise: o.advertiseGateway,
+              },
+            }
+          : undefined,
+        lease: { durationMs: o.leaseDuration },
       });
     } catch (err) {
       log.fatal({ err }, (err as Error).message);
-      process.exitCode = 1;
-      return;
+      // Exit now: an apiserver client's keep-alive connection would otherwise hold the process up.
+      process.exit(1);
     }
     const m = meshfed;
-    if (!o.config && !kube) printQuickStart(m.xdsPort, m.adminPort);
+    if (!o.config && !kube) printQuickStart(m.xdsPort, m.adminPort, m.debugPort);
     for (const signal of ['SIGTERM', 'SIGINT'] as const) {
       process.once(signal, () => {
         log.info({ signal }, 'shutting down');
@@ -197,33 +255,30 @@ program
     for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => (agent.close(), process.exit(0)));
   });
 
+caCommand(program.command('ca').description('root rotation of the mesh CA, in its Secret (--kubeconfig, in-cluster) or --ca-dir'), inClusterNamespace() ?? KUBE_DEFAULTS.namespace);
+
 program
   .command('validate <file>')
-  .description('check Envoy resources (YAML/JSON: one with "@type", a list, or a Bootstrap) against the validate rules of Envoy\'s protos')
+  .description('check Envoy resources (YAML/JSON: one with "@type", a list, or a Bootstrap) against the validate rules of Envoy\'s protos, or a mesh description as `serve --config` reads it')
   .action(async (file: string) => {
     const { readFile } = await import('node:fs/promises');
-    const { parseAllDocuments } = await import('yaml');
-    const { validateDocument } = await import('../validate/index.js');
-    let docs: unknown[];
+    const { validateText } = await import('../validate/file.js');
     try {
-      docs = parseAllDocuments(await readFile(file, 'utf8')).map((d) => {
-        if (d.errors.length) throw new Error(d.errors[0]!.message);
-        return d.toJS() as unknown;
-      });
+      const { ok, lines } = validateText(await readFile(file, 'utf8'), file);
+      process.stdout.write(lines.map((l) => `${l}\n`).join(''));
+      if (!ok) process.exitCode = 1;
     } catch (err) {
-      process.stderr.write(`${file}: ${(err as Error).message}\n`);
+      // An unreadable file, or a check that broke: one line, never a stack trace.
+      process.stderr.write(`${file}: ${(err as Error).message.split('\n')[0]}\n`);
       process.exitCode = 1;
-      return;
     }
-    let failed = 0;
-    for (const report of docs.flatMap((d) => validateDocument(d))) {
-      if (report.errors.length === 0) continue;
-      failed++;
-      for (const e of report.errors) process.stdout.write(`${file}: ${report.resource}: ${e.path}: ${e.reason}\n`);
-    }
-    if (failed) process.exitCode = 1;
-    else process.stdout.write(`${file}: ok\n`);
   });
+
+function metadataTls(certFile: string | undefined, keyFile: string | undefined): { certFile: string; keyFile: string } | undefined {
+  if (!certFile && !keyFile) return undefined;
+  if (!certFile || !keyFile) throw new Error('--metadata-tls-cert and --metadata-tls-key go together');
+  return { certFile, keyFile };
+}
 
 /** A client in cluster-a's network; grpc-js-xds NACKs clusters whose certificate providers its bootstrap lacks. */
 function quickStartBootstrap(xdsPort: number): object {
@@ -239,7 +294,7 @@ function quickStartBootstrap(xdsPort: number): object {
   };
 }
 
-function printQuickStart(xdsPort: number, adminPort: number): void {
+function printQuickStart(xdsPort: number, adminPort: number, debugPort: number): void {
   process.stderr.write(`
 meshfed is serving the embedded two-cluster mesh (cluster-a: foo.abc, cluster-b: bar.xyz).
 
@@ -247,7 +302,7 @@ meshfed is serving the embedded two-cluster mesh (cluster-a: foo.abc, cluster-b:
                   then dial xds:///foo.abc.svc.cluster-a.local:8080 (the endpoints take mTLS: with insecure
                   credentials the certificate providers are only declared; \`meshfed agent\` writes real ones)
   Envoy:          point an ADS cluster at 127.0.0.1:${xdsPort} (see deploy/examples/)
-  What is served: http://localhost:${adminPort}/debug/syncz   http://localhost:${adminPort}/debug/mesh   http://localhost:${adminPort}/metrics
+  What is served: http://localhost:${debugPort}/debug/syncz   http://localhost:${debugPort}/debug/mesh   http://localhost:${adminPort}/metrics
 
 `);
 }

@@ -1,5 +1,5 @@
 // The file source's public surface.
-export { MeshFileError, type MeshProblem } from './errors.js';
+export { formatProblem, MeshFileError, type MeshProblem } from './errors.js';
 export { FileSource, type FileSourceLog, type FileSourceOptions } from './file-source.js';
 export { parseMeshBytes, parseMeshText } from './parse.js';
 export { DEFAULT_DOMAIN, DEFAULT_SERVICE_ACCOUNT, meshToSource } from './to-model.js';

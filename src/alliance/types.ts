@@ -1,0 +1,58 @@
+/**
+ * The alliance layer's shared vocabulary: what clusters publish about themselves and how they know each other.
+ * Field names are Deckhouse's (shared/reference/deckhouse.md §2), so a Deckhouse peer reads ours unchanged.
+ */
+
+/** `/metadata/public/public.json`. */
+export interface PublicMetadata {
+  clusterUUID: string;
+  /** PEM, Deckhouse's label `ED25519 PUBLIC KEY` (PKIX body). */
+  authnKeyPub: string;
+  /** PEM root certificate(s) of the cluster's mesh CA. */
+  rootCA: string;
+}
+
+export interface IngressGateway {
+  address: string;
+  port: number;
+}
+
+export interface PublicServicePort {
+  name: string;
+  port: number;
+  /** Derived locally from the port name (Deckhouse's `updatePortProtocols`); never on the wire from a peer. */
+  protocol?: string;
+}
+
+export interface PublicService {
+  /** `<svc>.<ns>.svc.<clusterDomain>` */
+  hostname: string;
+  ports: PublicServicePort[];
+}
+
+/** `/metadata/private/federation.json` (scope `private-federation`). */
+export interface FederationMetadata {
+  ingressGateways?: IngressGateway[];
+  publicServices?: PublicService[];
+}
+
+/** `/metadata/private/multicluster.json` (scope `private-multicluster`). */
+export interface MulticlusterMetadata {
+  ingressGateways?: IngressGateway[];
+  apiHost: string;
+  networkName: string;
+  clusterID?: string;
+}
+
+export type TokenScope = 'private-federation' | 'private-multicluster' | 'api';
+
+/**
+ * The allow-list for incoming tokens: the peers *this* cluster has an IstioFederation / IstioMulticluster for
+ * (or a mesh-file entry), with the public metadata fetched from them. A token whose `sub` is not here is refused.
+ */
+export interface PeerDirectory {
+  publicMetadata(clusterUUID: string): PublicMetadata | undefined;
+}
+
+/** Mints a compact EdDSA JWS for a peer (`aud`), with this cluster's UUID as `sub`. */
+export type TokenMinter = (audience: string, scope: TokenScope, ttlSeconds: number) => Promise<string>;
