@@ -164,10 +164,10 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzResult> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'meshfed-fuzz-'));
   const file = path.join(dir, 'mesh.json');
   writeFileSync(file, meshText('10.1.0.0'));
-  const [xds, admin] = [await freePort(), await freePort()];
+  const [xds, admin, debug] = [await freePort(), await freePort(), await freePort()];
   const server: ChildProcess = spawn(
     process.execPath,
-    ['--import', 'tsx', 'src/cli/main.ts', 'serve', '--config', file, '--log-level', process.env['FUZZ_LOG'] ?? 'error', '--xds-address', `127.0.0.1:${xds}`, '--admin-address', `127.0.0.1:${admin}`],
+    ['--import', 'tsx', 'src/cli/main.ts', 'serve', '--config', file, '--log-level', process.env['FUZZ_LOG'] ?? 'error', '--xds-address', `127.0.0.1:${xds}`, '--admin-address', `127.0.0.1:${admin}`, '--debug-address', `127.0.0.1:${debug}`],
     { cwd: repo, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let output = '';
@@ -198,7 +198,7 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzResult> {
         try {
           res = await bystander.next(Math.max(1, deadline - Date.now()));
         } catch (e) {
-          const syncz = await fetch(`http://127.0.0.1:${admin}/debug/syncz`).then((x) => x.text(), (x: Error) => x.message);
+          const syncz = await fetch(`http://127.0.0.1:${debug}/debug/syncz`).then((x) => x.text(), (x: Error) => x.message);
           const i = syncz.indexOf('bystander');
           return fail(`the bystander did not receive ${address}: ${(e as Error).message}; got ${bystander.responses.length}; status ${JSON.stringify(bystander.status)} syncz: ${syncz.slice(Math.max(0, i - 300), i + 600)}`);
         }

@@ -32,6 +32,7 @@ beforeAll(async () => {
     xdsPort: 0,
     adminHost: '127.0.0.1',
     adminPort: 0,
+    debugPort: 0,
     debounceMs: 0,
     pki: { trustDomain: TD, caStore: memoryCaStore() },
     xdsTls: { dnsNames: [SERVER_NAME] },
@@ -141,6 +142,7 @@ describe('admin API on a TLS port', () => {
       xdsPort: 0,
       adminHost: '127.0.0.1',
       adminPort: 0,
+      debugPort: 0,
       pki: { trustDomain: TD, caStore: memoryCaStore() },
       xdsTls: { dnsNames: [SERVER_NAME] },
       enableAdminApi: true,
@@ -153,12 +155,13 @@ describe('admin API on a TLS port', () => {
 
 describe('admin API on a plaintext port (test harnesses)', () => {
   it('takes anonymous calls, but raw Secrets only with adminApiAllowSecrets', async () => {
-    const plain = await startMeshfed({ xdsHost: '127.0.0.1', xdsPort: 0, adminHost: '127.0.0.1', adminPort: 0, debounceMs: 0, enableAdminApi: true, log: pino({ level: 'silent' }) });
+    const plain = await startMeshfed({ xdsHost: '127.0.0.1', xdsPort: 0, adminHost: '127.0.0.1', adminPort: 0, debugPort: 0, debounceMs: 0, enableAdminApi: true, log: pino({ level: 'silent' }) });
     const allowing = await startMeshfed({
       xdsHost: '127.0.0.1',
       xdsPort: 0,
       adminHost: '127.0.0.1',
       adminPort: 0,
+      debugPort: 0,
       debounceMs: 0,
       enableAdminApi: true,
       adminApiAllowSecrets: true,

@@ -31,6 +31,7 @@ ${comment}services:
 interface Serving {
   readonly proc: ChildProcess;
   readonly admin: number;
+  readonly debug: number;
   output(): string;
 }
 
@@ -43,13 +44,13 @@ function spawnServe(args: readonly string[]): { proc: ChildProcess; output: () =
 }
 
 async function serve(...args: string[]): Promise<Serving> {
-  const [xds, admin] = [await freePort(), await freePort()];
-  const { proc, output } = spawnServe(['--xds-address', `127.0.0.1:${xds}`, '--admin-address', `127.0.0.1:${admin}`, ...args]);
+  const [xds, admin, debug] = [await freePort(), await freePort(), await freePort()];
+  const { proc, output } = spawnServe(['--xds-address', `127.0.0.1:${xds}`, '--admin-address', `127.0.0.1:${admin}`, '--debug-address', `127.0.0.1:${debug}`, ...args]);
   await until('meshfed to be ready', async () => {
     if (proc.exitCode !== null) throw new Error(`meshfed exited ${proc.exitCode}: ${output()}`);
     return (await fetch(`http://127.0.0.1:${admin}/readyz`).then((r) => r.ok, () => false)) || undefined;
   }, 30_000);
-  return { proc, admin, output };
+  return { proc, admin, debug, output };
 }
 
 async function until<T>(what: string, f: () => Promise<T | undefined>, timeoutMs = 10_000): Promise<T> {
@@ -64,7 +65,7 @@ async function until<T>(what: string, f: () => Promise<T | undefined>, timeoutMs
 
 let s: Serving;
 
-const get = async (p: string): Promise<string> => (await fetch(`http://127.0.0.1:${s.admin}${p}`)).text();
+const get = async (p: string): Promise<string> => (await fetch(`http://127.0.0.1:${p.startsWith('/debug/') ? s.debug : s.admin}${p}`)).text();
 
 /** The file source's /readyz detail: set while an edit is rejected. */
 async function rejection(): Promise<string | undefined> {
@@ -182,7 +183,7 @@ describe('the mesh file size limit', () => {
     const big = path.join(dir, 'big.yaml');
     const content = meshYaml('10.0.0.9') + `# ${'x'.repeat(2000)}\n`;
     writeFileSync(big, content);
-    const { proc, output } = spawnServe(['--config', big, '--max-config-bytes', '1000', '--xds-address', '127.0.0.1:0', '--admin-address', '127.0.0.1:0']);
+    const { proc, output } = spawnServe(['--config', big, '--max-config-bytes', '1000', '--xds-address', '127.0.0.1:0', '--admin-address', '127.0.0.1:0', '--debug-address', '127.0.0.1:0']);
     const code = await new Promise<number | null>((resolve) => proc.once('exit', resolve));
     expect(code).toBe(1);
     expect(output()).toContain(`${big}: file is ${Buffer.byteLength(content)} bytes, over the limit of 1000 (--max-config-bytes)`);
