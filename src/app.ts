@@ -154,11 +154,11 @@ export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> 
     log.warn('the admin API (meshfed.v1.AdminService) is enabled: anyone who reaches the xDS port can change the mesh');
     registerAdminApi(grpcServer, registry, log.child({ module: 'admin-api' }));
   }
-  const xdsPort = await bind(grpcServer, `${opts.xdsHost ?? DEFAULTS.xdsHost}:${opts.xdsPort ?? DEFAULTS.xdsPort}`, credentials);
+  const xdsPort = await bind('--xds-address', grpcServer, `${opts.xdsHost ?? DEFAULTS.xdsHost}:${opts.xdsPort ?? DEFAULTS.xdsPort}`, credentials);
   let xdsPlaintextPort: number | undefined;
   if (plaintextServer) {
     xds.register(plaintextServer, new PlaintextAuthenticator(opts.insecureDevIdentity ? (pki?.ca.trustDomain ?? DEV_TRUST_DOMAIN) : undefined));
-    xdsPlaintextPort = await bind(plaintextServer, `${opts.xdsPlaintextHost ?? DEFAULTS.xdsHost}:${opts.xdsPlaintextPort ?? 0}`, grpc.ServerCredentials.createInsecure());
+    xdsPlaintextPort = await bind('--xds-plaintext-address', plaintextServer, `${opts.xdsPlaintextHost ?? DEFAULTS.xdsHost}:${opts.xdsPlaintextPort ?? 0}`, grpc.ServerCredentials.createInsecure());
   }
 
   const admin = new AdminServer({
@@ -173,7 +173,8 @@ export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> 
     handlers: pki && { [SPIFFE_BUNDLE_PATH]: (req, res) => serveSpiffeBundle(pki.bundles, req, res) },
     log: log.child({ module: 'admin' }),
   });
-  const adminPort = await admin.listen(opts.adminHost ?? DEFAULTS.adminHost, opts.adminPort ?? DEFAULTS.adminPort);
+  const adminHost = opts.adminHost ?? DEFAULTS.adminHost;
+  const adminPort = await admin.listen(adminHost, opts.adminPort ?? DEFAULTS.adminPort).catch(listenError('--admin-address', `${adminHost}:${opts.adminPort ?? DEFAULTS.adminPort}`));
 
   let stopping: Promise<void> | undefined;
   const stop = (graceMs = 5000): Promise<void> =>
@@ -262,8 +263,25 @@ function xdsTransport(
   return { credentials, plaintextServer: plaintext, authenticator: new MeshAuthenticator(ca.trustDomain, tokens) };
 }
 
-function bind(server: grpc.Server, address: string, credentials: grpc.ServerCredentials): Promise<number> {
-  return new Promise<number>((resolve, reject) => server.bindAsync(address, credentials, (err, port) => (err ? reject(err) : resolve(port))));
+function bind(flag: string, server: grpc.Server, address: string, credentials: grpc.ServerCredentials): Promise<number> {
+  return new Promise<number>((resolve, reject) => server.bindAsync(address, credentials, (err, port) => (err ? reject(err) : resolve(port)))).catch(listenError(flag, address));
+}
+
+const LISTEN_ERRORS: Readonly<Record<string, string>> = {
+  EADDRINUSE: 'address already in use',
+  EADDRNOTAVAIL: 'not an address of this host',
+  EACCES: 'permission denied (a port below 1024 needs privileges)',
+};
+
+/**
+ * A listen failure in one line naming the flag that sets the address ("--xds-address 127.0.0.1:18000:
+ * address already in use"). grpc-js reports the errno only inside its message.
+ */
+function listenError(flag: string, address: string): (err: Error) => never {
+  return (err) => {
+    const code = (err as NodeJS.ErrnoException).code ?? /\b(E[A-Z]+):/.exec(err.message)?.[1];
+    throw new Error(`${flag} ${address}: ${(code && LISTEN_ERRORS[code]) ?? err.message}`, { cause: err });
+  };
 }
 
 function describeMesh(registry: Registry): unknown {
