@@ -151,6 +151,16 @@ describe('npx meshfed', () => {
     expect(code).toBe(0);
   });
 
+  it('says to build when dist/ is missing', async () => {
+    const bare = path.join(root, 'bare', 'bin');
+    mkdirSync(bare, { recursive: true });
+    cpSync(path.join(repo, pkg.bin['meshfed']!), path.join(bare, 'meshfed.js'));
+    const p = start(process.execPath, [path.join(bare, 'meshfed.js'), '--help'], { cwd: root, env: process.env });
+    const code = await new Promise<number | null>((resolve) => p.once('exit', resolve));
+    expect(output(p).trim()).toBe('meshfed: dist/cli/main.js is missing; run `npm run build` first');
+    expect(code).toBe(1);
+  });
+
   it('stops meshfed when npx gets SIGTERM', async () => {
     const [xds, admin] = [await freePort(), await freePort()];
     const p = npx(['serve', '--xds-address', `127.0.0.1:${xds}`, '--admin-address', `127.0.0.1:${admin}`]);
