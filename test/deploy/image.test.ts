@@ -167,7 +167,7 @@ describe('npx meshfed', () => {
     await until('/healthz', p, healthy(admin));
     p.kill('SIGTERM'); // npm alone, as a supervisor signals its child
     // meshfed shuts down too: its admin port stops answering.
-    await until('meshfed to stop', p, async () => !(await healthy(admin)()));
+    await until('meshfed to stop', p, async () => !(await healthy(admin)()), 15_000);
     expect(output(p)).toContain('shutting down');
   });
 });
