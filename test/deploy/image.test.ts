@@ -5,7 +5,7 @@
  * Also `npx meshfed` (bin/meshfed.js) over the same build: it runs the compiled CLI and stops on SIGTERM.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -25,8 +25,20 @@ function runtimeStage(): { copies: string[]; runs: string[]; user: string; comma
   return { copies: args('COPY'), runs: args('RUN'), user: args('USER')[0] ?? 'root', command: [...json('ENTRYPOINT'), ...json('CMD')] };
 }
 
-/** `npm ci --omit=dev`, by symlinks: the lockfile's top-level packages that are not dev-only. */
+/** Whether a user who is neither owner nor group can reach `p` (every directory above it searchable). */
+function reachableByOthers(p: string): boolean {
+  for (let d = path.dirname(realpathSync(p)); ; d = path.dirname(d)) {
+    if ((statSync(d).mode & 0o001) === 0) return false;
+    if (d === path.dirname(d)) return true;
+  }
+}
+
+/**
+ * `npm ci --omit=dev`: the lockfile's top-level packages that are not dev-only, as symlinks into this
+ * checkout's node_modules; copies when the checkout is out of the runtime user's reach (e.g. under /root).
+ */
 function productionNodeModules(dir: string): void {
+  const link = reachableByOthers(path.join(repo, 'node_modules'));
   const lock = JSON.parse(readFileSync(path.join(repo, 'package-lock.json'), 'utf8')) as {
     packages: Record<string, { dev?: boolean; optional?: boolean }>;
   };
@@ -38,7 +50,8 @@ function productionNodeModules(dir: string): void {
       throw new Error(`${key} is a production dependency but not installed`);
     }
     mkdirSync(path.dirname(path.join(dir, key)), { recursive: true });
-    symlinkSync(from, path.join(dir, key));
+    if (link) symlinkSync(from, path.join(dir, key));
+    else cpSync(from, path.join(dir, key), { recursive: true, dereference: true });
   }
 }
 
