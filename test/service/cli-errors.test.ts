@@ -1,7 +1,7 @@
 // Bad input to the command line, run as a user runs it (a process): one clear line on stderr and a
 // non-zero exit, never a stack trace. Also what --help and --version print.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -50,7 +50,10 @@ function oneLine(r: Run): string {
 }
 
 const blockers: net.Server[] = [];
-afterAll(() => blockers.forEach((s) => s.close()));
+afterAll(() => {
+  blockers.forEach((s) => s.close());
+  rmSync(dir, { recursive: true, force: true });
+});
 
 /** A loopback port some other program holds. */
 async function takenPort(): Promise<number> {
