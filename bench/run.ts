@@ -5,7 +5,7 @@
 //   soak:  churn for --duration S while clients leave and join (one worker replaced every --rotate S),
 //          the server's RSS and used heap sampled every --sample S: the series, slopes, and both once all
 //          clients have left and the server has been quiet for --quiet S (not part of "all")
-// Flags: --scenario scale|churn|soak|all  --clients N  --services N  --endpoints N  --duration S  --workers N
+// Flags: see USAGE (npm run bench -- --help).
 import { type ChildProcess, fork, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -16,6 +16,7 @@ import * as grpc from '@grpc/grpc-js';
 import { create, fromJson, toBinary, fromBinary } from '@bufbuild/protobuf';
 import { ApplyMeshRequestSchema, ApplyMeshResponseSchema, ApplyMode } from '../src/gen/meshfed/v1/admin_pb.js';
 import { MeshSchema } from '../src/gen/meshfed/v1/mesh_pb.js';
+import { benchArgs } from './args.js';
 import type { WorkerConfig, WorkerMessage } from './client-worker.js';
 import { benchMesh, benchService, clusterName } from './mesh.js';
 import { procStats, type ProcStats } from './proc-stats.js';
@@ -23,19 +24,34 @@ import { freePort } from '../test/helpers/ports.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.dirname(here);
-const { values: args } = parseArgs({
-  options: {
-    scenario: { type: 'string', default: 'all' },
-    clients: { type: 'string', default: '1000' },
-    services: { type: 'string', default: '5000' },
-    endpoints: { type: 'string', default: '10' },
-    duration: { type: 'string', default: '60' },
-    rate: { type: 'string', default: '10' },
-    workers: { type: 'string', default: '4' },
-    sample: { type: 'string', default: '10' },
-    rotate: { type: 'string', default: '10' },
-    quiet: { type: 'string', default: '30' },
-  },
+const USAGE = `Usage: npm run bench -- [flags]
+  --scenario <s>    scale, churn, soak or all (default all; soak is not part of all); kube-sync or kube-churn run bench/kube.ts, with its own flags
+  --clients <n>     simulated proxies (default 1000)
+  --services <n>    services in the mesh (default 5000)
+  --endpoints <n>   endpoints per service (default 10)
+  --workers <n>     client processes (default 4)
+  --duration <s>    churn, soak: seconds of changes (default 60)
+  --rate <n>        churn, soak: endpoint changes a second (default 10)
+  --sample <s>      soak: seconds between RSS samples (default 10)
+  --rotate <s>      soak: one worker's clients replaced this often (default 10)
+  --quiet <s>       soak: quiet seconds after all clients left, before the last sample (default 30)
+`;
+// kube-sync, kube-churn: bench/kube.ts reads the flags itself.
+if (String(parseArgs({ options: { scenario: { type: 'string' } }, strict: false }).values.scenario).startsWith('kube-')) {
+  await import('./kube.js');
+  process.exit(0);
+}
+const args = benchArgs(USAGE, ['scale', 'churn', 'soak', 'all'], {
+  scenario: 'all',
+  clients: '1000',
+  services: '5000',
+  endpoints: '10',
+  duration: '60',
+  rate: '10',
+  workers: '4',
+  sample: '10',
+  rotate: '10',
+  quiet: '30',
 });
 const CLIENTS = Number(args.clients);
 const SERVICES = Number(args.services);
@@ -410,7 +426,6 @@ function sleep(ms: number): Promise<void> {
 
 const reports: Report[] = [];
 const which = args.scenario;
-if (which?.startsWith('kube-')) await import('./kube.js').then(() => process.exit(0)); // kube-sync, kube-churn: bench/kube.ts
 console.log(`meshfed bench: ${CLIENTS} clients in ${WORKERS} processes, ${SERVICES} services × ${ENDPOINTS} endpoints, ${os.cpus().length} cores`);
 if (which === 'scale' || which === 'all') {
   reports.push(await scenarioScale());

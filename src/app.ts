@@ -223,11 +223,11 @@ export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> 
       allowSecrets: opts.adminApiAllowSecrets ?? false,
     });
   }
-  const xdsPort = await bind(grpcServer, `${opts.xdsHost ?? DEFAULTS.xdsHost}:${opts.xdsPort ?? DEFAULTS.xdsPort}`, credentials);
+  const xdsPort = await bind('--xds-address', grpcServer, `${opts.xdsHost ?? DEFAULTS.xdsHost}:${opts.xdsPort ?? DEFAULTS.xdsPort}`, credentials);
   let xdsPlaintextPort: number | undefined;
   if (plaintextServer) {
     xds.register(plaintextServer, new PlaintextAuthenticator(opts.insecureDevIdentity ? (pki?.ca.trustDomain ?? DEV_TRUST_DOMAIN) : undefined));
-    xdsPlaintextPort = await bind(plaintextServer, `${opts.xdsPlaintextHost ?? DEFAULTS.xdsHost}:${opts.xdsPlaintextPort ?? 0}`, grpc.ServerCredentials.createInsecure());
+    xdsPlaintextPort = await bind('--xds-plaintext-address', plaintextServer, `${opts.xdsPlaintextHost ?? DEFAULTS.xdsHost}:${opts.xdsPlaintextPort ?? 0}`, grpc.ServerCredentials.createInsecure());
   }
 
   const debugHost = opts.debugHost ?? DEFAULTS.debugHost;
@@ -242,7 +242,7 @@ export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> 
     }),
     log.child({ module: 'debug' }),
   );
-  const debugPort = await debug.listen(debugHost, opts.debugPort ?? DEFAULTS.debugPort);
+  const debugPort = await debug.listen(debugHost, opts.debugPort ?? DEFAULTS.debugPort).catch(listenError('--debug-address', `${debugHost}:${opts.debugPort ?? DEFAULTS.debugPort}`));
   const admin = new HttpPages(
     adminRoutes({
       metrics,
@@ -256,7 +256,8 @@ export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> 
     log.child({ module: 'admin' }),
     adminNotFound(`${debugHost}:${debugPort}`),
   );
-  const adminPort = await admin.listen(opts.adminHost ?? DEFAULTS.adminHost, opts.adminPort ?? DEFAULTS.adminPort);
+  const adminHost = opts.adminHost ?? DEFAULTS.adminHost;
+  const adminPort = await admin.listen(adminHost, opts.adminPort ?? DEFAULTS.adminPort).catch(listenError('--admin-address', `${adminHost}:${opts.adminPort ?? DEFAULTS.adminPort}`));
 
   let stopping: Promise<void> | undefined;
   const stop = (graceMs = 5000): Promise<void> =>
@@ -356,8 +357,25 @@ function xdsTransport(
   return { credentials, plaintextServer: plaintext, authenticator: new MeshAuthenticator(ca.trustDomain, tokens) };
 }
 
-function bind(server: grpc.Server, address: string, credentials: grpc.ServerCredentials): Promise<number> {
-  return new Promise<number>((resolve, reject) => server.bindAsync(address, credentials, (err, port) => (err ? reject(err) : resolve(port))));
+function bind(flag: string, server: grpc.Server, address: string, credentials: grpc.ServerCredentials): Promise<number> {
+  return new Promise<number>((resolve, reject) => server.bindAsync(address, credentials, (err, port) => (err ? reject(err) : resolve(port)))).catch(listenError(flag, address));
+}
+
+const LISTEN_ERRORS: Readonly<Record<string, string>> = {
+  EADDRINUSE: 'address already in use',
+  EADDRNOTAVAIL: 'not an address of this host',
+  EACCES: 'permission denied (a port below 1024 needs privileges)',
+};
+
+/**
+ * A listen failure in one line naming the flag that sets the address ("--xds-address 127.0.0.1:18000:
+ * address already in use"). grpc-js reports the errno only inside its message.
+ */
+function listenError(flag: string, address: string): (err: Error) => never {
+  return (err) => {
+    const code = (err as NodeJS.ErrnoException).code ?? /\b(E[A-Z]+):/.exec(err.message)?.[1];
+    throw new Error(`${flag} ${address}: ${(code && LISTEN_ERRORS[code]) ?? err.message}`, { cause: err });
+  };
 }
 
 function describeMesh(registry: Registry): unknown {

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // meshfed's command line.
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { readFileSync } from 'node:fs';
 import { startAgent } from '../agent/agent.js';
 import { DEFAULTS, startMeshfed } from '../app.js';
@@ -9,7 +9,7 @@ import { KUBE_DEFAULTS, localKubeConfig } from '../sources/kube/index.js';
 import { fileCaStore, kubeCaStore, memoryCaStore } from '../pki/index.js';
 import { dirAuthnKeyStore, kubeAuthnKeyStore, memoryAuthnKeyStore } from '../alliance/identity/key-store.js';
 import { DEFAULT_METADATA_PORT } from '../alliance/exporter/server.js';
-import { createLogger } from '../log.js';
+import { createLogger, LOG_LEVELS, routeGrpcLogs } from '../log.js';
 import { XDS_LIMITS } from '../xds/limits.js';
 import { DEFAULT_LEASE_DURATION_MS } from '../leader/index.js';
 import { caCommand } from './ca.js';
@@ -47,6 +47,29 @@ const share = (v: string): number => {
 
 const secondsToMs = (what: string) => (v: string): number => int(what)(v) * 1000;
 
+const logLevel = (v: string): string => {
+  if (!LOG_LEVELS.includes(v)) throw new InvalidArgumentError(`must be one of ${LOG_LEVELS.join(', ')}`);
+  return v;
+};
+
+/** A host:port flag whose default --help shows as written, not as the parsed object. */
+const addressOption = (flags: string, description: string, def: string): Option =>
+  new Option(flags, description).argParser(hostPort).default(hostPort(def), def);
+
+/** A flag taken in seconds and used in milliseconds; --help shows the default in seconds. */
+const secondsOption = (flags: string, description: string, defMs: number): Option =>
+  new Option(flags, description).argParser(secondsToMs(flags.split(' ')[0]!)).default(defMs, String(defMs / 1000));
+
+/** Reads a file a flag names; a failure names the flag ("--xds-ca root.pem: no such file or directory"). */
+function readFlagFile(flag: string, file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    throw new Error(`${flag} ${file}: ${e.code === 'ENOENT' ? 'no such file or directory' : e.code === 'EACCES' ? 'permission denied' : e.code === 'EISDIR' ? 'is a directory' : e.message}`);
+  }
+}
+
 /** In a pod, meshfed's namespace is the service account's; else the flag's default. */
 function inClusterNamespace(): string | undefined {
   try {
@@ -56,15 +79,16 @@ function inClusterNamespace(): string | undefined {
   }
 }
 
-const program = new Command('meshfed').description('xDS control plane that joins Kubernetes clusters into one service mesh');
+const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+const program = new Command('meshfed').description('xDS control plane that joins Kubernetes clusters into one service mesh').version(version);
 
 program
   .command('serve')
   .description('serve xDS (CDS, EDS, LDS, RDS, SDS) from a mesh description, or the embedded two-cluster default')
   .option('-c, --config <file>', 'mesh description (YAML or JSON); re-read on change', process.env['MESHFED_CONFIG'])
-  .option('--xds-address <host:port>', 'xDS gRPC listen address', hostPort, hostPort(`${DEFAULTS.xdsHost}:${DEFAULTS.xdsPort}`))
-  .option('--admin-address <host:port>', 'HTTP for probes and Prometheus: /healthz, /readyz, /metrics, /.well-known/spiffe-bundle', hostPort, hostPort(`${DEFAULTS.adminHost}:${DEFAULTS.adminPort}`))
-  .option('--debug-address <host:port>', 'HTTP for the /debug/* pages (mesh internals; reach them with kubectl port-forward)', hostPort, hostPort(`${DEFAULTS.debugHost}:${DEFAULTS.debugPort}`))
+  .addOption(addressOption('--xds-address <host:port>', 'xDS gRPC listen address', `${DEFAULTS.xdsHost}:${DEFAULTS.xdsPort}`))
+  .addOption(addressOption('--admin-address <host:port>', 'admin HTTP listen address', `${DEFAULTS.adminHost}:${DEFAULTS.adminPort}`))
+  .addOption(addressOption('--debug-address <host:port>', 'HTTP for the /debug/* pages (mesh internals; reach them with kubectl port-forward)', `${DEFAULTS.debugHost}:${DEFAULTS.debugPort}`))
   .option('--debounce <ms>', 'push a change once it has been quiet this long', int('--debounce'), DEFAULTS.debounceMs)
   .option('--debounce-max <ms>', 'push a change at the latest this long after it happened', int('--debounce-max'), DEFAULTS.debounceMaxMs)
   .option('--shutdown-grace <ms>', 'on SIGTERM, exit at the latest after this long', int('--shutdown-grace'), 5000)
@@ -80,11 +104,11 @@ program
   .option('--cluster-domain <domain>', 'cluster domain, also the trust domain', KUBE_DEFAULTS.clusterDomain)
   .option('--namespace <ns>', 'meshfed\'s own namespace, where remote secrets (istio/multiCluster=true) live', inClusterNamespace() ?? KUBE_DEFAULTS.namespace)
   .option('--discovery-selectors <selector...>', 'namespace label selectors; only services in matching namespaces are seen')
-  .option('--remote-sync-timeout <s>', '/readyz waits at most this long for each remote cluster\'s first sync', secondsToMs('--remote-sync-timeout'), KUBE_DEFAULTS.remoteSyncTimeoutMs)
-  .option('--remote-stale-after <s>', 'an unreachable remote\'s endpoints are demoted (lower priority) after this long', secondsToMs('--remote-stale-after'), KUBE_DEFAULTS.remote.staleAfterMs)
-  .option('--remote-withdraw-after <s>', '...and withdrawn after this long', secondsToMs('--remote-withdraw-after'), KUBE_DEFAULTS.remote.withdrawAfterMs)
+  .addOption(secondsOption('--remote-sync-timeout <s>', '/readyz waits at most this long for each remote cluster\'s first sync', KUBE_DEFAULTS.remoteSyncTimeoutMs))
+  .addOption(secondsOption('--remote-stale-after <s>', 'an unreachable remote\'s endpoints are demoted (lower priority) after this long', KUBE_DEFAULTS.remote.staleAfterMs))
+  .addOption(secondsOption('--remote-withdraw-after <s>', '...and withdrawn after this long', KUBE_DEFAULTS.remote.withdrawAfterMs))
   .option('--remote-max-drop <share>', 'hold an update that withdraws more than this share of a remote\'s endpoints', share, KUBE_DEFAULTS.remote.maxDropShare)
-  .option('--remote-confirm-after <s>', 'a held withdrawal stable this long (or seen again on a relist) goes through', secondsToMs('--remote-confirm-after'), KUBE_DEFAULTS.remote.confirmAfterMs)
+  .addOption(secondsOption('--remote-confirm-after <s>', 'a held withdrawal stable this long (or seen again on a relist) goes through', KUBE_DEFAULTS.remote.confirmAfterMs))
   .option('--trust-domain <td>', "this cluster's trust domain: enables the mesh CA and SDS (workload certificates, trust bundle); with --kube, the cluster domain")
   .option('--ca-dir <dir>', 'CA files (Istio cacerts layout); a self-signed root is created there when absent (default: in memory, lost on restart)')
   .option('--workload-cert-ttl <seconds>', 'workload certificate lifetime', int('--workload-cert-ttl'))
@@ -110,14 +134,18 @@ program
   .option('--cluster-uuid <uuid>', "this cluster's UUID among peers (default: with --kube, the uid of Namespace kube-system; else one per run)")
   .option('--authn-key-dir <dir>', 'where the Ed25519 key pair that signs tokens to peers is kept (pub.pem, priv.pem); default: with --kube, Secret meshfed-authn-keypair in --namespace; else memory')
   .option('--lease-duration <s>', 'with --kube, replicas elect a leader on the Lease meshfed-leader in --namespace: a dead leader is replaced after this long', secondsToMs('--lease-duration'), DEFAULT_LEASE_DURATION_MS)
-  .option('--log-level <level>', 'trace, debug, info, warn or error', process.env['MESHFED_LOG_LEVEL'] ?? 'info')
+  .option('--log-level <level>', 'trace, debug, info, warn or error', logLevel, process.env['MESHFED_LOG_LEVEL'] ?? 'info')
   .action(async (o) => {
     const log = createLogger(o.logLevel);
+    routeGrpcLogs(log);
     const kube = Boolean(o.kube || o.kubeconfig);
     // With Kubernetes discovery the mesh CA is on by default, for the cluster domain.
     const trustDomain: string | undefined = o.trustDomain ?? (kube ? o.clusterDomain : undefined);
     const exporterOnly = ['federation', 'multiclusterApiHost', 'advertiseGateway', 'metadataTlsCert', 'metadataTlsKey'].filter((k) => o[k]);
     if (!o.metadataAddress && exporterOnly.length) log.warn({ flags: exporterOnly }, 'these flags configure the metadata exporter, which is off without --metadata-address');
+    for (const [flag, given] of [['--ca-dir', o.caDir], ['--workload-cert-ttl', o.workloadCertTtl], ['--xds-tls', o.xdsTls]] as const) {
+      if (given && !trustDomain) throw new Error(`${flag} needs the mesh CA: give --trust-domain (with --kube it is the cluster domain)`);
+    }
     let meshfed;
     try {
       meshfed = await startMeshfed({
@@ -174,7 +202,7 @@ program
         xdsPlaintextHost: o.xdsPlaintextAddress?.host,
         xdsPlaintextPort: o.xdsPlaintextAddress?.port,
         insecureDevIdentity: o.insecureDevIdentity,
-        tokenReview: o.xdsTls && o.tokenReview ? { kubeConfig: localKubeConfig(o.tokenReviewKubeconfig ?? o.kubeconfig), audience: o.tokenAudience } : undefined,
+        tokenReview: o.xdsTls && o.tokenReview ? { kubeConfig: tokenReviewConfig(o.tokenReviewKubeconfig ?? o.kubeconfig), audience: o.tokenAudience } : undefined,
         // The alliance identity is set up with the exporter. INTEGRATION: also when federation peers are configured
         // (the peer controller mints tokens with it), without an exporter then.
         alliance: o.metadataAddress
@@ -195,9 +223,8 @@ program
         lease: { durationMs: o.leaseDuration },
       });
     } catch (err) {
-      log.fatal({ err }, (err as Error).message);
-      // Exit now: an apiserver client's keep-alive connection would otherwise hold the process up.
-      process.exit(1);
+      log.debug({ err }, 'meshfed did not start'); // the stack, for a bug report; main prints the message
+      throw err;
     }
     const m = meshfed;
     if (!o.config && !kube) printQuickStart(m.xdsPort, m.adminPort, m.debugPort);
@@ -226,17 +253,14 @@ program
   .option('--node-id <id>', 'xDS node id (default: <hostname>.<namespace>)')
   .option('--trust-domain <td...>', 'peer trust domains to declare in the bootstrap before their roots are known')
   .option('--refresh-interval <seconds>', 'how often gRPC re-reads the certificate files', int('--refresh-interval'), 5)
-  .option('--log-level <level>', 'trace, debug, info, warn or error', process.env['MESHFED_LOG_LEVEL'] ?? 'info')
+  .option('--log-level <level>', 'trace, debug, info, warn or error', logLevel, process.env['MESHFED_LOG_LEVEL'] ?? 'info')
   .action(async (o) => {
     const log = createLogger(o.logLevel);
-    if (!o.xdsCa && !o.insecureXds) {
-      log.fatal('--xds-ca is required (or --insecure-xds for a development meshfed)');
-      process.exitCode = 1;
-      return;
-    }
+    routeGrpcLogs(log);
+    if (!o.xdsCa && !o.insecureXds) throw new Error('--xds-ca is required (or --insecure-xds for a development meshfed)');
     const agent = startAgent({
       xdsAddress: o.xdsAddress,
-      xdsCaPem: o.xdsCa ? readFileSync(o.xdsCa, 'utf8') : undefined,
+      xdsCaPem: o.xdsCa ? readFlagFile('--xds-ca', o.xdsCa) : undefined,
       xdsServerName: o.xdsServerName,
       tokenFile: o.insecureXds ? undefined : o.tokenFile,
       bootstrapXdsAddress: o.bootstrapXdsAddress,
@@ -307,4 +331,18 @@ meshfed is serving the embedded two-cluster mesh (cluster-a: foo.abc, cluster-b:
 `);
 }
 
-await program.parseAsync();
+/** TokenReview's apiserver; outside a cluster, say how to do without it. */
+function tokenReviewConfig(kubeconfig: string | undefined): ReturnType<typeof localKubeConfig> {
+  try {
+    return localKubeConfig(kubeconfig);
+  } catch (err) {
+    throw new Error(`--xds-tls checks service-account tokens with TokenReview: ${(err as Error).message}; or pass --no-token-review (client certificates only)`);
+  }
+}
+
+// Bad input ends in one line on stderr and a non-zero exit, never a stack trace. Exit at once: a half-started
+// server (one port bound, the other in use) would otherwise keep the process alive.
+await program.parseAsync().catch((err: unknown) => {
+  process.stderr.write(`meshfed: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+});
