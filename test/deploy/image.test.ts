@@ -134,7 +134,7 @@ describe('image runtime stage', () => {
     const env = { PATH: process.env['PATH'], HOME: tmp, TMPDIR: tmp, NODE_ENV: 'production' };
     // As root here, drop to the stage's USER, or the read-only modes would not bind.
     const asUser = process.getuid?.() === 0 ? { uid, gid } : {};
-    const p = start(process.execPath, [...stage.command.slice(1), '--xds-address', `127.0.0.1:${xds}`, '--admin-address', `127.0.0.1:${admin}`], { cwd: app, env, ...asUser });
+    const p = start(process.execPath, [...stage.command.slice(1), '--xds-address', `127.0.0.1:${xds}`, '--admin-address', `127.0.0.1:${admin}`, '--debug-address', '127.0.0.1:0'], { cwd: app, env, ...asUser });
     await until('/healthz', p, healthy(admin));
     expect(await clusters(xds)).toEqual(DEFAULT_MESH_CLUSTERS);
     expect(output(p)).not.toMatch(/EACCES|EROFS/);
@@ -176,7 +176,7 @@ describe('npx meshfed', () => {
 
   it('stops meshfed when npx gets SIGTERM', async () => {
     const [xds, admin] = [await freePort(), await freePort()];
-    const p = npx(['serve', '--xds-address', `127.0.0.1:${xds}`, '--admin-address', `127.0.0.1:${admin}`]);
+    const p = npx(['serve', '--xds-address', `127.0.0.1:${xds}`, '--admin-address', `127.0.0.1:${admin}`, '--debug-address', '127.0.0.1:0']);
     await until('/healthz', p, healthy(admin));
     p.kill('SIGTERM'); // npm alone, as a supervisor signals its child
     // meshfed shuts down too: its admin port stops answering.

@@ -37,7 +37,7 @@ function run(cmd: string, args: string[]): Promise<Run> {
 const meshfed = (...args: string[]): Promise<Run> => run(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args]);
 const bench = (...args: string[]): Promise<Run> => run('npm', ['run', '--silent', 'bench', '--', ...args]);
 /** Free ports for the addresses a test does not care about, so nothing collides. */
-const quietAddresses = async (): Promise<string[]> => ['--xds-address', `127.0.0.1:${await freePort()}`, '--admin-address', `127.0.0.1:${await freePort()}`];
+const quietAddresses = async (): Promise<string[]> => ['--xds-address', `127.0.0.1:${await freePort()}`, '--admin-address', `127.0.0.1:${await freePort()}`, '--debug-address', '127.0.0.1:0'];
 
 /** The one line on stderr, after checking that it is one line, the exit failed, and no stack is anywhere. */
 function oneLine(r: Run): string {
@@ -87,10 +87,12 @@ describe.concurrent('meshfed: bad input is one line and a non-zero exit', () => 
 
   it('a port already in use names the flag', async () => {
     const taken = await takenPort();
-    const xds = await meshfed('serve', '--xds-address', `127.0.0.1:${taken}`, '--admin-address', `127.0.0.1:${await freePort()}`);
+    const xds = await meshfed('serve', '--xds-address', `127.0.0.1:${taken}`, '--admin-address', `127.0.0.1:${await freePort()}`, '--debug-address', '127.0.0.1:0');
     expect(oneLine(xds)).toBe(`meshfed: --xds-address 127.0.0.1:${taken}: address already in use`);
-    const admin = await meshfed('serve', '--xds-address', `127.0.0.1:${await freePort()}`, '--admin-address', `127.0.0.1:${taken}`);
+    const admin = await meshfed('serve', '--xds-address', `127.0.0.1:${await freePort()}`, '--admin-address', `127.0.0.1:${taken}`, '--debug-address', '127.0.0.1:0');
     expect(oneLine(admin)).toBe(`meshfed: --admin-address 127.0.0.1:${taken}: address already in use`);
+    const debug = await meshfed('serve', '--xds-address', `127.0.0.1:${await freePort()}`, '--admin-address', `127.0.0.1:${await freePort()}`, '--debug-address', `127.0.0.1:${taken}`);
+    expect(oneLine(debug)).toBe(`meshfed: --debug-address 127.0.0.1:${taken}: address already in use`);
   });
 
   it('--ca-dir without --trust-domain', async () => {
