@@ -1,9 +1,21 @@
 // Prometheus metrics (prom-client), fed by the xDS layer's observer hooks.
 import client from 'prom-client';
 import type { XdsObserver, StreamKind } from '../xds/observer.js';
+import type { Limit } from '../xds/limits.js';
 import { isXdsType, SHORT } from '../envoy/protos.js';
 
 const short = (t: string): string => (isXdsType(t) ? SHORT[t] : t);
+
+/**
+ * Types Envoy asks ADS for that meshfed does not serve. A label comes from this closed set or
+ * is `unknown`: a client's type_url must not become a new series (nor a 48 MiB label).
+ */
+const KNOWN_UNSERVED = new Set([
+  'type.googleapis.com/envoy.service.runtime.v3.Runtime',
+  'type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig',
+  'type.googleapis.com/envoy.config.route.v3.ScopedRouteConfiguration',
+  'type.googleapis.com/envoy.config.route.v3.VirtualHost',
+]);
 
 export class Metrics implements XdsObserver {
   readonly registry = new client.Registry();
@@ -20,13 +32,25 @@ export class Metrics implements XdsObserver {
   });
   private readonly nacks = new client.Counter({ name: 'meshfed_xds_nacks_total', help: 'Responses proxies rejected', labelNames: ['type'], registers: [this.registry] });
   private readonly unknown = new client.Counter({ name: 'meshfed_xds_unknown_type_requests_total', help: 'Requests for types meshfed does not serve', labelNames: ['type_url'], registers: [this.registry] });
+  private readonly limits = new client.Counter({
+    name: 'meshfed_xds_limited_total',
+    help: 'Requests and streams refused, or streams closed, at a limit (request-bytes, names, name-bytes, streams-per-connection, connections-per-address, idle-write-timeout)',
+    labelNames: ['limit'],
+    registers: [this.registry],
+  });
   private readonly malformedRequests = new client.Counter({ name: 'meshfed_xds_malformed_requests_total', help: 'Requests that could not be decoded', registers: [this.registry] });
   private readonly encodes = new client.Counter({ name: 'meshfed_xds_resource_encodes_total', help: 'Resources encoded; changed="false" when the bytes came out the same', labelNames: ['type', 'changed'], registers: [this.registry] });
   private readonly resourceCount = new client.Gauge({ name: 'meshfed_xds_resources', help: 'Resources held in the store, across views', labelNames: ['type'], registers: [this.registry] });
   private readonly denials = new client.Counter({
     name: 'meshfed_xds_denied_total',
-    help: 'Streams refused: bad or missing credentials, or a secret of another identity (code PERMISSION_DENIED)',
+    help: 'Streams refused: bad credentials (UNAUTHENTICATED), credentials that cannot be checked now (UNAVAILABLE), or a secret of another identity (PERMISSION_DENIED)',
     labelNames: ['code', 'reason'],
+    registers: [this.registry],
+  });
+  private readonly withheldSecrets = new client.Counter({
+    name: 'meshfed_xds_withheld_secrets_total',
+    help: 'SDS secret names asked for by streams without an identity: answered as not existing, the stream stays (reason="unauthenticated")',
+    labelNames: ['reason'],
     registers: [this.registry],
   });
   readonly configErrors = new client.Counter({ name: 'meshfed_config_errors_total', help: 'Rejected configuration loads', labelNames: ['source'], registers: [this.registry] });
@@ -81,7 +105,7 @@ export class Metrics implements XdsObserver {
     this.nacks.inc({ type: short(typeUrl) });
   }
   unknownType(typeUrl: string): void {
-    this.unknown.inc({ type_url: typeUrl });
+    this.unknown.inc({ type_url: KNOWN_UNSERVED.has(typeUrl) ? typeUrl : 'unknown' });
   }
   malformed(): void {
     this.malformedRequests.inc();
@@ -94,6 +118,13 @@ export class Metrics implements XdsObserver {
   }
   denied(code: string, reason: string): void {
     this.denials.inc({ code, reason });
+  }
+  limited(limit: Limit): void {
+    this.limits.inc({ limit });
+  }
+
+  withheld(reason: string, names: number): void {
+    this.withheldSecrets.inc({ reason }, names);
   }
 }
 

@@ -3,12 +3,12 @@ import type { PeerRow } from '../alliance/peers/controller.js';
 
 const MAX_BODY = 8 << 20;
 
-export async function fetchPeers(adminUrl: string, timeoutMs = 10_000): Promise<PeerRow[]> {
+export async function fetchPeers(debugUrl: string, timeoutMs = 10_000): Promise<PeerRow[]> {
   let url: URL;
   try {
-    url = new URL('/debug/peers', adminUrl);
+    url = new URL('/debug/peers', debugUrl);
   } catch {
-    throw new Error(`--admin-url "${adminUrl}" is not a URL`);
+    throw new Error(`--debug-url "${debugUrl}" is not a URL`);
   }
   let res: Response;
   try {
@@ -23,7 +23,7 @@ export async function fetchPeers(adminUrl: string, timeoutMs = 10_000): Promise<
   try {
     body = JSON.parse(text) as { peers?: unknown };
   } catch {
-    throw new Error(`${url.href}: the answer is not JSON (is this meshfed's admin address?)`);
+    throw new Error(`${url.href}: the answer is not JSON (is this meshfed's debug address?)`);
   }
   if (!Array.isArray(body.peers)) throw new Error(`${url.href}: no peers list in the answer`);
   return body.peers as PeerRow[];

@@ -9,7 +9,8 @@
 // - A subscribed name that does not exist is reported once in removed_resources, and sent
 //   when it appears.
 import type { NodeInfo } from '../model/proxy.js';
-import { isFullState, TypeUrl, type XdsTypeUrl } from '../envoy/protos.js';
+import { isFullState, SHORT, TypeUrl, type XdsTypeUrl } from '../envoy/protos.js';
+import { overLimit } from './limits.js';
 import type { Entry } from './resource.js';
 import { type Built, XdsStream } from './stream.js';
 import type { TypeState } from './subscription.js';
@@ -26,6 +27,8 @@ export interface DeltaRequest {
 }
 
 export class DeltaStream extends XdsStream {
+  /** Characters of the names subscribed, across types. */
+  private nameChars = 0;
   protected handle(raw: object): void {
     const req = raw as DeltaRequest;
     this.identify(req.node);
@@ -35,8 +38,20 @@ export class DeltaStream extends XdsStream {
     const first = !this.types.has(typeUrl);
     const st = this.state(typeUrl);
     this.recordAckOrNack(st, req.response_nonce, st.versionSent, req.error_detail);
-    this.subscribe(st, typeUrl, req, first);
+    this.subscribe(st, typeUrl, typeUrl === TypeUrl.Secret ? this.withholdDelta(st, req) : req, first);
+    // Each request is within the limits; so must be what they add up to (as one SotW request would).
+    const { maxNames, maxRequestBytes } = this.deps.limits;
+    if (st.names.size > maxNames) return this.refuse(overLimit('names', `a subscription to ${st.names.size} ${SHORT[typeUrl]} resources`, maxNames));
+    if (this.nameChars > maxRequestBytes) return this.refuse(overLimit('request-bytes', `a subscription whose names add up to ${this.nameChars} characters`, maxRequestBytes));
     if (st.pending()) this.schedule();
+  }
+
+  /** Secrets a stream without an identity may not have are answered as names that do not exist. */
+  private withholdDelta(st: TypeState, req: DeltaRequest): DeltaRequest {
+    const allowed = this.withholdSecrets(st, req.resource_names_subscribe, false);
+    for (const n of req.resource_names_unsubscribe) st.withheld.delete(n);
+    for (const n of req.resource_names_subscribe) if (n !== '*' && st.withheld.has(n)) st.removedPending.add(n);
+    return { ...req, resource_names_subscribe: allowed };
   }
 
   private subscribe(st: TypeState, typeUrl: XdsTypeUrl, req: DeltaRequest, first: boolean): void {
@@ -47,6 +62,7 @@ export class DeltaStream extends XdsStream {
     for (const n of sub) {
       if (n === '*') st.wildcard = true;
       else {
+        if (!st.names.has(n)) this.nameChars += n.length;
         st.names.add(st.table.get(n)?.name ?? n); // the table's string: streams share it
         if (!first) st.deleteSent(n);
       }
@@ -54,6 +70,7 @@ export class DeltaStream extends XdsStream {
     for (const n of unsub) {
       if (n === '*') st.wildcard = false;
       else if (st.names.delete(n)) {
+        this.nameChars -= n.length;
         // Still covered by a wildcard: answer with it (or its removal) so the client keeps the right view.
         if (st.wildcard && st.table.get(n)) st.deleteSent(n);
         else if (st.wildcard) st.removedPending.add(n);

@@ -1,4 +1,5 @@
 // What the xDS layer reports as it works; the admin module turns it into metrics and logs.
+import type { Limit } from './limits.js';
 
 export interface XdsObserver {
   streamOpened(kind: StreamKind): void;
@@ -14,6 +15,10 @@ export interface XdsObserver {
   resources(typeUrl: string, count: number): void;
   /** A stream refused for its credentials or for asking another identity's secret. */
   denied(code: string, reason: string): void;
+  /** A request or stream refused, or a stream closed, at one of the limits. */
+  limited(limit: Limit): void;
+  /** Secret names a stream without an identity asked for: answered as not existing, the stream stays. */
+  withheld(reason: string, names: number): void;
 }
 
 export type StreamKind = 'sotw' | 'delta';
@@ -28,4 +33,6 @@ export const NO_OBSERVER: XdsObserver = {
   encoded() {},
   resources() {},
   denied() {},
+  limited() {},
+  withheld() {},
 };

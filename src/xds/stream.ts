@@ -1,14 +1,17 @@
 // What SotW and delta streams share: the node, per-type state, nonces, and a flush loop
-// that pushes in ADS order, one built response at a time, within the global send budget.
+// that pushes in ADS order, one built response at a time, within its connection's and the
+// global send budget.
 import { status as Status, type ServerDuplexStream } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { type Proxy, proxyOf, type NodeInfo } from '../model/proxy.js';
 import type { XdsObserver, StreamKind } from './observer.js';
 import { ADS_ORDER, isXdsType, SHORT, TypeUrl, type XdsTypeUrl } from '../envoy/protos.js';
 import type { SendBudget } from './send-budget.js';
+import type { OverLimit, XdsLimits } from './limits.js';
+import { clip } from '../log.js';
 import type { XdsStore } from './store.js';
 import type { AuthOutcome } from './auth.js';
-import { isForeignSecret } from '../generate/sds.js';
+import { isForeignSecret, isPublicSecret } from '../generate/sds.js';
 import { validSpiffeId } from '../pki/identity.js';
 import { structToJson } from './struct.js';
 import { TypeState } from './subscription.js';
@@ -16,6 +19,9 @@ import { TypeState } from './subscription.js';
 export interface StreamDeps {
   readonly store: XdsStore;
   readonly budget: SendBudget;
+  /** This stream's connection's share: a peer that stops reading fills only this one. */
+  readonly connectionBudget: SendBudget;
+  readonly limits: XdsLimits;
   readonly observer: XdsObserver;
   readonly log: Logger;
   /** Called when the stream ends, so the server forgets it. */
@@ -34,6 +40,12 @@ export interface Built {
 
 let nextStreamId = 1;
 
+/** Why a withheld secret was not sent (metrics and /debug/syncz). */
+export const UNAUTHENTICATED = 'unauthenticated';
+const NO_IDENTITY =
+  'secrets not sent: the stream has no identity (a service-account token or a mesh client certificate over TLS, ' +
+  'or --insecure-dev-identity with node metadata in development); the trust bundle and configuration are served';
+
 export abstract class XdsStream {
   readonly id = nextStreamId++;
   readonly connectedAt = Date.now();
@@ -44,6 +56,11 @@ export abstract class XdsStream {
   private waitingForBudget = false;
   private writing = false;
   private unflushed = 0;
+  /** The connection's share outlives close(): the bytes stay in the socket until written or the call ends. */
+  private connectionUnflushed = 0;
+  private writingSince = 0;
+  /** Since when the stream waits for its connection's share, which only the peer reading frees. */
+  private blockedSince: number | undefined;
   private closed = false;
 
   constructor(
@@ -60,11 +77,25 @@ export abstract class XdsStream {
     this.deps.observer.streamOpened(this.kind);
     this.call.on('data', (req: object) => this.receive(req));
     this.call.on('error', () => this.close());
-    this.call.on('cancelled', () => this.close());
+    this.call.on('cancelled', () => {
+      this.close();
+      this.releaseConnection();
+    });
     this.call.on('end', () => {
       this.close();
       this.call.end();
     });
+  }
+
+  /** Since when a response waits for the peer to read it (or for room its connection's other streams hold). */
+  unreadSince(): number | undefined {
+    if (this.closed) return undefined;
+    return this.writing ? this.writingSince : this.blockedSince;
+  }
+
+  /** The node id for log lines: client-supplied, so clipped. */
+  protected get who(): string | undefined {
+    return this.proxy && clip(this.proxy.id);
   }
 
   /** Per-type state for debug pages. */
@@ -77,17 +108,23 @@ export abstract class XdsStream {
     try {
       if ('malformed' in req) {
         this.deps.observer.malformed((req as Malformed).malformed);
-        this.fail(Status.INVALID_ARGUMENT, `malformed request: ${(req as Malformed).malformed}`);
+        this.fail(Status.INVALID_ARGUMENT, `malformed request: ${clip((req as Malformed).malformed)}`);
         return;
       }
+      if ('limit' in req) return this.refuse(req as OverLimit);
       this.handle(req);
     } catch (err) {
-      this.deps.log.error({ err, stream: this.id, proxy: this.proxy?.id }, 'xDS request failed');
+      this.deps.log.error({ err, stream: this.id, proxy: this.who }, 'xDS request failed');
       this.fail(Status.INTERNAL, `meshfed could not handle the request: ${(err as Error).message}`);
     }
   }
 
   protected abstract handle(req: object): void;
+
+  protected refuse(r: OverLimit): void {
+    this.deps.observer.limited(r.limit);
+    this.fail(r.code, r.details);
+  }
 
   /** Builds the next response for a type from the current state, or null if there is nothing to say. */
   protected abstract build(st: TypeState): Built | null;
@@ -113,27 +150,46 @@ export abstract class XdsStream {
     return this.proxy;
   }
 
-  /** SDS needs an identity, and only its own secrets; otherwise the stream fails (and is counted). */
+  /**
+   * Fails the stream (counted) for another identity's secret, or while its credentials cannot be
+   * checked. A stream without credentials stays: see withholdSecrets.
+   */
   protected maySubscribeSecrets(names: readonly string[]): boolean {
     const id = this.proxy?.view.identity;
     if (!id) {
-      if (this.auth.kind === 'unavailable') {
-        this.deny(Status.UNAVAILABLE, 'credentials-unchecked', `no secrets: meshfed cannot check this stream's credentials now (${this.auth.reason})`);
-      } else {
-        this.deny(
-          Status.UNAUTHENTICATED,
-          'no-identity',
-          'SDS secrets need an authenticated identity: a service-account token (authorization: Bearer) or a client certificate from the mesh CA, over TLS',
-        );
-      }
+      if (this.auth.kind !== 'unavailable') return true;
+      this.deny(Status.UNAVAILABLE, 'credentials-unchecked', `no secrets: meshfed cannot check this stream's credentials now (${this.auth.reason})`);
       return false;
     }
     const foreign = names.find((n) => isForeignSecret(n, id));
     if (foreign !== undefined) {
-      this.deny(Status.PERMISSION_DENIED, 'foreign-secret', `${id} may not read the secret ${foreign}`);
+      this.deny(Status.PERMISSION_DENIED, 'foreign-secret', `${id} may not read the secret ${clip(foreign)}`);
       return false;
     }
     return true;
+  }
+
+  /**
+   * Without an identity a stream may read only the public trust bundle. The other names it asks for
+   * are answered as not existing (SotW: no response; delta: removed_resources), so its CDS/EDS/LDS/RDS
+   * keep flowing (an Envoy whose TLS clusters name SDS `default` would otherwise reconnect forever).
+   * Returns the names to subscribe; `replace` (SotW) means `names` is the whole subscription.
+   */
+  protected withholdSecrets(st: TypeState, names: readonly string[], replace: boolean): string[] {
+    if (this.proxy?.view.identity) return [...names];
+    const allowed: string[] = [];
+    const before = new Set(st.withheld);
+    if (replace) st.withheld.clear();
+    for (const n of names) {
+      if (isPublicSecret(n)) allowed.push(n);
+      else st.withheld.add(n);
+    }
+    const added = [...st.withheld].filter((n) => !before.has(n));
+    if (added.length) {
+      this.deps.observer.withheld(UNAUTHENTICATED, added.length);
+      if (before.size === 0) this.deps.log.info({ stream: this.id, proxy: this.proxy?.id, secrets: added }, NO_IDENTITY);
+    }
+    return allowed;
   }
 
   private deny(code: Status, reason: string, details: string): void {
@@ -149,7 +205,7 @@ export abstract class XdsStream {
       return undefined;
     }
     if (this.fixedType && t !== this.fixedType) {
-      this.fail(Status.INVALID_ARGUMENT, `type_url ${t} does not match this service (${this.fixedType})`);
+      this.fail(Status.INVALID_ARGUMENT, `type_url ${clip(t)} does not match this service (${this.fixedType})`);
       return undefined;
     }
     if (!isXdsType(t)) {
@@ -199,12 +255,16 @@ export abstract class XdsStream {
     for (const t of ADS_ORDER) {
       const st = this.types.get(t);
       if (!st?.pending()) continue;
-      if (!this.deps.budget.available()) {
+      const { budget, connectionBudget } = this.deps;
+      const full = !connectionBudget.available() ? connectionBudget : !budget.available() ? budget : undefined;
+      if (full) {
         this.waitingForBudget = true;
+        if (full === connectionBudget) this.blockedSince = Date.now();
         // Flushes at once: its write takes budget before the next waiter is asked, so freed room
         // wakes only as many streams as it fits (scheduling would wake every waiter per write).
-        this.deps.budget.wait(() => {
+        full.wait(() => {
           this.waitingForBudget = false;
+          this.blockedSince = undefined;
           this.flush();
         });
         return;
@@ -228,12 +288,15 @@ export abstract class XdsStream {
    */
   private write(typeUrl: XdsTypeUrl, out: Built, since: number | undefined): void {
     const size = out.bytes.length;
-    const budget = this.deps.budget;
-    budget.take(size);
+    this.deps.budget.take(size);
+    this.deps.connectionBudget.take(size);
     this.writing = true;
+    this.writingSince = Date.now();
     this.unflushed = size;
+    this.connectionUnflushed = size;
     this.call.write(out.bytes, () => {
       this.release();
+      this.releaseConnection();
       this.writing = false;
       this.schedule();
     });
@@ -243,15 +306,28 @@ export abstract class XdsStream {
   /** Ends the stream with a status; the client sees it and (for UNAVAILABLE) reconnects. */
   fail(code: Status, details: string, quiet = false): void {
     if (this.closed) return;
-    if (!quiet) this.deps.log.warn({ stream: this.id, proxy: this.proxy?.id, code: Status[code], details }, 'closing xDS stream');
+    if (!quiet) this.deps.log.warn({ stream: this.id, proxy: this.who, code: Status[code], details }, 'closing xDS stream');
     this.close();
     this.call.emit('error', { code, details });
   }
 
-  /** Gives back the budget of the response in flight; also on close, if its callback never comes. */
+  /** Takes a response its peer does not read off the global budget; it still holds its connection's share. */
+  park(): void {
+    this.release();
+  }
+
+  /** Gives back the global budget of the response in flight; also on close, if its callback never comes. */
   private release(): void {
-    this.deps.budget.give(this.unflushed);
+    const n = this.unflushed;
     this.unflushed = 0;
+    if (n) this.deps.budget.give(n);
+  }
+
+  /** Gives back the connection's share once the bytes left, or the call is over. */
+  private releaseConnection(): void {
+    const n = this.connectionUnflushed;
+    this.connectionUnflushed = 0;
+    if (n) this.deps.connectionBudget.give(n);
   }
 
   close(): void {
@@ -267,12 +343,13 @@ export abstract class XdsStream {
     // Only an answer to our latest response counts; an older nonce says nothing about it.
     if (!nonce || nonce !== st.lastNonce) return;
     if (error) {
-      const message = error.message ?? '';
-      st.nack = { message, nonce, version, at: Date.now() };
+      // Envoy's NACK messages name the failing resources: worth keeping, but not megabytes of them.
+      const message = clip(error.message ?? '', 4096);
+      st.nack = { message, nonce, version: clip(version), at: Date.now() };
       this.deps.observer.nacked(st.typeUrl, this.proxy?.id ?? '', message);
-      this.deps.log.warn({ proxy: this.proxy?.id, type: SHORT[st.typeUrl], nonce, message }, 'proxy rejected a response');
+      this.deps.log.warn({ proxy: this.who, type: SHORT[st.typeUrl], nonce, message: clip(message) }, 'proxy rejected a response');
     } else {
-      st.versionAcked = version;
+      st.versionAcked = clip(version);
       st.nack = undefined;
     }
   }

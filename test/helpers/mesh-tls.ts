@@ -65,6 +65,7 @@ export async function startTlsMesh(o: TlsMeshOptions): Promise<TlsMesh> {
     xdsPlaintextPort: 0,
     adminHost: '127.0.0.1',
     adminPort: 0,
+    debugPort: 0,
     debounceMs: 20,
     pki: { trustDomain: o.trustDomain, caStore: o.caStore ?? memoryCaStore(), workloadTtlMs: o.workloadTtlMs },
     xdsTls: { dnsNames: [SERVER_NAME] },

@@ -62,6 +62,7 @@ async function startA(apiserver: FakeApiServer, isLeader?: () => boolean): Promi
     xdsPort: 0,
     adminHost: '127.0.0.1',
     adminPort: 0,
+    debugPort: 0,
     debounceMs: 0,
     pki: { trustDomain: 'cluster-a.local', caStore: memoryCaStore() },
     federation: { mintToken: idA.mint, isLeader, pollIntervalMs: 3_600_000 },

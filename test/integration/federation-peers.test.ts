@@ -52,6 +52,7 @@ async function start(remote?: { staleAfterMs: number; withdrawAfterMs: number })
     xdsPort: 0,
     adminHost: '127.0.0.1',
     adminPort: 0,
+    debugPort: 0,
     debounceMs: 0,
     pki: { trustDomain: 'cluster-a.local', caStore: memoryCaStore() },
     federation: {
@@ -181,7 +182,7 @@ describe('a federation peer from the mesh file', () => {
   });
 
   it('shows the peer on /debug/peers, in `meshfed status` and in metrics', async () => {
-    const rows = await fetchPeers(`http://127.0.0.1:${m.adminPort}`);
+    const rows = await fetchPeers(`http://127.0.0.1:${m.debugPort}`);
     expect(rows).toEqual(m.peers.rows());
     const table = peerTable(rows);
     expect(table.split('\n')[0]).toMatch(/^NAME\s+TRUST DOMAIN\s+UUID\s+PUBLIC\s+PRIVATE\s+LAST SUCCESS\s+SERVICES\s+GATEWAYS\s+IMPORTS$/);
@@ -192,8 +193,8 @@ describe('a federation peer from the mesh file', () => {
   });
 
   it('`meshfed status` prints the row, and one clear line when the admin address does not answer', async () => {
-    const cli = (url: string) => promisify(execFile)(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'status', '--admin-url', url], { timeout: 30_000 });
-    const { stdout } = await cli(`http://127.0.0.1:${m.adminPort}`);
+    const cli = (url: string) => promisify(execFile)(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'status', '--debug-url', url], { timeout: 30_000 });
+    const { stdout } = await cli(`http://127.0.0.1:${m.debugPort}`);
     expect(stdout).toMatch(new RegExp(`\\ncluster-b\\s+cluster-b.local\\s+${B_UUID}\\s+Ready\\s+Ready\\s`));
     const down = await cli('http://127.0.0.1:1').catch((err: { code: number; stderr: string }) => err);
     expect(down).toMatchObject({ code: 1, stderr: expect.stringMatching(/^meshfed status: cannot reach http:\/\/127.0.0.1:1\/debug\/peers: .*\n$/) });

@@ -59,6 +59,7 @@ async function setup(versions: string[]): Promise<{ api: FakeApiServer; m: Meshf
     xdsPort: 0,
     adminHost: '127.0.0.1',
     adminPort: 0,
+    debugPort: 0,
     debounceMs: 0,
     log: pino({ level: 'silent' }),
   });
@@ -72,7 +73,7 @@ const imported = (m: Meshfed): string[] | undefined => {
 };
 
 async function debugMesh(m: Meshfed): Promise<{ serviceEntries: { version: string; rejected: Array<{ entry: string; reason: string }>; ignored: unknown[] } }> {
-  return (await (await fetch(`http://127.0.0.1:${m.adminPort}/debug/mesh`)).json()) as never;
+  return (await (await fetch(`http://127.0.0.1:${m.debugPort}/debug/mesh`)).json()) as never;
 }
 
 afterAll(async () => {

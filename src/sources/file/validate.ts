@@ -2,6 +2,7 @@
 // Reports every problem with its path, so one edit can fix them all.
 import net from 'node:net';
 import type { Mesh, Service } from '../../gen/meshfed/v1/mesh_pb.js';
+import { rootProblem, splitPems } from '../../pki/x509.js';
 import type { PathProblem, PathSegment } from './errors.js';
 import { checkRawResource } from './raw-resource.js';
 import { endpointPorts } from './to-model.js';
@@ -73,6 +74,15 @@ function checkClusters(mesh: Mesh, problem: Report): Set<string> {
     else if (ids.has(c.id)) problem([...at, 'id'], `duplicate cluster id "${c.id}" (also clusters[${ids.get(c.id)}])`);
     else ids.set(c.id, i);
     if (c.domain !== '' && !DNS_SUBDOMAIN.test(c.domain)) problem([...at, 'domain'], `"${c.domain}" is not a DNS name`);
+    if (c.rootCaPem.trim() !== '') {
+      // Every certificate in it becomes a root of the cluster's trust domain: each must be a CA.
+      const pems = splitPems(c.rootCaPem);
+      if (pems.length === 0) problem([...at, 'rootCaPem'], 'holds no PEM certificate (-----BEGIN CERTIFICATE-----)');
+      pems.forEach((pem, k) => {
+        const why = rootProblem(pem);
+        if (why) problem([...at, 'rootCaPem'], pems.length > 1 ? `certificate ${k + 1}: ${why}` : why);
+      });
+    }
     c.gateways.forEach((g, j) => {
       const gat = [...at, 'gateways', j];
       if (g.address === '') problem([...gat, 'address'], 'must not be empty');
