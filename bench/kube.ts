@@ -11,22 +11,28 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import { TypeUrl } from '../src/envoy/protos.js';
 import { startFakeApiServer, type FakeApiServer, type KubeObject } from '../test/fixtures/kube-apiserver/index.js';
 import { freePort } from '../test/helpers/ports.js';
 import { RawXdsClient, type SotwResponse } from '../test/helpers/raw-client.js';
+import { benchArgs } from './args.js';
 import { procStats } from './proc-stats.js';
 
-const { values: args } = parseArgs({
-  options: {
-    scenario: { type: 'string', default: 'all' },
-    services: { type: 'string', default: '1000' },
-    slices: { type: 'string', default: '5' },
-    endpoints: { type: 'string', default: '10' },
-    rate: { type: 'string', default: '100' },
-    duration: { type: 'string', default: '30' },
-  },
+const USAGE = `Usage: tsx bench/kube.ts [flags]   (or npm run bench -- --scenario kube-sync|kube-churn [flags])
+  --scenario <s>    kube-sync, kube-churn or all (default all)
+  --services <n>    services (default 1000)
+  --slices <n>      EndpointSlices per service (default 5)
+  --endpoints <n>   endpoints per slice (default 10)
+  --rate <n>        kube-churn: endpoint changes a second (default 100)
+  --duration <s>    kube-churn: seconds (default 30)
+`;
+const args = benchArgs(USAGE, ['kube-sync', 'kube-churn', 'all'], {
+  scenario: 'all',
+  services: '1000',
+  slices: '5',
+  endpoints: '10',
+  rate: '100',
+  duration: '30',
 });
 const SERVICES = Number(args.services);
 const SLICES = Number(args.slices);
@@ -62,25 +68,25 @@ function seed(api: FakeApiServer): void {
 interface Server {
   pid: number;
   xds: number;
-  admin: number;
+  debug: number;
   stop(): void;
 }
 
 async function startServer(api: FakeApiServer): Promise<Server> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'meshfed-bench-kube-'));
-  const [xds, admin] = [await freePort(), await freePort()];
+  const [xds, admin, debug] = [await freePort(), await freePort(), await freePort()];
   const proc = spawn(
     process.execPath,
     ['--import', 'tsx', 'src/cli/main.ts', 'serve', '--kubeconfig', api.writeKubeconfig(dir), '--cluster-id', 'bench', '--log-level', 'warn',
-      '--xds-address', `127.0.0.1:${xds}`, '--admin-address', `127.0.0.1:${admin}`],
+      '--xds-address', `127.0.0.1:${xds}`, '--admin-address', `127.0.0.1:${admin}`, '--debug-address', `127.0.0.1:${debug}`],
     { stdio: ['ignore', 'inherit', 'inherit'] },
   );
-  return { pid: proc.pid!, xds, admin, stop: () => proc.kill('SIGTERM') };
+  return { pid: proc.pid!, xds, debug, stop: () => proc.kill('SIGTERM') };
 }
 
 async function registryEndpoints(s: Server): Promise<number> {
   try {
-    const r = (await (await fetch(`http://127.0.0.1:${s.admin}/debug/clusters`)).json()) as { clusters: { endpoints: number }[] };
+    const r = (await (await fetch(`http://127.0.0.1:${s.debug}/debug/clusters`)).json()) as { clusters: { endpoints: number }[] };
     return r.clusters[0]?.endpoints ?? 0;
   } catch {
     return 0;

@@ -1,4 +1,5 @@
 // The benchmark's mesh: services spread over namespaces, each with endpoints on one cluster.
+import { stringStruct } from '../src/xds/struct.js';
 
 export interface BenchMeshOptions {
   readonly services: number;
@@ -12,7 +13,7 @@ export const BENCH_NODE_METADATA = { CLUSTER_ID: 'cluster-a', NETWORK: 'net-a' }
 
 /** The same metadata as a google.protobuf.Struct, for encoding. */
 export function benchNodeStruct(): object {
-  return { fields: Object.fromEntries(Object.entries(BENCH_NODE_METADATA).map(([k, v]) => [k, { stringValue: v }])) };
+  return stringStruct(BENCH_NODE_METADATA);
 }
 
 export function serviceName(i: number): string {

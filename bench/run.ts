@@ -2,7 +2,10 @@
 //   scale: 5,000 services, 50,000 endpoints, 1,000 SotW ADS clients (CDS wildcard + EDS for all)
 //   churn: 10 endpoint changes a second for 60 s with 1,000 delta ADS clients
 //   bare:  the same fan-out as scale from a bare grpc-js server writing pre-encoded bytes
-// Flags: --scenario scale|churn|all  --clients N  --services N  --endpoints N  --duration S  --workers N
+//   soak:  churn for --duration S while clients leave and join (one worker replaced every --rotate S),
+//          the server's RSS and used heap sampled every --sample S: the series, slopes, and both once all
+//          clients have left and the server has been quiet for --quiet S (not part of "all")
+// Flags: see USAGE (npm run bench -- --help).
 import { type ChildProcess, fork, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -13,6 +16,7 @@ import * as grpc from '@grpc/grpc-js';
 import { create, fromJson, toBinary, fromBinary } from '@bufbuild/protobuf';
 import { ApplyMeshRequestSchema, ApplyMeshResponseSchema, ApplyMode } from '../src/gen/meshfed/v1/admin_pb.js';
 import { MeshSchema } from '../src/gen/meshfed/v1/mesh_pb.js';
+import { benchArgs } from './args.js';
 import type { WorkerConfig, WorkerMessage } from './client-worker.js';
 import { benchMesh, benchService, clusterName } from './mesh.js';
 import { procStats, type ProcStats } from './proc-stats.js';
@@ -20,16 +24,34 @@ import { freePort } from '../test/helpers/ports.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.dirname(here);
-const { values: args } = parseArgs({
-  options: {
-    scenario: { type: 'string', default: 'all' },
-    clients: { type: 'string', default: '1000' },
-    services: { type: 'string', default: '5000' },
-    endpoints: { type: 'string', default: '10' },
-    duration: { type: 'string', default: '60' },
-    rate: { type: 'string', default: '10' },
-    workers: { type: 'string', default: '4' },
-  },
+const USAGE = `Usage: npm run bench -- [flags]
+  --scenario <s>    scale, churn, soak or all (default all; soak is not part of all); kube-sync or kube-churn run bench/kube.ts, with its own flags
+  --clients <n>     simulated proxies (default 1000)
+  --services <n>    services in the mesh (default 5000)
+  --endpoints <n>   endpoints per service (default 10)
+  --workers <n>     client processes (default 4)
+  --duration <s>    churn, soak: seconds of changes (default 60)
+  --rate <n>        churn, soak: endpoint changes a second (default 10)
+  --sample <s>      soak: seconds between RSS samples (default 10)
+  --rotate <s>      soak: one worker's clients replaced this often (default 10)
+  --quiet <s>       soak: quiet seconds after all clients left, before the last sample (default 30)
+`;
+// kube-sync, kube-churn: bench/kube.ts reads the flags itself.
+if (String(parseArgs({ options: { scenario: { type: 'string' } }, strict: false }).values.scenario).startsWith('kube-')) {
+  await import('./kube.js');
+  process.exit(0);
+}
+const args = benchArgs(USAGE, ['scale', 'churn', 'soak', 'all'], {
+  scenario: 'all',
+  clients: '1000',
+  services: '5000',
+  endpoints: '10',
+  duration: '60',
+  rate: '10',
+  workers: '4',
+  sample: '10',
+  rotate: '10',
+  quiet: '30',
 });
 const CLIENTS = Number(args.clients);
 const SERVICES = Number(args.services);
@@ -49,7 +71,7 @@ async function startMeshfed(): Promise<{ proc: ChildProcess; xds: number; admin:
   const [xds, admin] = [await freePort(), await freePort()];
   const proc = spawn(
     process.execPath,
-    [...(process.env['BENCH_PROF'] ? ['--cpu-prof', '--cpu-prof-dir', process.env['BENCH_PROF']] : []), '--import', 'tsx', 'src/cli/main.ts', 'serve', '--config', meshFile, '--enable-admin-api', '--log-level', 'warn', '--xds-address', `127.0.0.1:${xds}`, '--admin-address', `127.0.0.1:${admin}`,
+    [...(process.env['BENCH_PROF'] ? ['--cpu-prof', '--cpu-prof-dir', process.env['BENCH_PROF']] : []), '--import', 'tsx', 'src/cli/main.ts', 'serve', '--config', meshFile, '--enable-admin-api', '--log-level', 'warn', '--xds-address', `127.0.0.1:${xds}`, '--admin-address', `127.0.0.1:${admin}`, '--debug-address', '127.0.0.1:0',
       // Every simulated proxy connects from 127.0.0.1.
       '--max-connections-per-address', String(CLIENTS + 100)],
     { cwd: repo, stdio: ['ignore', 'inherit', 'inherit'] },
@@ -85,32 +107,34 @@ interface Fleet {
 }
 
 async function launchFleet(address: string, kind: 'sotw' | 'delta'): Promise<Fleet> {
-  const workers: ChildProcess[] = [];
-  const fleet: Fleet = { workers, synced: [], updates: new Map(), errors: [], start: 0 };
-  await Promise.all(
-    Array.from({ length: WORKERS }, () => {
-      const child = fork(path.join(here, 'client-worker.ts'), [], { execArgv: ['--import', 'tsx'], cwd: repo });
-      children.push(child);
-      workers.push(child);
-      child.on('message', (m: WorkerMessage) => {
-        if (m.type === 'synced') fleet.synced.push(m.t);
-        else if (m.type === 'update') {
-          const u = fleet.updates.get(m.name) ?? { n: 0, t: 0 };
-          u.n++;
-          u.t = Math.max(u.t, m.t);
-          fleet.updates.set(m.name, u);
-        } else if (m.type === 'error' && fleet.errors.length < 20) fleet.errors.push(m.message);
-      });
-      return new Promise<void>((resolve) => child.once('message', () => resolve()));
-    }),
-  );
+  const fleet: Fleet = { workers: [], synced: [], updates: new Map(), errors: [], start: 0 };
+  await Promise.all(Array.from({ length: WORKERS }, () => forkWorker(fleet)));
   (fleet as { start: number }).start = Date.now();
-  workers.forEach((child, w) => {
-    const count = Math.min(PER_WORKER, CLIENTS - w * PER_WORKER);
-    const config: WorkerConfig = { address, kind, count, offset: w * PER_WORKER, expect: SERVICES };
-    child.send({ type: 'start', config });
-  });
+  fleet.workers.forEach((child, w) => child.send({ type: 'start', config: workerConfig(address, kind, w) }));
   return fleet;
+}
+
+/** The clients of worker slot w. */
+function workerConfig(address: string, kind: 'sotw' | 'delta', w: number): WorkerConfig {
+  return { address, kind, count: Math.min(PER_WORKER, CLIENTS - w * PER_WORKER), offset: w * PER_WORKER, expect: SERVICES };
+}
+
+/** A client worker process of the fleet, ready to be sent its config. */
+async function forkWorker(fleet: Fleet): Promise<ChildProcess> {
+  const child = fork(path.join(here, 'client-worker.ts'), [], { execArgv: ['--import', 'tsx'], cwd: repo });
+  children.push(child);
+  fleet.workers.push(child);
+  child.on('message', (m: WorkerMessage) => {
+    if (m.type === 'synced') fleet.synced.push(m.t);
+    else if (m.type === 'update') {
+      const u = fleet.updates.get(m.name) ?? { n: 0, t: 0 };
+      u.n++;
+      u.t = Math.max(u.t, m.t);
+      fleet.updates.set(m.name, u);
+    } else if (m.type === 'error' && fleet.errors.length < 20) fleet.errors.push(m.message);
+  });
+  await new Promise<void>((resolve) => child.once('message', () => resolve()));
+  return child;
 }
 
 async function waitFor(cond: () => boolean, timeoutMs: number): Promise<boolean> {
@@ -300,11 +324,98 @@ async function scenarioChurn(): Promise<Report> {
   };
 }
 
+/**
+ * Long-run memory: churn at --rate while one worker's clients leave (SIGKILL, like a deleted pod)
+ * and a new worker's join every --rotate s, alternating SotW and delta; the server's RSS every
+ * --sample s. A leak shows as a slope that does not flatten, and as RSS after everyone left
+ * (and --quiet s of nothing, so V8's idle GC has run) well above the RSS before anyone came.
+ */
+async function scenarioSoak(): Promise<Report> {
+  const server = await startMeshfed();
+  const pid = server.proc.pid!;
+  const address = `127.0.0.1:${server.xds}`;
+  const rssBeforeClients = procStats(pid).rssBytes;
+  const fleet = await launchFleet(address, 'delta');
+  const ok = await waitFor(() => fleet.synced.length === CLIENTS, 180_000);
+  const apply = adminClient(server.xds);
+  const [duration, rate, sampleMs, rotateMs] = [Number(args.duration), Number(args.rate), Number(args.sample) * 1000, Number(args.rotate) * 1000];
+  // RSS from /proc, and V8's used heap from meshfed's default Prometheus metrics (what GC keeps).
+  const series: Array<{ t: number; rss: number; heap: number }> = [];
+  const t0 = Date.now();
+  const heapUsed = (): Promise<number> => metric(server.admin, 'nodejs_heap_size_used_bytes');
+  const sample = async (): Promise<void> => void series.push({ t: (Date.now() - t0) / 1000, rss: procStats(pid).rssBytes, heap: await heapUsed() });
+  let [changes, rotations, joined, nextSample, nextRotate] = [0, 0, 0, t0, t0 + rotateMs];
+  while (Date.now() < t0 + duration * 1000) {
+    const now = Date.now();
+    if (now >= nextSample) {
+      await sample();
+      nextSample += sampleMs;
+    }
+    if (now >= nextRotate) {
+      const slot = rotations % WORKERS;
+      fleet.workers[slot]!.kill('SIGKILL');
+      const child = await forkWorker(fleet);
+      fleet.workers.splice(slot, 1, fleet.workers.pop()!); // the new worker takes the slot
+      const config = workerConfig(address, rotations % 2 === 0 ? 'sotw' : 'delta', slot);
+      child.send({ type: 'start', config });
+      joined += config.count;
+      rotations++;
+      nextRotate += rotateMs;
+    }
+    const i = (changes * 7) % SERVICES;
+    await apply([benchService(i, ENDPOINTS, 1 + Math.floor(changes / SERVICES))]);
+    changes++;
+    await sleep(Math.max(0, t0 + (changes * 1000) / rate - Date.now()));
+  }
+  await sample();
+  const syncedAfterJoining = fleet.synced.length - CLIENTS;
+  stopFleet(fleet);
+  await sleep(Number(args.quiet) * 1000);
+  const rssAfterClientsLeft = procStats(pid).rssBytes;
+  const heapAfterClientsLeft = await heapUsed();
+  const end = procStats(pid);
+  server.proc.kill('SIGTERM');
+  const MiB = 1024 * 1024;
+  const show = (k: 'rss' | 'heap'): string => series.map((p) => `${p.t.toFixed(0)}s ${(p[k] / MiB).toFixed(1)}`).join(', ');
+  console.log(`\n  server RSS every ${args.sample} s (MiB): ${show('rss')}\n  server heap used (MiB):       ${show('heap')}`);
+  return {
+    scenario: 'soak',
+    clients: CLIENTS,
+    allSynced: ok ? 'yes' : `no (${fleet.synced.length}/${CLIENTS})`,
+    durationS: duration,
+    changes,
+    clientsLeftAndJoined: `${joined} (${rotations} workers replaced; ${syncedAfterJoining} synced)`,
+    rssBeforeClients,
+    rssFirstSample: series[0]!.rss,
+    rssLastSample: series.at(-1)!.rss,
+    rssSlope: `${slope(series.map((p) => [p.t / 60, p.rss / MiB])).toFixed(2)} MiB/min`,
+    rssAfterClientsLeft,
+    heapFirstSample: series[0]!.heap,
+    heapLastSample: series.at(-1)!.heap,
+    heapSlope: `${slope(series.map((p) => [p.t / 60, p.heap / MiB])).toFixed(2)} MiB/min`,
+    heapAfterClientsLeft,
+    serverPeakRss: end.peakRssBytes,
+    serverCpuS: end.cpuSeconds,
+    errors: fleet.errors.join(' | ') || undefined,
+  };
+}
+
+/** Least-squares slope of y over x. */
+function slope(points: ReadonlyArray<readonly [number, number]>): number {
+  const n = points.length;
+  if (n < 2) return NaN;
+  const mx = points.reduce((a, [x]) => a + x, 0) / n;
+  const my = points.reduce((a, [, y]) => a + y, 0) / n;
+  const sxy = points.reduce((a, [x, y]) => a + (x - mx) * (y - my), 0);
+  const sxx = points.reduce((a, [x]) => a + (x - mx) ** 2, 0);
+  return sxx === 0 ? NaN : sxy / sxx;
+}
+
 function print(r: Report): void {
   console.log(`\n== ${r['scenario']} ==`);
   for (const [k, v] of Object.entries(r)) {
     if (k === 'scenario' || v === undefined) continue;
-    const shown = typeof v === 'number' ? (/Rss|bytes/i.test(k) ? mb(v) : /Ms$/.test(k) ? `${v.toFixed(0)} ms` : /CpuS$/.test(k) ? s(v * 1000) : Number.isInteger(v) ? String(v) : v.toFixed(2)) : v;
+    const shown = typeof v === 'number' ? (/Rss|Heap|bytes/i.test(k) ? mb(v) : /Ms$/.test(k) ? `${v.toFixed(0)} ms` : /CpuS$/.test(k) ? s(v * 1000) : Number.isInteger(v) ? String(v) : v.toFixed(2)) : v;
     console.log(`  ${k.padEnd(28)} ${shown}`);
   }
 }
@@ -315,7 +426,6 @@ function sleep(ms: number): Promise<void> {
 
 const reports: Report[] = [];
 const which = args.scenario;
-if (which?.startsWith('kube-')) await import('./kube.js').then(() => process.exit(0)); // kube-sync, kube-churn: bench/kube.ts
 console.log(`meshfed bench: ${CLIENTS} clients in ${WORKERS} processes, ${SERVICES} services × ${ENDPOINTS} endpoints, ${os.cpus().length} cores`);
 if (which === 'scale' || which === 'all') {
   reports.push(await scenarioScale());
@@ -327,6 +437,10 @@ if (which === 'scale' || which === 'all') {
 }
 if (which === 'churn' || which === 'all') {
   reports.push(await scenarioChurn());
+  print(reports.at(-1)!);
+}
+if (which === 'soak') {
+  reports.push(await scenarioSoak());
   print(reports.at(-1)!);
 }
 mkdirSync(path.join(here, 'results'), { recursive: true });

@@ -1,8 +1,9 @@
 // Wires one meshfed process: sources → registry → generators → store → xDS streams,
-// plus the admin HTTP server. The CLI and the tests start meshfed through here.
+// plus the admin and debug HTTP servers. The CLI and the tests start meshfed through here.
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import { AdminServer, type ReadinessCheck } from './admin/http.js';
+import { adminNotFound, adminRoutes, debugRoutes, HttpPages, NeedsFlag, type ReadinessCheck } from './admin/http.js';
+import { type Alliance, type AllianceOptions, startAlliance } from './alliance/start.js';
 import { Metrics } from './admin/metrics.js';
 import { DEFAULT_MESH_SOURCE, loadDefaultMesh } from './config/default-mesh.js';
 import type { KubeConfig } from '@kubernetes/client-node';
@@ -21,10 +22,18 @@ import { registerAdminApi } from './sources/admin/admin-api.js';
 import type { MeshFileError } from './sources/file/errors.js';
 import { FileSource } from './sources/file/file-source.js';
 import { meshToSource } from './sources/file/to-model.js';
-import { CLUSTER_STATES, KUBE_DEFAULTS, KubeSource, type KubeSourceOptions } from './sources/kube/index.js';
+import { CLUSTER_STATES, KUBE_DEFAULTS, KubeSource, type KubeSourceOptions, localKubeConfig } from './sources/kube/index.js';
+import { defaultIdentity, LeaseLeadership, SOLE_LEADER, type Leadership } from './leader/index.js';
 import { XdsServer } from './xds/server.js';
 import { XDS_LIMITS, type XdsLimits } from './xds/limits.js';
 import { XdsStore } from './xds/store.js';
+import { PEER_DEFAULTS, PeerController } from './alliance/peers/controller.js';
+import { IstioFederationWatch } from './alliance/peers/kube.js';
+import { registerPeerMetrics } from './alliance/peers/metrics.js';
+import type { TokenMinter } from './alliance/types.js';
+import { FederationSource } from './sources/federation/federation-source.js';
+import type { GuardOptions } from './sources/kube/remote-guard.js';
+import { ServiceEntrySource } from './sources/kube/service-entries.js';
 
 export interface MeshfedOptions {
   /** Mesh description file; the embedded two-cluster default when absent. */
@@ -32,12 +41,22 @@ export interface MeshfedOptions {
   readonly xdsHost?: string;
   /** 0 picks a free port. */
   readonly xdsPort?: number;
+  /** Probes, metrics and the SPIFFE bundle. */
   readonly adminHost?: string;
   readonly adminPort?: number;
+  /** The /debug/* pages: mesh internals, loopback by default. */
+  readonly debugHost?: string;
+  readonly debugPort?: number;
   readonly debounceMs?: number;
   readonly debounceMaxMs?: number;
-  /** Serve meshfed.v1.AdminService on the xDS port (test harnesses only: it is unauthenticated). */
+  /** Serve meshfed.v1.AdminService on the xDS port: in plaintext for anyone (test harnesses), over TLS for adminIdentities. */
   readonly enableAdminApi?: boolean;
+  /** With xdsTls: the SPIFFE ids whose mesh-CA certificates may call the admin API. */
+  readonly adminIdentities?: readonly string[];
+  /** Let the admin API apply raw Secrets (they would be pushed to every identity that asks for the name). */
+  readonly adminApiAllowSecrets?: boolean;
+  /** The mesh file's size limit (default DEFAULT_MAX_MESH_FILE_BYTES). */
+  readonly maxConfigBytes?: number;
   readonly sendBudgetBytes?: number;
   /** What one client may ask of the xDS server (unset fields: XDS_LIMITS). */
   readonly xdsLimits?: Partial<XdsLimits>;
@@ -70,7 +89,30 @@ export interface MeshfedOptions {
   readonly istioConfig?: { readonly namespace?: string };
   /** The local cluster's id without kube (with kube: kube.clusterId); the CA API accepts this ClusterID header. */
   readonly clusterId?: string;
+  /** Federation peers: IstioFederation CRs (with kube) and the mesh file's `federations:`. */
+  readonly federation?: FederationOptions;
+  /** This cluster's identity among peers (UUID, Ed25519 key) and the metadata exporter (src/alliance/). */
+  readonly alliance?: AllianceOptions;
+  /** With kube: leader election on a Lease in kube.namespace (holder: identity, the pod name by default). */
+  readonly lease?: { readonly durationMs?: number; readonly identity?: string };
 }
+
+export interface FederationOptions {
+  /** Mints the Bearer tokens for peers' private metadata. Default: none, so private fetches fail (TokenGenerationFailed). */
+  readonly mintToken?: TokenMinter;
+  /** The replica that writes CR status (Lease election); default: this one. */
+  readonly isLeader?: () => boolean;
+  readonly pollIntervalMs?: number;
+  readonly fetchTimeoutMs?: number;
+  /** Keep → demote → withdraw of an unanswering peer's imports; default: the remote-cluster defaults (or opts.kube.remote). */
+  readonly remote?: Partial<GuardOptions>;
+  /** With kube: watch IstioFederation CRs (default true). */
+  readonly watchCrs?: boolean;
+}
+
+// INTEGRATION POINT (branch fed-tokens): the cluster identity's Ed25519 minter replaces this default, and
+// the Lease elector (HA branch) replaces the always-leader default of `isLeader` below.
+const NO_MINTER: TokenMinter = () => Promise.reject(new Error('no token minter: the cluster identity (Ed25519 key, UUID) is not configured'));
 
 export interface MeshfedPki {
   readonly ca: CertificateAuthority;
@@ -83,12 +125,18 @@ export interface Meshfed {
   /** The plaintext xDS port next to a TLS one, if any. */
   readonly xdsPlaintextPort: number | undefined;
   readonly adminPort: number;
+  readonly debugPort: number;
   readonly pki: MeshfedPki | undefined;
+  /** Whether this replica acts for all (CA creation and rotation, status writes); always outside Kubernetes. */
+  readonly leadership: Leadership;
   readonly registry: Registry;
   readonly store: XdsStore;
   readonly xds: XdsServer;
   readonly metrics: Metrics;
   readonly log: Logger;
+  /** Federation peers; also the PeerDirectory (allow-list of peers' public metadata) the exporter checks tokens against. */
+  readonly peers: PeerController;
+  readonly alliance: Alliance | undefined;
   /** Stops accepting, asks proxies to reconnect elsewhere, and closes within graceMs. */
   stop(graceMs?: number): Promise<void>;
 }
@@ -98,14 +146,28 @@ export const DEFAULTS = {
   xdsPort: 18000,
   adminHost: '0.0.0.0',
   adminPort: 18001,
+  debugHost: '127.0.0.1',
+  debugPort: 18002,
   debounceMs: 100,
   debounceMaxMs: 10_000,
 } as const;
 
 export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> {
+  // An admin identity with a typo would never match, silently: only ids a mesh-CA certificate can carry.
+  const td = opts.pki?.trustDomain;
+  const badAdmin = opts.xdsTls && opts.adminIdentities?.find((id) => parseSpiffeId(id)?.trustDomain !== td);
+  if (badAdmin) throw new Error(`--admin-identities: "${badAdmin}" is not a SPIFFE id of trust domain ${td} (spiffe://${td}/ns/<namespace>/sa/<service account>)`);
   const log = opts.log ?? createLogger();
   const metrics = new Metrics();
-  const pki = opts.pki && (await openPki(opts.pki, log));
+  const lease = opts.kube && (await LeaseLeadership.start({
+    kubeConfig: localKubeConfig(opts.kube.kubeconfig),
+    namespace: opts.kube.namespace ?? KUBE_DEFAULTS.namespace,
+    identity: opts.lease?.identity ?? defaultIdentity(),
+    durationMs: opts.lease?.durationMs,
+    log: log.child({ module: 'leader' }),
+  }));
+  const leadership = lease || SOLE_LEADER;
+  const pki = opts.pki && (await openPki(opts.pki, leadership, log));
   const istio = {
     namespace: opts.istioConfig?.namespace ?? opts.kube?.namespace ?? KUBE_DEFAULTS.namespace,
     trustDomain: opts.pki?.trustDomain ?? (opts.kube ? (opts.kube.clusterDomain ?? KUBE_DEFAULTS.clusterDomain) : ''),
@@ -127,11 +189,29 @@ export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> 
   );
   const readiness: ReadinessCheck[] = [];
 
+  const fed = opts.federation ?? {};
+  const peers = new PeerController({
+    localTrustDomain: opts.pki?.trustDomain ?? opts.kube?.clusterDomain ?? KUBE_DEFAULTS.clusterDomain,
+    mintToken: fed.mintToken ?? NO_MINTER,
+    isLeader: fed.isLeader ?? (() => true),
+    pollIntervalMs: fed.pollIntervalMs ?? PEER_DEFAULTS.pollIntervalMs,
+    fetchTimeoutMs: fed.fetchTimeoutMs ?? PEER_DEFAULTS.fetchTimeoutMs,
+    maxPublicBytes: PEER_DEFAULTS.maxPublicBytes,
+    maxPrivateBytes: PEER_DEFAULTS.maxPrivateBytes,
+    source: new FederationSource(registry, { ...KUBE_DEFAULTS.remote, ...opts.kube?.remote, ...fed.remote }, log.child({ module: 'federation-source' })),
+    log: log.child({ module: 'peers' }),
+  });
+  registerPeerMetrics(metrics.registry, () => peers.rows());
+
   let fileSource: FileSource | undefined;
   if (opts.config) {
     let lastError: MeshFileError | null = null;
-    const src: FileSource = new FileSource(opts.config, (mesh) => registry.setSource(src.source, mesh), {
+    const src: FileSource = new FileSource(opts.config, (mesh) => {
+      registry.setSource(src.source, mesh);
+      peers.setPeers('file', mesh.federations);
+    }, {
       log: log.child({ module: 'file-source' }),
+      maxBytes: opts.maxConfigBytes,
       onError: (err) => {
         lastError = err;
         metrics.configValid.set({ source: src.source }, err ? 0 : 1);
@@ -158,7 +238,42 @@ export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> 
       k.clusters().clusters.filter((c) => c.role === 'remote').map((c) => ({ ...c, heldServices: c.heldUpdates.services })),
     );
   }
+  let serviceEntries: ServiceEntrySource | undefined;
+  if (opts.kube && opts.kube.serviceEntries !== false) {
+    const k = { ...KUBE_DEFAULTS, ...opts.kube };
+    serviceEntries = new ServiceEntrySource(localKubeConfig(opts.kube.kubeconfig), { clusterId: k.clusterId, localDomain: k.clusterDomain }, registry, log.child({ module: 'serviceentries' }), metrics);
+    serviceEntries.start();
+  }
+  let federations: IstioFederationWatch | undefined;
+  if (opts.kube && fed.watchCrs !== false) {
+    federations = new IstioFederationWatch(localKubeConfig(opts.kube.kubeconfig), log.child({ module: 'istiofederations' }));
+    peers.useStatusSink(federations);
+    federations.start(peers);
+  }
   registry.flush(); // serve the initial state without waiting for the debounce
+
+  let alliance: Alliance | undefined;
+  try {
+    alliance =
+      opts.alliance &&
+      (await startAlliance(opts.alliance, {
+        kubeConfig: opts.kube ? localKubeConfig(opts.kube.kubeconfig) : undefined,
+        kubeClusterId: opts.kube ? (opts.kube.clusterId ?? KUBE_DEFAULTS.clusterId) : undefined,
+        pki: pki && { trustDomain: pki.ca.trustDomain, roots: () => pki.ca.roots, bundles: pki.bundles },
+        snapshot: () => registry.snapshot,
+        metrics: metrics.registry,
+        log: log.child({ module: 'alliance' }),
+      }));
+  } catch (err) {
+    // Nothing may keep the process alive after a failed start (watches, CA timers).
+    fileSource?.stop();
+    kube?.stop();
+    registry.stop();
+    pki?.certs.close();
+    pki?.bundles.close();
+    pki?.ca.close();
+    throw err;
+  }
 
   const xds = new XdsServer({ store, observer: metrics, log: log.child({ module: 'xds' }), sendBudgetBytes: opts.sendBudgetBytes, limits: opts.xdsLimits });
   const maxRequestBytes = opts.xdsLimits?.maxRequestBytes ?? XDS_LIMITS.maxRequestBytes;
@@ -175,34 +290,60 @@ export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> 
     registerIstioCa(grpcServer, { ca: pki.ca, auth: authenticator, clusterId: opts.kube?.clusterId ?? opts.clusterId ?? KUBE_DEFAULTS.clusterId, log: log.child({ module: 'istio-ca' }) });
   }
   if (opts.enableAdminApi) {
-    log.warn('the admin API (meshfed.v1.AdminService) is enabled: anyone who reaches the xDS port can change the mesh');
-    registerAdminApi(grpcServer, registry, log.child({ module: 'admin-api' }));
+    const admins = opts.xdsTls ? (opts.adminIdentities ?? []) : undefined;
+    if (!admins) log.warn('the admin API (meshfed.v1.AdminService) is enabled on a plaintext port: anyone who reaches it can change the mesh');
+    else if (admins.length === 0) log.warn('the admin API is enabled on a TLS port without --admin-identities: every call is refused');
+    registerAdminApi(grpcServer, registry, log.child({ module: 'admin-api' }), {
+      authenticator: admins && authenticator,
+      admins: admins ?? [],
+      allowSecrets: opts.adminApiAllowSecrets ?? false,
+    });
   }
-  const xdsPort = await bind(grpcServer, `${opts.xdsHost ?? DEFAULTS.xdsHost}:${opts.xdsPort ?? DEFAULTS.xdsPort}`, credentials);
+  const xdsPort = await bind('--xds-address', grpcServer, `${opts.xdsHost ?? DEFAULTS.xdsHost}:${opts.xdsPort ?? DEFAULTS.xdsPort}`, credentials);
   let xdsPlaintextPort: number | undefined;
   if (plaintextServer) {
     xds.register(plaintextServer, new PlaintextAuthenticator(opts.insecureDevIdentity ? (pki?.ca.trustDomain ?? DEV_TRUST_DOMAIN) : undefined));
-    xdsPlaintextPort = await bind(plaintextServer, `${opts.xdsPlaintextHost ?? DEFAULTS.xdsHost}:${opts.xdsPlaintextPort ?? 0}`, grpc.ServerCredentials.createInsecure());
+    xdsPlaintextPort = await bind('--xds-plaintext-address', plaintextServer, `${opts.xdsPlaintextHost ?? DEFAULTS.xdsHost}:${opts.xdsPlaintextPort ?? 0}`, grpc.ServerCredentials.createInsecure());
   }
 
-  const admin = new AdminServer({
-    metrics,
-    streams: () => xds.streams,
-    readiness,
-    extra: {
-      '/debug/mesh': () => describeMesh(registry),
-      ...(kube ? { '/debug/clusters': () => kube.clusters() } : {}),
-    },
-    // The local trust domain's SPIFFE bundle (JWKS), for peers to poll.
-    handlers: pki && { [SPIFFE_BUNDLE_PATH]: (req, res) => serveSpiffeBundle(pki.bundles, req, res) },
-    log: log.child({ module: 'admin' }),
-  });
-  const adminPort = await admin.listen(opts.adminHost ?? DEFAULTS.adminHost, opts.adminPort ?? DEFAULTS.adminPort);
+  const debugHost = opts.debugHost ?? DEFAULTS.debugHost;
+  const debug = new HttpPages(
+    debugRoutes({
+      streams: () => xds.streams,
+      pages: {
+        '/debug/mesh': () => ({ ...describeMesh(registry), ...(serviceEntries && { serviceEntries: serviceEntries.status() }) }),
+        '/debug/clusters': kube ? () => kube.clusters() : new NeedsFlag('/debug/clusters shows Kubernetes discovery: start meshfed with --kube (or --kubeconfig <file>)'),
+        '/debug/peers': () => ({ peers: peers.rows() }),
+      },
+      noSecrets: pki ? undefined : 'meshfed serves no secrets: the mesh CA is off (start meshfed with --trust-domain <td>)',
+    }),
+    log.child({ module: 'debug' }),
+  );
+  const debugPort = await debug.listen(debugHost, opts.debugPort ?? DEFAULTS.debugPort).catch(listenError('--debug-address', `${debugHost}:${opts.debugPort ?? DEFAULTS.debugPort}`));
+  const admin = new HttpPages(
+    adminRoutes({
+      metrics,
+      readiness,
+      // The local trust domain's SPIFFE bundle (JWKS), for peers to poll.
+      bundle: [
+        SPIFFE_BUNDLE_PATH,
+        pki ? (_url, req, res) => serveSpiffeBundle(pki.bundles, req, res) : new NeedsFlag('the SPIFFE bundle needs the mesh CA: start meshfed with --trust-domain <td>'),
+      ],
+    }),
+    log.child({ module: 'admin' }),
+    adminNotFound(`${debugHost}:${debugPort}`),
+  );
+  const adminHost = opts.adminHost ?? DEFAULTS.adminHost;
+  const adminPort = await admin.listen(adminHost, opts.adminPort ?? DEFAULTS.adminPort).catch(listenError('--admin-address', `${adminHost}:${opts.adminPort ?? DEFAULTS.adminPort}`));
 
   let stopping: Promise<void> | undefined;
   const stop = (graceMs = 5000): Promise<void> =>
     (stopping ??= (async () => {
+      await lease?.stop(); // first, so another replica takes over while this one drains
       fileSource?.stop();
+      federations?.stop();
+      serviceEntries?.stop();
+      peers.stop();
       kube?.stop();
       registry.stop();
       await new Promise<void>((resolve) => {
@@ -224,23 +365,30 @@ export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> 
       pki?.bundles.close();
       pki?.ca.close(); // its prune timer would otherwise write to the store after stop
       await admin.close();
+      await debug.close();
+      await alliance?.close();
     })());
 
-  log.info({ xdsPort, xdsPlaintextPort, xdsTls: !!opts.xdsTls, adminPort, config: opts.config ?? DEFAULT_MESH_SOURCE }, 'meshfed is serving');
-  return { xdsPort, xdsPlaintextPort, adminPort, pki, registry, store, xds, metrics, log, stop };
+  log.info({ xdsPort, xdsPlaintextPort, xdsTls: !!opts.xdsTls, adminPort, debugPort, metadataPort: alliance?.metadataPort, config: opts.config ?? DEFAULT_MESH_SOURCE }, 'meshfed is serving');
+  return { xdsPort, xdsPlaintextPort, adminPort, debugPort, pki, leadership, registry, store, xds, metrics, log, alliance, peers, stop };
 }
 
 /** The trust domain of development identities when meshfed runs without a CA (raw secrets only). */
 const DEV_TRUST_DOMAIN = 'cluster.local';
 
-async function openPki(o: NonNullable<MeshfedOptions['pki']>, log: Logger): Promise<MeshfedPki> {
+async function openPki(o: NonNullable<MeshfedOptions['pki']>, leadership: Leadership, log: Logger): Promise<MeshfedPki> {
+  const caLog = log.child({ module: 'ca' });
   const ca = await CertificateAuthority.open({
     trustDomain: o.trustDomain,
     store: o.caStore,
     keyType: o.keyType,
     workloadTtlMs: o.workloadTtlMs,
-    onStoreError: (err) => log.warn({ err: err.message }, 'a retired root stays stored (and trusted after a restart)'),
+    leadership,
+    follow: true, // a rotation stored by `meshfed ca` or another replica is taken up without a restart
+    onStoreError: (err) => caLog.warn(err.message),
+    onWaiting: () => caLog.info({ store: o.caStore.describe }, 'waiting for the leader to create the CA'),
   });
+  ca.onChange(() => caLog.info({ store: o.caStore.describe, roots: ca.roots.length, next: ca.nextRoot !== undefined, generation: ca.generation }, 'CA roots or signer changed'));
   return { ca, certs: new WorkloadCertCache(ca, { ttlMs: o.workloadTtlMs }), bundles: new TrustBundles(ca, { log: log.child({ module: 'trust-bundles' }) }) };
 }
 
@@ -289,11 +437,28 @@ function xdsTransport(
   return { credentials, plaintextServer: plaintext, authenticator: new MeshAuthenticator(ca.trustDomain, tokens) };
 }
 
-function bind(server: grpc.Server, address: string, credentials: grpc.ServerCredentials): Promise<number> {
-  return new Promise<number>((resolve, reject) => server.bindAsync(address, credentials, (err, port) => (err ? reject(err) : resolve(port))));
+function bind(flag: string, server: grpc.Server, address: string, credentials: grpc.ServerCredentials): Promise<number> {
+  return new Promise<number>((resolve, reject) => server.bindAsync(address, credentials, (err, port) => (err ? reject(err) : resolve(port)))).catch(listenError(flag, address));
 }
 
-function describeMesh(registry: Registry): unknown {
+const LISTEN_ERRORS: Readonly<Record<string, string>> = {
+  EADDRINUSE: 'address already in use',
+  EADDRNOTAVAIL: 'not an address of this host',
+  EACCES: 'permission denied (a port below 1024 needs privileges)',
+};
+
+/**
+ * A listen failure in one line naming the flag that sets the address ("--xds-address 127.0.0.1:18000:
+ * address already in use"). grpc-js reports the errno only inside its message.
+ */
+function listenError(flag: string, address: string): (err: Error) => never {
+  return (err) => {
+    const code = (err as NodeJS.ErrnoException).code ?? /\b(E[A-Z]+):/.exec(err.message)?.[1];
+    throw new Error(`${flag} ${address}: ${(code && LISTEN_ERRORS[code]) ?? err.message}`, { cause: err });
+  };
+}
+
+function describeMesh(registry: Registry): Record<string, unknown> {
   const m = registry.snapshot;
   return {
     clusters: [...m.clusters.values()],

@@ -1,6 +1,6 @@
 // Debug views of what each proxy is being served.
-import { shortType } from '../envoy/protos.js';
-import type { XdsStream } from '../xds/stream.js';
+import { shortType, TypeUrl } from '../envoy/protos.js';
+import { UNAUTHENTICATED, type XdsStream } from '../xds/stream.js';
 import type { TypeState } from '../xds/subscription.js';
 
 export type SyncState = 'SYNCED' | 'STALE' | 'NOT_SENT' | 'ERROR';
@@ -22,6 +22,11 @@ export function syncz(streams: Iterable<XdsStream>): unknown[] {
       type: shortType(t),
       typeUrl: t,
       state: syncState(st),
+      // Secrets a stream without an identity asked for: never sent, and why.
+      ...(st.withheld.size > 0 && {
+        ...(syncState(st) === 'NOT_SENT' && { reason: UNAUTHENTICATED }),
+        notSent: [...st.withheld].map((name) => ({ name, state: 'NOT_SENT', reason: UNAUTHENTICATED })),
+      }),
       versionSent: st.versionSent,
       versionAcked: st.versionAcked,
       nonce: st.lastNonce,
@@ -31,8 +36,11 @@ export function syncz(streams: Iterable<XdsStream>): unknown[] {
   }));
 }
 
-/** What the matching proxies hold, as proto3 JSON, by type. */
-export function configDump(streams: Iterable<XdsStream>, proxy: string): unknown[] {
+/**
+ * What the matching proxies hold, as proto3 JSON by type (bytes base64, secrets "[redacted]", as
+ * Entry.toJSON gives them); `noSecrets` says why SDS is empty for everyone, if it is.
+ */
+export function configDump(streams: Iterable<XdsStream>, proxy: string, noSecrets?: string): unknown[] {
   const out: unknown[] = [];
   for (const s of streams) {
     if (s.proxy?.id !== proxy && String(s.id) !== proxy) continue;
@@ -41,6 +49,7 @@ export function configDump(streams: Iterable<XdsStream>, proxy: string): unknown
       types[shortType(t)] = {
         versionInfo: st.versionSent,
         resources: [...st.sent.values()].flatMap((e) => (e ? [{ name: e.name, version: e.version, resource: e.toJSON() }] : [])),
+        ...(t === TypeUrl.Secret && noSecrets ? { note: noSecrets } : {}),
       };
     }
     out.push({ proxy: s.proxy?.id, stream: s.id, view: s.proxy?.view, types });

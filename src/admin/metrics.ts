@@ -45,8 +45,14 @@ export class Metrics implements XdsObserver {
   private readonly resourceCount = new client.Gauge({ name: 'meshfed_xds_resources', help: 'Resources held in the store, across views', labelNames: ['type'], registers: [this.registry] });
   private readonly denials = new client.Counter({
     name: 'meshfed_xds_denied_total',
-    help: 'Streams refused: bad or missing credentials, or a secret of another identity (code PERMISSION_DENIED)',
+    help: 'Streams refused: bad credentials (UNAUTHENTICATED), credentials that cannot be checked now (UNAVAILABLE), or a secret of another identity (PERMISSION_DENIED)',
     labelNames: ['code', 'reason'],
+    registers: [this.registry],
+  });
+  private readonly withheldSecrets = new client.Counter({
+    name: 'meshfed_xds_withheld_secrets_total',
+    help: 'SDS secret names asked for by streams without an identity: answered as not existing, the stream stays (reason="unauthenticated")',
+    labelNames: ['reason'],
     registers: [this.registry],
   });
   readonly configErrors = new client.Counter({ name: 'meshfed_config_errors_total', help: 'Rejected configuration loads', labelNames: ['source'], registers: [this.registry] });
@@ -117,6 +123,10 @@ export class Metrics implements XdsObserver {
   }
   limited(limit: Limit): void {
     this.limits.inc({ limit });
+  }
+
+  withheld(reason: string, names: number): void {
+    this.withheldSecrets.inc({ reason }, names);
   }
 }
 

@@ -6,6 +6,7 @@ import { readFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import { DiscoveryRequest, DiscoveryResponse, messageType, TypeUrl } from '../envoy/protos.js';
 import { DEFAULT_SECRET, ROOTCA_SECRET } from '../generate/sds.js';
+import { stringStruct } from '../xds/struct.js';
 
 const ADS_PATH = '/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources';
 const SPIFFE_CONFIG = messageType('type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.SPIFFECertValidatorConfig');
@@ -122,7 +123,7 @@ export class SdsClient {
   private send(call: grpc.ClientDuplexStream<Buffer, Buffer>, version: string, nonce: string, error?: string): void {
     const n = this.opts.node;
     const req = DiscoveryRequest.fromObject({
-      node: { id: n.id, cluster: n.cluster ?? '', metadata: { fields: Object.fromEntries(Object.entries(n.metadata).map(([k, v]) => [k, { string_value: v }])) } },
+      node: { id: n.id, cluster: n.cluster ?? '', metadata: stringStruct(n.metadata) },
       type_url: TypeUrl.Secret,
       resource_names: [...(this.opts.names ?? [DEFAULT_SECRET, ROOTCA_SECRET])],
       version_info: version,

@@ -56,3 +56,22 @@ export interface PeerDirectory {
 
 /** Mints a compact EdDSA JWS for a peer (`aud`), with this cluster's UUID as `sub`. */
 export type TokenMinter = (audience: string, scope: TokenScope, ttlSeconds: number) => Promise<string>;
+
+/**
+ * One federation peer, as an IstioFederation's spec (Deckhouse's field names) or a mesh file's
+ * `federations:` entry declares it.
+ */
+export interface FederationPeerSpec {
+  /** The CR's (or entry's) name. */
+  readonly name: string;
+  /** The peer's trust domain (= its cluster domain); must differ from ours. */
+  readonly trustDomain: string;
+  /** Base URL of the peer's metadata, e.g. `https://istio-metadata.example.com/metadata/`. */
+  readonly metadataEndpoint: string;
+  readonly metadata?: {
+    /** PEM CA for the metadata endpoint's certificate. */
+    readonly ca?: string;
+    /** Skip verification (only when `ca` is empty). */
+    readonly insecureSkipVerify?: boolean;
+  };
+}

@@ -1,13 +1,18 @@
 #!/usr/bin/env node
 // meshfed's command line.
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { readFileSync } from 'node:fs';
 import { startAgent } from '../agent/agent.js';
 import { DEFAULTS, startMeshfed } from '../app.js';
+import { DEFAULT_MAX_MESH_FILE_BYTES } from '../sources/file/file-source.js';
 import { KUBE_DEFAULTS, localKubeConfig } from '../sources/kube/index.js';
 import { fileCaStore, kubeCaStore, memoryCaStore } from '../pki/index.js';
-import { createLogger } from '../log.js';
+import { dirAuthnKeyStore, kubeAuthnKeyStore, memoryAuthnKeyStore } from '../alliance/identity/key-store.js';
+import { DEFAULT_METADATA_PORT } from '../alliance/exporter/server.js';
+import { createLogger, LOG_LEVELS, routeGrpcLogs } from '../log.js';
 import { XDS_LIMITS } from '../xds/limits.js';
+import { DEFAULT_LEASE_DURATION_MS } from '../leader/index.js';
+import { caCommand } from './ca.js';
 
 const int = (what: string) => (v: string): number => {
   const n = Number(v);
@@ -20,6 +25,13 @@ const hostPort = (v: string): { host: string; port: number } => {
   const port = Number(v.slice(i + 1));
   if (i < 0 || !Number.isInteger(port) || port < 0 || port > 65535) throw new InvalidArgumentError(`"${v}" is not host:port`);
   return { host: v.slice(0, i).replace(/^\[|\]$/g, '') || '0.0.0.0', port };
+};
+
+/** A gateway to advertise: `address:port`, the address required (an IP or a DNS name). */
+const gatewayAddress = (v: string, prev: { address: string; port: number }[] = []): { address: string; port: number }[] => {
+  const { host, port } = hostPort(v);
+  if (!/^[\w.:-]+$/.test(host) || v.lastIndexOf(':') === 0 || port === 0) throw new InvalidArgumentError(`"${v}" is not address:port`);
+  return [...prev, { address: host, port }];
 };
 
 const sdsConfig = (v: string): 'ads' | 'sds-grpc' => {
@@ -35,6 +47,29 @@ const share = (v: string): number => {
 
 const secondsToMs = (what: string) => (v: string): number => int(what)(v) * 1000;
 
+const logLevel = (v: string): string => {
+  if (!LOG_LEVELS.includes(v)) throw new InvalidArgumentError(`must be one of ${LOG_LEVELS.join(', ')}`);
+  return v;
+};
+
+/** A host:port flag whose default --help shows as written, not as the parsed object. */
+const addressOption = (flags: string, description: string, def: string): Option =>
+  new Option(flags, description).argParser(hostPort).default(hostPort(def), def);
+
+/** A flag taken in seconds and used in milliseconds; --help shows the default in seconds. */
+const secondsOption = (flags: string, description: string, defMs: number): Option =>
+  new Option(flags, description).argParser(secondsToMs(flags.split(' ')[0]!)).default(defMs, String(defMs / 1000));
+
+/** Reads a file a flag names; a failure names the flag ("--xds-ca root.pem: no such file or directory"). */
+function readFlagFile(flag: string, file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    throw new Error(`${flag} ${file}: ${e.code === 'ENOENT' ? 'no such file or directory' : e.code === 'EACCES' ? 'permission denied' : e.code === 'EISDIR' ? 'is a directory' : e.message}`);
+  }
+}
+
 /** In a pod, meshfed's namespace is the service account's; else the flag's default. */
 function inClusterNamespace(): string | undefined {
   try {
@@ -44,18 +79,23 @@ function inClusterNamespace(): string | undefined {
   }
 }
 
-const program = new Command('meshfed').description('xDS control plane that joins Kubernetes clusters into one service mesh');
+const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+const program = new Command('meshfed').description('xDS control plane that joins Kubernetes clusters into one service mesh').version(version);
 
 program
   .command('serve')
   .description('serve xDS (CDS, EDS, LDS, RDS, SDS) from a mesh description, or the embedded two-cluster default')
   .option('-c, --config <file>', 'mesh description (YAML or JSON); re-read on change', process.env['MESHFED_CONFIG'])
-  .option('--xds-address <host:port>', 'xDS gRPC listen address', hostPort, hostPort(`${DEFAULTS.xdsHost}:${DEFAULTS.xdsPort}`))
-  .option('--admin-address <host:port>', 'admin HTTP listen address', hostPort, hostPort(`${DEFAULTS.adminHost}:${DEFAULTS.adminPort}`))
+  .addOption(addressOption('--xds-address <host:port>', 'xDS gRPC listen address', `${DEFAULTS.xdsHost}:${DEFAULTS.xdsPort}`))
+  .addOption(addressOption('--admin-address <host:port>', 'admin HTTP listen address', `${DEFAULTS.adminHost}:${DEFAULTS.adminPort}`))
+  .addOption(addressOption('--debug-address <host:port>', 'HTTP for the /debug/* pages (mesh internals; reach them with kubectl port-forward)', `${DEFAULTS.debugHost}:${DEFAULTS.debugPort}`))
   .option('--debounce <ms>', 'push a change once it has been quiet this long', int('--debounce'), DEFAULTS.debounceMs)
   .option('--debounce-max <ms>', 'push a change at the latest this long after it happened', int('--debounce-max'), DEFAULTS.debounceMaxMs)
   .option('--shutdown-grace <ms>', 'on SIGTERM, exit at the latest after this long', int('--shutdown-grace'), 5000)
-  .option('--enable-admin-api', 'serve meshfed.v1.AdminService on the xDS port (unauthenticated; for test harnesses)', false)
+  .option('--enable-admin-api', 'serve meshfed.v1.AdminService on the xDS port (plaintext: unauthenticated, for test harnesses; TLS: --admin-identities only)', false)
+  .option('--admin-identities <spiffe-id...>', 'with --xds-tls: SPIFFE ids whose mesh-CA client certificates may call the admin API')
+  .option('--admin-api-allow-secrets', 'let the admin API apply raw Secrets (served to any identity that asks for their name)', false)
+  .option('--max-config-bytes <bytes>', 'reject a mesh file larger than this', int('--max-config-bytes'), DEFAULT_MAX_MESH_FILE_BYTES)
   .option('--sds-config <source>', 'where Envoy fetches SDS secrets: ads (meshfed) or sds-grpc (istio-agent, beside istiod)', sdsConfig, 'ads')
   .option('--kube', 'discover services from Kubernetes (in-cluster, or --kubeconfig) and from remote secrets', false)
   .option('--kubeconfig <file>', 'kubeconfig of the local cluster (implies --kube); in-cluster configuration otherwise')
@@ -65,11 +105,14 @@ program
   .option('--namespace <ns>', 'meshfed\'s own namespace, where remote secrets (istio/multiCluster=true) live', inClusterNamespace() ?? KUBE_DEFAULTS.namespace)
   .option('--config-namespace <ns>', 'namespace of the ServiceEntries and DestinationRules istiod reads from meshfed (configSources: xds://…); default --namespace')
   .option('--discovery-selectors <selector...>', 'namespace label selectors; only services in matching namespaces are seen')
-  .option('--remote-sync-timeout <s>', '/readyz waits at most this long for each remote cluster\'s first sync', secondsToMs('--remote-sync-timeout'), KUBE_DEFAULTS.remoteSyncTimeoutMs)
-  .option('--remote-stale-after <s>', 'an unreachable remote\'s endpoints are demoted (lower priority) after this long', secondsToMs('--remote-stale-after'), KUBE_DEFAULTS.remote.staleAfterMs)
-  .option('--remote-withdraw-after <s>', '...and withdrawn after this long', secondsToMs('--remote-withdraw-after'), KUBE_DEFAULTS.remote.withdrawAfterMs)
+  .addOption(secondsOption('--remote-sync-timeout <s>', '/readyz waits at most this long for each remote cluster\'s first sync', KUBE_DEFAULTS.remoteSyncTimeoutMs))
+  .addOption(secondsOption('--remote-stale-after <s>', 'an unreachable remote\'s endpoints are demoted (lower priority) after this long', KUBE_DEFAULTS.remote.staleAfterMs))
+  .addOption(secondsOption('--remote-withdraw-after <s>', '...and withdrawn after this long', KUBE_DEFAULTS.remote.withdrawAfterMs))
   .option('--remote-max-drop <share>', 'hold an update that withdraws more than this share of a remote\'s endpoints', share, KUBE_DEFAULTS.remote.maxDropShare)
-  .option('--remote-confirm-after <s>', 'a held withdrawal stable this long (or seen again on a relist) goes through', secondsToMs('--remote-confirm-after'), KUBE_DEFAULTS.remote.confirmAfterMs)
+  .addOption(secondsOption('--remote-confirm-after <s>', 'a held withdrawal stable this long (or seen again on a relist) goes through', KUBE_DEFAULTS.remote.confirmAfterMs))
+  .addOption(secondsOption('--peer-poll-interval <s>', 'fetch each federation peer\'s metadata this often (and on every change)', 60_000))
+  .option('--no-istio-federations', 'with --kube, do not watch IstioFederation custom resources')
+  .option('--no-service-entries', 'with --kube, do not import Istio ServiceEntries (networking.istio.io)')
   .option('--trust-domain <td>', "this cluster's trust domain: enables the mesh CA and SDS (workload certificates, trust bundle); with --kube, the cluster domain")
   .option('--ca-dir <dir>', 'CA files (Istio cacerts layout); a self-signed root is created there when absent (default: in memory, lost on restart)')
   .option('--workload-cert-ttl <seconds>', 'workload certificate lifetime', int('--workload-cert-ttl'))
@@ -86,12 +129,27 @@ program
   .option('--max-streams-per-connection <n>', 'xDS streams on one client connection', int('--max-streams-per-connection'), XDS_LIMITS.maxStreamsPerConnection)
   .option('--max-connections-per-address <n>', 'connections with xDS streams from one client address', int('--max-connections-per-address'), XDS_LIMITS.maxConnectionsPerAddress)
   .option('--stream-idle-write-timeout <s>', 'close an xDS stream (UNAVAILABLE) whose peer leaves a response unread this long (0: never)', secondsToMs('--stream-idle-write-timeout'), XDS_LIMITS.idleWriteTimeoutMs)
-  .option('--log-level <level>', 'trace, debug, info, warn or error', process.env['MESHFED_LOG_LEVEL'] ?? 'info')
+  .option('--metadata-address <host:port>', `serve this cluster's federation metadata (Deckhouse's metadata-exporter paths) here; off unless given (manifests use port ${DEFAULT_METADATA_PORT})`, hostPort)
+  .option('--metadata-tls-cert <file>', 'with --metadata-tls-key: serve the metadata over HTTPS with this certificate chain (PEM); plain HTTP otherwise, for an Ingress that terminates TLS')
+  .option('--metadata-tls-key <file>', 'private key (PEM) of --metadata-tls-cert')
+  .option('--federation', 'serve /metadata/private/federation.json (exported services and gateways) to federated peers', false)
+  .option('--multicluster-api-host <host>', 'serve /metadata/private/multicluster.json to multicluster peers, naming this host as the API proxy')
+  .option('--advertise-gateway <address:port>', 'publish this gateway to peers instead of the discovered ones (repeatable)', gatewayAddress)
+  .option('--cluster-uuid <uuid>', "this cluster's UUID among peers (default: with --kube, the uid of Namespace kube-system; else one per run)")
+  .option('--authn-key-dir <dir>', 'where the Ed25519 key pair that signs tokens to peers is kept (pub.pem, priv.pem); default: with --kube, Secret meshfed-authn-keypair in --namespace; else memory')
+  .option('--lease-duration <s>', 'with --kube, replicas elect a leader on the Lease meshfed-leader in --namespace: a dead leader is replaced after this long', secondsToMs('--lease-duration'), DEFAULT_LEASE_DURATION_MS)
+  .option('--log-level <level>', 'trace, debug, info, warn or error', logLevel, process.env['MESHFED_LOG_LEVEL'] ?? 'info')
   .action(async (o) => {
     const log = createLogger(o.logLevel);
+    routeGrpcLogs(log);
     const kube = Boolean(o.kube || o.kubeconfig);
     // With Kubernetes discovery the mesh CA is on by default, for the cluster domain.
     const trustDomain: string | undefined = o.trustDomain ?? (kube ? o.clusterDomain : undefined);
+    const exporterOnly = ['federation', 'multiclusterApiHost', 'advertiseGateway', 'metadataTlsCert', 'metadataTlsKey'].filter((k) => o[k]);
+    if (!o.metadataAddress && exporterOnly.length) log.warn({ flags: exporterOnly }, 'these flags configure the metadata exporter, which is off without --metadata-address');
+    for (const [flag, given] of [['--ca-dir', o.caDir], ['--workload-cert-ttl', o.workloadCertTtl], ['--xds-tls', o.xdsTls]] as const) {
+      if (given && !trustDomain) throw new Error(`${flag} needs the mesh CA: give --trust-domain (with --kube it is the cluster domain)`);
+    }
     let meshfed;
     try {
       meshfed = await startMeshfed({
@@ -100,9 +158,14 @@ program
         xdsPort: o.xdsAddress.port,
         adminHost: o.adminAddress.host,
         adminPort: o.adminAddress.port,
+        debugHost: o.debugAddress.host,
+        debugPort: o.debugAddress.port,
         debounceMs: o.debounce,
         debounceMaxMs: o.debounceMax,
         enableAdminApi: o.enableAdminApi,
+        adminIdentities: o.adminIdentities,
+        adminApiAllowSecrets: o.adminApiAllowSecrets,
+        maxConfigBytes: o.maxConfigBytes,
         sdsConfig: o.sdsConfig,
         xdsLimits: {
           maxRequestBytes: o.maxRequestBytes,
@@ -120,6 +183,7 @@ program
                 clusterDomain: o.clusterDomain,
                 namespace: o.namespace,
                 discoverySelectors: o.discoverySelectors ?? [],
+                serviceEntries: o.serviceEntries,
                 remoteSyncTimeoutMs: o.remoteSyncTimeout,
                 remote: {
                   ...KUBE_DEFAULTS.remote,
@@ -145,15 +209,37 @@ program
         insecureDevIdentity: o.insecureDevIdentity,
         istioConfig: { namespace: o.configNamespace ?? o.namespace },
         clusterId: o.clusterId,
-        tokenReview: o.xdsTls && o.tokenReview ? { kubeConfig: localKubeConfig(o.tokenReviewKubeconfig ?? o.kubeconfig), audience: o.tokenAudience } : undefined,
+        federation: {
+          pollIntervalMs: o.peerPollInterval,
+          watchCrs: o.istioFederations,
+          remote: { staleAfterMs: o.remoteStaleAfter, withdrawAfterMs: o.remoteWithdrawAfter, maxDropShare: o.remoteMaxDrop, confirmAfterMs: o.remoteConfirmAfter },
+        },
+        tokenReview: o.xdsTls && o.tokenReview ? { kubeConfig: tokenReviewConfig(o.tokenReviewKubeconfig ?? o.kubeconfig), audience: o.tokenAudience } : undefined,
+        // The alliance identity is set up with the exporter. INTEGRATION: also when federation peers are configured
+        // (the peer controller mints tokens with it), without an exporter then.
+        alliance: o.metadataAddress
+          ? {
+              clusterUuid: o.clusterUuid,
+              keyStore: o.authnKeyDir ? dirAuthnKeyStore(o.authnKeyDir) : kube ? kubeAuthnKeyStore(localKubeConfig(o.kubeconfig), o.namespace) : memoryAuthnKeyStore(),
+              localClusterId: o.clusterId,
+              exporter: {
+                host: o.metadataAddress.host,
+                port: o.metadataAddress.port,
+                tls: metadataTls(o.metadataTlsCert, o.metadataTlsKey),
+                federation: o.federation,
+                multiclusterApiHost: o.multiclusterApiHost,
+                advertise: o.advertiseGateway,
+              },
+            }
+          : undefined,
+        lease: { durationMs: o.leaseDuration },
       });
     } catch (err) {
-      log.fatal({ err }, (err as Error).message);
-      process.exitCode = 1;
-      return;
+      log.debug({ err }, 'meshfed did not start'); // the stack, for a bug report; main prints the message
+      throw err;
     }
     const m = meshfed;
-    if (!o.config && !kube) printQuickStart(m.xdsPort, m.adminPort);
+    if (!o.config && !kube) printQuickStart(m.xdsPort, m.adminPort, m.debugPort);
     for (const signal of ['SIGTERM', 'SIGINT'] as const) {
       process.once(signal, () => {
         log.info({ signal }, 'shutting down');
@@ -180,22 +266,15 @@ program
   .option('--trust-domain <td...>', 'peer trust domains to declare in the bootstrap before their roots are known')
   .option('--refresh-interval <seconds>', 'how often gRPC re-reads the certificate files', int('--refresh-interval'), 5)
   .option('--csr', 'make the key pair here and send meshfed only a CSR (Istio CA API): the private key never leaves the pod', false)
-  .option('--log-level <level>', 'trace, debug, info, warn or error', process.env['MESHFED_LOG_LEVEL'] ?? 'info')
+  .option('--log-level <level>', 'trace, debug, info, warn or error', logLevel, process.env['MESHFED_LOG_LEVEL'] ?? 'info')
   .action(async (o) => {
     const log = createLogger(o.logLevel);
-    if (o.csr && o.insecureXds) {
-      log.fatal('--csr needs TLS to meshfed (--xds-ca): its CA API is served only there');
-      process.exitCode = 1;
-      return;
-    }
-    if (!o.xdsCa && !o.insecureXds) {
-      log.fatal('--xds-ca is required (or --insecure-xds for a development meshfed)');
-      process.exitCode = 1;
-      return;
-    }
+    routeGrpcLogs(log);
+    if (o.csr && o.insecureXds) throw new Error('--csr needs TLS to meshfed (--xds-ca): its CA API is served only there');
+    if (!o.xdsCa && !o.insecureXds) throw new Error('--xds-ca is required (or --insecure-xds for a development meshfed)');
     const agent = startAgent({
       xdsAddress: o.xdsAddress,
-      xdsCaPem: o.xdsCa ? readFileSync(o.xdsCa, 'utf8') : undefined,
+      xdsCaPem: o.xdsCa ? readFlagFile('--xds-ca', o.xdsCa) : undefined,
       xdsServerName: o.xdsServerName,
       tokenFile: o.insecureXds ? undefined : o.tokenFile,
       bootstrapXdsAddress: o.bootstrapXdsAddress,
@@ -215,33 +294,51 @@ program
     for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => (agent.close(), process.exit(0)));
   });
 
+caCommand(program.command('ca').description('root rotation of the mesh CA, in its Secret (--kubeconfig, in-cluster) or --ca-dir'), inClusterNamespace() ?? KUBE_DEFAULTS.namespace);
+
 program
-  .command('validate <file>')
-  .description('check Envoy resources (YAML/JSON: one with "@type", a list, or a Bootstrap) against the validate rules of Envoy\'s protos')
-  .action(async (file: string) => {
-    const { readFile } = await import('node:fs/promises');
-    const { parseAllDocuments } = await import('yaml');
-    const { validateDocument } = await import('../validate/index.js');
-    let docs: unknown[];
-    try {
-      docs = parseAllDocuments(await readFile(file, 'utf8')).map((d) => {
-        if (d.errors.length) throw new Error(d.errors[0]!.message);
-        return d.toJS() as unknown;
-      });
-    } catch (err) {
-      process.stderr.write(`${file}: ${(err as Error).message}\n`);
+  .command('status')
+  .description('one row per federation peer: trust domain, UUID, metadata exchange state, last success, imports, gateways')
+  .option('--debug-url <url>', "meshfed's debug HTTP address (--debug-address; from outside the pod: kubectl port-forward)", `http://127.0.0.1:${DEFAULTS.debugPort}`)
+  .option('-o, --output <format>', 'table or json', 'table')
+  .action(async (o: { debugUrl: string; output: string }) => {
+    const { fetchPeers, peerTable } = await import('./status.js');
+    if (o.output !== 'table' && o.output !== 'json') {
+      process.stderr.write(`meshfed status: --output must be table or json, not "${o.output}"\n`);
       process.exitCode = 1;
       return;
     }
-    let failed = 0;
-    for (const report of docs.flatMap((d) => validateDocument(d))) {
-      if (report.errors.length === 0) continue;
-      failed++;
-      for (const e of report.errors) process.stdout.write(`${file}: ${report.resource}: ${e.path}: ${e.reason}\n`);
+    try {
+      const rows = await fetchPeers(o.debugUrl);
+      process.stdout.write(o.output === 'json' ? `${JSON.stringify(rows, null, 2)}\n` : peerTable(rows));
+    } catch (err) {
+      process.stderr.write(`meshfed status: ${(err as Error).message}\n`);
+      process.exitCode = 1;
     }
-    if (failed) process.exitCode = 1;
-    else process.stdout.write(`${file}: ok\n`);
   });
+
+program
+  .command('validate <file>')
+  .description('check Envoy resources (YAML/JSON: one with "@type", a list, or a Bootstrap) against the validate rules of Envoy\'s protos, or a mesh description as `serve --config` reads it')
+  .action(async (file: string) => {
+    const { readFile } = await import('node:fs/promises');
+    const { validateText } = await import('../validate/file.js');
+    try {
+      const { ok, lines } = validateText(await readFile(file, 'utf8'), file);
+      process.stdout.write(lines.map((l) => `${l}\n`).join(''));
+      if (!ok) process.exitCode = 1;
+    } catch (err) {
+      // An unreadable file, or a check that broke: one line, never a stack trace.
+      process.stderr.write(`${file}: ${(err as Error).message.split('\n')[0]}\n`);
+      process.exitCode = 1;
+    }
+  });
+
+function metadataTls(certFile: string | undefined, keyFile: string | undefined): { certFile: string; keyFile: string } | undefined {
+  if (!certFile && !keyFile) return undefined;
+  if (!certFile || !keyFile) throw new Error('--metadata-tls-cert and --metadata-tls-key go together');
+  return { certFile, keyFile };
+}
 
 /** A client in cluster-a's network; grpc-js-xds NACKs clusters whose certificate providers its bootstrap lacks. */
 function quickStartBootstrap(xdsPort: number): object {
@@ -257,7 +354,7 @@ function quickStartBootstrap(xdsPort: number): object {
   };
 }
 
-function printQuickStart(xdsPort: number, adminPort: number): void {
+function printQuickStart(xdsPort: number, adminPort: number, debugPort: number): void {
   process.stderr.write(`
 meshfed is serving the embedded two-cluster mesh (cluster-a: foo.abc, cluster-b: bar.xyz).
 
@@ -265,9 +362,23 @@ meshfed is serving the embedded two-cluster mesh (cluster-a: foo.abc, cluster-b:
                   then dial xds:///foo.abc.svc.cluster-a.local:8080 (the endpoints take mTLS: with insecure
                   credentials the certificate providers are only declared; \`meshfed agent\` writes real ones)
   Envoy:          point an ADS cluster at 127.0.0.1:${xdsPort} (see deploy/examples/)
-  What is served: http://localhost:${adminPort}/debug/syncz   http://localhost:${adminPort}/debug/mesh   http://localhost:${adminPort}/metrics
+  What is served: http://localhost:${debugPort}/debug/syncz   http://localhost:${debugPort}/debug/mesh   http://localhost:${adminPort}/metrics
 
 `);
 }
 
-await program.parseAsync();
+/** TokenReview's apiserver; outside a cluster, say how to do without it. */
+function tokenReviewConfig(kubeconfig: string | undefined): ReturnType<typeof localKubeConfig> {
+  try {
+    return localKubeConfig(kubeconfig);
+  } catch (err) {
+    throw new Error(`--xds-tls checks service-account tokens with TokenReview: ${(err as Error).message}; or pass --no-token-review (client certificates only)`);
+  }
+}
+
+// Bad input ends in one line on stderr and a non-zero exit, never a stack trace. Exit at once: a half-started
+// server (one port bound, the other in use) would otherwise keep the process alive.
+await program.parseAsync().catch((err: unknown) => {
+  process.stderr.write(`meshfed: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+});

@@ -87,7 +87,9 @@ export function federationImport(mesh: MeshSnapshot, localTrustDomain: string, h
   }
   if (seen.size === 0) return undefined;
   const gateways = [...seen.values()].sort((a, b) => compare(a.address, b.address) || a.port - b.port);
-  const sans = serviceSans(mesh, service).filter((s) => s.startsWith(`spiffe://${td}/`));
+  // Istio's subjectAltNames are exact: an account known only as a namespace prefix (a Deckhouse-style import)
+  // cannot be named there, and is left to the peer trust domain's root alone.
+  const sans = serviceSans(mesh, service).flatMap((s) => ('exact' in s && s.exact.startsWith(`spiffe://${td}/`) ? [s.exact] : []));
   return { service, gateways, sans };
 }
 

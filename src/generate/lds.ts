@@ -39,10 +39,13 @@ export const ldsGenerator: Generator = {
 };
 
 /**
- * One filter chain per exported service port of the gateway's network, matched on Istio's SNI
- * (`outbound_.<port>_._.<host>`); sni_cluster picks the same-named cluster. A single-port
- * service is also matched on its bare hostname, the SNI a proxyless gRPC client sends. No ALPN
- * match (Istio matches its own ALPNs), so gRPC's `h2` passes too.
+ * Filter chains per exported service port of the gateway's network, matched on the SNI a client
+ * may send: Istio's `outbound_.<port>_._.<host>` (sni_cluster picks the same-named cluster); the
+ * target authority `<host>:<port>` of `xds:///<host>:<port>`, which proxyless gRPC clients other than
+ * grpc-js send instead of the cluster's sni (Envoy matches server_names as plain strings, rejecting
+ * only partial wildcards, so the colon is fine); and the bare hostname of a single-port service.
+ * No ALPN match (Istio matches its own ALPNs), so gRPC's `h2` passes too. No chain has a
+ * transport_socket: the gateway never terminates TLS, it only reads the ClientHello.
  */
 function gatewayListener(mesh: MeshSnapshot, view: ProxyView): GeneratedResource[] {
   const chains: Record<string, unknown>[] = [];
@@ -50,7 +53,7 @@ function gatewayListener(mesh: MeshSnapshot, view: ProxyView): GeneratedResource
   for (const service of services) {
     for (const port of service.ports) {
       const sni = sniName(port.port, service.hostname);
-      chains.push(chain(sni, sni, true));
+      chains.push(chain(sni, sni, true), chain(`${service.hostname}:${port.port}`, sni, false));
       if (service.ports.length === 1) chains.push(chain(service.hostname, sni, false));
     }
   }

@@ -7,6 +7,7 @@
 //                                  per trust domain, so a remote root vouches only for its own domain
 //   ROOTCA_PEM                     every trusted root as one PEM blob (trusted_ca), for clients without
 //                                  that validator (Istio's ROOTCA shape)
+// The two bundles are public: streams without an identity get them too, and nothing else.
 // Certificates are not a function of the mesh: the generator reads them from the PKI, and the PKI
 // tells the store (XdsStore.refresh) when a certificate is renewed or the bundle changes.
 import { compare, type MeshChanges } from '../model/mesh.js';
@@ -29,6 +30,11 @@ export interface WorkloadSecrets {
   bundles(): ReadonlyMap<string, readonly string[]>;
 }
 
+/** The trust bundle: public, served to any stream, authenticated or not. */
+export function isPublicSecret(name: string): boolean {
+  return name === ROOTCA_SECRET || name === ROOTCA_PEM_SECRET;
+}
+
 /** True when a requested secret name is another identity's: the stream must be refused. */
 export function isForeignSecret(name: string, identity: string): boolean {
   return name.startsWith('spiffe://') && name !== identity;
@@ -42,10 +48,11 @@ export function sdsGenerator(secrets: WorkloadSecrets | undefined): Generator {
     affected: (_changes: MeshChanges) => new Set<string>(),
     generate(_mesh, view, unit): GeneratedResource[] {
       const id = view.identity;
-      if (!secrets || unit !== VIEW_RESOURCES || !id) return [];
+      if (!secrets || unit !== VIEW_RESOURCES) return [];
       const out: GeneratedResource[] = [];
-      const cert = secrets.certificate(id);
-      if (cert) {
+      // Without an identity (anonymous streams' view) only the public trust bundle.
+      const cert = id ? secrets.certificate(id) : undefined;
+      if (id && cert) {
         const tls_certificate = {
           certificate_chain: { inline_bytes: Buffer.from(cert.certChainPem) },
           private_key: { inline_bytes: Buffer.from(cert.privateKeyPem) },

@@ -83,7 +83,8 @@ export function planEndpoints(mesh: MeshSnapshot, view: ProxyView, service: Serv
     // A proxy that does not know its network cannot tell local from remote: like Istio, it goes
     // through a gateway where there is one. Otherwise another network without a gateway is unreachable.
     const local = network === '' ? gws.length === 0 : ep.network === network;
-    if (local && !federated) {
+    // An endpoint without a network (a ServiceEntry's, often a remote gateway itself) is dialed as given.
+    if (ep.network === '' || (local && !federated)) {
       out.push(direct(ep, port, weight, priority));
       continue;
     }

@@ -21,15 +21,23 @@ export function sdsConfigSource(sds: SdsConfig): Record<string, unknown> {
   };
 }
 
-/** `spiffe://<td>/ns/<ns>/sa/<sa>` of every mTLS endpoint, each in its own cluster's trust domain; sorted. */
-export function serviceSans(mesh: MeshSnapshot, service: Service): string[] {
+/**
+ * `spiffe://<td>/ns/<ns>/sa/<sa>` of every mTLS endpoint, each in its own cluster's trust domain, sorted.
+ * An endpoint whose account is unknown (a federation import: the peer publishes no accounts) allows any
+ * account of the service's namespace in that trust domain, as a prefix, and never another domain.
+ */
+export function serviceSans(mesh: MeshSnapshot, service: Service): Array<{ exact: string } | { prefix: string }> {
   const sans = new Set<string>();
   for (const ep of mesh.endpoints.get(service.hostname) ?? []) {
     if (!ep.mtls || ep.health === 'TERMINATING') continue;
+    if (ep.sans) {
+      for (const san of ep.sans) sans.add(san);
+      continue;
+    }
     const td = mesh.clusters.get(ep.clusterId)?.domain ?? trustDomainOf(service.hostname);
     sans.add(`spiffe://${td}/ns/${service.namespace}/sa/${ep.serviceAccount}`);
   }
-  return [...sans].sort(compare);
+  return [...sans].sort(compare).map((san) => (san.endsWith('/sa/') ? { prefix: san } : { exact: san }));
 }
 
 /** Auto-mTLS as Istio does it: endpoints labelled tlsMode istio get mTLS, the others plaintext. */
@@ -49,7 +57,7 @@ export function sidecarSocketMatches(mesh: MeshSnapshot, service: Service, port:
             alpn_protocols: h2 ? ['istio-peer-exchange', 'istio', 'h2'] : ['istio-peer-exchange', 'istio'],
             tls_certificate_sds_secret_configs: [{ name: 'default', sds_config: source }],
             combined_validation_context: {
-              default_validation_context: { match_subject_alt_names: serviceSans(mesh, service).map((exact) => ({ exact })) },
+              default_validation_context: { match_subject_alt_names: serviceSans(mesh, service) },
               validation_context_sds_secret_config: { name: 'ROOTCA', sds_config: source },
             },
           },
@@ -77,7 +85,7 @@ export function grpcTransportSocket(mesh: MeshSnapshot, service: Service, port: 
         tls_certificate_provider_instance: { instance_name: 'default', certificate_name: 'default' },
         validation_context: {
           ca_certificate_provider_instance: { instance_name: `spiffe://${trustDomainOf(service.hostname)}`, certificate_name: 'ROOTCA' },
-          match_subject_alt_names: serviceSans(mesh, service).map((exact) => ({ exact })),
+          match_subject_alt_names: serviceSans(mesh, service),
         },
       },
       sni: sniName(port.port, service.hostname),

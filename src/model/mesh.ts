@@ -67,7 +67,10 @@ export interface Endpoint {
   readonly weight: number;
   readonly mtls: boolean;
   readonly clusterId: string;
+  /** '' = reachable from every network, dialed as is (Istio's rule for an endpoint without a network: a ServiceEntry's). */
   readonly network: string;
+  /** Identities the endpoint presents, when given outright (a ServiceEntry's subjectAltNames); else from serviceAccount. */
+  readonly sans?: readonly string[];
   readonly provenance: Provenance;
   /** 0 (or absent) normal; 1 = demoted (a stale remote cluster's endpoints). EDS priority. */
   readonly priority?: number;
@@ -117,7 +120,7 @@ export const EMPTY_SNAPSHOT: MeshSnapshot = {
  */
 export function endpointIdentities(endpoints: readonly Endpoint[] | undefined): string {
   const ids = new Set<string>();
-  for (const ep of endpoints ?? []) if (ep.health !== 'TERMINATING') ids.add(`${ep.clusterId} ${ep.serviceAccount} ${ep.mtls}`);
+  for (const ep of endpoints ?? []) if (ep.health !== 'TERMINATING') ids.add(`${ep.clusterId} ${ep.serviceAccount} ${ep.mtls}${ep.sans ? ` ${ep.sans.join(',')}` : ''}`);
   return [...ids].sort().join('\n');
 }
 

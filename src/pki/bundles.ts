@@ -5,7 +5,7 @@ import { X509Certificate } from 'node:crypto';
 import type { Logger } from 'pino';
 import { compare, type MeshCluster } from '../model/mesh.js';
 import type { CertificateAuthority } from './ca.js';
-import { describeCert, pemToDer, splitPems } from './x509.js';
+import { pemToDer, rootProblem, splitPems } from './x509.js';
 
 export interface SpiffeBundle {
   readonly keys: readonly Record<string, unknown>[];
@@ -63,10 +63,11 @@ export class TrustBundles {
   spiffeBundleJwks(td: string): SpiffeBundle | undefined {
     const pems = this.current.get(td);
     if (!pems) return undefined;
+    // Field order as Deckhouse's metadata-exporter writes it (readers do not depend on it; people diffing do).
     return {
-      keys: pems.map(jwkOf),
       spiffe_sequence: this.sequence.get(td) ?? 0,
       spiffe_refresh_hint: this.opts.refreshHintSec ?? 300,
+      keys: pems.map(jwkOf),
     };
   }
 
@@ -107,15 +108,6 @@ export class TrustBundles {
     }
     this.current = next;
     if (changed) for (const fn of [...this.listeners]) fn();
-  }
-}
-
-function rootProblem(pem: string): string | undefined {
-  try {
-    const cert = new X509Certificate(pem);
-    return cert.ca ? undefined : `${describeCert(cert)} is not a CA certificate`;
-  } catch (err) {
-    return `not a parsable certificate (${(err as Error).message})`;
   }
 }
 

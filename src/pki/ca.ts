@@ -3,6 +3,7 @@ import { generateKeyPair } from 'node:crypto';
 import { checkIdentity, spiffeId, type Identity } from './identity.js';
 import { generateKey, loadSigner, rootsPem, selfSignedRoot, type CaMaterial, type ExtraRoot, type KeyType, type Signer } from './material.js';
 import type { CaStore } from './store.js';
+import { SOLE_LEADER, type Leadership } from '../leader/index.js';
 import { buildCertificate, KeyUsage, OID, toPem } from './x509.js';
 
 export interface IssuedCert {
@@ -29,8 +30,16 @@ export interface CaOptions {
   readonly rootTtlMs?: number;
   /** Clock (ms since epoch); Date.now. */
   readonly now?: () => number;
-  /** Told when storing the trusted roots after a retiring root expired fails (the store keeps trusting it). */
+  /** Told when a background store operation fails: dropping an expired root, reading a changed store. */
   readonly onStoreError?: (err: Error) => void;
+  /** Only the leader creates the CA and drops expired roots from the store; SOLE_LEADER when absent. */
+  readonly leadership?: Leadership;
+  /** With no material stored: create a root (default), or fail (`meshfed ca`, which must not create one). */
+  readonly create?: boolean;
+  /** Follow the store (its watch): a rotation or a replaced CA stored by anyone is taken up at once. */
+  readonly follow?: boolean;
+  /** Told once when open() waits for the leader to create the CA. */
+  readonly onWaiting?: () => void;
 }
 
 export interface IssueOptions {
@@ -68,14 +77,19 @@ export class CertificateAuthority {
   /** Latest notAfter the active signer has issued. */
   private activeLastNotAfter = 0;
   private pending: Signer | undefined;
+  /** A write of ours is in flight (rotation, activation): store changes seen meanwhile are read after it. */
   private activating = false;
   private retiring: ExtraRoot[] = [];
   private readonly listeners = new Set<() => void>();
   private pruneTimer: NodeJS.Timeout | undefined;
   /** Bumps whenever the signer changes: certificates from an older generation should be re-issued. */
   private gen = 0;
+  private readonly leadership: Leadership;
+  private readonly stopFollowing: () => void;
+  private refreshing: Promise<void> | undefined;
+  private refreshAgain = false;
 
-  private constructor(opts: CaOptions, signer: Signer) {
+  private constructor(opts: CaOptions, material: CaMaterial) {
     this.trustDomain = opts.trustDomain;
     this.store = opts.store;
     this.onStoreError = opts.onStoreError ?? (() => {});
@@ -83,11 +97,18 @@ export class CertificateAuthority {
     this.keyType = opts.keyType ?? 'ec';
     this.workloadTtlMs = opts.workloadTtlMs ?? DEFAULT_WORKLOAD_TTL_MS;
     this.rootTtlMs = opts.rootTtlMs ?? DEFAULT_ROOT_TTL_MS;
-    this.active = signer;
+    this.leadership = opts.leadership ?? SOLE_LEADER;
+    const { active, pending } = loadStored(material);
+    this.active = active;
+    this.pending = pending;
     // Other stored roots: one meshfed rotated out before a restart (until the time it noted), or an
     // operator's (Istio's combined root-cert.pem), trusted as long as it is there.
-    this.retiring = [...signer.extraRoots];
+    this.retiring = [...active.extraRoots];
     this.schedulePrune();
+    // A replica that becomes the leader finishes what a follower only did in memory (dropping expired roots).
+    const unlead = this.leadership.onChange((leader) => leader && this.prune());
+    const unwatch = opts.follow && opts.store.watch ? opts.store.watch(() => void this.refresh()) : () => {};
+    this.stopFollowing = () => (unlead(), unwatch());
   }
 
   /**
@@ -96,13 +117,30 @@ export class CertificateAuthority {
    */
   static async open(opts: CaOptions): Promise<CertificateAuthority> {
     checkIdentity({ trustDomain: opts.trustDomain, namespace: 'x', serviceAccount: 'x' });
+    const leadership = opts.leadership ?? SOLE_LEADER;
     let material = await opts.store.load();
-    if (!material) {
-      const now = (opts.now ?? Date.now)();
-      const fresh = selfSignedRoot(opts.trustDomain, { keyType: opts.keyType ?? 'ec', ttlMs: opts.rootTtlMs ?? DEFAULT_ROOT_TTL_MS, now });
-      material = await opts.store.createIfAbsent(fresh);
+    for (let waited = false; !material; waited = true) {
+      if (opts.create === false) throw new Error(`no CA material in ${opts.store.describe}`);
+      if (leadership.isLeader()) {
+        const now = (opts.now ?? Date.now)();
+        const fresh = selfSignedRoot(opts.trustDomain, { keyType: opts.keyType ?? 'ec', ttlMs: opts.rootTtlMs ?? DEFAULT_ROOT_TTL_MS, now });
+        material = await opts.store.createIfAbsent(fresh);
+        break;
+      }
+      // A follower waits for the leader's root (or to become the leader itself).
+      if (!waited) opts.onWaiting?.();
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(done, 1000);
+        const off = leadership.onChange(done);
+        function done(): void {
+          clearTimeout(t);
+          off();
+          resolve();
+        }
+      });
+      material = await opts.store.load();
     }
-    return new CertificateAuthority(opts, loadSigner(material));
+    return new CertificateAuthority(opts, material);
   }
 
   /** Root PEMs this trust domain currently trusts: the signing root, a rotation's next root, and retiring roots. */
@@ -159,15 +197,32 @@ export class CertificateAuthority {
     return this.sign(spki, keyPem, opts.identity ? [spiffeId(opts.identity)] : [], { ...opts, dnsNames: [...dnsNames, ...(opts.dnsNames ?? [])] });
   }
 
+  /** The next root of a rotation in progress (trusted, not signing yet). */
+  get nextRoot(): string | undefined {
+    return this.pending?.rootPem;
+  }
+
   /**
-   * Step 1 of a root rotation: the next root (given, or a new self-signed one) joins roots() and listeners run,
-   * so bundles carrying it can be pushed; it signs nothing until activateRotation().
+   * Step 1 of a root rotation: the next root (given, or a new self-signed one) is stored beside the signing one,
+   * so every replica trusts it; it joins roots() and listeners run, so bundles carrying it can be pushed. It
+   * signs nothing until activateRotation().
    */
-  rotateRoot(next?: CaMaterial): void {
+  async rotateRoot(next?: CaMaterial): Promise<void> {
     if (this.pending) throw new Error('a root rotation is already in progress; activate it first');
+    if (this.activating) throw new Error('the root rotation is already being activated');
     const material = next ?? selfSignedRoot(this.trustDomain, { keyType: this.keyType, ttlMs: this.rootTtlMs, now: this.now() });
-    this.pending = loadSigner(material);
+    const signer = loadSigner(material);
+    this.activating = true;
+    try {
+      await this.store.save({ ...this.active.material, next: material });
+    } catch (err) {
+      throw new Error(`storing the next root in ${this.store.describe}: ${(err as Error).message}`);
+    } finally {
+      this.activating = false;
+    }
+    this.pending = signer;
     this.emit();
+    this.refreshDeferred();
   }
 
   /**
@@ -191,31 +246,95 @@ export class CertificateAuthority {
     } catch (err) {
       this.activating = false;
       this.schedulePrune();
+      this.refreshDeferred();
       throw new Error(`storing the next root in ${this.store.describe}: ${(err as Error).message}`);
     }
     this.activating = false;
     this.retiring = retiring;
-    this.active = { ...next, material: stored };
+    this.active = { ...next, material: stored, extraRoots: retiring };
     this.pending = undefined;
     this.activeLastNotAfter = 0;
     this.gen++;
     this.schedulePrune();
     this.emit();
+    this.refreshDeferred();
   }
 
-  /** Drops retiring roots whose certificates have all expired; true when roots() changed. */
+  /**
+   * Takes up what the store holds now (another replica's or `meshfed ca`'s rotation, an operator's new
+   * `cacerts`): a new signer re-issues every certificate, new roots are trusted at once. Invalid material is
+   * refused (the current CA keeps signing). True when anything changed.
+   */
+  reload(material: CaMaterial): boolean {
+    const { active, pending } = loadStored(material);
+    const now = this.now();
+    const retiring = active.extraRoots.filter((r) => r.until > now);
+    // Dropping or adding a trusted root changes root-cert.pem, not the signer: no certificate is re-issued then.
+    const [a, b] = [active.material, this.active.material];
+    const sameSigner = a.caCertPem === b.caCertPem && a.caKeyPem === b.caKeyPem && a.certChainPem === b.certChainPem && active.rootPem === this.active.rootPem;
+    const unchanged =
+      sameSigner &&
+      a.rootCertPem === b.rootCertPem &&
+      (pending && this.pending ? sameCa(pending.material, this.pending.material) : pending === this.pending);
+    if (unchanged) return false;
+    this.active = active;
+    this.pending = pending;
+    this.retiring = retiring;
+    if (!sameSigner) {
+      this.activeLastNotAfter = 0;
+      this.gen++;
+    }
+    this.schedulePrune();
+    this.emit();
+    if (retiring.length !== active.extraRoots.length) this.prune(); // the leader stores the expired root's removal
+    return true;
+  }
+
+  /** Reads the store and reloads; coalesces calls, and waits while a write of ours is in flight. */
+  refresh(): Promise<void> {
+    if (this.activating || this.refreshing) {
+      this.refreshAgain = true;
+      return this.refreshing ?? Promise.resolve();
+    }
+    this.refreshing = (async () => {
+      do {
+        this.refreshAgain = false;
+        try {
+          const m = await this.store.load();
+          if (m) this.reload(m);
+          else this.onStoreError(new Error(`${this.store.describe} holds no CA material any more; the current CA keeps signing`));
+        } catch (err) {
+          this.onStoreError(new Error(`${this.store.describe}: ${(err as Error).message}; the current CA keeps signing`));
+        }
+      } while (this.refreshAgain && !this.activating);
+      this.refreshing = undefined;
+    })();
+    return this.refreshing;
+  }
+
+  private refreshDeferred(): void {
+    if (this.refreshAgain) void this.refresh();
+  }
+
+  /**
+   * Drops retiring roots whose certificates have all expired; true when roots() changed. The leader also
+   * drops them from the store (a follower's store copy changes when the leader's write arrives).
+   */
   prune(): boolean {
     // An activation stores the root list itself, and schedules the next prune when done.
     if (this.activating) return false;
     const now = this.now();
     const kept = this.retiring.filter((r) => r.until > now);
-    if (kept.length === this.retiring.length) return false;
+    const changed = kept.length !== this.retiring.length;
     this.retiring = kept;
-    const stored: CaMaterial = { ...this.active.material, rootCertPem: rootsPem(this.active.rootPem, kept) };
-    this.active = { ...this.active, material: stored };
-    this.store.save(stored).catch((err: Error) => this.onStoreError(new Error(`storing the trusted roots in ${this.store.describe}: ${err.message}`)));
-    this.emit();
-    return true;
+    if (this.leadership.isLeader() && this.active.extraRoots.some((r) => r.until <= now)) {
+      const stored: CaMaterial = { ...this.active.material, rootCertPem: rootsPem(this.active.rootPem, kept) };
+      this.active = { ...this.active, material: stored, extraRoots: kept };
+      const withNext = this.pending ? { ...stored, next: this.pending.material } : stored;
+      this.store.save(withNext).catch((err: Error) => this.onStoreError(new Error(`storing the trusted roots in ${this.store.describe}: ${err.message}`)));
+    }
+    if (changed) this.emit();
+    return changed;
   }
 
   onChange(fn: () => void): () => void {
@@ -225,6 +344,7 @@ export class CertificateAuthority {
 
   close(): void {
     clearTimeout(this.pruneTimer);
+    this.stopFollowing();
     this.listeners.clear();
   }
 
@@ -280,4 +400,14 @@ export class CertificateAuthority {
   private emit(): void {
     for (const fn of [...this.listeners]) fn();
   }
+}
+
+/** The stored material as signers: the current CA, and a rotation's next one. */
+function loadStored(material: CaMaterial): { active: Signer; pending: Signer | undefined } {
+  const { next, ...current } = material;
+  return { active: loadSigner(current), pending: next && loadSigner(next) };
+}
+
+function sameCa(a: CaMaterial, b: CaMaterial): boolean {
+  return a.caCertPem === b.caCertPem && a.caKeyPem === b.caKeyPem && a.certChainPem === b.certChainPem && a.rootCertPem === b.rootCertPem;
 }

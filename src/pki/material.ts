@@ -18,6 +18,11 @@ export interface CaMaterial {
   readonly rootCertPem: string;
   /** From the CA certificate up to the root (`cert-chain.pem`); may be empty or just the root. */
   readonly certChainPem: string;
+  /**
+   * A root rotation's next CA (stored as `next-*.pem` beside the others): trusted by every replica from the
+   * moment it is stored, signing once activated.
+   */
+  readonly next?: CaMaterial;
 }
 
 export interface ExtraRoot {

@@ -1,5 +1,5 @@
 // X.509 v3 certificates built with the DER encoder and signed by node:crypto.
-import { createHash, randomBytes, sign, type KeyObject, type X509Certificate } from 'node:crypto';
+import { createHash, randomBytes, sign, type KeyObject, X509Certificate } from 'node:crypto';
 import * as der from './der.js';
 
 const OID = {
@@ -131,6 +131,16 @@ export function splitPems(text: string): string[] {
 /** A certificate's name for error messages: its subject, or its SANs when the subject is empty. */
 export function describeCert(c: X509Certificate): string {
   return (c.subject as string | undefined)?.replace(/\n/g, ', ') || c.subjectAltName || `serial ${c.serialNumber}`;
+}
+
+/** Why a PEM certificate cannot be a trusted root (not parsable, or not a CA), or undefined when it can. */
+export function rootProblem(pem: string): string | undefined {
+  try {
+    const cert = new X509Certificate(pem);
+    return cert.ca ? undefined : `${describeCert(cert)} is not a CA certificate`;
+  } catch (err) {
+    return `not a parsable certificate (${(err as Error).message})`;
+  }
 }
 
 export function pemToDer(pem: string): Buffer {

@@ -49,8 +49,26 @@ export function validateJson(json: Readonly<Record<string, unknown>>, typeUrl = 
   const { '@type': _t, ...body } = json;
   const errors: ValidationError[] = [];
   const obj = reader.message(type, body, '', errors);
-  if (errors.length || !obj) return errors;
-  return validator.validateBytes(typeUrl, type.encode(type.fromObject(obj)).finish());
+  if (!obj) return errors;
+  // What could be read is checked too, so one unknown field hides nothing else. A value the
+  // reader already rejected is left out; the rules' view of its absence would only echo it.
+  let checked: ValidationError[];
+  try {
+    checked = validator.validateBytes(typeUrl, type.encode(type.fromObject(obj)).finish());
+  } catch (err) {
+    checked = [{ path: '(root)', reason: `cannot be encoded as ${type.fullName.slice(1)}: ${(err as Error).message}` }];
+  }
+  const read = errors.map((e) => normalize(e.path));
+  return [...errors, ...checked.filter((e) => !read.some((r) => under(normalize(e.path), r)))];
+}
+
+/** Paths as the reader writes them (the file's spelling) and as the validator does (proto names) compare equal. */
+function normalize(path: string): string {
+  return path.replace(/(^|\.)([a-z][A-Za-z0-9]*)/g, (_m, dot: string, key: string) => dot + key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`));
+}
+
+function under(path: string, prefix: string): boolean {
+  return prefix === '(root)' || path === prefix || path.startsWith(`${prefix}.`) || path.startsWith(`${prefix}[`) || path.startsWith(`${prefix}(`);
 }
 
 export interface DocumentReport {

@@ -3,7 +3,8 @@
 //      SPIFFE URI SAN, which must be in meshfed's own trust domain;
 //   2. else a Kubernetes service-account token (`authorization: Bearer …`), checked with a
 //      TokenReview against the local apiserver for the configured audience;
-//   3. else anonymous: configuration (CDS/EDS/LDS/RDS) only, never a secret.
+//   3. else anonymous: configuration (CDS/EDS/LDS/RDS) and the public trust bundle; any other secret
+//      it asks for is answered as not existing (the stream stays).
 // On the plaintext port only node metadata is available; it becomes the identity only when
 // explicitly enabled for development (--insecure-dev-identity).
 import type * as grpc from '@grpc/grpc-js';
@@ -23,7 +24,7 @@ export interface AuthIdentity {
 
 export type AuthOutcome =
   | { readonly kind: 'authenticated'; readonly identity: AuthIdentity }
-  /** No credentials: configuration only; SDS fails UNAUTHENTICATED. */
+  /** No credentials: configuration and the trust bundle; other secrets are answered as not existing. */
   | { readonly kind: 'anonymous' }
   /** Credentials could not be checked now (TokenReview unreachable): configuration only; SDS fails UNAVAILABLE. */
   | { readonly kind: 'unavailable'; readonly reason: string }

@@ -38,12 +38,20 @@ export class DeltaStream extends XdsStream {
     const first = !this.types.has(typeUrl);
     const st = this.state(typeUrl);
     this.recordAckOrNack(st, req.response_nonce, st.versionSent, req.error_detail);
-    this.subscribe(st, typeUrl, req, first);
+    this.subscribe(st, typeUrl, typeUrl === TypeUrl.Secret ? this.withholdDelta(st, req) : req, first);
     // Each request is within the limits; so must be what they add up to (as one SotW request would).
     const { maxNames, maxRequestBytes } = this.deps.limits;
     if (st.names.size > maxNames) return this.refuse(overLimit('names', `a subscription to ${st.names.size} ${shortType(typeUrl)} resources`, maxNames));
     if (this.nameChars > maxRequestBytes) return this.refuse(overLimit('request-bytes', `a subscription whose names add up to ${this.nameChars} characters`, maxRequestBytes));
     if (st.pending()) this.schedule();
+  }
+
+  /** Secrets a stream without an identity may not have are answered as names that do not exist. */
+  private withholdDelta(st: TypeState, req: DeltaRequest): DeltaRequest {
+    const allowed = this.withholdSecrets(st, req.resource_names_subscribe, false);
+    for (const n of req.resource_names_unsubscribe) st.withheld.delete(n);
+    for (const n of req.resource_names_subscribe) if (n !== '*' && st.withheld.has(n)) st.removedPending.add(n);
+    return { ...req, resource_names_subscribe: allowed };
   }
 
   private subscribe(st: TypeState, typeUrl: string, req: DeltaRequest, first: boolean): void {

@@ -17,6 +17,8 @@ export interface XdsObserver {
   denied(code: string, reason: string): void;
   /** A request or stream refused, or a stream closed, at one of the limits. */
   limited(limit: Limit): void;
+  /** Secret names a stream without an identity asked for: answered as not existing, the stream stays. */
+  withheld(reason: string, names: number): void;
 }
 
 export type StreamKind = 'sotw' | 'delta';
@@ -32,4 +34,5 @@ export const NO_OBSERVER: XdsObserver = {
   resources() {},
   denied() {},
   limited() {},
+  withheld() {},
 };

@@ -1,6 +1,7 @@
 // One version of one resource: encoded once, shared by every stream that is sent it.
 import { createHash } from 'node:crypto';
-import { messageType, TO_OBJECT, TypeUrl } from '../envoy/protos.js';
+import { messageType, TypeUrl } from '../envoy/protos.js';
+import { debugJson } from '../envoy/redact.js';
 import { isIstioConfigType } from '../istio/config-types.js';
 import type { IstioConfigBody } from '../istio/messages.js';
 import { encodeMcpEntry } from './mcp.js';
@@ -20,7 +21,7 @@ export interface Entry {
   readonly edsName: string | undefined;
   /** The resource wrapped in an envoy.service.discovery.v3.Resource, for delta responses. */
   deltaBytes(): Buffer;
-  /** The resource as proto3 JSON (Any expanded), for debug pages. */
+  /** The resource as proto3 JSON for debug pages: Any expanded, bytes base64, secrets "[redacted]". */
   toJSON(): Record<string, unknown>;
 }
 
@@ -43,7 +44,7 @@ class EncodedEntry implements Entry {
 
   toJSON(): Record<string, unknown> {
     const type = messageType(this.typeUrl);
-    return { '@type': this.typeUrl, ...type.toObject(type.decode(this.value), TO_OBJECT) };
+    return { '@type': this.typeUrl, ...debugJson(type, this.value) };
   }
 }
 

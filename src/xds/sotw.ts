@@ -37,7 +37,8 @@ export class SotwStream extends XdsStream {
     // Most requests are ACKs repeating the same names (Envoy lists every EDS name each time).
     if (first || req.names_fingerprint !== st.namesFingerprint) {
       st.namesFingerprint = req.names_fingerprint;
-      this.subscribe(st, typeUrl, this.intern(st, req.decodeNames()), first);
+      const names = typeUrl === TypeUrl.Secret ? this.withholdSecrets(st, req.decodeNames(), true) : req.decodeNames();
+      this.subscribe(st, typeUrl, this.intern(st, names), first);
     }
     if (st.pending()) this.schedule();
   }

@@ -12,7 +12,7 @@ import type { OverLimit, XdsLimits } from './limits.js';
 import { clip } from '../log.js';
 import type { XdsStore } from './store.js';
 import type { AuthOutcome } from './auth.js';
-import { isForeignSecret } from '../generate/sds.js';
+import { isForeignSecret, isPublicSecret } from '../generate/sds.js';
 import { validSpiffeId } from '../pki/identity.js';
 import { structToJson } from './struct.js';
 import { TypeState } from './subscription.js';
@@ -43,6 +43,11 @@ let nextStreamId = 1;
 
 /** Istio config types one stream may ask for (istiod asks for about 16); further ones are ignored. */
 const MAX_ISTIO_TYPES = 64;
+/** Why a withheld secret was not sent (metrics and /debug/syncz). */
+export const UNAUTHENTICATED = 'unauthenticated';
+const NO_IDENTITY =
+  'secrets not sent: the stream has no identity (a service-account token or a mesh client certificate over TLS, ' +
+  'or --insecure-dev-identity with node metadata in development); the trust bundle and configuration are served';
 
 export abstract class XdsStream {
   readonly id = nextStreamId++;
@@ -150,19 +155,15 @@ export abstract class XdsStream {
     return this.proxy;
   }
 
-  /** SDS needs an identity, and only its own secrets; otherwise the stream fails (and is counted). */
+  /**
+   * Fails the stream (counted) for another identity's secret, or while its credentials cannot be
+   * checked. A stream without credentials stays: see withholdSecrets.
+   */
   protected maySubscribeSecrets(names: readonly string[]): boolean {
     const id = this.proxy?.view.identity;
     if (!id) {
-      if (this.auth.kind === 'unavailable') {
-        this.deny(Status.UNAVAILABLE, 'credentials-unchecked', `no secrets: meshfed cannot check this stream's credentials now (${this.auth.reason})`);
-      } else {
-        this.deny(
-          Status.UNAUTHENTICATED,
-          'no-identity',
-          'SDS secrets need an authenticated identity: a service-account token (authorization: Bearer) or a client certificate from the mesh CA, over TLS',
-        );
-      }
+      if (this.auth.kind !== 'unavailable') return true;
+      this.deny(Status.UNAVAILABLE, 'credentials-unchecked', `no secrets: meshfed cannot check this stream's credentials now (${this.auth.reason})`);
       return false;
     }
     const foreign = names.find((n) => isForeignSecret(n, id));
@@ -171,6 +172,29 @@ export abstract class XdsStream {
       return false;
     }
     return true;
+  }
+
+  /**
+   * Without an identity a stream may read only the public trust bundle. The other names it asks for
+   * are answered as not existing (SotW: no response; delta: removed_resources), so its CDS/EDS/LDS/RDS
+   * keep flowing (an Envoy whose TLS clusters name SDS `default` would otherwise reconnect forever).
+   * Returns the names to subscribe; `replace` (SotW) means `names` is the whole subscription.
+   */
+  protected withholdSecrets(st: TypeState, names: readonly string[], replace: boolean): string[] {
+    if (this.proxy?.view.identity) return [...names];
+    const allowed: string[] = [];
+    const before = new Set(st.withheld);
+    if (replace) st.withheld.clear();
+    for (const n of names) {
+      if (isPublicSecret(n)) allowed.push(n);
+      else st.withheld.add(n);
+    }
+    const added = [...st.withheld].filter((n) => !before.has(n));
+    if (added.length) {
+      this.deps.observer.withheld(UNAUTHENTICATED, added.length);
+      if (before.size === 0) this.deps.log.info({ stream: this.id, proxy: this.proxy?.id, secrets: added }, NO_IDENTITY);
+    }
+    return allowed;
   }
 
   private deny(code: Status, reason: string, details: string): void {

@@ -1,5 +1,6 @@
 // google.protobuf.Struct as protobufjs decodes it, to plain JSON. protobufjs defines the
-// well-known types itself, in camelCase (stringValue), whatever keepCase says.
+// well-known types itself, in camelCase (stringValue), whatever keepCase says: a snake_case
+// `string_value` is silently dropped by fromObject, so build Structs with stringStruct.
 
 interface StructValue {
   nullValue?: unknown;
@@ -23,4 +24,9 @@ function valueToJson(v: StructValue): unknown {
   if (v.structValue !== undefined) return structToJson(v.structValue);
   if (v.listValue !== undefined) return (v.listValue.values ?? []).map(valueToJson);
   return null;
+}
+
+/** String key/values as a google.protobuf.Struct protobufjs encodes (node metadata). */
+export function stringStruct(values: Readonly<Record<string, string>>): { fields: Record<string, StructValue> } {
+  return { fields: Object.fromEntries(Object.entries(values).map(([k, v]) => [k, { stringValue: v }])) };
 }

@@ -32,6 +32,8 @@ export class TypeState implements TableWatcher {
   holdRemovals = false;
   /** Delta: names to report in removed_resources at the next flush. */
   readonly removedPending = new Set<string>();
+  /** SDS names asked for by a stream without an identity: answered as not existing (see /debug/syncz). */
+  readonly withheld = new Set<string>();
   /** Names of the last SotW request, in order: identifies subscriptions shared by many streams. */
   requestNames: readonly string[] = [];
   /** Fingerprint of the last SotW request's encoded names. */

@@ -142,6 +142,7 @@ export class Harness {
       xdsPort: 0,
       adminHost: '127.0.0.1',
       adminPort: 0,
+      debugPort: 0,
       debounceMs: 0,
       enableAdminApi: true,
       insecureDevIdentity: true, // SDS needs an identity; the nodes' metadata gives abc/app

@@ -1,16 +1,20 @@
 /**
  * deploy/kubernetes: the manifests parse, name no namespace, grant exactly the access meshfed needs (read-only
- * discovery cluster-wide, TokenReview, Secrets only in its own namespace), keep clear of istiod's ports, and
- * install with `kubectl apply -k` (against the fake apiserver).
+ * discovery cluster-wide, TokenReview, Secrets and its Lease only in its own namespace), keep clear of istiod's
+ * ports, run two replicas that pass the `restricted` Pod Security Standard, render with `kubectl kustomize`,
+ * install with `kubectl apply -k` (against the fake apiserver), and start meshfed with the Deployment's args.
  */
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import tls from 'node:tls';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { startFakeApiServer, type FakeApiServer } from '../fixtures/kube-apiserver/index.js';
+import { namespace } from '../helpers/kube-cluster.js';
+import { freePort } from '../helpers/ports.js';
 
 const DIR = join(import.meta.dirname, '../../deploy/kubernetes');
 const KUBECTL = (() => {
@@ -56,13 +60,20 @@ describe('deploy/kubernetes manifests', () => {
   const all = manifests();
   const byKind = (kind: string) => all.filter((m) => m.kind === kind);
 
-  it('parse into the expected objects, none with a namespace of its own', () => {
+  it('parse into the expected objects, none with a namespace of its own, and no namespace written anywhere', () => {
     expect(all.map((m) => `${m.kind}/${m.metadata.name}`).sort()).toEqual([
       'ClusterRole/meshfed-discovery', 'ClusterRole/meshfed-tokenreview',
       'ClusterRoleBinding/meshfed-discovery', 'ClusterRoleBinding/meshfed-tokenreview',
-      'Deployment/meshfed', 'Role/meshfed-secrets', 'RoleBinding/meshfed-secrets', 'Service/meshfed', 'ServiceAccount/meshfed',
+      'Deployment/meshfed', 'PodDisruptionBudget/meshfed', 'Role/meshfed-leader-election', 'Role/meshfed-secrets',
+      'RoleBinding/meshfed-leader-election', 'RoleBinding/meshfed-secrets', 'Service/meshfed', 'Service/meshfed-peers', 'ServiceAccount/meshfed',
     ]);
     for (const m of all) expect(m.metadata.namespace, `${m.kind}/${m.metadata.name}`).toBeUndefined();
+    // Only kustomization.yaml names the namespace; meshfed's own DNS names come from the pod's (downward API).
+    const kustomized = (parseAllDocuments(readFileSync(join(DIR, 'kustomization.yaml'), 'utf8'))[0]!.toJS() as { namespace: string }).namespace;
+    for (const m of all) expect(JSON.stringify(m), `${m.kind}/${m.metadata.name}`).not.toContain(kustomized);
+    const c = podSpec().containers[0]!;
+    expect(c.env).toEqual(expect.arrayContaining([{ name: 'POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } }]));
+    expect(c.args).toEqual(expect.arrayContaining(['--server-dns-names=meshfed.$(POD_NAMESPACE).svc,meshfed.$(POD_NAMESPACE).svc.cluster.local']));
   });
 
   it('grant exactly read-only discovery, TokenReview, and Secrets in meshfed\'s namespace', () => {
@@ -76,12 +87,15 @@ describe('deploy/kubernetes manifests', () => {
     expect(grants(role('Role', 'meshfed-secrets'))).toEqual([
       ...read('core/secrets'), 'core/secrets create', 'core/secrets[meshfed-ca] patch', 'core/secrets[meshfed-ca] update',
     ].sort());
+    expect(grants(role('Role', 'meshfed-leader-election'))).toEqual([
+      'coordination.k8s.io/leases create', 'coordination.k8s.io/leases[meshfed-leader] get', 'coordination.k8s.io/leases[meshfed-leader] update',
+    ]);
     expect(all.flatMap((m) => m.rules ?? []).some((r) => [...r.apiGroups, ...r.resources, ...r.verbs].includes('*'))).toBe(false);
   });
 
   it('bind every role to the meshfed service account only, and only Roles by RoleBindings', () => {
     const bindings = [...byKind('ClusterRoleBinding'), ...byKind('RoleBinding')];
-    expect(bindings).toHaveLength(3);
+    expect(bindings).toHaveLength(4);
     for (const b of bindings) {
       expect(b.subjects).toEqual([{ kind: 'ServiceAccount', name: 'meshfed' }]);
       expect(b.roleRef?.kind).toBe(b.kind === 'RoleBinding' ? 'Role' : 'ClusterRole');
@@ -89,24 +103,130 @@ describe('deploy/kubernetes manifests', () => {
     }
   });
 
-  it('run meshfed as that account on ports clear of istiod\'s, exposed by the Service', () => {
-    const deployment = byKind('Deployment')[0] as Manifest;
-    const pod = (deployment.spec as { template: { spec: { serviceAccountName: string; containers: Array<{ args: string[]; ports: Array<{ containerPort: number }> }> } } }).template.spec;
+  it('run meshfed as that account on ports clear of istiod\'s, exposed by the Services; the debug port is not published', () => {
+    const pod = podSpec();
     expect(pod.serviceAccountName).toBe('meshfed');
-    const ports = pod.containers.flatMap((c) => c.ports.map((p) => p.containerPort));
-    expect(ports).toEqual([18000, 18001, 18010]);
-    expect(ports.some((p) => [15010, 15012, 15014, 15017].includes(p))).toBe(false);
-    expect(pod.containers[0]?.args).toEqual(expect.arrayContaining(['--xds-address=0.0.0.0:18000', '--admin-address=0.0.0.0:18001', '--xds-plaintext-address=0.0.0.0:18010']));
-    const service = byKind('Service')[0] as Manifest;
-    expect((service.spec as { ports: Array<{ port: number }> }).ports.map((p) => p.port)).toEqual([18000, 18001, 18010]);
+    const ports = pod.containers.flatMap((c) => c.ports.map((p) => `${p.name}=${p.containerPort}`));
+    expect(ports).toEqual(['grpc-xds=18000', 'http-admin=18001', 'grpc-xds-plain=18010', 'metadata=18003', 'api-proxy=18443']);
+    expect(ports.some((p) => /=(15010|15012|15014|15017|18002)$/.test(p))).toBe(false);
+    expect(pod.containers[0]?.args).toEqual(expect.arrayContaining(['--xds-address=0.0.0.0:18000', '--admin-address=0.0.0.0:18001', '--xds-plaintext-address=0.0.0.0:18010', '--metadata-address=0.0.0.0:18003']));
+    // The debug pages stay on the pod's loopback: not a container port, not in any Service.
+    expect(pod.containers[0]?.args).toContain('--debug-address=127.0.0.1:18002');
+    const servicePorts = (name: string) => ((all.find((m) => m.kind === 'Service' && m.metadata.name === name)!.spec as { ports: Array<{ name: string; port: number; targetPort: string }> }).ports)
+      .map((p) => `${p.name}=${p.port}->${p.targetPort}`);
+    expect(servicePorts('meshfed')).toEqual(['grpc-xds=18000->grpc-xds', 'http-admin=18001->http-admin', 'grpc-xds-plain=18010->grpc-xds-plain']);
+    // What peer clusters reach, alone in its own Service so it can be exposed without xDS or admin.
+    expect(servicePorts('meshfed-peers')).toEqual(['metadata=18003->metadata', 'api-proxy=18443->api-proxy']);
+  });
+
+  it('run two replicas, spread over nodes where possible, and keep one through voluntary disruptions', () => {
+    const deployment = byKind('Deployment')[0]!.spec as { replicas: number; selector: { matchLabels: Record<string, string> } };
+    expect(deployment.replicas).toBe(2);
+    const podLabels = deploymentSpec().template.metadata.labels;
+    const pdb = byKind('PodDisruptionBudget')[0]!.spec as { minAvailable: number; selector: { matchLabels: Record<string, string> } };
+    expect(pdb.minAvailable).toBe(1);
+    expect(podLabels).toMatchObject(pdb.selector.matchLabels);
+    expect(podSpec().affinity).toEqual({
+      podAntiAffinity: {
+        preferredDuringSchedulingIgnoredDuringExecution: [
+          { weight: 100, podAffinityTerm: { topologyKey: 'kubernetes.io/hostname', labelSelector: { matchLabels: deployment.selector.matchLabels } } },
+        ],
+      },
+    });
+    expect(podSpec().containers[0]!.env).toEqual(expect.arrayContaining([{ name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } }]));
+  });
+
+  it('pass the restricted Pod Security Standard (and the check catches what it forbids)', () => {
+    expect(restrictedViolations(podSpec())).toEqual([]);
+    const broken = (f: (p: PodSpec) => void): string[] => {
+      const p = structuredClone(podSpec());
+      f(p);
+      return restrictedViolations(p);
+    };
+    expect(broken((p) => delete p.securityContext!.seccompProfile)).toEqual(['containers[0] (meshfed): seccompProfile must be RuntimeDefault or Localhost']);
+    expect(broken((p) => (p.containers[0]!.securityContext!.allowPrivilegeEscalation = true))).toEqual(['containers[0] (meshfed): allowPrivilegeEscalation must be false']);
+    expect(broken((p) => (p.containers[0]!.securityContext!.capabilities = { drop: ['NET_RAW'] }))).toEqual(['containers[0] (meshfed): capabilities.drop must include ALL']);
+    expect(broken((p) => (p.securityContext!.runAsUser = 0))).toEqual(['containers[0] (meshfed): runAsUser must not be 0']);
+    expect(broken((p) => (p.hostNetwork = true))).toEqual(['hostNetwork must not be set']);
+    expect(broken((p) => (p.volumes = [{ name: 'h', hostPath: { path: '/' } }]))).toEqual(['volume h: hostPath is not allowed']);
   });
 });
+
+interface Container {
+  name: string;
+  args: string[];
+  env?: unknown[];
+  ports: Array<{ name: string; containerPort: number; hostPort?: number }>;
+  securityContext?: SecurityContext;
+}
+interface SecurityContext {
+  runAsNonRoot?: boolean;
+  runAsUser?: number;
+  allowPrivilegeEscalation?: boolean;
+  privileged?: boolean;
+  seccompProfile?: { type: string };
+  capabilities?: { add?: string[]; drop?: string[] };
+  procMount?: string;
+  windowsOptions?: { hostProcess?: boolean };
+}
+interface PodSpec {
+  serviceAccountName: string;
+  hostNetwork?: boolean;
+  hostPID?: boolean;
+  hostIPC?: boolean;
+  securityContext?: SecurityContext & { sysctls?: unknown[] };
+  affinity?: unknown;
+  volumes?: Array<Record<string, unknown> & { name: string }>;
+  containers: Container[];
+  initContainers?: Container[];
+}
+
+function deploymentSpec(): { template: { metadata: { labels: Record<string, string> }; spec: PodSpec } } {
+  return manifests().find((m) => m.kind === 'Deployment')!.spec as ReturnType<typeof deploymentSpec>;
+}
+const podSpec = (): PodSpec => deploymentSpec().template.spec;
+
+/**
+ * The Pod Security Standards' `restricted` level (which includes `baseline`), as the PodSecurity admission
+ * plugin checks a pod: https://kubernetes.io/docs/concepts/security/pod-security-standards/
+ */
+function restrictedViolations(pod: PodSpec): string[] {
+  const out: string[] = [];
+  for (const k of ['hostNetwork', 'hostPID', 'hostIPC'] as const) if (pod[k]) out.push(`${k} must not be set`);
+  if (pod.securityContext?.sysctls?.length) out.push('sysctls must not be set');
+  const allowedVolumes = ['configMap', 'csi', 'downwardAPI', 'emptyDir', 'ephemeral', 'persistentVolumeClaim', 'projected', 'secret'];
+  for (const v of pod.volumes ?? []) {
+    for (const type of Object.keys(v).filter((k) => k !== 'name')) if (!allowedVolumes.includes(type)) out.push(`volume ${v.name}: ${type} is not allowed`);
+  }
+  const podSc = pod.securityContext ?? {};
+  const containers = [
+    ...(pod.initContainers ?? []).map((c, i) => [`initContainers[${i}]`, c] as const),
+    ...pod.containers.map((c, i) => [`containers[${i}]`, c] as const),
+  ];
+  for (const [path, c] of containers) {
+    const where = `${path} (${c.name})`;
+    const sc = c.securityContext ?? {};
+    if (sc.privileged) out.push(`${where}: privileged must not be set`);
+    if (sc.windowsOptions?.hostProcess || podSc.windowsOptions?.hostProcess) out.push(`${where}: hostProcess must not be set`);
+    if (sc.procMount && sc.procMount !== 'Default') out.push(`${where}: procMount must be Default`);
+    if (c.ports.some((p) => p.hostPort)) out.push(`${where}: hostPort must not be set`);
+    if (sc.allowPrivilegeEscalation !== false) out.push(`${where}: allowPrivilegeEscalation must be false`);
+    if ((sc.runAsNonRoot ?? podSc.runAsNonRoot) !== true) out.push(`${where}: runAsNonRoot must be true`);
+    if ((sc.runAsUser ?? podSc.runAsUser) === 0) out.push(`${where}: runAsUser must not be 0`);
+    const seccomp = (sc.seccompProfile ?? podSc.seccompProfile)?.type;
+    if (seccomp !== 'RuntimeDefault' && seccomp !== 'Localhost') out.push(`${where}: seccompProfile must be RuntimeDefault or Localhost`);
+    if (!sc.capabilities?.drop?.includes('ALL')) out.push(`${where}: capabilities.drop must include ALL`);
+    for (const cap of sc.capabilities?.add ?? []) if (cap !== 'NET_BIND_SERVICE') out.push(`${where}: capability ${cap} must not be added`);
+  }
+  return out;
+}
 
 describe('kubectl apply -k deploy/kubernetes', () => {
   let api: FakeApiServer;
   let dir: string;
   beforeAll(async () => {
     api = await startFakeApiServer();
+    api.upsert(namespace('kube-system')); // every real cluster has it; its uid is the cluster UUID
     dir = mkdtempSync(join(tmpdir(), 'deploy-test-'));
   });
   afterAll(async () => {
@@ -114,19 +234,71 @@ describe('kubectl apply -k deploy/kubernetes', () => {
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
+  it('kubectl kustomize renders every object, the namespaced ones in the kustomization\'s namespace', async () => {
+    const { stdout } = await promisify(execFile)(KUBECTL, ['kustomize', DIR], { timeout: 20_000 });
+    const rendered = parseAllDocuments(stdout).map((d) => d.toJS() as Manifest);
+    expect(rendered).toHaveLength(13);
+    for (const m of rendered) expect(m.metadata.namespace, `${m.kind}/${m.metadata.name}`).toBe(m.kind.startsWith('Cluster') ? undefined : 'meshfed-system');
+  });
+
   it('installs every object, namespaced ones and the subjects in the kustomization\'s namespace', async () => {
     const { stdout } = await promisify(execFile)(KUBECTL, ['apply', '-k', DIR], {
       env: { ...process.env, KUBECONFIG: api.writeKubeconfig(dir) }, timeout: 20_000,
     });
-    expect(stdout.trim().split('\n')).toHaveLength(9);
+    expect(stdout.trim().split('\n')).toHaveLength(13);
     const ns = 'meshfed-system';
     expect(api.get('v1', 'ServiceAccount', ns, 'meshfed')).toBeDefined();
     expect(api.get('apps/v1', 'Deployment', ns, 'meshfed')).toBeDefined();
+    expect(api.get('policy/v1', 'PodDisruptionBudget', ns, 'meshfed')).toBeDefined();
     expect(api.get('v1', 'Service', ns, 'meshfed')).toBeDefined();
+    expect(api.get('v1', 'Service', ns, 'meshfed-peers')).toBeDefined();
     expect(api.get('rbac.authorization.k8s.io/v1', 'Role', ns, 'meshfed-secrets')).toBeDefined();
-    for (const [kind, name] of [['ClusterRoleBinding', 'meshfed-discovery'], ['ClusterRoleBinding', 'meshfed-tokenreview'], ['RoleBinding', 'meshfed-secrets']] as const) {
+    expect(api.get('rbac.authorization.k8s.io/v1', 'Role', ns, 'meshfed-leader-election')).toBeDefined();
+    for (const [kind, name] of [
+      ['ClusterRoleBinding', 'meshfed-discovery'], ['ClusterRoleBinding', 'meshfed-tokenreview'], ['RoleBinding', 'meshfed-secrets'], ['RoleBinding', 'meshfed-leader-election'],
+    ] as const) {
       expect(api.get('rbac.authorization.k8s.io/v1', kind, kind === 'RoleBinding' ? ns : undefined, name)?.['subjects'])
         .toEqual([{ kind: 'ServiceAccount', name: 'meshfed', namespace: ns }]);
     }
   });
+
+  it('the installed Deployment\'s args start meshfed: it leads on its Lease and serves xDS TLS for the namespace\'s DNS names', async () => {
+    const ns = 'meshfed-system';
+    const container = (api.get('apps/v1', 'Deployment', ns, 'meshfed')!['spec'] as ReturnType<typeof deploymentSpec>).template.spec.containers[0]!;
+    const env: Record<string, string> = { POD_NAME: 'meshfed-7d4b9-x2x9q', POD_NAMESPACE: ns }; // what the downward API gives
+    const ports = new Map<string, number>();
+    // $(VAR) expanded as the kubelet does; the listen ports moved to free loopback ones for this machine.
+    const args = await Promise.all(container.args.map(async (a) => {
+      const expanded = a.replace(/\$\((\w+)\)/g, (m, v: string) => env[v] ?? m);
+      const addr = /^(--[\w-]+-address)=0\.0\.0\.0:\d+$/.exec(expanded);
+      if (!addr) return expanded;
+      const port = await freePort();
+      ports.set(addr[1]!, port);
+      return `${addr[1]}=127.0.0.1:${port}`;
+    }));
+    const proc = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args, '--kubeconfig', api.writeKubeconfig(dir)], {
+      cwd: join(DIR, '../..'), env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    proc.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    proc.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    try {
+      const admin = ports.get('--admin-address')!;
+      for (const deadline = Date.now() + 40_000; !(await fetch(`http://127.0.0.1:${admin}/readyz`).then((r) => r.ok, () => false));) {
+        if (proc.exitCode !== null || Date.now() > deadline) throw new Error(`meshfed did not become ready: ${out}`);
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      expect(api.get('coordination.k8s.io/v1', 'Lease', ns, 'meshfed-leader')?.['spec']).toMatchObject({ holderIdentity: env['POD_NAME'] });
+      const san = await new Promise<string>((resolve, reject) => {
+        const s = tls.connect({ host: '127.0.0.1', port: ports.get('--xds-address')!, rejectUnauthorized: false, ALPNProtocols: ['h2'] }, () => {
+          resolve(s.getPeerCertificate().subjectaltname ?? '');
+          s.destroy();
+        });
+        s.on('error', reject);
+      });
+      expect(san.split(', ')).toEqual(expect.arrayContaining([`DNS:meshfed.${ns}.svc`, `DNS:meshfed.${ns}.svc.cluster.local`]));
+    } finally {
+      proc.kill('SIGKILL');
+    }
+  }, 60_000);
 });

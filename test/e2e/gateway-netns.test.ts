@@ -212,7 +212,7 @@ s.on('error',(e)=>{console.log(JSON.stringify({ok:false,error:e.code||e.message}
     expect(pipeGw.sentToClients().includes(NET.backendB), 'the gateway, in network B, is told the backend').toBe(true);
 
     // What meshfed holds as sent to the client, decoded.
-    const res = await fetch(`http://127.0.0.1:${h!.meshfed.adminPort}/debug/config_dump?proxy=${encodeURIComponent(CLIENT_ID)}`);
+    const res = await fetch(`http://127.0.0.1:${h!.meshfed.debugPort}/debug/config_dump?proxy=${encodeURIComponent(CLIENT_ID)}`);
     const dump = JSON.stringify(await res.json());
     expect(dump).toContain(OUTBOUND);
     expect(dump).toContain(NET.gatewayA);

@@ -64,7 +64,7 @@ describe('one hostname in two clusters on one network', () => {
   });
 
   it('never sends the gRPC client a cluster it did not ask for', async () => {
-    const res = await fetch(`http://127.0.0.1:${mesh.meshfed.adminPort}/debug/config_dump?proxy=e2e-merge`);
+    const res = await fetch(`http://127.0.0.1:${mesh.meshfed.debugPort}/debug/config_dump?proxy=e2e-merge`);
     const dump = (await res.json()) as Array<{ types: Record<string, { resources: Array<{ name: string }> }> }>;
     expect(dump).toHaveLength(1);
     expect(dump[0]!.types['CDS']!.resources.map((r) => r.name)).toEqual([CLUSTER]);

@@ -119,7 +119,7 @@ describe('certificate rotation under traffic', () => {
     const oldRoot = ca.roots[0]!;
     const rootsFile = (w: Workload) => readFile(w.agent.files.roots, 'utf8');
     const rotation = (async () => {
-      ca.rotateRoot(); // phase 1: the new root joins every bundle, signs nothing yet
+      await ca.rotateRoot(); // phase 1: the new root joins every bundle, signs nothing yet
       const newRoot = ca.roots.find((r) => r !== oldRoot)!;
       await waitFor('both workloads to trust the new root', async () => (await rootsFile(client)).includes(newRoot.trim()) && (await rootsFile(serverWl)).includes(newRoot.trim()), 10_000);
       await new Promise((r) => setTimeout(r, 1500)); // gRPC re-reads the files every second

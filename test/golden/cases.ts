@@ -153,7 +153,7 @@ export const CASES: readonly GoldenCase[] = [
   {
     name: 'gateway-network-b',
     about:
-      "cluster-b's east-west gateway: SNI clusters outbound_.<port>_._.<host> for network-b's exported services only, EDS of network-b's pods, no TLS of its own, and the 15443 listener (tls_inspector; per SNI sni_cluster + tcp_proxy; the bare hostname of a single-port service too).",
+      "cluster-b's east-west gateway: SNI clusters outbound_.<port>_._.<host> for network-b's exported services only, EDS of network-b's pods, no TLS of its own, and the 15443 listener (tls_inspector; per SNI sni_cluster + tcp_proxy; the target authority <host>:<port> of every port and the bare hostname of a single-port service too, straight to tcp_proxy).",
     node: { id: 'router~10.2.0.5~eastwest-gw.istio-system~istio-system.svc.cluster-b.local', metadata: meta('cluster-b', 'network-b') },
     mesh: twoClusters(false),
   },

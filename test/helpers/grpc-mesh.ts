@@ -105,6 +105,7 @@ export async function startMeshHarness(doc: Record<string, unknown>): Promise<Me
     xdsPort: 0,
     adminHost: '127.0.0.1',
     adminPort: 0,
+    debugPort: 0,
     debounceMs: 20,
     log: pino({ level: process.env['MESHFED_E2E_LOG'] ?? 'silent' }),
   });
@@ -113,7 +114,7 @@ export async function startMeshHarness(doc: Record<string, unknown>): Promise<Me
     file,
     write,
     async syncz() {
-      const res = await fetch(`http://127.0.0.1:${meshfed.adminPort}/debug/syncz`);
+      const res = await fetch(`http://127.0.0.1:${meshfed.debugPort}/debug/syncz`);
       if (!res.ok) throw new Error(`/debug/syncz: HTTP ${res.status}`);
       return (await res.json()) as SynczEntry[];
     },

@@ -102,6 +102,7 @@ export async function startKubeMeshfed(local: FakeApiServer, kube: Partial<KubeS
     xdsPort: 0,
     adminHost: '127.0.0.1',
     adminPort: 0,
+    debugPort: 0,
     debounceMs: 20,
     debounceMaxMs: 200,
     log: createLogger(process.env['MESHFED_TEST_LOG'] ?? 'silent'),
@@ -117,8 +118,9 @@ export async function startKubeMeshfed(local: FakeApiServer, kube: Partial<KubeS
   });
 }
 
+/** A page of the admin address, or of the debug address for /debug/*. */
 export async function admin<T>(m: Meshfed, path: string): Promise<{ status: number; body: T }> {
-  const res = await fetch(`http://127.0.0.1:${m.adminPort}${path}`);
+  const res = await fetch(`http://127.0.0.1:${path.startsWith('/debug/') ? m.debugPort : m.adminPort}${path}`);
   return { status: res.status, body: (await res.json()) as T };
 }
 

@@ -6,7 +6,7 @@ import * as grpc from '@grpc/grpc-js';
 import { rm } from 'node:fs/promises';
 import { Writable } from 'node:stream';
 import { pino, type Logger } from 'pino';
-import { type Meshfed, startMeshfed } from '../../src/app.js';
+import { type FederationOptions, type Meshfed, startMeshfed } from '../../src/app.js';
 import { type CaStore, memoryCaStore } from '../../src/pki/index.js';
 import { TypeUrl } from '../../src/envoy/protos.js';
 import type { FakeApiServer } from '../fixtures/kube-apiserver/index.js';
@@ -38,6 +38,8 @@ export interface TlsMeshOptions {
   readonly workloadTtlMs?: number;
   readonly caStore?: CaStore;
   readonly log?: Logger;
+  /** Federation peers (the doc's `federations:`): token minting, poll interval. */
+  readonly federation?: FederationOptions;
 }
 
 export interface TlsMesh {
@@ -63,10 +65,12 @@ export async function startTlsMesh(o: TlsMeshOptions): Promise<TlsMesh> {
     xdsPlaintextPort: 0,
     adminHost: '127.0.0.1',
     adminPort: 0,
+    debugPort: 0,
     debounceMs: 20,
     pki: { trustDomain: o.trustDomain, caStore: o.caStore ?? memoryCaStore(), workloadTtlMs: o.workloadTtlMs },
     xdsTls: { dnsNames: [SERVER_NAME] },
     tokenReview: kubeConfig && { kubeConfig },
+    federation: o.federation,
     log: o.log ?? pino({ level: process.env['MESHFED_E2E_LOG'] ?? 'silent' }),
   });
   return {

@@ -36,6 +36,7 @@ async function start(limits: Partial<XdsLimits> = {}): Promise<Meshfed> {
     xdsPort: 0,
     adminHost: '127.0.0.1',
     adminPort: 0,
+    debugPort: 0,
     debounceMs: 0,
     xdsLimits: limits,
     log: pino({ level: 'info' }, sink),
@@ -56,7 +57,7 @@ function track<S extends { close(): void }>(s: S): S {
 }
 
 async function admin(m: Meshfed, path: string): Promise<{ status: number; text: string }> {
-  const res = await fetch(`http://127.0.0.1:${m.adminPort}${path}`);
+  const res = await fetch(`http://127.0.0.1:${path.startsWith('/debug/') ? m.debugPort : m.adminPort}${path}`);
   return { status: res.status, text: await res.text() };
 }
 

@@ -33,6 +33,7 @@ async function start(limits: Partial<XdsLimits> = {}): Promise<Meshfed> {
     xdsPort: 0,
     adminHost: '127.0.0.1',
     adminPort: 0,
+    debugPort: 0,
     debounceMs: 0,
     sendBudgetBytes: BUDGET,
     xdsLimits: limits,

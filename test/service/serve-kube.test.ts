@@ -1,6 +1,9 @@
 // `meshfed serve --kubeconfig` as an operator runs it: two replicas against one apiserver discover
-// its services and share one mesh CA, kept in a Secret that the first replica creates.
-import { type ChildProcess, spawn } from 'node:child_process';
+// its services and share one mesh CA, kept in a Secret that the Lease-elected leader creates; a killed
+// leader is replaced, and a root rotation with `meshfed ca` reaches a running follower without a restart.
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
+import { promisify } from 'node:util';
 import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -9,28 +12,78 @@ import { TypeUrl } from '../../src/envoy/protos.js';
 import { type FakeApiServer, startFakeApiServer } from '../fixtures/kube-apiserver/index.js';
 import { endpointSlice, namespace, pod, service, type ClusterSpec } from '../helpers/kube-cluster.js';
 import { freePort } from '../helpers/ports.js';
-import { RawXdsClient } from '../helpers/raw-client.js';
+import { dataText } from '../helpers/mesh-tls.js';
+import { RawXdsClient, type SotwResponse } from '../helpers/raw-client.js';
+import { splitPems } from '../../src/pki/x509.js';
 
 const repo = path.resolve(import.meta.dirname, '../..');
 const FOO: ClusterSpec = { namespace: 'abc', service: 'foo', portName: 'grpc', port: 8080, targetPort: 8080 };
 
 
 interface Replica {
+  name: string;
   proc: ChildProcess;
   xds: number;
   admin: number;
   output: () => string;
 }
 
-async function replica(kubeconfig: string): Promise<Replica> {
+const LEASE_DURATION_S = 2;
+
+async function replica(kubeconfig: string, name: string): Promise<Replica> {
   const [xds, admin] = [await freePort(), await freePort()];
-  const args = ['serve', '--kubeconfig', kubeconfig, '--namespace', 'meshfed', '--cluster-id', 'c1', '--xds-address', `127.0.0.1:${xds}`, '--admin-address', `127.0.0.1:${admin}`];
-  const proc = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], { cwd: repo, stdio: ['ignore', 'pipe', 'pipe'] });
+  const args = [
+    'serve', '--kubeconfig', kubeconfig, '--namespace', 'meshfed', '--cluster-id', 'c1', '--xds-address', `127.0.0.1:${xds}`, '--admin-address', `127.0.0.1:${admin}`, '--debug-address', '127.0.0.1:0',
+    '--lease-duration', String(LEASE_DURATION_S),
+    '--insecure-dev-identity', // plaintext SDS for the node's claimed identity: the test reads certificates without tokens
+  ];
+  // POD_NAME as the Deployment's downward API sets it: the Lease's holderIdentity.
+  const proc = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], { cwd: repo, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, POD_NAME: name } });
   let out = '';
   proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-  return { proc, xds, admin, output: () => out };
+  return { name, proc, xds, admin, output: () => out };
 }
+
+const lease = () => api.get('coordination.k8s.io/v1', 'Lease', 'meshfed', 'meshfed-leader')?.['spec'] as { holderIdentity?: string; leaseTransitions?: number } | undefined;
+const leads = (r: Replica): boolean => r.output().includes('"msg":"leading: holds the Lease"');
+
+async function until(what: string, f: () => boolean | Promise<boolean>, ms = 30_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await f())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** An SDS stream of a workload abc/foo (its identity from node metadata): `default` and ROOTCA_PEM, each response ACKed. */
+function sds(r: Replica) {
+  const c = new RawXdsClient(`127.0.0.1:${r.xds}`);
+  const s = c.sotw();
+  const node = { id: 'sidecar~10.1.0.7~foo-1.abc~abc.svc.cluster.local', metadata: { fields: { NAMESPACE: { stringValue: 'abc' }, SERVICE_ACCOUNT: { stringValue: 'foo' } } } };
+  const names = ['default', 'ROOTCA_PEM'];
+  s.send({ node, type_url: TypeUrl.Secret, resource_names: names });
+  let last: { roots: string[]; leaf: X509Certificate } | undefined;
+  const latest = new Map<string, Record<string, unknown>>();
+  return {
+    /** The latest secrets, after waiting for a response that satisfies ok. */
+    async until(what: string, ok: (x: { roots: string[]; leaf: X509Certificate }) => boolean): Promise<{ roots: string[]; leaf: X509Certificate }> {
+      while (!last || !ok(last)) {
+        const res: SotwResponse = await s.next(20_000).catch((err: Error) => { throw new Error(`${what}: ${err.message}`); });
+        s.send({ node, type_url: TypeUrl.Secret, resource_names: names, version_info: res.version_info, response_nonce: res.nonce });
+        // A response carries the secrets that changed (SDS is not a state-of-the-world type for Envoy).
+        for (const x of res.resources) latest.set(x.name, x.body);
+        const tls = latest.get('default')?.['tls_certificate'] as { certificate_chain: unknown } | undefined;
+        const vc = latest.get('ROOTCA_PEM')?.['validation_context'] as { trusted_ca: unknown } | undefined;
+        if (tls && vc) last = { roots: splitPems(dataText(vc.trusted_ca)), leaf: new X509Certificate(dataText(tls.certificate_chain)) };
+      }
+      return last;
+    },
+    close: () => c.close(),
+  };
+}
+
+const signedBy = (leaf: X509Certificate, rootPem: string): boolean => leaf.verify(new X509Certificate(rootPem).publicKey);
 
 async function ready(r: Replica): Promise<void> {
   const deadline = Date.now() + 30_000;
@@ -43,6 +96,7 @@ async function ready(r: Replica): Promise<void> {
 }
 
 let api: FakeApiServer;
+let kubeconfig: string;
 const replicas: Replica[] = [];
 
 beforeAll(async () => {
@@ -52,9 +106,9 @@ beforeAll(async () => {
   api.upsert(service(FOO));
   api.upsert(pod(FOO, { ip: '10.1.0.7', pod: 'foo-1' }));
   api.upsert(endpointSlice(FOO, 'foo-1', [{ ip: '10.1.0.7', pod: 'foo-1' }]));
-  const kubeconfig = api.writeKubeconfig(mkdtempSync(path.join(os.tmpdir(), 'meshfed-kube-')));
-  // Started together, so both race to create the CA Secret.
-  replicas.push(await replica(kubeconfig), await replica(kubeconfig));
+  kubeconfig = api.writeKubeconfig(mkdtempSync(path.join(os.tmpdir(), 'meshfed-kube-')));
+  // Started together: both race for the Lease, and the winner creates the CA Secret.
+  replicas.push(await replica(kubeconfig, 'meshfed-0'), await replica(kubeconfig, 'meshfed-1'));
   await Promise.all(replicas.map(ready));
 }, 60_000);
 
@@ -84,4 +138,43 @@ describe('meshfed serve --kubeconfig, two replicas', () => {
     expect(bundles[0]!.keys[0]!.use).toBe('x509-svid');
     expect(bundles[1]!.keys.map((k) => k.x5c)).toEqual(bundles[0]!.keys.map((k) => k.x5c));
   });
+
+  it('elect exactly one leader on the Lease, the replica that holds it', async () => {
+    await until('a Lease holder', () => !!lease()?.holderIdentity);
+    const holder = lease()!.holderIdentity;
+    expect(replicas.map((r) => r.name)).toContain(holder);
+    expect(replicas.filter(leads).map((r) => r.name)).toEqual([holder]);
+  });
+
+  it('a killed leader is replaced by the other replica within the lease duration', async () => {
+    const leader = replicas.find((r) => r.name === lease()!.holderIdentity)!;
+    const other = replicas.find((r) => r !== leader)!;
+    const transitions = lease()!.leaseTransitions ?? 0;
+    leader.proc.kill('SIGKILL'); // no chance to hand the Lease back
+    await until('the other replica to take the Lease', () => lease()?.holderIdentity === other.name && leads(other), (LEASE_DURATION_S + 10) * 1000);
+    expect(lease()!.leaseTransitions).toBe(transitions + 1);
+    replicas.splice(replicas.indexOf(leader), 1);
+  });
+
+  it('a root rotation with `meshfed ca` reaches a running follower: trusted at rotate, signing at activate, no restart', async () => {
+    const follower = await replica(kubeconfig, 'meshfed-2');
+    replicas.push(follower);
+    await ready(follower);
+    expect(lease()!.holderIdentity).not.toBe(follower.name);
+    const secrets = sds(follower);
+    try {
+      const [oldRoot] = (await secrets.until('the first secrets', () => true)).roots;
+      const run = (step: string) => promisify(execFile)(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'ca', step, '--kubeconfig', kubeconfig, '--namespace', 'meshfed'], { cwd: repo });
+      await run('rotate');
+      const rotated = await secrets.until('ROOTCA_PEM with the next root', (x) => x.roots.length === 2);
+      const newRoot = rotated.roots.find((r) => r !== oldRoot)!;
+      expect(signedBy(rotated.leaf, oldRoot!)).toBe(true); // the next root signs nothing yet
+      await run('activate');
+      const activated = await secrets.until('a certificate signed by the new root', (x) => signedBy(x.leaf, newRoot));
+      expect(activated.roots.sort()).toEqual([oldRoot, newRoot].sort()); // the old root stays trusted meanwhile
+      expect(follower.proc.exitCode).toBeNull();
+    } finally {
+      secrets.close();
+    }
+  }, 90_000);
 });

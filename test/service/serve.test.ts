@@ -18,14 +18,15 @@ interface Serving {
   proc: ChildProcess;
   xds: number;
   admin: number;
+  debug: number;
   output: () => string;
 }
 
 async function serve(...args: string[]): Promise<Serving> {
-  const [xds, admin] = [await freePort(), await freePort()];
+  const [xds, admin, debug] = [await freePort(), await freePort(), await freePort()];
   const proc = spawn(
     process.execPath,
-    ['--import', 'tsx', 'src/cli/main.ts', 'serve', '--xds-address', `127.0.0.1:${xds}`, '--admin-address', `127.0.0.1:${admin}`, ...args],
+    ['--import', 'tsx', 'src/cli/main.ts', 'serve', '--xds-address', `127.0.0.1:${xds}`, '--admin-address', `127.0.0.1:${admin}`, '--debug-address', `127.0.0.1:${debug}`, ...args],
     { cwd: repo, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   running.push(proc);
@@ -37,12 +38,13 @@ async function serve(...args: string[]): Promise<Serving> {
     if (proc.exitCode !== null) throw new Error(`meshfed exited ${proc.exitCode}: ${out}`);
     if (Date.now() > deadline) throw new Error(`meshfed did not become ready: ${out}`);
     const ok = await fetch(`http://127.0.0.1:${admin}/readyz`).then((r) => r.ok, () => false);
-    if (ok) return { proc, xds, admin, output: () => out };
+    if (ok) return { proc, xds, admin, debug, output: () => out };
     await new Promise((r) => setTimeout(r, 100));
   }
 }
 
-const get = (s: Serving, p: string): Promise<Response> => fetch(`http://127.0.0.1:${s.admin}${p}`);
+/** A page of the admin address, or of the debug address for /debug/*. */
+const get = (s: Serving, p: string): Promise<Response> => fetch(`http://127.0.0.1:${p.startsWith('/debug/') ? s.debug : s.admin}${p}`);
 
 async function until<T>(what: string, f: () => Promise<T | undefined>, timeoutMs = 5000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
@@ -65,9 +67,20 @@ describe('meshfed serve', () => {
     expect(await (await get(s, '/healthz')).text()).toBe('ok\n');
     const c = new RawXdsClient(`127.0.0.1:${s.xds}`);
     const stream = c.sotw();
-    stream.send({ node: { id: 'sidecar~10.0.0.1~p.abc~abc.svc.cluster.local' }, type_url: TypeUrl.Cluster, resource_names: [] });
+    const node = 'sidecar~10.0.0.1~p.abc~abc.svc.cluster.local';
+    stream.send({ node: { id: node }, type_url: TypeUrl.Secret, resource_names: ['default', 'ROOTCA'] }); // as Envoy's TLS clusters do
+    stream.send({ type_url: TypeUrl.Cluster, resource_names: [] });
     const r = await stream.next();
     expect(r.resources.map((x) => x.name).sort()).toEqual(['outbound|8080||foo.abc.svc.cluster-a.local', 'outbound|9090||bar.xyz.svc.cluster-b.local']);
+    // Pages that need a flag say which.
+    const dump = (await (await get(s, `/debug/config_dump?proxy=${node}`)).json()) as Array<{ types: Record<string, { note?: string }> }>;
+    expect(dump[0]!.types['SDS']!.note).toContain('--trust-domain');
+    for (const [p, flag] of [['/.well-known/spiffe-bundle', '--trust-domain'], ['/debug/clusters', '--kube']] as const) {
+      const res = await get(s, p);
+      expect(res.status, p).toBe(404);
+      expect(((await res.json()) as { error: string }).error, p).toContain(flag);
+    }
+    expect(stream.status).toBeUndefined();
     c.close();
   });
 

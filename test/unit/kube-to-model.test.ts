@@ -107,3 +107,71 @@ describe('network gateways from labelled Services', () => {
     expect(rejectReason('Service', gatewaySvc({ ingress: [{ hostname: 'lb.example.com' }], externalIPs: ['203.0.113.9'] }))).toBeUndefined();
   });
 });
+
+describe('exported services', () => {
+  it('are labelled meshfed.io/exported=true or Deckhouse\'s federation.istio.deckhouse.io/public-service="" (empty value only)', () => {
+    const exported = (labels: Record<string, string>): boolean | undefined => {
+      const ix = index();
+      const s = { ...svc, metadata: { ...svc.metadata, labels } };
+      ix.setService(s, objectKey(s));
+      return ix.contribution('abc/foo')?.exported;
+    };
+    expect(exported({})).toBe(false);
+    expect(exported({ 'meshfed.io/exported': 'true' })).toBe(true);
+    expect(exported({ 'federation.istio.deckhouse.io/public-service': '' })).toBe(true);
+    expect(exported({ 'federation.istio.deckhouse.io/public-service': 'true' })).toBe(false);
+    expect(exported({ 'meshfed.io/exported': 'false' })).toBe(false);
+  });
+});
+
+describe('NodePort network gateways', () => {
+  const node = (name: string, o: { addresses?: [string, string][]; ready?: string; unschedulable?: boolean; taint?: string } = {}) => ({
+    metadata: { name },
+    spec: { ...(o.unschedulable ? { unschedulable: true } : {}), ...(o.taint ? { taints: [{ key: o.taint, effect: 'NoSchedule' }] } : {}) },
+    status: {
+      addresses: (o.addresses ?? [['InternalIP', `10.0.${name.slice(1)}.1`]]).map(([type, address]) => ({ type, address })),
+      conditions: [{ type: 'Ready', status: o.ready ?? 'True' }],
+    },
+  });
+  const gw = {
+    metadata: { name: 'ingressgateway', namespace: 'd8-istio', labels: { 'topology.istio.io/network': 'n1' } },
+    spec: { type: 'NodePort', ports: [{ name: 'tls', port: 15443, nodePort: 31443 }] },
+  };
+  const gwSlice = (eps: { node: string; ready?: boolean }[]) => ({
+    metadata: { name: 'ingressgateway-1', namespace: 'd8-istio', labels: { 'kubernetes.io/service-name': 'ingressgateway' } },
+    addressType: 'IPv4',
+    endpoints: eps.map((e, i) => ({ addresses: [`10.9.0.${i + 1}`], nodeName: e.node, conditions: { ready: e.ready ?? true } })),
+    ports: [{ name: 'tls', port: 15443 }],
+  });
+
+  it('are the nodePort on Ready, schedulable nodes running a ready gateway endpoint (ExternalIP, else InternalIP)', () => {
+    const ix = index();
+    ix.setService(gw, objectKey(gw));
+    for (const n of [
+      node('n1', { addresses: [['InternalIP', '10.0.1.1'], ['ExternalIP', '203.0.113.1']] }),
+      node('n2'),
+      node('n3', { ready: 'False' }),
+      node('n4', { unschedulable: true }),
+      node('n5', { taint: 'node.kubernetes.io/unschedulable' }),
+      node('n6', { addresses: [['ExternalIP', '203.0.113.6']] }),
+      node('n7', { addresses: [['ExternalIP', '203.0.113.7']] }),
+    ]) {
+      ix.setNode(n, n.metadata.name);
+    }
+    // n6 runs only a gateway pod that is not ready; n7 runs none.
+    ix.setSlice(gwSlice([{ node: 'n1' }, { node: 'n2' }, { node: 'n3' }, { node: 'n4' }, { node: 'n5' }, { node: 'n6', ready: false }, { node: 'n1' }]), 'd8-istio/ingressgateway-1');
+    expect(ix.gateways()).toEqual([{ service: 'd8-istio/ingressgateway', network: 'n1', port: 31443, nodePort: 31443, addresses: ['10.0.2.1', '203.0.113.1'], notes: [] }]);
+    // The node goes NotReady: it is no gateway any more.
+    ix.setNode(node('n1', { ready: 'Unknown', addresses: [['ExternalIP', '203.0.113.1']] }), 'n1');
+    expect(ix.gateways()[0]!.addresses).toEqual(['10.0.2.1']);
+  });
+
+  it('say why there is none: no node, or no nodePort for the gateway port', () => {
+    const ix = index();
+    ix.setService(gw, objectKey(gw));
+    expect(ix.gateways()[0]).toMatchObject({ addresses: [], notes: [expect.stringMatching(/NodePort 31443: no Ready, schedulable node .* no gateway into network n1/)] });
+    const noNodePort = { ...gw, spec: { type: 'NodePort', ports: [{ name: 'https', port: 443 }] } };
+    expect(gatewayServiceOf(noNodePort)).toMatchObject({ addresses: [], notes: [expect.stringMatching(/no nodePort for port 15443 \(nor a port named tls\)/)] });
+    expect(rejectReason('Node', { metadata: { name: 'n' }, status: { addresses: 'x' } })).toBe('status.addresses is not a list of {type, address}');
+  });
+});

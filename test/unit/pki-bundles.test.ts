@@ -80,7 +80,7 @@ describe('trust bundles by domain', () => {
 
   it('follows the CA: a rotation adds the next root to the local bundle at once', async () => {
     const { ca, bundles, changes } = await setup();
-    ca.rotateRoot();
+    await ca.rotateRoot();
     expect(changes()).toBe(1);
     expect(bundles.byDomain().get('cluster-a.local')).toEqual([...ca.roots].sort());
     expect(bundles.byDomain().get('cluster-a.local')).toHaveLength(2);
@@ -117,7 +117,7 @@ describe('SPIFFE bundle (JWKS)', () => {
     const seq = (td: string): number => bundles.spiffeBundleJwks(td)!.spiffe_sequence;
     bundles.setClusters(clusters(cluster('b', 'cluster-b.local', rootB)));
     const [a0, b0] = [seq('cluster-a.local'), seq('cluster-b.local')];
-    ca.rotateRoot();
+    await ca.rotateRoot();
     expect(seq('cluster-a.local')).toBeGreaterThan(a0);
     expect(seq('cluster-b.local')).toBe(b0);
     const a1 = seq('cluster-a.local');

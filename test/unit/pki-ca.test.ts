@@ -1,11 +1,11 @@
 // The mesh CA with real crypto: certificates checked by node, by the openssl CLI, and by real TLS handshakes.
 import { execFileSync } from 'node:child_process';
 import { createPrivateKey, X509Certificate } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { CertificateAuthority, fileCaStore, memoryCaStore, parseSpiffeId, spiffeId, type CaMaterial, type CaStore, type IssuedCert } from '../../src/pki/index.js';
 
 const TD = 'cluster-a.local';
@@ -198,6 +198,22 @@ describe('the root is created once', () => {
     expect(a.roots).toEqual(b.roots);
     const reopened = await CertificateAuthority.open({ trustDomain: TD, store: fileCaStore(dir) });
     expect(reopened.roots).toEqual(a.roots);
+  });
+
+  it('a server following a directory takes up a rotation another process writes there; the next root\'s files go on activation', async () => {
+    const dir = path.join(tmp, 'ca-dir-follow');
+    const serving = await CertificateAuthority.open({ trustDomain: TD, store: fileCaStore(dir), follow: true });
+    const oldRoot = serving.signingRoot;
+    const operator = await CertificateAuthority.open({ trustDomain: TD, store: fileCaStore(dir), create: false });
+    await operator.rotateRoot();
+    expect(readdirSync(dir).sort()).toEqual(['ca-cert.pem', 'ca-key.pem', 'cert-chain.pem', 'next-ca-cert.pem', 'next-ca-key.pem', 'next-cert-chain.pem', 'next-root-cert.pem', 'root-cert.pem']);
+    await vi.waitFor(() => expect(serving.roots).toEqual([oldRoot, operator.nextRoot]), { timeout: 5000 });
+    await operator.activateRotation();
+    await vi.waitFor(() => expect(serving.signingRoot).toBe(operator.signingRoot), { timeout: 5000 });
+    expect(serving.roots).toEqual([operator.signingRoot, oldRoot]);
+    expect(readdirSync(dir).sort()).toEqual(['ca-cert.pem', 'ca-key.pem', 'cert-chain.pem', 'root-cert.pem']);
+    serving.close();
+    operator.close();
   });
 });
 

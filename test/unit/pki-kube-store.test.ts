@@ -1,6 +1,6 @@
 // CA material in Kubernetes Secrets, against the fake kube-apiserver over real HTTPS with @kubernetes/client-node.
 import { KubeConfig } from '@kubernetes/client-node';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { startFakeApiServer, type FakeApiServer } from '../fixtures/kube-apiserver/index.js';
 import { CertificateAuthority, kubeCaStore, memoryCaStore, type CaMaterial } from '../../src/pki/index.js';
 import { splitPems } from '../../src/pki/x509.js';
@@ -52,7 +52,7 @@ describe('kubeCaStore', () => {
     expect(ca.roots).toEqual([plugin.rootCertPem]);
     expect(api.get('v1', 'Secret', ns, 'meshfed-ca')).toBeUndefined();
 
-    ca.rotateRoot();
+    await ca.rotateRoot();
     await ca.activateRotation();
     const data = secretData(ns, 'cacerts');
     // The new root signs; the old one stays trusted, with meshfed's note saying until when.
@@ -60,6 +60,29 @@ describe('kubeCaStore', () => {
     expect(splitPems(data['root-cert.pem']!)).toEqual([ca.signingRoot, plugin.rootCertPem]);
     expect(data['root-cert.pem']).toMatch(/\n# meshfed: retiring, trusted until \d{4}-\d\d-\d\dT[^\n]+\n-----BEGIN/);
     expect(data['note.txt']).toBe('hi');
+  });
+
+  it('every replica watching the Secret takes up a rotation written by another client, and stale writes fail', async () => {
+    const ns = 'follow';
+    const serving = await CertificateAuthority.open({ trustDomain: TD, store: kubeCaStore(kc, ns), follow: true });
+    const oldRoot = serving.signingRoot;
+    // As `meshfed ca rotate` does it: its own client, the stored material only.
+    const operator = await CertificateAuthority.open({ trustDomain: TD, store: kubeCaStore(kc, ns), create: false });
+    const stale = await CertificateAuthority.open({ trustDomain: TD, store: kubeCaStore(kc, ns), create: false });
+    await operator.rotateRoot();
+    const newRoot = operator.nextRoot!;
+    expect(Object.keys(secretData(ns, 'meshfed-ca')).sort()).toEqual([
+      'ca-cert.pem', 'ca-key.pem', 'cert-chain.pem', 'next-ca-cert.pem', 'next-ca-key.pem', 'next-cert-chain.pem', 'next-root-cert.pem', 'root-cert.pem',
+    ]);
+    await vi.waitFor(() => expect(serving.roots).toEqual([oldRoot, newRoot]), { timeout: 5000 });
+    // A client that read the Secret before that write cannot overwrite it.
+    await expect(stale.rotateRoot()).rejects.toThrow(`storing the next root in Secret ${ns}/meshfed-ca: Secret ${ns}/meshfed-ca changed since it was read; nothing was written, try again`);
+
+    await operator.activateRotation();
+    await vi.waitFor(() => expect(serving.signingRoot).toBe(newRoot), { timeout: 5000 });
+    expect(serving.roots).toEqual([newRoot, oldRoot]);
+    expect(Object.keys(secretData(ns, 'meshfed-ca')).sort()).toEqual(['ca-cert.pem', 'ca-key.pem', 'cert-chain.pem', 'root-cert.pem']);
+    for (const ca of [serving, operator, stale]) ca.close();
   });
 
   it('reports an incomplete Secret and an unreachable apiserver clearly', async () => {

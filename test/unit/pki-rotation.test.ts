@@ -1,7 +1,7 @@
 // Leaf re-issue at half-life and root rotation, on a fake clock with real crypto.
 import { X509Certificate } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { CertificateAuthority, memoryCaStore, WorkloadCertCache, type CaStore, type Identity } from '../../src/pki/index.js';
+import { CertificateAuthority, memoryCaStore, WorkloadCertCache, type CaMaterial, type CaStore, type Identity } from '../../src/pki/index.js';
 
 const TD = 'cluster-a.local';
 const FOO: Identity = { trustDomain: TD, namespace: 'abc', serviceAccount: 'foo' };
@@ -94,15 +94,16 @@ describe('root rotation', () => {
     const longLived = ca.issue({ ...FOO, serviceAccount: 'batch' }, { ttlMs: 48 * HOUR }); // the old root's last expiry
 
     // Step 1: announce. Both roots are trusted, the old one still signs, no workload is re-issued.
-    ca.rotateRoot();
+    await ca.rotateRoot();
     expect(events).toEqual(['roots=2']);
     const newRoot = ca.roots[1]!;
     expect(ca.roots).toEqual([oldRoot, newRoot]);
     expect(newRoot).not.toBe(oldRoot);
     const duringAnnounce = ca.issue(FOO);
     expect(signedBy(duringAnnounce.certChainPem, oldRoot)).toBe(true);
-    expect(stored).toBeUndefined();
-    expect(() => ca.rotateRoot()).toThrow(/already in progress/);
+    // Stored beside the signing CA, so that every replica (and a restart) trusts it too.
+    expect(stored).toEqual({ ...ca.material, next: expect.objectContaining({ rootCertPem: newRoot }) });
+    await expect(ca.rotateRoot()).rejects.toThrow(/already in progress/);
 
     // Step 2: after the bundle went out, the new root is stored and signs; cached workloads are re-issued.
     await ca.activateRotation();
@@ -129,7 +130,7 @@ describe('root rotation', () => {
 
   it('without long-lived certificates the old root still stays a full default lifetime (replicas may have signed with it)', async () => {
     const ca = await CertificateAuthority.open({ trustDomain: TD, store: memoryCaStore() });
-    ca.rotateRoot();
+    await ca.rotateRoot();
     await ca.activateRotation();
     expect(ca.roots).toHaveLength(2);
     vi.advanceTimersByTime(24 * HOUR - 1000);
@@ -144,7 +145,7 @@ describe('root rotation', () => {
     const store = memoryCaStore();
     const before = await CertificateAuthority.open({ trustDomain: TD, store });
     const oldRoot = before.signingRoot;
-    before.rotateRoot();
+    await before.rotateRoot();
     await before.activateRotation();
     const newRoot = before.signingRoot;
     before.close();
@@ -189,9 +190,9 @@ describe('root rotation', () => {
     };
     const ca = await CertificateAuthority.open({ trustDomain: TD, store });
     const first = ca.signingRoot;
-    ca.rotateRoot();
+    await ca.rotateRoot();
     await ca.activateRotation(); // the first root retires for a day
-    ca.rotateRoot();
+    await ca.rotateRoot();
     let open!: () => void;
     gate = new Promise<void>((r) => (open = r));
     const second = ca.activateRotation(); // its save waits at the gate
@@ -202,6 +203,80 @@ describe('root rotation', () => {
     await vi.advanceTimersByTimeAsync(2000);
     expect(ca.roots).not.toContain(first);
     expect((await inner.load())!.rootCertPem).not.toContain(first.trim());
+    ca.close();
+  });
+});
+
+describe('replicas following one store', () => {
+  const follower = { isLeader: () => false, onChange: () => () => {} };
+
+  it('a follower trusts a rotation\'s next root as soon as it is stored, and signs with it once activated', async () => {
+    const store = memoryCaStore();
+    const leader = await CertificateAuthority.open({ trustDomain: TD, store });
+    const errors: string[] = [];
+    const other = await CertificateAuthority.open({ trustDomain: TD, store, follow: true, leadership: follower, onStoreError: (e) => errors.push(e.message) });
+    const cache = new WorkloadCertCache(other);
+    const renewed: string[] = [];
+    cache.onRenew((id) => renewed.push(id.serviceAccount));
+    const oldRoot = leader.signingRoot;
+    const before = cache.get(FOO);
+
+    await leader.rotateRoot();
+    const newRoot = leader.nextRoot!;
+    await vi.waitFor(() => expect(other.roots).toEqual([oldRoot, newRoot]));
+    expect(other.signingRoot).toBe(oldRoot);
+    expect(renewed).toEqual([]);
+
+    await leader.activateRotation();
+    await vi.waitFor(() => expect(other.signingRoot).toBe(newRoot));
+    expect(other.roots).toEqual([newRoot, oldRoot]);
+    expect(renewed).toEqual(['foo']); // every workload certificate is re-issued by the new root
+    const after = cache.get(FOO);
+    expect(after.serial).not.toBe(before.serial);
+    expect(signedBy(after.certChainPem, newRoot)).toBe(true);
+
+    // The old root's time ends: both drop it; only the leader writes the store.
+    const saves: CaMaterial[] = [];
+    const unwatch = store.watch!(() => void store.load().then((m) => saves.push(m!)));
+    vi.advanceTimersByTime(25 * HOUR);
+    expect(other.roots).toEqual([newRoot]);
+    await vi.waitFor(() => expect(saves).toHaveLength(1));
+    expect(saves[0]!.rootCertPem).toBe(newRoot);
+    expect(errors).toEqual([]);
+    unwatch();
+    cache.close();
+    leader.close();
+    other.close();
+  });
+
+  it('refuses invalid stored material and keeps signing with the CA it has', async () => {
+    const store = memoryCaStore();
+    const errors: string[] = [];
+    const ca = await CertificateAuthority.open({ trustDomain: TD, store, follow: true, onStoreError: (e) => errors.push(e.message) });
+    const root = ca.signingRoot;
+    const other = (await CertificateAuthority.open({ trustDomain: TD, store: memoryCaStore() })).material;
+    await store.save({ ...ca.material, caKeyPem: other.caKeyPem });
+    await vi.waitFor(() => expect(errors).toEqual([expect.stringMatching(/^memory: invalid CA material: ca-key.pem does not match ca-cert.pem; the current CA keeps signing$/)]));
+    expect(ca.signingRoot).toBe(root);
+    expect(signedBy(ca.issue(FOO).certChainPem, root)).toBe(true);
+    ca.close();
+  });
+
+  it('a follower does not create the CA: it waits for the leader\'s, or to become the leader', async () => {
+    const store = memoryCaStore();
+    let leading = false;
+    const changed = new Set<(l: boolean) => void>();
+    const leadership = { isLeader: () => leading, onChange: (fn: (l: boolean) => void) => (changed.add(fn), () => changed.delete(fn)) };
+    let waiting = 0;
+    const opening = CertificateAuthority.open({ trustDomain: TD, store, leadership, onWaiting: () => waiting++ });
+    await vi.advanceTimersByTimeAsync(5000);
+    expect(await store.load()).toBeUndefined();
+    expect(waiting).toBe(1);
+    leading = true;
+    for (const fn of changed) fn(true);
+    const ca = await opening;
+    expect((await store.load())!.rootCertPem).toBe(ca.signingRoot);
+    await expect(CertificateAuthority.open({ trustDomain: TD, store: memoryCaStore(), create: false })).rejects.toThrow('no CA material in memory');
     ca.close();
   });
 });

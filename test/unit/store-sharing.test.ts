@@ -43,7 +43,7 @@ const port = (r: SotwResponse): number[] =>
 
 describe('xDS store', () => {
   it('serves proxies with equal views from one table, and keeps a slow proxy from holding back the others', async () => {
-    meshfed = await startMeshfed({ xdsHost: '127.0.0.1', xdsPort: 0, adminHost: '127.0.0.1', adminPort: 0, debounceMs: 0, log: pino({ level: 'silent' }) });
+    meshfed = await startMeshfed({ xdsHost: '127.0.0.1', xdsPort: 0, adminHost: '127.0.0.1', adminPort: 0, debugPort: 0, debounceMs: 0, log: pino({ level: 'silent' }) });
     const { registry } = meshfed;
     registry.removeSource(DEFAULT_MESH_SOURCE);
     registry.setSource('t', meshToSource(parseMeshText(mesh(0), 'test.yaml'), 't'));

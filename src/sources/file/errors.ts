@@ -22,11 +22,14 @@ export class MeshFileError extends Error {
   override readonly name = 'MeshFileError';
   readonly file: string;
   readonly problems: readonly MeshProblem[];
+  /** Problems found but not listed (a file can have millions; the message stays readable). */
+  readonly omitted: number;
 
-  constructor(file: string, problems: readonly MeshProblem[], options?: { cause?: unknown }) {
-    super(formatProblems(file, problems), options);
+  constructor(file: string, problems: readonly MeshProblem[], options?: { cause?: unknown; omitted?: number }) {
+    super(formatProblems(file, problems, options?.omitted ?? 0), options);
     this.file = file;
     this.problems = problems.length > 0 ? problems : [{ path: '', message: 'invalid mesh description' }];
+    this.omitted = options?.omitted ?? 0;
   }
 
   /** Path of the first problem. */
@@ -56,9 +59,10 @@ export function formatProblem(file: string, p: MeshProblem): string {
   return p.path === '' ? `${where}: ${p.message}` : `${where}: ${p.path}: ${p.message}`;
 }
 
-function formatProblems(file: string, problems: readonly MeshProblem[]): string {
+function formatProblems(file: string, problems: readonly MeshProblem[], omitted: number): string {
   if (problems.length === 0) return `${file}: invalid mesh description`;
   const [first] = problems;
-  if (problems.length === 1 && first) return formatProblem(file, first);
-  return [`${file}: ${problems.length} problems`, ...problems.map((p) => formatProblem(file, p))].join('\n');
+  if (problems.length === 1 && first && omitted === 0) return formatProblem(file, first);
+  const more = omitted > 0 ? [`${file}: …and ${omitted} more`] : [];
+  return [`${file}: ${problems.length + omitted} problems`, ...problems.map((p) => formatProblem(file, p)), ...more].join('\n');
 }

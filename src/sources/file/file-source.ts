@@ -1,12 +1,11 @@
 // The file source: reads a mesh description, re-reads it when it changes and hands each new
 // good state to the registry. A broken edit keeps the last good state serving.
 import fs from 'node:fs';
-import { readFile, stat } from 'node:fs/promises';
+import { open, stat } from 'node:fs/promises';
 import path from 'node:path';
-import type { SourceMesh } from '../../model/source.js';
 import { MeshFileError } from './errors.js';
-import { parseMeshText } from './parse.js';
-import { meshToSource } from './to-model.js';
+import { parseMeshBytes } from './parse.js';
+import { type FileMesh, meshToSource } from './to-model.js';
 
 /** The part of a pino logger the source uses. */
 export interface FileSourceLog {
@@ -23,35 +22,41 @@ export interface FileSourceOptions {
   readonly pollMs?: number;
   /** Editors write in several steps; wait this long after the last event before reading. */
   readonly debounceMs?: number;
+  /** A bigger file is rejected unread (default DEFAULT_MAX_MESH_FILE_BYTES). */
+  readonly maxBytes?: number;
 }
+
+/** Parsing takes a multiple of the file's size in memory (~100× for YAML); a bound keeps one file from taking the process down. */
+export const DEFAULT_MAX_MESH_FILE_BYTES = 16 * 1024 * 1024;
 
 type ReadResult =
   | { readonly kind: 'unchanged' }
-  | { readonly kind: 'mesh'; readonly mesh: SourceMesh }
+  | { readonly kind: 'mesh'; readonly mesh: FileMesh }
   | { readonly kind: 'error'; readonly error: MeshFileError };
 
 export class FileSource {
   readonly path: string;
   /** Provenance of what this source reports. */
   readonly source: string;
-  readonly #onMesh: (m: SourceMesh) => void;
+  readonly #onMesh: (m: FileMesh) => void;
   readonly #log: FileSourceLog;
   readonly #onError: ((err: MeshFileError | null) => void) | undefined;
   readonly #pollMs: number;
   readonly #debounceMs: number;
+  readonly #maxBytes: number;
 
   #watcher: fs.FSWatcher | undefined;
   #poll: NodeJS.Timeout | undefined;
   #debounce: NodeJS.Timeout | undefined;
-  /** What the last read saw (text or read error), so unchanged files are neither parsed nor re-reported. */
-  #lastSeen: string | undefined;
+  /** What the last read saw (the bytes, or a read error), so unchanged files are neither parsed nor re-reported. */
+  #lastSeen: Buffer | string | undefined;
   #lastStat: string | undefined;
   #lastError: MeshFileError | null = null;
   #reading = false;
   #readAgain = false;
   #stopped = false;
 
-  constructor(filePath: string, onMesh: (m: SourceMesh) => void, opts: FileSourceOptions) {
+  constructor(filePath: string, onMesh: (m: FileMesh) => void, opts: FileSourceOptions) {
     this.path = filePath;
     this.source = `file:${filePath}`;
     this.#onMesh = onMesh;
@@ -59,6 +64,7 @@ export class FileSource {
     this.#onError = opts.onError;
     this.#pollMs = opts.pollMs ?? 1000;
     this.#debounceMs = opts.debounceMs ?? 50;
+    this.#maxBytes = opts.maxBytes ?? DEFAULT_MAX_MESH_FILE_BYTES;
   }
 
   /** The error of the last rejected edit, or null while the file on disk is the state being served. */
@@ -154,28 +160,51 @@ export class FileSource {
     }
   }
 
+  /** Never throws: whatever is on disk ends as a mesh, an error of the file, or unchanged. */
   async #read(): Promise<ReadResult> {
-    let text: string;
+    let bytes: Buffer;
     try {
-      text = await readFile(this.path, 'utf8');
+      bytes = await this.#readBounded();
     } catch (e) {
+      if (e instanceof MeshFileError) return this.#seen(`error:too-large:${e.message}`) ? { kind: 'unchanged' } : { kind: 'error', error: e };
       const code = (e as NodeJS.ErrnoException).code ?? 'unknown';
-      if (this.#lastSeen === `error:${code}`) return { kind: 'unchanged' };
-      this.#lastSeen = `error:${code}`;
+      if (this.#seen(`error:${code}`)) return { kind: 'unchanged' };
       const message = code === 'ENOENT' ? 'file not found' : `cannot read: ${(e as Error).message}`;
       return { kind: 'error', error: new MeshFileError(this.path, [{ path: '', message }], { cause: e }) };
     }
-    if (this.#lastSeen === `text:${text}`) return { kind: 'unchanged' };
-    this.#lastSeen = `text:${text}`;
+    if (this.#seen(bytes)) return { kind: 'unchanged' };
     try {
-      return { kind: 'mesh', mesh: meshToSource(parseMeshText(text, this.path), this.source) };
+      return { kind: 'mesh', mesh: meshToSource(parseMeshBytes(bytes, this.path), this.source) };
     } catch (e) {
       if (e instanceof MeshFileError) return { kind: 'error', error: e };
-      throw e;
+      return { kind: 'error', error: new MeshFileError(this.path, [{ path: '', message: `cannot use: ${(e as Error).message}` }], { cause: e }) };
     }
   }
 
-  #publish(mesh: SourceMesh): void {
+  /** Whether the read saw the same as the last one; remembers it. */
+  #seen(what: Buffer | string): boolean {
+    const last = this.#lastSeen;
+    this.#lastSeen = what;
+    return typeof what === 'string' ? last === what : Buffer.isBuffer(last) && last.equals(what);
+  }
+
+  /** The file's bytes, or a MeshFileError when it is over the limit (checked before reading, and after: it may grow). */
+  async #readBounded(): Promise<Buffer> {
+    const tooLarge = (size: number): MeshFileError =>
+      new MeshFileError(this.path, [{ path: '', message: `file is ${size} bytes, over the limit of ${this.#maxBytes} (--max-config-bytes)` }]);
+    const fh = await open(this.path, 'r');
+    try {
+      const { size } = await fh.stat();
+      if (size > this.#maxBytes) throw tooLarge(size);
+      const bytes = await fh.readFile();
+      if (bytes.length > this.#maxBytes) throw tooLarge(bytes.length);
+      return bytes;
+    } finally {
+      await fh.close();
+    }
+  }
+
+  #publish(mesh: FileMesh): void {
     const recovered = this.#lastError !== null;
     this.#lastError = null;
     this.#log.info(

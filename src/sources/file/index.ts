@@ -1,6 +1,6 @@
 // The file source's public surface.
-export { MeshFileError, type MeshProblem } from './errors.js';
+export { formatProblem, MeshFileError, type MeshProblem } from './errors.js';
 export { FileSource, type FileSourceLog, type FileSourceOptions } from './file-source.js';
-export { parseMeshText } from './parse.js';
-export { DEFAULT_DOMAIN, DEFAULT_SERVICE_ACCOUNT, meshToSource } from './to-model.js';
+export { parseMeshBytes, parseMeshText } from './parse.js';
+export { DEFAULT_DOMAIN, DEFAULT_SERVICE_ACCOUNT, type FileMesh, meshToSource } from './to-model.js';
 export { validateMesh } from './validate.js';

@@ -10,13 +10,19 @@ import {
 import { compare, hostnameOf, protocolOf, type Endpoint, type Health, type MeshCluster, type RawResource, type ServicePort } from '../../model/mesh.js';
 import { contributionKey, rawKey, type ServiceContribution, type SourceMesh } from '../../model/source.js';
 import { resourceName } from '../../envoy/protos.js';
+import type { FederationPeerSpec } from '../../alliance/types.js';
 
 export const DEFAULT_DOMAIN = 'cluster.local';
 /** Kubernetes gives every pod a service account; "default" when none is named. */
 export const DEFAULT_SERVICE_ACCOUNT = 'default';
 
+/** What a mesh file holds: its part of the mesh, and the federation peers it declares. */
+export interface FileMesh extends SourceMesh {
+  readonly federations: readonly FederationPeerSpec[];
+}
+
 /** `source` names the origin for provenance, e.g. `file:/etc/meshfed/mesh.yaml`. */
-export function meshToSource(mesh: Mesh, source: string): SourceMesh {
+export function meshToSource(mesh: Mesh, source: string): FileMesh {
   const clusters = new Map(
     mesh.clusters.map(toCluster).sort(byKey((c) => c.id)).map((c) => [c.id, c] as const),
   );
@@ -31,6 +37,14 @@ export function meshToSource(mesh: Mesh, source: string): SourceMesh {
     clusters,
     services: new Map(services.map((s) => [contributionKey(s), s])),
     raw: new Map(raw.map((r) => [rawKey(r), r])),
+    federations: mesh.federations
+      .map((f) => ({
+        name: f.name,
+        trustDomain: f.trustDomain,
+        metadataEndpoint: f.metadataEndpoint,
+        metadata: { ca: f.metadata?.ca || undefined, insecureSkipVerify: f.metadata?.insecureSkipVerify || undefined },
+      }))
+      .sort(byKey((f) => f.name)),
   };
 }
 

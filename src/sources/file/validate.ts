@@ -2,6 +2,7 @@
 // Reports every problem with its path, so one edit can fix them all.
 import net from 'node:net';
 import type { Mesh, Service } from '../../gen/meshfed/v1/mesh_pb.js';
+import { rootProblem, splitPems } from '../../pki/x509.js';
 import type { PathProblem, PathSegment } from './errors.js';
 import { checkRawResource } from './raw-resource.js';
 import { endpointPorts } from './to-model.js';
@@ -27,7 +28,39 @@ export function validateMesh(mesh: Mesh): PathProblem[] {
     else serviceKeys.set(key, i);
   });
   checkResources(mesh, out);
+  checkFederations(mesh, problem);
   return out;
+}
+
+/** Deckhouse's trustDomain pattern. */
+const TRUST_DOMAIN = /^[0-9a-zA-Z._-]+$/;
+
+function checkFederations(mesh: Mesh, problem: Report): void {
+  const names = new Map<string, number>();
+  mesh.federations.forEach((f, i) => {
+    const at = ['federations', i];
+    if (!DNS_SUBDOMAIN.test(f.name)) problem([...at, 'name'], f.name === '' ? 'must not be empty' : `"${f.name}" is not a DNS name`);
+    else if (names.has(f.name)) problem([...at, 'name'], `duplicate federation "${f.name}" (also federations[${names.get(f.name)}])`);
+    else names.set(f.name, i);
+    if (!TRUST_DOMAIN.test(f.trustDomain)) problem([...at, 'trustDomain'], f.trustDomain === '' ? 'must not be empty' : `"${f.trustDomain}" is not a trust domain`);
+    const why = metadataEndpointProblem(f.metadataEndpoint);
+    if (why) problem([...at, 'metadataEndpoint'], why);
+  });
+}
+
+/** An http(s) URL with a host, no query and no fragment (Deckhouse's CEL rule, plus plain http for meshfed's exporter). */
+export function metadataEndpointProblem(v: string): string | undefined {
+  if (v === '') return 'must not be empty';
+  let u: URL;
+  try {
+    u = new URL(v);
+  } catch {
+    return `"${v}" is not a URL`;
+  }
+  if (u.protocol !== 'https:' && u.protocol !== 'http:') return `"${v}" must be an https (or http) URL`;
+  if (u.hostname === '') return `"${v}" has no host`;
+  if (u.search !== '' || u.hash !== '' || v.includes('?') || v.includes('#')) return `"${v}" must have no query or fragment`;
+  return undefined;
 }
 
 type Report = (segments: PathSegment[], message: string) => void;
@@ -41,6 +74,15 @@ function checkClusters(mesh: Mesh, problem: Report): Set<string> {
     else if (ids.has(c.id)) problem([...at, 'id'], `duplicate cluster id "${c.id}" (also clusters[${ids.get(c.id)}])`);
     else ids.set(c.id, i);
     if (c.domain !== '' && !DNS_SUBDOMAIN.test(c.domain)) problem([...at, 'domain'], `"${c.domain}" is not a DNS name`);
+    if (c.rootCaPem.trim() !== '') {
+      // Every certificate in it becomes a root of the cluster's trust domain: each must be a CA.
+      const pems = splitPems(c.rootCaPem);
+      if (pems.length === 0) problem([...at, 'rootCaPem'], 'holds no PEM certificate (-----BEGIN CERTIFICATE-----)');
+      pems.forEach((pem, k) => {
+        const why = rootProblem(pem);
+        if (why) problem([...at, 'rootCaPem'], pems.length > 1 ? `certificate ${k + 1}: ${why}` : why);
+      });
+    }
     c.gateways.forEach((g, j) => {
       const gat = [...at, 'gateways', j];
       if (g.address === '') problem([...gat, 'address'], 'must not be empty');

@@ -29,6 +29,8 @@ export interface KubeSourceOptions {
   readonly remote: GuardOptions;
   readonly limits?: TransportLimits;
   readonly backoff?: Backoff;
+  /** Read Istio ServiceEntries from the local apiserver (default true; see service-entries.ts). */
+  readonly serviceEntries?: boolean;
 }
 
 export const KUBE_DEFAULTS = {

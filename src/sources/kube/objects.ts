@@ -21,6 +21,7 @@ export interface ServicePortObj {
   readonly port: number;
   readonly targetPort?: number | string;
   readonly appProtocol?: string;
+  readonly nodePort?: number;
 }
 
 export interface LoadBalancerIngress {
@@ -51,14 +52,21 @@ export interface PodObj extends KubeObj {
   readonly spec?: { readonly serviceAccountName?: string; readonly nodeName?: string };
 }
 
-export type NodeObj = KubeObj;
+/** What a NodePort gateway needs of a node: its addresses, and whether it is Ready and schedulable. */
+export interface NodeObj extends KubeObj {
+  readonly spec?: { readonly unschedulable?: boolean; readonly taints?: readonly { readonly key?: string }[] | null };
+  readonly status?: {
+    readonly addresses?: readonly { readonly type?: string; readonly address?: string }[] | null;
+    readonly conditions?: readonly { readonly type?: string; readonly status?: string }[] | null;
+  };
+}
 export type NamespaceObj = KubeObj;
 
 export interface SecretObj extends KubeObj {
   readonly data?: Readonly<Record<string, string>>;
 }
 
-export type Kind = 'Service' | 'EndpointSlice' | 'Pod' | 'Node' | 'Namespace' | 'Secret';
+export type Kind = 'Service' | 'EndpointSlice' | 'Pod' | 'Node' | 'Namespace' | 'Secret' | 'IstioFederation' | 'ServiceEntry';
 
 /** The list/watch path of each kind, cluster-wide or in one namespace. */
 export function pathOf(kind: Kind, namespace?: string): string {
@@ -76,6 +84,10 @@ export function pathOf(kind: Kind, namespace?: string): string {
       return '/api/v1/namespaces';
     case 'Secret':
       return `/api/v1${ns}/secrets`;
+    case 'IstioFederation':
+      return '/apis/deckhouse.io/v1alpha1/istiofederations';
+    case 'ServiceEntry':
+      return `/apis/networking.istio.io/v1${ns}/serviceentries`;
   }
 }
 
@@ -109,6 +121,7 @@ export function rejectReason(kind: Kind, obj: unknown): string | undefined {
         if (!isObject(p) || !isPort(p['port'])) return 'a service port has no valid port number';
         if (p['name'] !== undefined && typeof p['name'] !== 'string') return 'a service port name is not a string';
         if (p['appProtocol'] !== undefined && typeof p['appProtocol'] !== 'string') return 'a service port appProtocol is not a string';
+        if (p['nodePort'] !== undefined && !isPort(p['nodePort'])) return 'a service port nodePort is not a port';
       }
       return undefined;
     }
@@ -138,8 +151,32 @@ export function rejectReason(kind: Kind, obj: unknown): string | undefined {
       if (spec !== undefined && !isObject(spec)) return 'spec is not an object';
       return undefined;
     }
+    case 'Node': {
+      const spec = obj['spec'];
+      if (spec !== undefined && !isObject(spec)) return 'spec is not an object';
+      if (isObject(spec) && !isListOf(spec['taints'], (t) => isObject(t) && (t['key'] === undefined || typeof t['key'] === 'string'))) return 'spec.taints is not a list of taints';
+      const status = obj['status'];
+      if (status === undefined) return undefined;
+      if (!isObject(status)) return 'status is not an object';
+      if (!isListOf(status['addresses'], (a) => isObject(a) && typeof a['type'] === 'string' && typeof a['address'] === 'string')) return 'status.addresses is not a list of {type, address}';
+      if (!isListOf(status['conditions'], (c) => isObject(c) && typeof c['type'] === 'string' && typeof c['status'] === 'string')) return 'status.conditions is not a list of {type, status}';
+      return undefined;
+    }
     case 'Secret': {
       if (!isStringMap(obj['data'])) return 'data is not a string map';
+      return undefined;
+    }
+    case 'ServiceEntry':
+      // The spec is checked field by field in service-entry.ts, which names what is wrong where.
+      return undefined;
+    case 'IstioFederation': {
+      const spec = obj['spec'];
+      if (!isObject(spec)) return 'spec is not an object';
+      if (typeof spec['trustDomain'] !== 'string' || typeof spec['metadataEndpoint'] !== 'string') return 'spec.trustDomain and spec.metadataEndpoint must be strings';
+      const md = spec['metadata'];
+      if (md !== undefined && (!isObject(md) || (md['ca'] !== undefined && typeof md['ca'] !== 'string') || (md['insecureSkipVerify'] !== undefined && typeof md['insecureSkipVerify'] !== 'boolean'))) {
+        return 'spec.metadata must be {ca: string, insecureSkipVerify: boolean}';
+      }
       return undefined;
     }
     default:
@@ -147,6 +184,7 @@ export function rejectReason(kind: Kind, obj: unknown): string | undefined {
   }
 }
 
+const isListOf = (v: unknown, ok: (x: unknown) => boolean): boolean => v === undefined || v === null || (Array.isArray(v) && v.every(ok));
 const isStringList = (v: unknown): boolean => v === undefined || v === null || (Array.isArray(v) && v.every((x) => typeof x === 'string'));
 
 /** Checks the fields a network gateway Service's addresses come from: spec.externalIPs and status.loadBalancer.ingress. */

@@ -14,7 +14,8 @@
 // - mTLS: a pod takes mTLS unless it is labelled sidecar.istio.io/inject=false or
 //   security.istio.io/tlsMode=disabled; an endpoint that targets no known pod is plaintext (meshfed
 //   cannot know that a workload certificate is there).
-// - exported (to federation peers): the Service is labelled meshfed.io/exported=true.
+// - exported (to federation peers): the Service is labelled meshfed.io/exported=true, or
+//   federation.istio.deckhouse.io/public-service with an empty value (Deckhouse's label; any other value is not).
 // - discovery selectors: when given, only services in namespaces whose labels match one are seen.
 // - network gateways, as Istio finds them: a Service labelled topology.istio.io/network=<net> (in any
 //   namespace, whatever the discovery selectors) makes its external addresses gateways into <net>
@@ -22,6 +23,10 @@
 //   spec.externalIPs, at the port of label networking.istio.io/gatewayPort, default 15443 (Istio does
 //   not check that the Service exposes it). A labelled Service with no external address yet (a
 //   LoadBalancer still <PENDING>) gives no gateway, and says so.
+// - a labelled Service of type NodePort (without externalIPs) is reached, as Deckhouse's exporter does
+//   it, at the nodePort of its gateway port (else of its port named tls) on every node that runs one
+//   of its ready endpoints, at the node's ExternalIP, else InternalIP; nodes not Ready, marked
+//   unschedulable or tainted node.kubernetes.io/unschedulable are skipped.
 import { isIP } from 'node:net';
 import { compare, hostnameOf, protocolOf, type Endpoint, type Health, type ServicePort } from '../../model/mesh.js';
 import type { ServiceContribution } from '../../model/source.js';
@@ -33,6 +38,7 @@ export const LABEL_REGION = 'topology.kubernetes.io/region';
 export const LABEL_ZONE = 'topology.kubernetes.io/zone';
 export const LABEL_SUBZONE = 'topology.istio.io/subzone';
 export const LABEL_EXPORTED = 'meshfed.io/exported';
+export const LABEL_DECKHOUSE_PUBLIC = 'federation.istio.deckhouse.io/public-service';
 export const LABEL_INJECT = 'sidecar.istio.io/inject';
 export const LABEL_TLS_MODE = 'security.istio.io/tlsMode';
 export const LABEL_GATEWAY_PORT = 'networking.istio.io/gatewayPort';
@@ -46,6 +52,8 @@ export interface GatewayService {
   readonly port: number;
   /** External addresses, sorted: IPs, and load balancer hostnames (to be resolved). */
   readonly addresses: readonly string[];
+  /** A NodePort gateway's node port: ClusterIndex.gateways() fills in `addresses` from the nodes. */
+  readonly nodePort?: number;
   /** Why the Service gives no gateway, or not the one it seems to: shown at /debug/clusters. */
   readonly notes: readonly string[];
 }
@@ -73,6 +81,13 @@ export function gatewayServiceOf(svc: ServiceObj): GatewayService | undefined {
     }
   }
   for (const ip of svc.spec?.externalIPs ?? []) if (ip) addresses.add(ip);
+  if (type === 'NodePort' && addresses.size === 0) {
+    const ports = svc.spec?.ports ?? [];
+    const nodePort = (ports.find((p) => p.port === port) ?? ports.find((p) => p.name === 'tls'))?.nodePort;
+    if (nodePort) return { service, network, port, addresses: [], notes, nodePort };
+    notes.push(`${service}: NodePort Service has no nodePort for port ${port} (nor a port named tls): no gateway into network ${network} from it`);
+    return { service, network, port, addresses: [], notes };
+  }
   if (addresses.size === 0) {
     notes.push(
       type === 'LoadBalancer'
@@ -130,7 +145,31 @@ export class ClusterIndex {
 
   /** Every Service that names a network gateway, by service key. */
   gateways(): GatewayService[] {
-    return [...this.gatewayServices.entries()].sort(([a], [b]) => compare(a, b)).map(([, g]) => g);
+    return [...this.gatewayServices.entries()].sort(([a], [b]) => compare(a, b)).map(([k, g]) => (g.nodePort === undefined ? g : this.nodePortGateway(k, g, g.nodePort)));
+  }
+
+  /** A NodePort gateway's addresses: the usable nodes that run its ready endpoints. */
+  private nodePortGateway(k: ServiceKey, g: GatewayService, nodePort: number): GatewayService {
+    const ns = k.slice(0, k.indexOf('/'));
+    const nodes = new Set<string>();
+    for (const sk of this.slicesOf.get(k) ?? []) {
+      for (const e of this.slices.get(sk)?.endpoints ?? []) {
+        if (e.conditions?.ready === false) continue;
+        const pod = e.targetRef?.kind === 'Pod' && e.targetRef.name ? this.pods.get(key(e.targetRef.namespace ?? ns, e.targetRef.name)) : undefined;
+        const name = e.nodeName ?? pod?.spec?.nodeName;
+        if (name) nodes.add(name);
+      }
+    }
+    const addresses = new Set<string>();
+    for (const name of nodes) {
+      const node = this.nodes.get(name);
+      const a = node && usableNode(node) && nodeAddress(node);
+      if (a) addresses.add(a);
+    }
+    const notes = addresses.size
+      ? g.notes
+      : [...g.notes, `${g.service}: NodePort ${nodePort}: no Ready, schedulable node with an address runs a ready gateway endpoint: no gateway into network ${g.network} from it`];
+    return { ...g, port: nodePort, addresses: [...addresses].sort(), notes };
   }
 
   setSlice(obj: EndpointSliceObj | undefined, k: string): ServiceKey[] {
@@ -194,7 +233,7 @@ export class ClusterIndex {
       namespace: ns,
       cluster: this.cluster.id,
       ports,
-      exported: svc.metadata.labels?.[LABEL_EXPORTED] === 'true',
+      exported: svc.metadata.labels?.[LABEL_EXPORTED] === 'true' || svc.metadata.labels?.[LABEL_DECKHOUSE_PUBLIC] === '',
       origin: 'local',
       endpoints: this.endpointsOf(k, ns, ports),
     };
@@ -276,6 +315,19 @@ export class ClusterIndex {
     }
     return [...out];
   }
+}
+
+/** Ready (when it says), not cordoned (spec.unschedulable or the taint the node controller puts for it). */
+function usableNode(n: NodeObj): boolean {
+  if (n.spec?.unschedulable) return false;
+  if ((n.spec?.taints ?? []).some((t) => t.key === 'node.kubernetes.io/unschedulable')) return false;
+  return !(n.status?.conditions ?? []).some((c) => c.type === 'Ready' && c.status !== 'True');
+}
+
+/** ExternalIP, else InternalIP. */
+function nodeAddress(n: NodeObj): string | undefined {
+  const addrs = n.status?.addresses ?? [];
+  return addrs.find((a) => a.type === 'ExternalIP' && a.address)?.address ?? addrs.find((a) => a.type === 'InternalIP' && a.address)?.address;
 }
 
 function sliceOwner(s: EndpointSliceObj): ServiceKey | undefined {

@@ -31,11 +31,25 @@ export class HttpStatusError extends Error {
   }
 }
 
+/**
+ * The reason and the position only: a YAML error quotes the lines around the fault, which may hold a
+ * token or a key, and the message reaches the log and /debug/clusters.
+ */
+function parseError(err: unknown): string {
+  const e = err as Error & { reason?: string; mark?: { line: number; column: number } };
+  return e.reason && e.mark ? `${e.reason} (line ${e.mark.line + 1}, column ${e.mark.column + 1})` : (e.message.split('\n')[0] ?? '');
+}
+
 /** Loads the local cluster's configuration: a kubeconfig file, else the in-cluster service account. */
 export function localKubeConfig(path?: string): KubeConfig {
   const kc = new KubeConfig();
-  if (path) kc.loadFromFile(path);
-  else if (process.env['KUBERNETES_SERVICE_HOST']) kc.loadFromCluster();
+  if (path) {
+    try {
+      kc.loadFromFile(path);
+    } catch (err) {
+      throw new Error(`kubeconfig ${path}: ${parseError(err)}`);
+    }
+  } else if (process.env['KUBERNETES_SERVICE_HOST']) kc.loadFromCluster();
   else throw new Error('no Kubernetes configuration: give --kubeconfig, or run in a pod (KUBERNETES_SERVICE_HOST)');
   if (!kc.getCurrentCluster()) throw new Error(`kubeconfig ${path ?? '(in-cluster)'} names no current cluster`);
   return kc;
@@ -51,7 +65,7 @@ export function remoteKubeConfig(text: string, clusterId: string): KubeConfig {
   try {
     kc.loadFromString(text);
   } catch (err) {
-    throw new Error(`cluster ${clusterId}: the kubeconfig does not parse: ${(err as Error).message}`);
+    throw new Error(`cluster ${clusterId}: the kubeconfig does not parse: ${parseError(err)}`);
   }
   const cluster = kc.getCurrentCluster();
   const user = kc.getCurrentUser();
@@ -143,6 +157,28 @@ export class KubeClient {
       });
       req.end();
     });
+  }
+
+  /** GET of one JSON document (discovery), bounded by maxObjectBytes. */
+  async getJson(path: string): Promise<unknown> {
+    const res = await this.request(path, {}, this.limits.requestTimeoutMs);
+    const declared = Number(res.headers['content-length'] ?? 0);
+    if (declared > this.limits.maxObjectBytes) {
+      res.destroy();
+      throw new Error(`GET ${path}: ${declared} bytes, more than ${this.limits.maxObjectBytes}`);
+    }
+    return JSON.parse(await readAll(res, this.limits.requestTimeoutMs)) as unknown;
+  }
+
+  /** The versions the apiserver serves of an API group (empty when it does not serve the group). */
+  async groupVersions(group: string): Promise<string[]> {
+    try {
+      const doc = (await this.getJson(`/apis/${group}`)) as { versions?: Array<{ version?: unknown }> };
+      return (doc.versions ?? []).map((v) => String(v.version ?? ''));
+    } catch (err) {
+      if (err instanceof HttpStatusError && err.statusCode === 404) return [];
+      throw err;
+    }
   }
 
   /** Aborts every request in flight and refuses new ones. */

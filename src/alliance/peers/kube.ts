@@ -1,0 +1,117 @@
+// IstioFederation custom resources as a peer origin: watched through the kube source's guarded
+// informer (size limits, backoff), and their /status written with a JSON merge patch.
+import https from 'node:https';
+import http from 'node:http';
+import type { KubeConfig } from '@kubernetes/client-node';
+import type { Logger } from 'pino';
+import { DEFAULT_BACKOFF, ResourceInformer } from '../../sources/kube/informer.js';
+import { type KubeObj, pathOf } from '../../sources/kube/objects.js';
+import { DEFAULT_LIMITS, KubeClient } from '../../sources/kube/transport.js';
+import type { FederationPeerSpec } from '../types.js';
+import type { FederationStatus, PeerController, StatusSink } from './controller.js';
+
+interface IstioFederationObj extends KubeObj {
+  readonly spec: { trustDomain: string; metadataEndpoint: string; metadata?: { ca?: string; insecureSkipVerify?: boolean } };
+  readonly status?: { conditions?: unknown[] };
+}
+
+const PATH = pathOf('IstioFederation');
+const DISCOVERY_RETRY_MS = 60_000;
+
+export class IstioFederationWatch implements StatusSink {
+  /** By informer key (`/<name>`: cluster-scoped). */
+  private readonly objects = new Map<string, IstioFederationObj>();
+  private readonly informer: ResourceInformer<IstioFederationObj>;
+  private controller: PeerController | undefined;
+  private readonly client: KubeClient;
+  private retry: NodeJS.Timeout | undefined;
+  private stopped = false;
+
+  constructor(
+    private readonly kc: KubeConfig,
+    private readonly log: Logger,
+  ) {
+    const client = (this.client = new KubeClient(kc, DEFAULT_LIMITS, (kind, reason, name) => log.warn({ kind, object: name, reason }, 'IstioFederation ignored')));
+    this.informer = new ResourceInformer<IstioFederationObj>(
+      client,
+      'IstioFederation',
+      PATH,
+      {
+        set: (obj, key) => {
+          if (obj) this.objects.set(key, obj);
+          else this.objects.delete(key);
+          this.push();
+        },
+        listed: () => this.push(),
+        health: () => undefined,
+      },
+      DEFAULT_BACKOFF,
+      log.child({ kind: 'IstioFederation' }),
+    );
+  }
+
+  /** Watches once the apiserver serves the CRD (checked every minute until then, quietly). */
+  start(controller: PeerController): void {
+    this.controller = controller;
+    void this.discover();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    clearTimeout(this.retry);
+    this.informer.stop();
+    this.client.close();
+  }
+
+  private async discover(): Promise<void> {
+    let served = false;
+    try {
+      served = (await this.client.groupVersions('deckhouse.io')).includes('v1alpha1');
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'cannot read the deckhouse.io API group; retrying');
+    }
+    if (this.stopped) return;
+    if (served) {
+      this.informer.start();
+      return;
+    }
+    this.log.debug('deckhouse.io/v1alpha1 is not served (IstioFederation CRD not installed): retrying in a minute');
+    this.retry = setTimeout(() => void this.discover(), DISCOVERY_RETRY_MS);
+    this.retry.unref();
+  }
+
+  conditions(name: string): readonly unknown[] | undefined {
+    const c = this.objects.get(`/${name}`)?.status?.conditions;
+    return Array.isArray(c) ? c : undefined;
+  }
+
+  async patch(name: string, status: FederationStatus): Promise<void> {
+    const url = new URL(`${this.kc.getCurrentCluster()?.server ?? ''}${PATH}/${encodeURIComponent(name)}/status`);
+    const opts: https.RequestOptions = { method: 'PATCH', headers: { 'content-type': 'application/merge-patch+json', accept: 'application/json' } };
+    await this.kc.applyToHTTPSOptions(opts);
+    const body = JSON.stringify({ status });
+    await new Promise<void>((resolve, reject) => {
+      const req = (url.protocol === 'http:' ? http : https).request(url, opts, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => (res.statusCode === 200 ? resolve() : reject(new Error(`PATCH ${url.pathname}: HTTP ${res.statusCode}: ${Buffer.concat(chunks).toString().slice(0, 200)}`))));
+        res.on('error', reject);
+      });
+      req.setTimeout(DEFAULT_LIMITS.requestTimeoutMs, () => req.destroy(new Error(`PATCH ${url.pathname}: no answer`)));
+      req.on('error', reject);
+      req.end(body);
+    });
+  }
+
+  /** Status writes change the objects too; only spec changes matter to the controller (it compares specs). */
+  private push(): void {
+    if (!this.informer.synced || !this.controller) return;
+    const specs: FederationPeerSpec[] = [...this.objects.values()].map((o) => ({
+      name: o.metadata.name,
+      trustDomain: o.spec.trustDomain,
+      metadataEndpoint: o.spec.metadataEndpoint,
+      metadata: { ca: o.spec.metadata?.ca, insecureSkipVerify: o.spec.metadata?.insecureSkipVerify },
+    }));
+    this.controller.setPeers('kube', specs);
+  }
+}

@@ -1,0 +1,153 @@
+// Brings up this cluster's alliance identity (UUID, Ed25519 key pair, token minter) and, when asked, the metadata
+// exporter. app.ts calls it once; the peer controller takes `mintToken` and supplies the PeerDirectory.
+import { readFileSync } from 'node:fs';
+import type { KubeConfig } from '@kubernetes/client-node';
+import type { Logger } from 'pino';
+import type client from 'prom-client';
+import type { MeshSnapshot } from '../model/mesh.js';
+import type { TrustBundles } from '../pki/index.js';
+import { MetadataExporter } from './exporter/server.js';
+import { checkClusterUuid, ephemeralClusterUuid, kubeClusterUuid } from './identity/cluster-uuid.js';
+import { openAuthnKeys, type AuthnKeyStore } from './identity/key-store.js';
+import { StaticPeerDirectory } from './static-peers.js';
+import { tokenMinter } from './tokens/tokens.js';
+import type { IngressGateway, PeerDirectory, TokenMinter } from './types.js';
+
+export interface AllianceOptions {
+  /** Else, with Kubernetes, the uid of Namespace kube-system; else a UUID for this run only. */
+  readonly clusterUuid?: string;
+  readonly keyStore: AuthnKeyStore;
+  /** With a mesh file: the id of the local cluster (whose services and gateways are published). */
+  readonly localClusterId?: string;
+  /** Peers allowed to read private metadata; until the peer controller provides it, none. */
+  readonly peers?: PeerDirectory;
+  readonly exporter?: {
+    readonly host: string;
+    readonly port: number;
+    /** Serve HTTPS with these PEM files, re-read when they change (a renewed certificate). */
+    readonly tls?: { readonly certFile: string; readonly keyFile: string; readonly reloadIntervalMs?: number };
+    /** Serve federation.json (Deckhouse's FEDERATION_ENABLED). */
+    readonly federation: boolean;
+    /** Serve multicluster.json with this apiHost (Deckhouse's MULTICLUSTER_ENABLED + MULTICLUSTER_API_HOST). */
+    readonly multiclusterApiHost?: string;
+    readonly advertise?: readonly IngressGateway[];
+  };
+}
+
+export interface AllianceDeps {
+  /** The local cluster's apiserver, when meshfed runs with Kubernetes. */
+  readonly kubeConfig?: KubeConfig;
+  /** The local cluster's id in the mesh model with Kubernetes (the kube source's). */
+  readonly kubeClusterId?: string;
+  /** The mesh CA: its trust domain is the cluster domain; its roots are published. */
+  readonly pki?: { readonly trustDomain: string; readonly roots: () => readonly string[]; readonly bundles: TrustBundles };
+  readonly snapshot: () => MeshSnapshot;
+  readonly metrics: client.Registry;
+  readonly log: Logger;
+}
+
+export interface Alliance {
+  readonly clusterUuid: string;
+  /** Deckhouse-labelled PEM, as public.json carries it. */
+  readonly authnKeyPub: string;
+  readonly mintToken: TokenMinter;
+  readonly metadataPort: number | undefined;
+  /** Replaces the peers allowed to read private metadata (the peer controller, built after it has mintToken). */
+  usePeers(peers: PeerDirectory): void;
+  close(): Promise<void>;
+}
+
+export async function startAlliance(o: AllianceOptions, deps: AllianceDeps): Promise<Alliance> {
+  const log = deps.log;
+  let clusterUuid: string;
+  if (o.clusterUuid) clusterUuid = checkClusterUuid(o.clusterUuid);
+  else if (deps.kubeConfig) clusterUuid = await kubeClusterUuid(deps.kubeConfig);
+  else {
+    clusterUuid = ephemeralClusterUuid();
+    log.warn({ clusterUuid }, 'no --cluster-uuid: using a cluster UUID for this run only (peers learn the new one from public.json)');
+  }
+  const keys = await openAuthnKeys(o.keyStore);
+  log.info({ clusterUuid, keys: o.keyStore.describe }, 'alliance identity ready');
+  const mintToken = tokenMinter({ clusterUuid, privateKey: keys.privateKey });
+
+  let peers: PeerDirectory = o.peers ?? new StaticPeerDirectory();
+  let exporter: MetadataExporter | undefined;
+  let stopTlsWatch = (): void => undefined;
+  let metadataPort: number | undefined;
+  const e = o.exporter;
+  if (e) {
+    const pki = deps.pki;
+    if (!pki) throw new Error('the metadata exporter publishes the mesh CA\'s root: give --trust-domain (or --kube)');
+    const clusterId = deps.kubeClusterId ?? o.localClusterId;
+    if (!clusterId) throw new Error('the metadata exporter needs the local cluster\'s id: give --cluster-id');
+    if (!deps.kubeClusterId && !deps.snapshot().clusters.has(clusterId)) {
+      log.warn({ clusterId }, `metadata exporter: cluster ${clusterId} is not in the mesh (yet); it publishes no services or gateways (--cluster-id names the local cluster of the mesh file)`);
+    }
+    exporter = new MetadataExporter({
+      local: { clusterUuid, clusterDomain: pki.trustDomain, clusterId },
+      authnKeyPub: keys.pubPem,
+      rootCA: () => pki.roots().join(''),
+      bundles: pki.bundles,
+      snapshot: deps.snapshot,
+      // INTEGRATION: the peer controller (branch fed-sources) hands over the PeerDirectory built from the peers'
+      // fetched public metadata (o.peers, or usePeers() once it exists); until then every private request is
+      // refused as from an unknown cluster.
+      peers: { publicMetadata: (uuid) => peers.publicMetadata(uuid) },
+      federation: e.federation,
+      multiclusterApiHost: e.multiclusterApiHost,
+      advertise: e.advertise,
+      tls: e.tls && readTls(e.tls),
+      metrics: deps.metrics,
+      log: log.child({ module: 'metadata-exporter' }),
+    });
+    metadataPort = await exporter.listen(e.host, e.port);
+    if (e.tls) stopTlsWatch = watchTls(e.tls, exporter, log);
+    log.info({ metadataPort, scheme: exporter.scheme, federation: e.federation, multicluster: !!e.multiclusterApiHost }, 'metadata exporter is serving');
+  }
+  return {
+    clusterUuid,
+    authnKeyPub: keys.pubPem,
+    mintToken,
+    metadataPort,
+    usePeers: (p) => {
+      peers = p;
+    },
+    close: async () => {
+      stopTlsWatch();
+      await exporter?.close();
+    },
+  };
+}
+
+type TlsFiles = NonNullable<NonNullable<AllianceOptions['exporter']>['tls']>;
+
+function readTls(f: TlsFiles): { cert: string; key: string } {
+  const read = (what: string, file: string): string => {
+    try {
+      return readFileSync(file, 'utf8');
+    } catch (err) {
+      throw new Error(`metadata TLS ${what} ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+  };
+  return { cert: read('certificate', f.certFile), key: read('key', f.keyFile) };
+}
+
+/** Polls the files (a mounted Secret is replaced, not written in place) and hands a changed pair to the exporter. */
+function watchTls(f: TlsFiles, exporter: MetadataExporter, log: Logger): () => void {
+  let last = JSON.stringify(readTls(f));
+  const check = (): void => {
+    try {
+      const next = readTls(f);
+      const text = JSON.stringify(next);
+      if (text === last) return;
+      exporter.reloadTls(next);
+      last = text;
+      log.info({ cert: f.certFile }, 'metadata exporter: serving the renewed TLS certificate');
+    } catch (err) {
+      log.warn((err as Error).message);
+    }
+  };
+  const timer = setInterval(check, f.reloadIntervalMs ?? 30_000);
+  timer.unref();
+  return () => clearInterval(timer);
+}
