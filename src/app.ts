@@ -319,7 +319,9 @@ export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> 
     }),
     log.child({ module: 'debug' }),
   );
-  const debugPort = await debug.listen(debugHost, opts.debugPort ?? DEFAULTS.debugPort).catch(listenError('--debug-address', `${debugHost}:${opts.debugPort ?? DEFAULTS.debugPort}`));
+  // Embedded (tests, harnesses) without a debug port: any free one, so several instances never collide on the
+  // CLI's fixed default.
+  const debugPort = await debug.listen(debugHost, opts.debugPort ?? 0).catch(listenError('--debug-address', `${debugHost}:${opts.debugPort ?? 0}`));
   const admin = new HttpPages(
     adminRoutes({
       metrics,

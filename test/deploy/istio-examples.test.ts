@@ -9,7 +9,8 @@ const read = (f: string): string => readFileSync(f, 'utf8');
 const deployment = parse(read('deploy/kubernetes/deployment.yaml')) as { spec: { template: { spec: { containers: Array<{ args: string[] }> } } } };
 const args = deployment.spec.template.spec.containers[0]!.args;
 const dnsNames = args.find((a) => a.startsWith('--server-dns-names='))!.split('=')[1]!.split(',');
-const service = parse(read('deploy/kubernetes/service.yaml')) as { spec: { ports: Array<{ name: string; port: number }> } };
+type ServiceDoc = { metadata: { name: string }; spec: { ports: Array<{ name: string; port: number }> } };
+const service = parseAllDocuments(read('deploy/kubernetes/service.yaml')).map((d) => d.toJS() as ServiceDoc).find((s) => s.metadata.name === 'meshfed')!;
 const tlsPort = service.spec.ports.find((p) => p.name === 'grpc-xds')!.port;
 
 describe('beside-istiod examples', () => {
