@@ -46,7 +46,7 @@ export interface MeshfedOptions {
   readonly adminPort?: number;
   /** The /debug/* pages: mesh internals, loopback by default. */
   readonly debugHost?: string;
-  readonly debugPort?: number;
+  readonly debugPort?: number; // default: any free port (the CLI passes 18002)
   readonly debounceMs?: number;
   readonly debounceMaxMs?: number;
   /** Serve meshfed.v1.AdminService on the xDS port: in plaintext for anyone (test harnesses), over TLS for adminIdentities. */

@@ -8,7 +8,8 @@ import { describe, expect, it } from 'vitest';
 const read = (f: string): string => readFileSync(f, 'utf8');
 const deployment = parse(read('deploy/kubernetes/deployment.yaml')) as { spec: { template: { spec: { containers: Array<{ args: string[] }> } } } };
 const args = deployment.spec.template.spec.containers[0]!.args;
-const dnsNames = args.find((a) => a.startsWith('--server-dns-names='))!.split('=')[1]!.split(',');
+// The Deployment names no namespace: the pod's own comes in as $(POD_NAMESPACE); kustomize installs it in meshfed-system.
+const dnsNames = args.find((a) => a.startsWith('--server-dns-names='))!.split('=')[1]!.replaceAll('$(POD_NAMESPACE)', 'meshfed-system').split(',');
 type ServiceDoc = { metadata: { name: string }; spec: { ports: Array<{ name: string; port: number }> } };
 const service = parseAllDocuments(read('deploy/kubernetes/service.yaml')).map((d) => d.toJS() as ServiceDoc).find((s) => s.metadata.name === 'meshfed')!;
 const tlsPort = service.spec.ports.find((p) => p.name === 'grpc-xds')!.port;
