@@ -67,7 +67,7 @@ export class ApiProxy {
   constructor(private readonly o: ApiProxyOptions) {
     const registers = [o.metrics];
     this.authFailures = new client.Counter({ name: 'meshfed_api_proxy_auth_failures_total', help: 'api-proxy requests refused for their token (401), by reason', labelNames: ['reason'], registers });
-    this.denied = new client.Counter({ name: 'meshfed_api_proxy_denied_total', help: 'api-proxy requests from a known peer refused (403; 429 for concurrency), by reason', labelNames: ['reason'], registers });
+    this.denied = new client.Counter({ name: 'meshfed_api_proxy_denied_total', help: 'api-proxy requests refused by its policy (403; 429 for concurrency), by reason', labelNames: ['reason'], registers });
     this.forwarded = new client.Counter({ name: 'meshfed_api_proxy_forwarded_total', help: 'api-proxy requests passed to the local apiserver', labelNames: ['kind'], registers });
     this.upstreamErrors = new client.Counter({ name: 'meshfed_api_proxy_upstream_errors_total', help: 'api-proxy requests the local apiserver did not answer (502)', registers });
     for (const reason of AUTH_FAILURES) this.authFailures.inc({ reason }, 0);
