@@ -111,8 +111,8 @@ export async function startAlliance(o: AllianceOptions, deps: AllianceDeps): Pro
       bundles: pki.bundles,
       snapshot: deps.snapshot,
       // INTEGRATION: the peer controller (branch fed-sources) hands over the PeerDirectory built from the peers'
-      // fetched public metadata (o.peers, or usePeers() once it exists); until then every private request is
-      // refused as from an unknown cluster.
+      // fetched public metadata (o.peers, or usePeers() once it exists), for the exporter and the api-proxy alike;
+      // until then every private request is refused as from an unknown cluster.
       peers: livePeers,
       federation: e.federation,
       multiclusterApiHost: e.multiclusterApiHost,
@@ -129,26 +129,33 @@ export async function startAlliance(o: AllianceOptions, deps: AllianceDeps): Pro
   let apiProxyPort: number | undefined;
   const a = o.apiProxy;
   if (a) {
-    if (!deps.kubeConfig) throw new Error('the api-proxy forwards to the local apiserver: give --kube or --kubeconfig');
-    const files = 'certFile' in a.tls ? a.tls : undefined;
-    const issue = !files && deps.pki?.issueServer;
-    if (!files && !issue) throw new Error('the api-proxy needs a certificate: give --api-proxy-tls-cert and --api-proxy-tls-key, or the mesh CA (--trust-domain or --kube)');
-    const dnsNames = 'dnsNames' in a.tls ? a.tls.dnsNames : [];
-    const issued = issue ? issue(dnsNames) : undefined;
-    const first = issued ? { cert: issued.certChainPem, key: issued.privateKeyPem } : readTls(files!, 'api-proxy');
-    const proxy = (apiProxy = new ApiProxy({
-      clusterUuid,
-      peers: livePeers,
-      kubeConfig: deps.kubeConfig,
-      tls: first,
-      maxInFlightPerPeer: a.maxInFlightPerPeer,
-      metrics: deps.metrics,
-      log: log.child({ module: 'api-proxy' }),
-    }));
-    apiProxyPort = await proxy.listen(a.host, a.port);
-    if (issue && issued) stops.push(renewFromMeshCa(issue, dnsNames, issued.notAfter, deps.pki?.onCaChange, proxy, log));
-    else if (files) stops.push(watchTls(files, proxy, 'api-proxy', log));
-    log.info({ apiProxyPort, certificate: files ? files.certFile : 'mesh CA' }, 'api-proxy is serving');
+    try {
+      if (!deps.kubeConfig) throw new Error('the api-proxy forwards to the local apiserver: give --kube or --kubeconfig');
+      const files = 'certFile' in a.tls ? a.tls : undefined;
+      const issue = !files && deps.pki?.issueServer;
+      if (!files && !issue) throw new Error('the api-proxy needs a certificate: give --api-proxy-tls-cert and --api-proxy-tls-key, or the mesh CA (--trust-domain or --kube)');
+      const dnsNames = 'dnsNames' in a.tls ? a.tls.dnsNames : [];
+      const issued = issue ? issue(dnsNames) : undefined;
+      const first = issued ? { cert: issued.certChainPem, key: issued.privateKeyPem } : readTls(files!, 'api-proxy');
+      const proxy = (apiProxy = new ApiProxy({
+        clusterUuid,
+        peers: livePeers,
+        kubeConfig: deps.kubeConfig,
+        tls: first,
+        maxInFlightPerPeer: a.maxInFlightPerPeer,
+        metrics: deps.metrics,
+        log: log.child({ module: 'api-proxy' }),
+      }));
+      apiProxyPort = await proxy.listen(a.host, a.port);
+      if (issue && issued) stops.push(renewFromMeshCa(issue, dnsNames, issued.notAfter, deps.pki?.onCaChange, proxy, log));
+      else if (files) stops.push(watchTls(files, proxy, 'api-proxy', log));
+      log.info({ apiProxyPort, certificate: files ? files.certFile : 'mesh CA' }, 'api-proxy is serving');
+    } catch (err) {
+      // Nothing started here may keep the process alive after a failed start.
+      for (const stop of stops) stop();
+      await exporter?.close();
+      throw err;
+    }
   }
   return {
     clusterUuid,
