@@ -22,7 +22,7 @@ import { classify, DENY_REASONS, type DenyReason, MAX_WATCH_SECONDS } from './po
 /** The port the Kubernetes manifests give the api-proxy. */
 export const DEFAULT_API_PROXY_PORT = 18443;
 
-export const API_PROXY_LIMITS = {
+const API_PROXY_LIMITS = {
   maxHeaderSize: 16 * 1024,
   headersMs: 10_000,
   idleMs: 15_000,
