@@ -259,7 +259,13 @@ export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> 
       (await startAlliance(opts.alliance, {
         kubeConfig: opts.kube ? localKubeConfig(opts.kube.kubeconfig) : undefined,
         kubeClusterId: opts.kube ? (opts.kube.clusterId ?? KUBE_DEFAULTS.clusterId) : undefined,
-        pki: pki && { trustDomain: pki.ca.trustDomain, roots: () => pki.ca.roots, bundles: pki.bundles },
+        pki: pki && {
+          trustDomain: pki.ca.trustDomain,
+          roots: () => pki.ca.roots,
+          bundles: pki.bundles,
+          issueServer: (dnsNames) => pki.ca.issueServer(dnsNames),
+          onCaChange: (fn) => pki.ca.onChange(fn),
+        },
         snapshot: () => registry.snapshot,
         metrics: metrics.registry,
         log: log.child({ module: 'alliance' }),
@@ -371,7 +377,7 @@ export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> 
       await alliance?.close();
     })());
 
-  log.info({ xdsPort, xdsPlaintextPort, xdsTls: !!opts.xdsTls, adminPort, debugPort, metadataPort: alliance?.metadataPort, config: opts.config ?? DEFAULT_MESH_SOURCE }, 'meshfed is serving');
+  log.info({ xdsPort, xdsPlaintextPort, xdsTls: !!opts.xdsTls, adminPort, debugPort, metadataPort: alliance?.metadataPort, apiProxyPort: alliance?.apiProxyPort, config: opts.config ?? DEFAULT_MESH_SOURCE }, 'meshfed is serving');
   return { xdsPort, xdsPlaintextPort, adminPort, debugPort, pki, leadership, registry, store, xds, metrics, log, alliance, peers, stop };
 }
 

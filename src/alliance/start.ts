@@ -6,6 +6,8 @@ import type { Logger } from 'pino';
 import type client from 'prom-client';
 import type { MeshSnapshot } from '../model/mesh.js';
 import type { TrustBundles } from '../pki/index.js';
+import type { IssuedCert } from '../pki/ca.js';
+import { ApiProxy } from './api-proxy/server.js';
 import { MetadataExporter } from './exporter/server.js';
 import { checkClusterUuid, ephemeralClusterUuid, kubeClusterUuid } from './identity/cluster-uuid.js';
 import { openAuthnKeys, type AuthnKeyStore } from './identity/key-store.js';
@@ -32,6 +34,14 @@ export interface AllianceOptions {
     readonly multiclusterApiHost?: string;
     readonly advertise?: readonly IngressGateway[];
   };
+  /** The api-proxy (api-proxy/server.ts): peers read the local apiserver through it, with an `api` token. */
+  readonly apiProxy?: {
+    readonly host: string;
+    readonly port: number;
+    /** PEM files, re-read when they change; else a certificate from the mesh CA for these DNS names. */
+    readonly tls: TlsFiles | { readonly dnsNames: readonly string[] };
+    readonly maxInFlightPerPeer?: number;
+  };
 }
 
 export interface AllianceDeps {
@@ -40,7 +50,15 @@ export interface AllianceDeps {
   /** The local cluster's id in the mesh model with Kubernetes (the kube source's). */
   readonly kubeClusterId?: string;
   /** The mesh CA: its trust domain is the cluster domain; its roots are published. */
-  readonly pki?: { readonly trustDomain: string; readonly roots: () => readonly string[]; readonly bundles: TrustBundles };
+  readonly pki?: {
+    readonly trustDomain: string;
+    readonly roots: () => readonly string[];
+    readonly bundles: TrustBundles;
+    /** A serving certificate for these names (the api-proxy's, without certificate files). */
+    readonly issueServer?: (dnsNames: readonly string[]) => IssuedCert;
+    /** Called when the CA's roots change (a rotation): serving certificates are re-issued. */
+    readonly onCaChange?: (fn: () => void) => () => void;
+  };
   readonly snapshot: () => MeshSnapshot;
   readonly metrics: client.Registry;
   readonly log: Logger;
@@ -52,7 +70,8 @@ export interface Alliance {
   readonly authnKeyPub: string;
   readonly mintToken: TokenMinter;
   readonly metadataPort: number | undefined;
-  /** Replaces the peers allowed to read private metadata (the peer controller, built after it has mintToken). */
+  readonly apiProxyPort: number | undefined;
+  /** Replaces the peers allowed to read private metadata and the api-proxy (the peer controller, built after it has mintToken). */
   usePeers(peers: PeerDirectory): void;
   close(): Promise<void>;
 }
@@ -72,8 +91,10 @@ export async function startAlliance(o: AllianceOptions, deps: AllianceDeps): Pro
 
   let peers: PeerDirectory = o.peers ?? new StaticPeerDirectory();
   let exporter: MetadataExporter | undefined;
-  let stopTlsWatch = (): void => undefined;
+  const stops: Array<() => void> = [];
   let metadataPort: number | undefined;
+  // The exporter and the api-proxy read the same directory, whichever usePeers() installed last.
+  const livePeers: PeerDirectory = { publicMetadata: (uuid) => peers.publicMetadata(uuid) };
   const e = o.exporter;
   if (e) {
     const pki = deps.pki;
@@ -90,9 +111,9 @@ export async function startAlliance(o: AllianceOptions, deps: AllianceDeps): Pro
       bundles: pki.bundles,
       snapshot: deps.snapshot,
       // INTEGRATION: the peer controller (branch fed-sources) hands over the PeerDirectory built from the peers'
-      // fetched public metadata (o.peers, or usePeers() once it exists); until then every private request is
-      // refused as from an unknown cluster.
-      peers: { publicMetadata: (uuid) => peers.publicMetadata(uuid) },
+      // fetched public metadata (o.peers, or usePeers() once it exists), for the exporter and the api-proxy alike;
+      // until then every private request is refused as from an unknown cluster.
+      peers: livePeers,
       federation: e.federation,
       multiclusterApiHost: e.multiclusterApiHost,
       advertise: e.advertise,
@@ -101,48 +122,85 @@ export async function startAlliance(o: AllianceOptions, deps: AllianceDeps): Pro
       log: log.child({ module: 'metadata-exporter' }),
     });
     metadataPort = await exporter.listen(e.host, e.port);
-    if (e.tls) stopTlsWatch = watchTls(e.tls, exporter, log);
+    if (e.tls) stops.push(watchTls(e.tls, exporter, 'metadata exporter', log));
     log.info({ metadataPort, scheme: exporter.scheme, federation: e.federation, multicluster: !!e.multiclusterApiHost }, 'metadata exporter is serving');
+  }
+  let apiProxy: ApiProxy | undefined;
+  let apiProxyPort: number | undefined;
+  const a = o.apiProxy;
+  if (a) {
+    try {
+      if (!deps.kubeConfig) throw new Error('the api-proxy forwards to the local apiserver: give --kube or --kubeconfig');
+      const files = 'certFile' in a.tls ? a.tls : undefined;
+      const issue = !files && deps.pki?.issueServer;
+      if (!files && !issue) throw new Error('the api-proxy needs a certificate: give --api-proxy-tls-cert and --api-proxy-tls-key, or the mesh CA (--trust-domain or --kube)');
+      const dnsNames = 'dnsNames' in a.tls ? a.tls.dnsNames : [];
+      const issued = issue ? issue(dnsNames) : undefined;
+      const first = issued ? { cert: issued.certChainPem, key: issued.privateKeyPem } : readTls(files!, 'api-proxy');
+      const proxy = (apiProxy = new ApiProxy({
+        clusterUuid,
+        peers: livePeers,
+        kubeConfig: deps.kubeConfig,
+        tls: first,
+        maxInFlightPerPeer: a.maxInFlightPerPeer,
+        metrics: deps.metrics,
+        log: log.child({ module: 'api-proxy' }),
+      }));
+      apiProxyPort = await proxy.listen(a.host, a.port);
+      if (issue && issued) stops.push(renewFromMeshCa(issue, dnsNames, issued.notAfter, deps.pki?.onCaChange, proxy, log));
+      else if (files) stops.push(watchTls(files, proxy, 'api-proxy', log));
+      log.info({ apiProxyPort, certificate: files ? files.certFile : 'mesh CA' }, 'api-proxy is serving');
+    } catch (err) {
+      // Nothing started here may keep the process alive after a failed start.
+      for (const stop of stops) stop();
+      await exporter?.close();
+      throw err;
+    }
   }
   return {
     clusterUuid,
     authnKeyPub: keys.pubPem,
     mintToken,
     metadataPort,
+    apiProxyPort,
     usePeers: (p) => {
       peers = p;
     },
     close: async () => {
-      stopTlsWatch();
-      await exporter?.close();
+      for (const stop of stops) stop();
+      await Promise.all([exporter?.close(), apiProxy?.close()]);
     },
   };
 }
 
 type TlsFiles = NonNullable<NonNullable<AllianceOptions['exporter']>['tls']>;
 
-function readTls(f: TlsFiles): { cert: string; key: string } {
+function readTls(f: TlsFiles, server = 'metadata'): { cert: string; key: string } {
   const read = (what: string, file: string): string => {
     try {
       return readFileSync(file, 'utf8');
     } catch (err) {
-      throw new Error(`metadata TLS ${what} ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+      throw new Error(`${server} TLS ${what} ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
     }
   };
   return { cert: read('certificate', f.certFile), key: read('key', f.keyFile) };
 }
 
-/** Polls the files (a mounted Secret is replaced, not written in place) and hands a changed pair to the exporter. */
-function watchTls(f: TlsFiles, exporter: MetadataExporter, log: Logger): () => void {
-  let last = JSON.stringify(readTls(f));
+interface TlsServer {
+  reloadTls(tls: { cert: string; key: string }): void;
+}
+
+/** Polls the files (a mounted Secret is replaced, not written in place) and hands a changed pair to the server. */
+function watchTls(f: TlsFiles, server: TlsServer, name: string, log: Logger): () => void {
+  let last = JSON.stringify(readTls(f, name));
   const check = (): void => {
     try {
-      const next = readTls(f);
+      const next = readTls(f, name);
       const text = JSON.stringify(next);
       if (text === last) return;
-      exporter.reloadTls(next);
+      server.reloadTls(next);
       last = text;
-      log.info({ cert: f.certFile }, 'metadata exporter: serving the renewed TLS certificate');
+      log.info({ cert: f.certFile }, `${name}: serving the renewed TLS certificate`);
     } catch (err) {
       log.warn((err as Error).message);
     }
@@ -150,4 +208,38 @@ function watchTls(f: TlsFiles, exporter: MetadataExporter, log: Logger): () => v
   const timer = setInterval(check, f.reloadIntervalMs ?? 30_000);
   timer.unref();
   return () => clearInterval(timer);
+}
+
+/** Re-issues the serving certificate at half its remaining lifetime and when the CA's roots change (as xDS TLS does). */
+function renewFromMeshCa(
+  issue: (dnsNames: readonly string[]) => IssuedCert,
+  dnsNames: readonly string[],
+  firstNotAfter: Date,
+  onCaChange: ((fn: () => void) => () => void) | undefined,
+  server: TlsServer,
+  log: Logger,
+): () => void {
+  let timer: NodeJS.Timeout | undefined;
+  const schedule = (notAfter: Date): void => {
+    clearTimeout(timer);
+    timer = setTimeout(renew, Math.min(Math.max(1000, (notAfter.getTime() - Date.now()) / 2), 2 ** 31 - 1));
+    timer.unref();
+  };
+  const renew = (): void => {
+    try {
+      const c = issue(dnsNames);
+      server.reloadTls({ cert: c.certChainPem, key: c.privateKeyPem });
+      schedule(c.notAfter);
+      log.info({ notAfter: c.notAfter.toISOString() }, 'api-proxy: serving certificate issued by the mesh CA');
+    } catch (err) {
+      log.warn((err as Error).message);
+      schedule(new Date(Date.now() + 60_000));
+    }
+  };
+  schedule(firstNotAfter);
+  const off = onCaChange?.(renew) ?? (() => undefined);
+  return () => {
+    clearTimeout(timer);
+    off();
+  };
 }

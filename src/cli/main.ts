@@ -8,6 +8,7 @@ import { DEFAULT_MAX_MESH_FILE_BYTES } from '../sources/file/file-source.js';
 import { KUBE_DEFAULTS, localKubeConfig } from '../sources/kube/index.js';
 import { fileCaStore, kubeCaStore, memoryCaStore } from '../pki/index.js';
 import { dirAuthnKeyStore, kubeAuthnKeyStore, memoryAuthnKeyStore } from '../alliance/identity/key-store.js';
+import { DEFAULT_API_PROXY_PORT } from '../alliance/api-proxy/server.js';
 import { DEFAULT_METADATA_PORT } from '../alliance/exporter/server.js';
 import { createLogger, LOG_LEVELS, routeGrpcLogs } from '../log.js';
 import { XDS_LIMITS } from '../xds/limits.js';
@@ -134,6 +135,10 @@ program
   .option('--metadata-tls-key <file>', 'private key (PEM) of --metadata-tls-cert')
   .option('--federation', 'serve /metadata/private/federation.json (exported services and gateways) to federated peers', false)
   .option('--multicluster-api-host <host>', 'serve /metadata/private/multicluster.json to multicluster peers, naming this host as the API proxy')
+  .option('--api-proxy-address <host:port>', `serve the read-only api-proxy for multicluster peers here (TLS; needs --kube); off unless given (manifests use port ${DEFAULT_API_PROXY_PORT})`, hostPort)
+  .option('--api-proxy-tls-cert <file>', "with --api-proxy-tls-key: the api-proxy's certificate chain (PEM); else one from the mesh CA for --api-proxy-dns-names")
+  .option('--api-proxy-tls-key <file>', 'private key (PEM) of --api-proxy-tls-cert')
+  .option('--api-proxy-dns-names <names>', "the api-proxy's DNS names for its mesh CA certificate, comma-separated", 'meshfed-peers.meshfed-system.svc,localhost')
   .option('--advertise-gateway <address:port>', 'publish this gateway to peers instead of the discovered ones (repeatable)', gatewayAddress)
   .option('--cluster-uuid <uuid>', "this cluster's UUID among peers (default: with --kube, the uid of Namespace kube-system; else one per run)")
   .option('--authn-key-dir <dir>', 'where the Ed25519 key pair that signs tokens to peers is kept (pub.pem, priv.pem); default: with --kube, Secret meshfed-authn-keypair in --namespace; else memory')
@@ -217,18 +222,23 @@ program
         tokenReview: o.xdsTls && o.tokenReview ? { kubeConfig: tokenReviewConfig(o.tokenReviewKubeconfig ?? o.kubeconfig), audience: o.tokenAudience } : undefined,
         // The alliance identity is set up with the exporter. INTEGRATION: also when federation peers are configured
         // (the peer controller mints tokens with it), without an exporter then.
-        alliance: o.metadataAddress
+        alliance: o.metadataAddress || o.apiProxyAddress
           ? {
               clusterUuid: o.clusterUuid,
               keyStore: o.authnKeyDir ? dirAuthnKeyStore(o.authnKeyDir) : kube ? kubeAuthnKeyStore(localKubeConfig(o.kubeconfig), o.namespace) : memoryAuthnKeyStore(),
               localClusterId: o.clusterId,
-              exporter: {
+              exporter: o.metadataAddress && {
                 host: o.metadataAddress.host,
                 port: o.metadataAddress.port,
                 tls: metadataTls(o.metadataTlsCert, o.metadataTlsKey),
                 federation: o.federation,
                 multiclusterApiHost: o.multiclusterApiHost,
                 advertise: o.advertiseGateway,
+              },
+              apiProxy: o.apiProxyAddress && {
+                host: o.apiProxyAddress.host,
+                port: o.apiProxyAddress.port,
+                tls: o.apiProxyTlsCert || o.apiProxyTlsKey ? apiProxyTls(o.apiProxyTlsCert, o.apiProxyTlsKey) : { dnsNames: String(o.apiProxyDnsNames).split(',').filter(Boolean) },
               },
             }
           : undefined,
@@ -333,6 +343,11 @@ program
       process.exitCode = 1;
     }
   });
+
+function apiProxyTls(certFile: string | undefined, keyFile: string | undefined): { certFile: string; keyFile: string } {
+  if (!certFile || !keyFile) throw new Error('--api-proxy-tls-cert and --api-proxy-tls-key go together');
+  return { certFile, keyFile };
+}
 
 function metadataTls(certFile: string | undefined, keyFile: string | undefined): { certFile: string; keyFile: string } | undefined {
   if (!certFile && !keyFile) return undefined;

@@ -109,7 +109,7 @@ describe('deploy/kubernetes manifests', () => {
     const ports = pod.containers.flatMap((c) => c.ports.map((p) => `${p.name}=${p.containerPort}`));
     expect(ports).toEqual(['grpc-xds=18000', 'http-admin=18001', 'grpc-xds-plain=18010', 'metadata=18003', 'api-proxy=18443']);
     expect(ports.some((p) => /=(15010|15012|15014|15017|18002)$/.test(p))).toBe(false);
-    expect(pod.containers[0]?.args).toEqual(expect.arrayContaining(['--xds-address=0.0.0.0:18000', '--admin-address=0.0.0.0:18001', '--xds-plaintext-address=0.0.0.0:18010', '--metadata-address=0.0.0.0:18003']));
+    expect(pod.containers[0]?.args).toEqual(expect.arrayContaining(['--xds-address=0.0.0.0:18000', '--admin-address=0.0.0.0:18001', '--xds-plaintext-address=0.0.0.0:18010', '--metadata-address=0.0.0.0:18003', '--api-proxy-address=0.0.0.0:18443']));
     // The debug pages stay on the pod's loopback: not a container port, not in any Service.
     expect(pod.containers[0]?.args).toContain('--debug-address=127.0.0.1:18002');
     const servicePorts = (name: string) => ((all.find((m) => m.kind === 'Service' && m.metadata.name === name)!.spec as { ports: Array<{ name: string; port: number; targetPort: string }> }).ports)
@@ -262,7 +262,7 @@ describe('kubectl apply -k deploy/kubernetes', () => {
     }
   });
 
-  it('the installed Deployment\'s args start meshfed: it leads on its Lease and serves xDS TLS for the namespace\'s DNS names', async () => {
+  it('the installed Deployment\'s args start meshfed: it leads on its Lease and serves xDS TLS and the api-proxy for the namespace\'s DNS names', async () => {
     const ns = 'meshfed-system';
     const container = (api.get('apps/v1', 'Deployment', ns, 'meshfed')!['spec'] as ReturnType<typeof deploymentSpec>).template.spec.containers[0]!;
     const env: Record<string, string> = { POD_NAME: 'meshfed-7d4b9-x2x9q', POD_NAMESPACE: ns }; // what the downward API gives
@@ -289,14 +289,18 @@ describe('kubectl apply -k deploy/kubernetes', () => {
         await new Promise((r) => setTimeout(r, 200));
       }
       expect(api.get('coordination.k8s.io/v1', 'Lease', ns, 'meshfed-leader')?.['spec']).toMatchObject({ holderIdentity: env['POD_NAME'] });
-      const san = await new Promise<string>((resolve, reject) => {
-        const s = tls.connect({ host: '127.0.0.1', port: ports.get('--xds-address')!, rejectUnauthorized: false, ALPNProtocols: ['h2'] }, () => {
+      const sanOf = (port: number, alpn: string) => new Promise<string>((resolve, reject) => {
+        const s = tls.connect({ host: '127.0.0.1', port, rejectUnauthorized: false, ALPNProtocols: [alpn] }, () => {
           resolve(s.getPeerCertificate().subjectaltname ?? '');
           s.destroy();
         });
         s.on('error', reject);
       });
+      const san = await sanOf(ports.get('--xds-address')!, 'h2');
       expect(san.split(', ')).toEqual(expect.arrayContaining([`DNS:meshfed.${ns}.svc`, `DNS:meshfed.${ns}.svc.cluster.local`]));
+      // The api-proxy serves TLS too, with a mesh CA certificate for the peers' Service.
+      const proxySan = await sanOf(ports.get('--api-proxy-address')!, 'http/1.1');
+      expect(proxySan.split(', ')).toEqual(expect.arrayContaining([`DNS:meshfed-peers.${ns}.svc`, `DNS:meshfed-peers.${ns}.svc.cluster.local`]));
     } finally {
       proc.kill('SIGKILL');
     }
