@@ -53,7 +53,8 @@ let nonce = 1;
 createInterface({ input: process.stdin }).on('line', (line) => {
   const { services } = JSON.parse(line) as { services: unknown[] };
   const patch = meshToSource(fromJson(MeshSchema, { clusters: mesh.clusters, services } as never), 'bench').services;
-  registry.patchSource('bench', { services: patch });
+  // As meshfed's admin API does: the change is another source's, merged with the file's.
+  registry.patchSource('bench-churn', { services: patch });
   registry.flush();
   const response = delta(edsGenerator, changed, String(++nonce));
   for (const call of deltaStreams) call.write(response);
