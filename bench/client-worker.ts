@@ -21,12 +21,14 @@ export type WorkerMessage =
   | { type: 'synced'; t: number; bytes: number }
   | { type: 'update'; name: string; t: number }
   | { type: 'error'; message: string }
-  | { type: 'stats'; bytes: number; responses: number; errors: number };
+  | { type: 'stats'; bytes: number; responses: number; errors: number; bytesByType: Record<string, number> };
 
 const send = (m: WorkerMessage): void => void process.send!(m);
 const ADS = '/envoy.service.discovery.v3.AggregatedDiscoveryService/';
 
 let bytes = 0;
+/** Response bytes by short type name (CDS, EDS), over every client of this worker. */
+const bytesByType: Record<string, number> = {};
 let responses = 0;
 let errors = 0;
 /** Per changed name, how many of this worker's clients got it after their initial sync. */
@@ -122,6 +124,8 @@ function startClient(i: number): void {
     myBytes += buf.length;
     responses++;
     const h = header(buf);
+    const short = h.typeUrl === TypeUrl.Cluster ? 'CDS' : h.typeUrl === TypeUrl.Endpoint ? 'EDS' : h.typeUrl;
+    bytesByType[short] = (bytesByType[short] ?? 0) + buf.length;
     if (h.typeUrl === TypeUrl.Cluster) {
       clusters = names(buf, delta);
       call.write(delta ? encodeDelta({ type_url: h.typeUrl, response_nonce: h.nonce }) : encodeSotw({ type_url: h.typeUrl, version_info: h.version, response_nonce: h.nonce }));
@@ -151,7 +155,7 @@ process.on('message', (m: { type: string; config?: WorkerConfig }) => {
   if (m.type === 'start') {
     cfg = m.config!;
     for (let i = 0; i < cfg.count; i++) startClient(i);
-  } else if (m.type === 'stats') send({ type: 'stats', bytes, responses, errors });
+  } else if (m.type === 'stats') send({ type: 'stats', bytes, responses, errors, bytesByType });
   else if (m.type === 'exit') process.exit(0);
 });
 send({ type: 'ready' });

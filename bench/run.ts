@@ -5,6 +5,8 @@
 //   soak:  churn for --duration S while clients leave and join (one worker replaced every --rotate S),
 //          the server's RSS and used heap sampled every --sample S: the series, slopes, and both once all
 //          clients have left and the server has been quiet for --quiet S (not part of "all")
+//   bare-churn: the same changes as churn, fanned out by that bare server over Delta (the churn baseline)
+// Every scenario prints the response bytes per client by type, as the clients counted them.
 // Flags: see USAGE (npm run bench -- --help).
 import { type ChildProcess, fork, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
@@ -25,7 +27,7 @@ import { freePort } from '../test/helpers/ports.js';
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.dirname(here);
 const USAGE = `Usage: npm run bench -- [flags]
-  --scenario <s>    scale, churn, soak or all (default all; soak is not part of all); kube-sync or kube-churn run bench/kube.ts, with its own flags
+  --scenario <s>    scale, churn, bare-churn (the churn baseline; churn and all run it too), soak or all (default all; soak is not part of all); kube-sync or kube-churn run bench/kube.ts, with its own flags
   --clients <n>     simulated proxies (default 1000)
   --services <n>    services in the mesh (default 5000)
   --endpoints <n>   endpoints per service (default 10)
@@ -41,7 +43,7 @@ if (String(parseArgs({ options: { scenario: { type: 'string' } }, strict: false 
   await import('./kube.js');
   process.exit(0);
 }
-const args = benchArgs(USAGE, ['scale', 'churn', 'soak', 'all'], {
+const args = benchArgs(USAGE, ['scale', 'churn', 'bare-churn', 'soak', 'all'], {
   scenario: 'all',
   clients: '1000',
   services: '5000',
@@ -92,7 +94,8 @@ async function startMeshfed(): Promise<{ proc: ChildProcess; xds: number; admin:
 
 async function startBare(): Promise<{ proc: ChildProcess; xds: number }> {
   const xds = await freePort();
-  const proc = spawn(process.execPath, ['--import', 'tsx', 'bench/bare-server.ts', meshFile, String(xds)], { cwd: repo, stdio: ['ignore', 'pipe', 'inherit'] });
+  // stdin carries churn changes (see bench/bare-server.ts).
+  const proc = spawn(process.execPath, ['--import', 'tsx', 'bench/bare-server.ts', meshFile, String(xds)], { cwd: repo, stdio: ['pipe', 'pipe', 'inherit'] });
   children.push(proc);
   await new Promise<void>((resolve) => proc.stdout!.once('data', () => resolve()));
   return { proc, xds };
@@ -104,10 +107,12 @@ interface Fleet {
   readonly updates: Map<string, { n: number; t: number }>;
   readonly errors: string[];
   readonly start: number;
+  /** Answers to a 'stats' request, one per worker. */
+  readonly stats: Array<Extract<WorkerMessage, { type: 'stats' }>>;
 }
 
 async function launchFleet(address: string, kind: 'sotw' | 'delta'): Promise<Fleet> {
-  const fleet: Fleet = { workers: [], synced: [], updates: new Map(), errors: [], start: 0 };
+  const fleet: Fleet = { workers: [], synced: [], updates: new Map(), errors: [], start: 0, stats: [] };
   await Promise.all(Array.from({ length: WORKERS }, () => forkWorker(fleet)));
   (fleet as { start: number }).start = Date.now();
   fleet.workers.forEach((child, w) => child.send({ type: 'start', config: workerConfig(address, kind, w) }));
@@ -131,7 +136,8 @@ async function forkWorker(fleet: Fleet): Promise<ChildProcess> {
       u.n++;
       u.t = Math.max(u.t, m.t);
       fleet.updates.set(m.name, u);
-    } else if (m.type === 'error' && fleet.errors.length < 20) fleet.errors.push(m.message);
+    } else if (m.type === 'stats') fleet.stats.push(m);
+    else if (m.type === 'error' && fleet.errors.length < 20) fleet.errors.push(m.message);
   });
   await new Promise<void>((resolve) => child.once('message', () => resolve()));
   return child;
@@ -144,6 +150,23 @@ async function waitFor(cond: () => boolean, timeoutMs: number): Promise<boolean>
     await sleep(50);
   }
   return true;
+}
+
+/** Response bytes the fleet's clients received so far, by type (CDS, EDS). */
+async function bytesByType(f: Fleet): Promise<Record<string, number>> {
+  f.stats.length = 0;
+  for (const w of f.workers) w.send({ type: 'stats' });
+  await waitFor(() => f.stats.length === f.workers.length, 10_000);
+  const out: Record<string, number> = {};
+  for (const st of f.stats) for (const [t, b] of Object.entries(st.bytesByType)) out[t] = (out[t] ?? 0) + b;
+  return out;
+}
+
+/** Bytes per client by type, between two bytesByType() readings (from zero when `before` is absent). */
+function perClient(after: Record<string, number>, before: Record<string, number> = {}): Report {
+  const out: Report = {};
+  for (const t of Object.keys(after).sort()) out[`${t}bytesPerClient`] = (after[t]! - (before[t] ?? 0)) / CLIENTS;
+  return out;
 }
 
 function stopFleet(f: Fleet): void {
@@ -233,7 +256,7 @@ interface Report {
   [k: string]: number | string | undefined;
 }
 
-const mb = (b: number): string => `${(b / 1024 / 1024).toFixed(1)} MB`;
+const mb = (b: number): string => (b >= 1024 * 1024 ? `${(b / 1024 / 1024).toFixed(1)} MB` : `${(b / 1024).toFixed(1)} KB`);
 const s = (ms: number): string => `${(ms / 1000).toFixed(2)} s`;
 
 async function scenarioScale(): Promise<Report> {
@@ -251,6 +274,7 @@ async function scenarioScale(): Promise<Report> {
   const encodes = (await metric(server.admin, 'meshfed_xds_resource_encodes_total')) - encodesBefore;
   const pushes = pushReport(pushesBefore, await pushCounters(server.admin), changes);
   const bytes = await metric(server.admin, 'meshfed_xds_pushed_bytes_total');
+  const byType = perClient(await bytesByType(fleet));
   const end = procStats(server.proc.pid!);
   stopFleet(fleet);
   server.proc.kill('SIGTERM');
@@ -269,6 +293,7 @@ async function scenarioScale(): Promise<Report> {
     encodesPerChangedResource: encodes / changes,
     ...pushes,
     bytesSent: bytes,
+    ...byType,
     serverCpuS: end.cpuSeconds,
     serverPeakRss: end.peakRssBytes,
     errors: fleet.errors.join(' | ') || undefined,
@@ -281,9 +306,43 @@ async function scenarioBare(): Promise<Report> {
   const ok = await waitFor(() => fleet.synced.length === CLIENTS, 180_000);
   const syncMs = Math.max(...fleet.synced) - fleet.start;
   const end = procStats(bare.proc.pid!);
+  const byType = perClient(await bytesByType(fleet));
   stopFleet(fleet);
   bare.proc.kill('SIGKILL');
-  return { scenario: 'bare', allSynced: ok ? 'yes' : `no (${fleet.synced.length}/${CLIENTS})`, initialSyncMs: syncMs, serverCpuS: end.cpuSeconds, serverPeakRss: end.peakRssBytes };
+  return { scenario: 'bare', allSynced: ok ? 'yes' : `no (${fleet.synced.length}/${CLIENTS})`, initialSyncMs: syncMs, ...byType, serverCpuS: end.cpuSeconds, serverPeakRss: end.peakRssBytes };
+}
+
+/** The churn baseline: the same changes as scenarioChurn, each fanned out once as the same bytes to every Delta stream. */
+async function scenarioBareChurn(): Promise<Report> {
+  const bare = await startBare();
+  const fleet = await launchFleet(`127.0.0.1:${bare.xds}`, 'delta');
+  const ok = await waitFor(() => fleet.synced.length === CLIENTS, 180_000);
+  const syncMs = Math.max(...fleet.synced) - fleet.start;
+  const before = procStats(bare.proc.pid!);
+  const bytesBefore = await bytesByType(fleet);
+  const rate = Number(args.rate);
+  const changes = Number(args.duration) * rate;
+  const apply = (services: object[]): Promise<void> => new Promise((resolve) => bare.proc.stdin!.write(JSON.stringify({ services }) + '\n', () => resolve()));
+  const { delays, missing } = await churn(apply, fleet, changes, rate, 101);
+  const byType = perClient(await bytesByType(fleet), bytesBefore);
+  const end = procStats(bare.proc.pid!);
+  stopFleet(fleet);
+  bare.proc.kill('SIGKILL');
+  return {
+    scenario: 'bare-churn',
+    clients: CLIENTS,
+    allSynced: ok ? 'yes' : `no (${fleet.synced.length}/${CLIENTS})`,
+    initialSyncMs: syncMs,
+    changes,
+    changeP50Ms: pct(delays, 50),
+    changeP99Ms: pct(delays, 99),
+    changesMissing: missing,
+    ...byType,
+    churnCpuS: end.cpuSeconds - before.cpuSeconds,
+    churnCpuPercent: (100 * (end.cpuSeconds - before.cpuSeconds)) / Number(args.duration),
+    serverPeakRss: end.peakRssBytes,
+    errors: fleet.errors.join(' | ') || undefined,
+  };
 }
 
 async function scenarioChurn(): Promise<Report> {
@@ -295,6 +354,7 @@ async function scenarioChurn(): Promise<Report> {
   const encodesBefore = await metric(server.admin, 'meshfed_xds_resource_encodes_total');
   const bytesBefore = await metric(server.admin, 'meshfed_xds_pushed_bytes_total');
   const pushesBefore = await pushCounters(server.admin);
+  const clientBytesBefore = await bytesByType(fleet);
   const rate = Number(args.rate);
   const changes = Number(args.duration) * rate;
   const apply = adminClient(server.xds);
@@ -302,6 +362,7 @@ async function scenarioChurn(): Promise<Report> {
   const encodes = (await metric(server.admin, 'meshfed_xds_resource_encodes_total')) - encodesBefore;
   const bytes = (await metric(server.admin, 'meshfed_xds_pushed_bytes_total')) - bytesBefore;
   const pushes = pushReport(pushesBefore, await pushCounters(server.admin), changes);
+  const byType = perClient(await bytesByType(fleet), clientBytesBefore);
   const end = procStats(server.proc.pid!);
   stopFleet(fleet);
   server.proc.kill('SIGTERM');
@@ -317,6 +378,7 @@ async function scenarioChurn(): Promise<Report> {
     encodesPerChangedResource: encodes / changes,
     ...pushes,
     bytesSentDuringChurn: bytes,
+    ...byType,
     churnCpuS: end.cpuSeconds - before.cpuSeconds,
     churnCpuPercent: (100 * (end.cpuSeconds - before.cpuSeconds)) / Number(args.duration),
     serverPeakRss: end.peakRssBytes,
@@ -442,6 +504,16 @@ if (which === 'churn' || which === 'all') {
 if (which === 'soak') {
   reports.push(await scenarioSoak());
   print(reports.at(-1)!);
+}
+if (which === 'bare-churn' || which === 'churn' || which === 'all') {
+  reports.push(await scenarioBareChurn());
+  print(reports.at(-1)!);
+  const m = reports.find((r) => r['scenario'] === 'churn');
+  if (m) {
+    const b = reports.at(-1)!;
+    const ratio = (k: string): string => (Number(m[k]) / Number(b[k])).toFixed(2);
+    console.log(`\n  meshfed / bare churn: p99 ${ratio('changeP99Ms')}×, CPU ${ratio('churnCpuS')}× (goal ≤ 1.3×)`);
+  }
 }
 mkdirSync(path.join(here, 'results'), { recursive: true });
 writeFileSync(path.join(here, 'results', `bench-${Date.now()}.json`), JSON.stringify(reports, null, 2));

@@ -14,9 +14,7 @@ import { renameSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import { SERVER_LISTENER_TEMPLATE } from '../generate/grpc-server.js';
-import { pemBlob } from '../generate/sds.js';
-import { ROOTCA_SECRET } from '../generate/sds.js';
+import { pemBlob, ROOTCA_SECRET, SERVER_LISTENER_TEMPLATE } from '../envoy/names.js';
 import { CsrClient } from './csr-client.js';
 import { SdsClient, type SdsUpdate, type WorkloadCert } from './sds-client.js';
 

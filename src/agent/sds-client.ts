@@ -5,7 +5,7 @@ import * as grpc from '@grpc/grpc-js';
 import { readFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import { DiscoveryRequest, DiscoveryResponse, messageType, TypeUrl } from '../envoy/protos.js';
-import { DEFAULT_SECRET, ROOTCA_SECRET } from '../generate/sds.js';
+import { DEFAULT_SECRET, ROOTCA_SECRET } from '../envoy/names.js';
 import { stringStruct } from '../xds/struct.js';
 
 const ADS_PATH = '/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources';

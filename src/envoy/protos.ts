@@ -1,21 +1,17 @@
 // Envoy's API, loaded by @grpc/proto-loader from the protos that @grpc/grpc-js-xds ships.
 // Shared by every layer (like model/): generators build these messages, xds/ serves them.
-import '@grpc/proto-loader'; // registers protobufjs' copies of google/protobuf/*.proto
+import '@grpc/proto-loader'; // registers protobufjs' copies of google/protobuf/{descriptor,api,type}.proto
+import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import type protobuf from 'protobufjs';
+import protobuf from 'protobufjs';
 
 const require = createRequire(import.meta.url);
-// proto-loader's own loader returns the protobufjs Root it builds its definitions from;
-// we need the Root itself to encode resources once and splice the bytes into responses.
-const { loadProtosWithOptionsSync } = require('@grpc/proto-loader/build/src/util.js') as {
-  loadProtosWithOptionsSync(files: string[], options: object): protobuf.Root;
-};
 
 const DEPS = path.join(path.dirname(require.resolve('@grpc/grpc-js-xds/package.json')), 'deps');
 export const INCLUDE_DIRS = ['envoy-api', 'xds', 'googleapis', 'protoc-gen-validate'].map((d) => path.join(DEPS, d));
 
-/** Every Envoy proto meshfed reads or writes; typings are generated from the same list. */
+/** Every Envoy proto meshfed reads or writes. */
 export const ENVOY_PROTO_FILES = [
   'envoy/service/discovery/v3/ads.proto',
   'envoy/service/cluster/v3/cds.proto',
@@ -39,10 +35,24 @@ export const ENVOY_PROTO_FILES = [
   'envoy/extensions/clusters/aggregate/v3/cluster.proto',
 ];
 
-export const root: protobuf.Root = loadProtosWithOptionsSync(ENVOY_PROTO_FILES, {
-  keepCase: true,
-  includeDirs: INCLUDE_DIRS,
-});
+/**
+ * Loads protos into `into` (a new Root by default) through protobufjs' public API: Root.resolvePath
+ * is documented as the hook for imports spread over several directories. We need the Root itself
+ * (not proto-loader's service definitions) to encode resources once and splice the bytes into responses.
+ */
+export function loadEnvoyProtos(files: readonly string[], into: protobuf.Root = new protobuf.Root()): protobuf.Root {
+  into.resolvePath = (origin, target) => {
+    if (path.isAbsolute(target)) return target;
+    const found = INCLUDE_DIRS.map((d) => path.join(d, target)).find((f) => fs.existsSync(f));
+    return found ?? protobuf.util.path.resolve(origin, target);
+  };
+  into.loadSync([...files], { keepCase: true });
+  into.resolveAll();
+  return into;
+}
+
+/** The one Root every layer shares (the validator adds the Bootstrap to it). */
+export const root: protobuf.Root = loadEnvoyProtos(ENVOY_PROTO_FILES);
 
 export const TYPE_PREFIX = 'type.googleapis.com/';
 

@@ -7,6 +7,7 @@
 // An mTLS endpoint's listener requires a client certificate: identity and roots come from the
 // bootstrap's "default" certificate-provider instance (CONTRACTS.md). Routing is non-forwarding:
 // the server handles every RPC itself.
+import { SERVER_LISTENER_PREFIX } from '../envoy/names.js';
 import type { Endpoint, MeshChanges, MeshSnapshot } from '../model/mesh.js';
 import type { ProxyView } from '../model/proxy.js';
 import type { GeneratedResource, Generator } from './generator.js';
@@ -16,9 +17,6 @@ const HCM = 'type.googleapis.com/envoy.extensions.filters.network.http_connectio
 const ROUTER = 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router';
 const DOWNSTREAM_TLS = 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext';
 
-export const SERVER_LISTENER_PREFIX = 'grpc/server?xds.resource.listening_address=';
-/** What `meshfed agent` writes as server_listener_resource_name_template. */
-export const SERVER_LISTENER_TEMPLATE = `${SERVER_LISTENER_PREFIX}%s`;
 
 const WILDCARDS = ['0.0.0.0', '[::]'];
 

@@ -12,12 +12,10 @@
 // tells the store (XdsStore.refresh) when a certificate is renewed or the bundle changes.
 import { compare, type MeshChanges } from '../model/mesh.js';
 import type { ProxyView } from '../model/proxy.js';
+import { DEFAULT_SECRET, pemBlob, ROOTCA_PEM_SECRET, ROOTCA_SECRET } from '../envoy/names.js';
 import { TypeUrl } from '../envoy/protos.js';
 import { type GeneratedResource, type Generator, VIEW_RESOURCES } from './generator.js';
 
-export const DEFAULT_SECRET = 'default';
-export const ROOTCA_SECRET = 'ROOTCA';
-export const ROOTCA_PEM_SECRET = 'ROOTCA_PEM';
 
 const SPIFFE_VALIDATOR = 'envoy.tls.cert_validator.spiffe';
 const SPIFFE_VALIDATOR_CONFIG = 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.SPIFFECertValidatorConfig';
@@ -82,9 +80,4 @@ export function sdsGenerator(secrets: WorkloadSecrets | undefined): Generator {
       return out;
     },
   };
-}
-
-/** Roots as one PEM blob, deduplicated and sorted (as Istio builds ROOTCA), so equal sets encode equally. */
-export function pemBlob(roots: readonly string[]): string {
-  return [...new Set(roots.map((r) => r.trim() + '\n'))].sort().join('');
 }

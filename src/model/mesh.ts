@@ -103,8 +103,8 @@ export interface MeshChanges {
   readonly endpoints: ReadonlySet<string>;
   /** Of those, the hostnames whose endpoint identities (see endpointIdentities) changed too. */
   readonly identities: ReadonlySet<string>;
-  /** Raw resources changed, as `${typeUrl} ${name}`. */
-  readonly raw: ReadonlySet<string>;
+  /** Names of the raw resources that changed, appeared or went away, by type URL. */
+  readonly raw: ReadonlyMap<string, ReadonlySet<string>>;
 }
 
 export const EMPTY_SNAPSHOT: MeshSnapshot = {

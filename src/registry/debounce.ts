@@ -7,17 +7,17 @@ export interface DebounceOptions {
   readonly maxMs: number;
 }
 
-export class KeyDebouncer {
-  private readonly pending = new Map<string, { first: number; last: number }>();
+export class KeyDebouncer<K = string> {
+  private readonly pending = new Map<K, { first: number; last: number }>();
   private timer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly opts: DebounceOptions,
     /** Receives the released keys and the time of the oldest change among them. */
-    private readonly release: (keys: string[], oldestChange: number) => void,
+    private readonly release: (keys: K[], oldestChange: number) => void,
   ) {}
 
-  touch(key: string, now = Date.now()): void {
+  touch(key: K, now = Date.now()): void {
     const p = this.pending.get(key);
     if (p) p.last = now;
     else this.pending.set(key, { first: now, last: now });
@@ -46,7 +46,7 @@ export class KeyDebouncer {
   }
 
   private fire(now: number): void {
-    const due: string[] = [];
+    const due: K[] = [];
     let oldest = Number.POSITIVE_INFINITY;
     let next = Number.POSITIVE_INFINITY;
     for (const [key, p] of this.pending) {

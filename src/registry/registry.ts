@@ -1,36 +1,48 @@
 // The registry merges every source into one mesh and publishes it, debounced, with the
 // list of what changed, so generators redo only what a change can affect.
+import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
-import { type Endpoint, endpointIdentities, type MeshChanges, type MeshCluster, type MeshSnapshot, type RawResource, type Service } from '../model/mesh.js';
+import { EMPTY_SNAPSHOT, type Endpoint, endpointIdentities, type MeshChanges, type MeshCluster, type MeshSnapshot, type RawResource, type Service } from '../model/mesh.js';
 import type { ServiceContribution, SourceMesh } from '../model/source.js';
 import { type DebounceOptions, KeyDebouncer } from './debounce.js';
 import { mergeService } from './merge.js';
 
 export type PublishFn = (snapshot: MeshSnapshot, changes: MeshChanges, changedAt: number) => void;
 
-const CLUSTERS = 'clusters';
-const svcKey = (h: string): string => `svc ${h}`;
-const epKey = (h: string): string => `ep ${h}`;
-const rawKeyOf = (k: string): string => `raw ${k}`;
+/**
+ * What the debouncer holds back, typed: one object per (kind, id), interned so that the
+ * debouncer's map sees the same key for every change to it.
+ */
+type Key =
+  | { readonly kind: 'clusters' }
+  | { readonly kind: 'service'; readonly hostname: string }
+  | { readonly kind: 'endpoints'; readonly hostname: string }
+  | { readonly kind: 'raw'; readonly typeUrl: string; readonly name: string; readonly sourceKey: string };
 
-interface State {
-  clusters: Map<string, MeshCluster>;
+const CLUSTERS: Key = { kind: 'clusters' };
+
+/** Live (not yet published) state: raw resources keyed as sources key them (see rawKey). */
+interface Live {
+  clusters: ReadonlyMap<string, MeshCluster>;
   services: Map<string, Service>;
   endpoints: Map<string, readonly Endpoint[]>;
-  raw: Map<string, Map<string, RawResource>>;
+  raw: Map<string, RawResource>;
 }
-
-const emptyState = (): State => ({ clusters: new Map(), services: new Map(), endpoints: new Map(), raw: new Map() });
 
 export class Registry {
   private readonly sources = new Map<string, SourceMesh>();
-  /** Merged state, updated at once; `published` follows it key by key as keys settle. */
-  private readonly live: State = emptyState();
-  private readonly published: State = emptyState();
-  private readonly fingerprints = new Map<string, string>();
+  /** Merged state, updated at once; the published snapshot follows it key by key as keys settle. */
+  private readonly live: Live = { clusters: new Map(), services: new Map(), endpoints: new Map(), raw: new Map() };
+  /** Never mutated once published: each release builds a new one, copying only the maps that changed. */
+  private published: MeshSnapshot = EMPTY_SNAPSHOT;
+  /** Content hash of each key's live value. */
+  private readonly fingerprints = new Map<Key, string>();
+  private readonly serviceKeys = new Map<string, Key>();
+  private readonly endpointKeys = new Map<string, Key>();
+  private readonly rawKeys = new Map<string, Key>();
   /** endpointIdentities of each published hostname. */
   private readonly identities = new Map<string, string>();
-  private readonly debouncer: KeyDebouncer;
+  private readonly debouncer: KeyDebouncer<Key>;
   private readonly conflicts = new Map<string, readonly string[]>();
 
   constructor(
@@ -38,7 +50,7 @@ export class Registry {
     private readonly publish: PublishFn,
     private readonly log: Logger,
   ) {
-    this.debouncer = new KeyDebouncer(debounce, (keys, oldest) => this.release(keys, oldest));
+    this.debouncer = new KeyDebouncer<Key>(debounce, (keys, oldest) => this.release(keys, oldest));
   }
 
   get snapshot(): MeshSnapshot {
@@ -118,8 +130,11 @@ export class Registry {
       for (const h of hostnames) {
         const merged = mergeService(contributions.get(h) ?? []);
         this.noteConflicts(h, merged?.conflicts ?? []);
-        const s = this.set(svcKey(h), merged?.service, now, (v) => setOrDelete(this.live.services, h, v));
-        const e = this.set(epKey(h), merged?.endpoints.length ? merged.endpoints : undefined, now, (v) =>
+        const s = this.set(intern(this.serviceKeys, h, (): Key => ({ kind: 'service', hostname: h })), merged?.service, now, (v) =>
+          setOrDelete(this.live.services, h, v),
+        );
+        const eps = merged?.endpoints.length ? merged.endpoints : undefined;
+        const e = this.set(intern(this.endpointKeys, h, (): Key => ({ kind: 'endpoints', hostname: h })), eps, now, (v) =>
           setOrDelete(this.live.endpoints, h, v),
         );
         if (s || e) changedServices++;
@@ -135,12 +150,11 @@ export class Registry {
     for (const k of rawKeys) {
       let r: RawResource | undefined;
       for (const src of this.sources.values()) r ??= src.raw.get(k);
-      this.set(rawKeyOf(k), r, now, () => {
-        const [typeUrl, name] = splitRawKey(k);
-        let byName = this.live.raw.get(typeUrl);
-        if (!byName) this.live.raw.set(typeUrl, (byName = new Map()));
-        setOrDelete(byName, name, r);
-      });
+      // A deleted resource is named by what was live (or by the source that dropped it).
+      const named = r ?? this.live.raw.get(k) ?? before?.raw.get(k);
+      if (!named) continue;
+      const key = intern(this.rawKeys, k, (): Key => ({ kind: 'raw', typeUrl: named.typeUrl, name: named.name, sourceKey: k }));
+      this.set(key, r, now, (v) => setOrDelete(this.live.raw, k, v));
     }
     return changedServices;
   }
@@ -159,8 +173,8 @@ export class Registry {
   }
 
   /** Applies a value to the live state if its fingerprint changed, and queues it for publishing. */
-  private set<T>(key: string, value: T | undefined, now: number, apply: (v: T | undefined) => void): boolean {
-    const fp = value === undefined ? undefined : JSON.stringify(value);
+  private set<T>(key: Key, value: T | undefined, now: number, apply: (v: T | undefined) => void): boolean {
+    const fp = value === undefined ? undefined : contentHash(value);
     if (fp === this.fingerprints.get(key)) return false;
     if (fp === undefined) this.fingerprints.delete(key);
     else this.fingerprints.set(key, fp);
@@ -169,38 +183,53 @@ export class Registry {
     return true;
   }
 
-  private release(keys: readonly string[], oldest: number): void {
+  private release(keys: readonly Key[], oldest: number): void {
+    const prev = this.published;
+    let clusters = false;
     const services = new Set<string>();
     const endpoints = new Set<string>();
     const identities = new Set<string>();
-    const raw = new Set<string>();
-    let clusters = false;
+    const rawByType = new Map<string, Map<string, Key & { kind: 'raw' }>>();
     for (const key of keys) {
-      const space = key.indexOf(' ');
-      const kind = space < 0 ? key : key.slice(0, space);
-      const id = key.slice(space + 1);
-      if (kind === CLUSTERS) {
-        clusters = true;
-        this.published.clusters = this.live.clusters;
-      } else if (kind === 'svc') {
-        services.add(id);
-        setOrDelete(this.published.services, id, this.live.services.get(id));
-      } else if (kind === 'ep') {
-        endpoints.add(id);
-        const eps = this.live.endpoints.get(id);
-        setOrDelete(this.published.endpoints, id, eps);
-        const who = endpointIdentities(eps);
-        if (who !== (this.identities.get(id) ?? '')) identities.add(id);
-        if (who) this.identities.set(id, who);
-        else this.identities.delete(id);
-      } else if (kind === 'raw') {
-        raw.add(id);
-        const [typeUrl, name] = splitRawKey(id);
-        let byName = this.published.raw.get(typeUrl);
-        if (!byName) this.published.raw.set(typeUrl, (byName = new Map()));
-        setOrDelete(byName, name, this.live.raw.get(typeUrl)?.get(name));
+      if (key.kind === 'clusters') clusters = true;
+      else if (key.kind === 'service') services.add(key.hostname);
+      else if (key.kind === 'endpoints') endpoints.add(key.hostname);
+      else {
+        let byName = rawByType.get(key.typeUrl);
+        if (!byName) rawByType.set(key.typeUrl, (byName = new Map()));
+        byName.set(key.name, key);
       }
     }
+    const nextServices = edited(prev.services, services, (h) => {
+      const svc = this.live.services.get(h);
+      if (!svc) this.serviceKeys.delete(h);
+      return svc;
+    });
+    const nextEndpoints = edited(prev.endpoints, endpoints, (h) => {
+      const eps = this.live.endpoints.get(h);
+      if (!eps) this.endpointKeys.delete(h);
+      const who = endpointIdentities(eps);
+      if (who !== (this.identities.get(h) ?? '')) identities.add(h);
+      setOrDelete(this.identities, h, who || undefined);
+      return eps;
+    });
+    const nextRaw = edited(prev.raw, rawByType.keys(), (typeUrl) => {
+      const changed = rawByType.get(typeUrl)!;
+      const byName = edited(prev.raw.get(typeUrl) ?? new Map<string, RawResource>(), changed.keys(), (name) => {
+        const key = changed.get(name)!;
+        const r = this.live.raw.get(key.sourceKey);
+        if (!r) this.rawKeys.delete(key.sourceKey);
+        return r;
+      });
+      return byName.size ? byName : undefined;
+    });
+    this.published = Object.freeze({
+      clusters: clusters ? this.live.clusters : prev.clusters,
+      services: nextServices,
+      endpoints: nextEndpoints,
+      raw: nextRaw,
+    });
+    const raw = new Map([...rawByType].map(([typeUrl, byName]) => [typeUrl, new Set(byName.keys())]));
     this.log.debug({ services: services.size, endpoints: endpoints.size, raw: raw.size, clusters }, 'publishing mesh changes');
     this.publish(this.published, { clusters, services, endpoints, identities, raw }, oldest);
   }
@@ -225,12 +254,25 @@ function patched<V>(base: ReadonlyMap<string, V> | undefined, patch: ReadonlyMap
   return out;
 }
 
+/** A copy of `prev` with `ids` set to `valueOf(id)` (deleted where undefined); `prev` itself when `ids` is empty. */
+function edited<V>(prev: ReadonlyMap<string, V>, ids: Iterable<string>, valueOf: (id: string) => V | undefined): ReadonlyMap<string, V> {
+  let next: Map<string, V> | undefined;
+  for (const id of ids) setOrDelete((next ??= new Map(prev)), id, valueOf(id));
+  return next ?? prev;
+}
+
 function setOrDelete<K, V>(map: Map<K, V>, key: K, value: V | undefined): void {
   if (value === undefined) map.delete(key);
   else map.set(key, value);
 }
 
-function splitRawKey(k: string): [string, string] {
-  const i = k.indexOf(' ');
-  return [k.slice(0, i), k.slice(i + 1)];
+function intern<K>(keys: Map<string, K>, id: string, make: () => K): K {
+  let k = keys.get(id);
+  if (!k) keys.set(id, (k = make()));
+  return k;
+}
+
+/** A digest of a value's JSON, so that only 27 characters per key are kept, not a copy of each endpoint list. */
+function contentHash(value: unknown): string {
+  return createHash('sha1').update(JSON.stringify(value)).digest('base64url');
 }

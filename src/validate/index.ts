@@ -1,24 +1,14 @@
 // `meshfed validate` and the tests: Envoy resources (or a Bootstrap) checked against the
 // protoc-gen-validate rules of Envoy's protos.
-import { createRequire } from 'node:module';
 import type protobuf from 'protobufjs';
-import { ENVOY_PROTO_FILES, INCLUDE_DIRS, TYPE_PREFIX } from '../envoy/protos.js';
+import { loadEnvoyProtos, root as envoyRoot, TYPE_PREFIX } from '../envoy/protos.js';
 import { JsonReader } from './json.js';
 import { type ValidationError, Validator } from './validator.js';
 
 export type { ValidationError } from './validator.js';
 
-const require = createRequire(import.meta.url);
-const { loadProtosWithOptionsSync } = require('@grpc/proto-loader/build/src/util.js') as {
-  loadProtosWithOptionsSync(files: string[], options: object): protobuf.Root;
-};
-
-/** What meshfed serves, plus the Bootstrap (for example bootstraps) and the extensions they use. */
-const VALIDATION_PROTO_FILES = [
-  ...ENVOY_PROTO_FILES,
-  'envoy/config/bootstrap/v3/bootstrap.proto',
-  'envoy/extensions/transport_sockets/raw_buffer/v3/raw_buffer.proto',
-];
+/** Beyond what meshfed serves (already in the shared Root): the Bootstrap, for example bootstraps. */
+const VALIDATION_PROTO_FILES = ['envoy/config/bootstrap/v3/bootstrap.proto'];
 
 export const BOOTSTRAP_TYPE = `${TYPE_PREFIX}envoy.config.bootstrap.v3.Bootstrap`;
 
@@ -26,8 +16,8 @@ let shared: { root: protobuf.Root; validator: Validator; reader: JsonReader } | 
 
 function loaded(): NonNullable<typeof shared> {
   if (!shared) {
-    const root = loadProtosWithOptionsSync([...new Set(VALIDATION_PROTO_FILES)], { keepCase: true, includeDirs: INCLUDE_DIRS });
-    root.resolveAll();
+    // Added to the shared Root on first use: new types only, so what the server encodes is unchanged.
+    const root = loadEnvoyProtos(VALIDATION_PROTO_FILES, envoyRoot);
     shared = { root, validator: new Validator(root), reader: new JsonReader(root) };
   }
   return shared;

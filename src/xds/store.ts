@@ -56,8 +56,7 @@ export class XdsStore {
         const hostnames = affected === 'all' ? new Set([VIEW_RESOURCES, ...slot.owned.keys(), ...mesh.services.keys()]) : affected;
         changed.push(...this.regenerate(slot, gen, hostnames));
       }
-      const rawNames = [...changes.raw].filter((k) => k.startsWith(slot.table.typeUrl + ' ')).map((k) => k.slice(slot.table.typeUrl.length + 1));
-      changed.push(...this.writeRaw(slot.table, rawNames));
+      changed.push(...this.writeRaw(slot.table, changes.raw.get(slot.table.typeUrl) ?? []));
       slot.table.publish([...new Set(changed)], changedAt);
     }
     this.reportSizes();

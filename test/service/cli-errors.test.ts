@@ -126,7 +126,7 @@ describe('npm run bench: flags', () => {
   });
 
   it('--scenario bogus', async () => {
-    expect(oneLine(await bench('--scenario', 'bogus'))).toMatch(/^bench: --scenario bogus: must be one of scale, churn, soak, all/);
+    expect(oneLine(await bench('--scenario', 'bogus'))).toMatch(/^bench: --scenario bogus: must be one of scale, churn, bare-churn, soak, all/);
   });
 });
 

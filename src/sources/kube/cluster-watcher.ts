@@ -3,8 +3,8 @@
 // arrives as one batch) and held back until every kind has been listed once. The cluster's own entry
 // (network, gateways) is reported when it changes, so that every proxy's view is regenerated.
 import type { Logger } from 'pino';
-import { compare, type Gateway, type MeshCluster } from '../../model/mesh.js';
-import type { ServiceContribution } from '../../model/source.js';
+import { compare, type Gateway, hostnameOf, type MeshCluster } from '../../model/mesh.js';
+import { contributionKey, type ServiceContribution } from '../../model/source.js';
 import { type Backoff, ResourceInformer } from './informer.js';
 import { type Kind, type KubeObj, type LabelSelector, pathOf } from './objects.js';
 import { HostnameResolver } from './gateway-dns.js';
@@ -155,7 +155,7 @@ export class ClusterWatcher {
     const out = new Map<string, ServiceContribution>();
     for (const k of this.index.serviceKeys()) {
       const c = this.index.contribution(k);
-      if (c) out.set(`${c.cluster}/${c.hostname}`, c);
+      if (c) out.set(contributionKey(c), c);
     }
     return out;
   }
@@ -227,8 +227,10 @@ export class ClusterWatcher {
     const patch: ContributionPatch = new Map();
     for (const k of this.dirty) {
       const c = this.index.contribution(k);
+      // A deleted service has no contribution to name it: its key (namespace/name) does.
       const slash = k.indexOf('/');
-      patch.set(`${this.opts.id}/${k.slice(slash + 1)}.${k.slice(0, slash)}.svc.${this.opts.domain}`, c);
+      const hostname = hostnameOf(k.slice(slash + 1), k.slice(0, slash), this.opts.domain);
+      patch.set(contributionKey({ cluster: this.opts.id, hostname }), c);
     }
     this.dirty.clear();
     if (patch.size) this.events.changed(patch);

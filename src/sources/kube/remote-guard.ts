@@ -143,6 +143,11 @@ export class RemoteGuard {
 
   private evaluate(changed: ReadonlySet<string>, confirmed: boolean): void {
     const now = this.now();
+    // A quiet window has passed since the last drop: this update is a new one, judged from here.
+    if (!this.held.size && now - this.referenceAt >= this.opts.dropWindowMs) {
+      this.reference = this.acceptedEndpoints;
+      this.referenceAt = now;
+    }
     const grow: string[] = [];
     const shrink: string[] = [];
     let drop = 0;
