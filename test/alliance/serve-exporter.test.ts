@@ -104,7 +104,8 @@ describe('meshfed serve --metadata-address', () => {
       const kubeconfig = api.writeKubeconfig(mkdtempSync(path.join(os.tmpdir(), 'meshfed-kube-')));
       const s = start(['--kubeconfig', kubeconfig, '--namespace', 'meshfed', '--xds-address', '127.0.0.1:0', '--admin-address', '127.0.0.1:0', '--debug-address', '127.0.0.1:0', '--metadata-address', '127.0.0.1:0']);
       expect(await s.exited).toBe(1);
-      expect(s.output()).toContain('the cluster UUID is the uid of Namespace kube-system, which could not be read (HTTP 404: namespaces \\"kube-system\\" not found); give --cluster-uuid');
+      // One plain line on stderr (the CLI's error handler), not a JSON log with a stack.
+      expect(s.output()).toContain('\nmeshfed: the cluster UUID is the uid of Namespace kube-system, which could not be read (HTTP 404: namespaces "kube-system" not found); give --cluster-uuid\n');
     } finally {
       await api.close();
     }
