@@ -110,9 +110,9 @@ export interface FederationOptions {
   readonly watchCrs?: boolean;
 }
 
-// INTEGRATION POINT (branch fed-tokens): the cluster identity's Ed25519 minter replaces this default, and
-// the Lease elector (HA branch) replaces the always-leader default of `isLeader` below.
-const NO_MINTER: TokenMinter = () => Promise.reject(new Error('no token minter: the cluster identity (Ed25519 key, UUID) is not configured'));
+// A peer accepts our tokens only once it has fetched our public.json (its allow-list): federating needs this
+// cluster's exporter, and the exporter brings the identity that mints them.
+const NO_MINTER: TokenMinter = () => Promise.reject(new Error('no cluster identity to sign with: start meshfed with --metadata-address (peers authenticate this cluster by the key it publishes there)'));
 
 export interface MeshfedPki {
   readonly ca: CertificateAuthority;
@@ -190,10 +190,12 @@ export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> 
   const readiness: ReadinessCheck[] = [];
 
   const fed = opts.federation ?? {};
+  let alliance: Alliance | undefined;
   const peers = new PeerController({
     localTrustDomain: opts.pki?.trustDomain ?? opts.kube?.clusterDomain ?? KUBE_DEFAULTS.clusterDomain,
-    mintToken: fed.mintToken ?? NO_MINTER,
-    isLeader: fed.isLeader ?? (() => true),
+    // The alliance identity starts after the sources (it reads the mesh): until then, and without it, no minter.
+    mintToken: (...args) => (fed.mintToken ?? alliance?.mintToken ?? NO_MINTER)(...args),
+    isLeader: fed.isLeader ?? (() => leadership.isLeader()),
     pollIntervalMs: fed.pollIntervalMs ?? PEER_DEFAULTS.pollIntervalMs,
     fetchTimeoutMs: fed.fetchTimeoutMs ?? PEER_DEFAULTS.fetchTimeoutMs,
     maxPublicBytes: PEER_DEFAULTS.maxPublicBytes,
@@ -252,7 +254,6 @@ export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> 
   }
   registry.flush(); // serve the initial state without waiting for the debounce
 
-  let alliance: Alliance | undefined;
   try {
     alliance =
       opts.alliance &&
@@ -278,7 +279,15 @@ export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> 
     pki?.certs.close();
     pki?.bundles.close();
     pki?.ca.close();
+    federations?.stop();
+    serviceEntries?.stop();
+    peers.stop();
     throw err;
+  }
+  if (alliance) {
+    // Peers that answered our metadata requests may now read ours; ask again at once with the new minter.
+    alliance.usePeers(peers);
+    peers.pollAll();
   }
 
   const xds = new XdsServer({ store, observer: metrics, log: log.child({ module: 'xds' }), sendBudgetBytes: opts.sendBudgetBytes, limits: opts.xdsLimits });

@@ -81,7 +81,10 @@ describe('deploy/kubernetes manifests', () => {
     const role = (kind: string, name: string) => all.find((m) => m.kind === kind && m.metadata.name === name) as Manifest;
     expect(grants(role('ClusterRole', 'meshfed-discovery'))).toEqual([
       ...read('core/namespaces'), ...read('core/nodes'), ...read('core/pods'), ...read('core/services'),
-      ...read('discovery.k8s.io/endpointslices'),
+      ...read('discovery.k8s.io/endpointslices'), ...read('networking.istio.io/serviceentries'),
+      ...read('deckhouse.io/istiofederations'), ...read('deckhouse.io/istiomulticlusters'),
+      // Status only, and only the Lease holder writes it: the CRs' specs stay the operator's.
+      'deckhouse.io/istiofederations/status patch', 'deckhouse.io/istiomulticlusters/status patch',
     ].sort());
     expect(grants(role('ClusterRole', 'meshfed-tokenreview'))).toEqual(['authentication.k8s.io/tokenreviews create']);
     expect(grants(role('Role', 'meshfed-secrets'))).toEqual([
@@ -237,15 +240,15 @@ describe('kubectl apply -k deploy/kubernetes', () => {
   it('kubectl kustomize renders every object, the namespaced ones in the kustomization\'s namespace', async () => {
     const { stdout } = await promisify(execFile)(KUBECTL, ['kustomize', DIR], { timeout: 20_000 });
     const rendered = parseAllDocuments(stdout).map((d) => d.toJS() as Manifest);
-    expect(rendered).toHaveLength(13);
-    for (const m of rendered) expect(m.metadata.namespace, `${m.kind}/${m.metadata.name}`).toBe(m.kind.startsWith('Cluster') ? undefined : 'meshfed-system');
+    expect(rendered).toHaveLength(15);
+    for (const m of rendered) expect(m.metadata.namespace, `${m.kind}/${m.metadata.name}`).toBe(m.kind.startsWith('Cluster') || m.kind === 'CustomResourceDefinition' ? undefined : 'meshfed-system');
   });
 
   it('installs every object, namespaced ones and the subjects in the kustomization\'s namespace', async () => {
     const { stdout } = await promisify(execFile)(KUBECTL, ['apply', '-k', DIR], {
       env: { ...process.env, KUBECONFIG: api.writeKubeconfig(dir) }, timeout: 20_000,
     });
-    expect(stdout.trim().split('\n')).toHaveLength(13);
+    expect(stdout.trim().split('\n')).toHaveLength(15);
     const ns = 'meshfed-system';
     expect(api.get('v1', 'ServiceAccount', ns, 'meshfed')).toBeDefined();
     expect(api.get('apps/v1', 'Deployment', ns, 'meshfed')).toBeDefined();
