@@ -284,8 +284,9 @@ export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> 
     peers.stop();
     throw err;
   }
-  if (alliance) {
-    // Peers that answered our metadata requests may now read ours; ask again at once with the new minter.
+  if (alliance && !opts.alliance?.peers) {
+    // The peers this cluster federates with are the ones that may read its private metadata (an embedder may give
+    // its own list instead); ask them again at once, now that tokens can be minted.
     alliance.usePeers(peers);
     peers.pollAll();
   }
