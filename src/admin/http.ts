@@ -3,12 +3,12 @@
 // (--debug-address, loopback by default) shows mesh internals and is reached with
 // `kubectl port-forward`; even there, key material is "[redacted]".
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { XdsStream } from '../xds/stream.js';
 import { REDACTED } from '../envoy/redact.js';
 import { configDump, syncz } from './debug.js';
 import type { Metrics } from './metrics.js';
+import { closeNow, listenOn } from '../net.js';
 
 export interface ReadinessCheck {
   readonly name: string;
@@ -42,15 +42,11 @@ export class HttpPages {
   }
 
   listen(host: string, port: number): Promise<number> {
-    return new Promise((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(port, host, () => resolve((this.server.address() as AddressInfo).port));
-    });
+    return listenOn(this.server, host, port);
   }
 
   close(): Promise<void> {
-    this.server.closeAllConnections();
-    return new Promise((resolve) => this.server.close(() => resolve()));
+    return closeNow(this.server);
   }
 
   private async route(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {

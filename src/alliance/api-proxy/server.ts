@@ -11,13 +11,14 @@
 // refusals are counted by closed reasons.
 import http from 'node:http';
 import https from 'node:https';
-import type { AddressInfo, Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import client from 'prom-client';
 import { AUTH_FAILURES, AuthError, verifyPeerToken } from '../tokens/tokens.js';
 import type { PeerDirectory } from '../types.js';
 import { classify, DENY_REASONS, type DenyReason, MAX_WATCH_SECONDS } from './policy.js';
+import { closeNow, listenOn } from '../../net.js';
 
 /** The port the Kubernetes manifests give the api-proxy. */
 export const DEFAULT_API_PROXY_PORT = 18443;
@@ -105,18 +106,11 @@ export class ApiProxy {
   }
 
   listen(host: string, port: number): Promise<number> {
-    return new Promise((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(port, host, () => {
-        this.server.off('error', reject);
-        resolve((this.server.address() as AddressInfo).port);
-      });
-    });
+    return listenOn(this.server, host, port);
   }
 
   close(): Promise<void> {
-    this.server.closeAllConnections();
-    return new Promise((resolve) => this.server.close(() => resolve()));
+    return closeNow(this.server);
   }
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {

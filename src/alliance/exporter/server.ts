@@ -9,7 +9,6 @@
 // exporter is only given the public PEM.
 import http from 'node:http';
 import https from 'node:https';
-import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import client from 'prom-client';
 import type { MeshSnapshot } from '../../model/mesh.js';
@@ -17,6 +16,7 @@ import { serveSpiffeBundle, type TrustBundles } from '../../pki/index.js';
 import { AUTH_FAILURES, AuthError, verifyPeerToken } from '../tokens/tokens.js';
 import type { IngressGateway, PeerDirectory, TokenScope } from '../types.js';
 import { federationMetadata, multiclusterMetadata, publicMetadata, type LocalCluster } from './documents.js';
+import { closeNow, listenOn } from '../../net.js';
 
 export const METADATA_PATHS = {
   healthz: '/healthz',
@@ -103,18 +103,11 @@ export class MetadataExporter {
   }
 
   listen(host: string, port: number): Promise<number> {
-    return new Promise((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(port, host, () => {
-        this.server.off('error', reject);
-        resolve((this.server.address() as AddressInfo).port);
-      });
-    });
+    return listenOn(this.server, host, port);
   }
 
   close(): Promise<void> {
-    this.server.closeAllConnections();
-    return new Promise((resolve) => this.server.close(() => resolve()));
+    return closeNow(this.server);
   }
 
   private async route(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
