@@ -130,11 +130,13 @@ describe('two meshfed --kube processes federated by IstioFederation resources', 
   });
 
   it('unlabelling the Service in B removes the import from A', async () => {
+    expect((await askA(TypeUrl.Cluster, [])).resources.map((r) => r.name)).toContain(BAR_CLUSTER);
     await kubectl(B(), ['label', 'service', 'bar', '-n', 'xyz', 'meshfed.io/exported-']);
     await waitFor('bar gone from A\'s CDS', async () => !(await askA(TypeUrl.Cluster, [])).resources.some((r) => r.name === BAR_CLUSTER), 10_000, 200);
   });
 
   it("deleting A's IstioFederation removes B's root from A's bundle", async () => {
+    expect(await trustDomainsOfA()).toEqual(['cluster-a.local', 'cluster-b.local']);
     await kubectl(A(), ['delete', 'istiofederation', 'cluster-b']);
     await waitFor('cluster-b.local gone from ROOTCA', async () => (await trustDomainsOfA()).join() === 'cluster-a.local', 10_000, 200);
   });
