@@ -62,7 +62,6 @@ function start(s: Side, gateway: string): void {
     'serve', '--kubeconfig', s.kubeconfig, '--namespace', 'meshfed', '--cluster-id', s.name, '--cluster-domain', `${s.name}.local`,
     '--xds-address', `127.0.0.1:${s.xds}`, '--admin-address', '127.0.0.1:0', '--debug-address', '127.0.0.1:0',
     '--metadata-address', `127.0.0.1:${s.metadata}`, '--federation', '--advertise-gateway', gateway, '--peer-poll-interval', '1',
-    '--insecure-dev-identity', // plaintext SDS: the test reads the trust bundle as a sidecar of cluster-a
   ];
   const proc = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], { cwd: repo, stdio: ['ignore', 'pipe', 'pipe'] });
   s.proc = proc;

@@ -53,7 +53,6 @@ function start(self: Side, other: Side): void {
     'serve', '--config', meshFile(self, other), '--cluster-id', self.name, '--trust-domain', `${self.name}.local`,
     '--xds-address', `127.0.0.1:${self.xds}`, '--admin-address', '127.0.0.1:0', '--debug-address', '127.0.0.1:0',
     '--metadata-address', `127.0.0.1:${self.metadata}`, '--federation', '--peer-poll-interval', '1',
-    '--insecure-dev-identity', // plaintext SDS: the test reads the trust bundle as a sidecar of cluster-a
   ];
   const proc = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], { cwd: repo, stdio: ['ignore', 'pipe', 'pipe'] });
   self.proc = proc;
