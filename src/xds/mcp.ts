@@ -7,8 +7,7 @@ import { timestampFromMs } from '@bufbuild/protobuf/wkt';
 import { createHash } from 'node:crypto';
 import { MCP_RESOURCE_TYPE_URL } from '../istio/config-types.js';
 import { type IstioConfigBody, ISTIO_REGISTRY, ResourceSchema } from '../istio/messages.js';
-import type { Entry } from './resource.js';
-import { encodeAny, encodeDeltaResource } from './wire.js';
+import { EncodedEntry, type Entry } from './resource.js';
 
 /**
  * Every resource's create_time. istiod orders configs by it (oldest first: the first
@@ -18,28 +17,10 @@ import { encodeAny, encodeDeltaResource } from './wire.js';
  */
 export const MCP_CREATE_TIME_MS = Date.UTC(2020, 0, 1);
 
-class McpEntry implements Entry {
-  readonly edsName = undefined;
-  private delta: Buffer | undefined;
-  constructor(
-    readonly typeUrl: string,
-    readonly name: string,
-    readonly version: string,
-    readonly any: Buffer,
-    private readonly value: Uint8Array,
-    readonly mixHi: number,
-    readonly mixLo: number,
-  ) {}
-
-  deltaBytes(): Buffer {
-    return (this.delta ??= encodeDeltaResource(this.name, this.version, this.any));
-  }
-
-  toJSON(): Record<string, unknown> {
-    const json = toJson(ResourceSchema, fromBinary(ResourceSchema, this.value), { registry: ISTIO_REGISTRY }) as Record<string, unknown>;
-    return { '@type': MCP_RESOURCE_TYPE_URL, ...json };
-  }
-}
+const mcpJson = (_typeUrl: string, value: Uint8Array): Record<string, unknown> => ({
+  '@type': MCP_RESOURCE_TYPE_URL,
+  ...(toJson(ResourceSchema, fromBinary(ResourceSchema, value), { registry: ISTIO_REGISTRY }) as Record<string, unknown>),
+});
 
 /** Encodes one Istio config resource; `previous` is kept when nothing changed. */
 export function encodeMcpEntry(typeUrl: string, name: string, body: IstioConfigBody, previous?: Entry): Entry {
@@ -51,8 +32,7 @@ export function encodeMcpEntry(typeUrl: string, name: string, body: IstioConfigB
   if (previous?.version === version && previous.name === name) return previous;
   resource.metadata!.version = version;
   const value = toBinary(ResourceSchema, resource);
-  const mix = createHash('sha256').update(name).update('\0').update(version).digest();
-  return new McpEntry(typeUrl, name, version, encodeAny(MCP_RESOURCE_TYPE_URL, value), value, mix.readUInt32BE(0), mix.readUInt32BE(4));
+  return new EncodedEntry(typeUrl, name, version, MCP_RESOURCE_TYPE_URL, value, undefined, mcpJson);
 }
 
 /** Map fields are written in key order, so equal maps give equal bytes. */

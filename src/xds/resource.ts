@@ -25,26 +25,39 @@ export interface Entry {
   toJSON(): Record<string, unknown>;
 }
 
-class EncodedEntry implements Entry {
+/** How a resource's bytes show on debug pages. */
+export type DebugRenderer = (typeUrl: string, value: Uint8Array) => Record<string, unknown>;
+
+const envoyJson: DebugRenderer = (typeUrl, value) => ({ '@type': typeUrl, ...debugJson(messageType(typeUrl), value) });
+
+/** An encoded resource of any kind: Envoy's messages here, Istio config in mcp.ts. */
+export class EncodedEntry implements Entry {
+  readonly any: Buffer;
+  readonly mixHi: number;
+  readonly mixLo: number;
   private delta: Buffer | undefined;
   constructor(
     readonly typeUrl: string,
     readonly name: string,
     readonly version: string,
-    readonly any: Buffer,
+    /** The type packed in the Any (Istio config is sent as its MCP envelope, whatever type_url was asked). */
+    anyType: string,
     private readonly value: Uint8Array,
-    readonly mixHi: number,
-    readonly mixLo: number,
     readonly edsName: string | undefined,
-  ) {}
+    private readonly render: DebugRenderer = envoyJson,
+  ) {
+    this.any = encodeAny(anyType, value);
+    const mix = createHash('sha256').update(name).update('\0').update(version).digest();
+    this.mixHi = mix.readUInt32BE(0);
+    this.mixLo = mix.readUInt32BE(4);
+  }
 
   deltaBytes(): Buffer {
     return (this.delta ??= encodeDeltaResource(this.name, this.version, this.any));
   }
 
   toJSON(): Record<string, unknown> {
-    const type = messageType(this.typeUrl);
-    return { '@type': this.typeUrl, ...debugJson(type, this.value) };
+    return this.render(this.typeUrl, this.value);
   }
 }
 
@@ -58,17 +71,7 @@ export function encodeEntry(typeUrl: string, name: string, body: Readonly<Record
   const value = type.encode(type.fromObject(body)).finish();
   const version = createHash('sha256').update(value).digest('hex').slice(0, 16);
   if (previous?.version === version && previous.name === name) return previous;
-  const mix = createHash('sha256').update(name).update('\0').update(version).digest();
-  return new EncodedEntry(
-    typeUrl,
-    name,
-    version,
-    encodeAny(typeUrl, value),
-    value,
-    mix.readUInt32BE(0),
-    mix.readUInt32BE(4),
-    typeUrl === TypeUrl.Cluster ? edsNameOf(name, body) : undefined,
-  );
+  return new EncodedEntry(typeUrl, name, version, typeUrl, value, typeUrl === TypeUrl.Cluster ? edsNameOf(name, body) : undefined);
 }
 
 function edsNameOf(name: string, body: Readonly<Record<string, unknown>>): string | undefined {
