@@ -45,4 +45,15 @@ export default defineConfig(
       '@typescript-eslint/await-thenable': 'error',
     },
   },
+  {
+    // The xDS layer serves what the app gives it: identities, secret names and the CA are the app's
+    // (src/auth/, handed in as a StreamPolicy), so src/xds does not reach into them.
+    files: ['src/xds/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        { patterns: [{ group: ['**/pki/*', '**/generate/sds.js', '**/auth/*'], message: 'src/xds takes authorization from the StreamPolicy the app supplies' }] },
+      ],
+    },
+  },
 );

@@ -13,8 +13,10 @@ import { istioGenerators } from './generate/istio.js';
 import type { WorkloadSecrets } from './generate/sds.js';
 import { TypeUrl } from './envoy/protos.js';
 import { CertificateAuthority, type CaStore, type KeyType, parseSpiffeId, serveSpiffeBundle, SPIFFE_BUNDLE_PATH, spiffeId, TrustBundles, WorkloadCertCache } from './pki/index.js';
-import { MeshAuthenticator, PlaintextAuthenticator, TokenReviewer } from './xds/auth.js';
-import { registerIstioCa } from './xds/istio-ca.js';
+import { MeshAuthenticator, TokenReviewer } from './auth/authenticators.js';
+import { registerIstioCa } from './auth/istio-ca.js';
+import { meshStreamPolicy } from './auth/policy.js';
+import { PlaintextAuthenticator } from './xds/auth.js';
 import { XdsServerCredentials } from './xds/tls.js';
 import { createLogger } from './log.js';
 import { Registry } from './registry/registry.js';
@@ -291,7 +293,7 @@ export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> 
     peers.pollAll();
   }
 
-  const xds = new XdsServer({ store, observer: metrics, log: log.child({ module: 'xds' }), sendBudgetBytes: opts.sendBudgetBytes, limits: opts.xdsLimits });
+  const xds = new XdsServer({ store, observer: metrics, log: log.child({ module: 'xds' }), policy: meshStreamPolicy, sendBudgetBytes: opts.sendBudgetBytes, limits: opts.xdsLimits });
   const maxRequestBytes = opts.xdsLimits?.maxRequestBytes ?? XDS_LIMITS.maxRequestBytes;
   const grpcServer = new grpc.Server({
     // The admin API's whole-mesh requests may be larger; xDS requests are still held to the limit.

@@ -1,13 +1,13 @@
 // Debug views of what each proxy is being served.
 import { shortType, TypeUrl } from '../envoy/protos.js';
-import { UNAUTHENTICATED, type XdsStream } from '../xds/stream.js';
-import type { TypeState } from '../xds/subscription.js';
+import type { XdsStream } from '../xds/stream.js';
+import type { SubscriptionStatus } from '../xds/subscription.js';
 
 export type SyncState = 'SYNCED' | 'STALE' | 'NOT_SENT' | 'ERROR';
 
-export function syncState(st: TypeState): SyncState {
-  if (!st.lastNonce) return 'NOT_SENT';
-  if (st.nack && st.nack.nonce === st.lastNonce) return 'ERROR';
+export function syncState(st: SubscriptionStatus): SyncState {
+  if (!st.nonce) return 'NOT_SENT';
+  if (st.nack && st.nack.nonce === st.nonce) return 'ERROR';
   return st.versionAcked === st.versionSent ? 'SYNCED' : 'STALE';
 }
 
@@ -22,14 +22,14 @@ export function syncz(streams: Iterable<XdsStream>): unknown[] {
       type: shortType(t),
       typeUrl: t,
       state: syncState(st),
-      // Secrets a stream without an identity asked for: never sent, and why.
+      // Names the policy withheld (secrets a stream without an identity asked for): never sent, and why.
       ...(st.withheld.size > 0 && {
-        ...(syncState(st) === 'NOT_SENT' && { reason: UNAUTHENTICATED }),
-        notSent: [...st.withheld].map((name) => ({ name, state: 'NOT_SENT', reason: UNAUTHENTICATED })),
+        ...(syncState(st) === 'NOT_SENT' && { reason: st.withheldReason }),
+        notSent: [...st.withheld].map((name) => ({ name, state: 'NOT_SENT', reason: st.withheldReason })),
       }),
       versionSent: st.versionSent,
       versionAcked: st.versionAcked,
-      nonce: st.lastNonce,
+      nonce: st.nonce,
       subscribed: st.wildcard ? ['*', ...st.names] : [...st.names],
       lastNack: st.nack && { message: st.nack.message, nonce: st.nack.nonce, at: new Date(st.nack.at).toISOString() },
     })),

@@ -8,139 +8,160 @@
 // - Subscription changes apply whatever the nonce (the spec requires it).
 // - A subscribed name that does not exist is reported once in removed_resources, and sent
 //   when it appears.
-import type { NodeInfo } from '../model/proxy.js';
-import { isFullState, shortType, TypeUrl } from '../envoy/protos.js';
+import { isFullState, shortType } from '../envoy/protos.js';
+import type { TypeGate } from './auth.js';
 import { overLimit } from './limits.js';
 import type { Entry } from './resource.js';
-import { type Built, XdsStream } from './stream.js';
-import type { TypeState } from './subscription.js';
-import { DeltaResponseField as F, MessageWriter, encodeRepeated } from './wire.js';
+import { type StreamRequest, XdsStream } from './stream.js';
+import { type Response, Subscription, type SubscriptionOwner } from './subscription.js';
+import type { TypeTable } from './table.js';
 
-export interface DeltaRequest {
-  node: NodeInfo | null;
-  type_url: string;
+export interface DeltaRequest extends StreamRequest {
   resource_names_subscribe: string[];
   resource_names_unsubscribe: string[];
   initial_resource_versions: Record<string, string>;
-  response_nonce: string;
-  error_detail: { code?: number; message?: string } | null;
 }
 
-export class DeltaStream extends XdsStream {
-  /** Characters of the names subscribed, across types. */
-  private nameChars = 0;
-  protected handle(raw: object): void {
-    const req = raw as DeltaRequest;
-    this.identify(req.node);
-    const typeUrl = this.typeOf(req.type_url);
-    if (!typeUrl) return;
-    if (typeUrl === TypeUrl.Secret && !this.maySubscribeSecrets(req.resource_names_subscribe)) return;
-    const first = !this.types.has(typeUrl);
-    const st = this.state(typeUrl);
-    this.recordAckOrNack(st, req.response_nonce, st.versionSent, req.error_detail);
-    this.subscribe(st, typeUrl, typeUrl === TypeUrl.Secret ? this.withholdDelta(st, req) : req, first);
-    // Each request is within the limits; so must be what they add up to (as one SotW request would).
+export class DeltaStream extends XdsStream<DeltaRequest, DeltaSubscription> {
+  protected requested(req: DeltaRequest): readonly string[] {
+    return req.resource_names_subscribe;
+  }
+
+  protected subscription(typeUrl: string, table: TypeTable, gate: TypeGate | undefined): DeltaSubscription {
+    return new DeltaSubscription(typeUrl, table, gate, this.owner);
+  }
+
+  /** Each request is within the limits; so must be what they add up to (as one SotW request would). */
+  protected override applied(sub: DeltaSubscription): boolean {
     const { maxNames, maxRequestBytes } = this.deps.limits;
-    if (st.names.size > maxNames) return this.refuse(overLimit('names', `a subscription to ${st.names.size} ${shortType(typeUrl)} resources`, maxNames));
-    if (this.nameChars > maxRequestBytes) return this.refuse(overLimit('request-bytes', `a subscription whose names add up to ${this.nameChars} characters`, maxRequestBytes));
-    if (st.pending()) this.schedule();
+    if (sub.nameCount > maxNames) {
+      this.refuse(overLimit('names', `a subscription to ${sub.nameCount} ${shortType(sub.typeUrl)} resources`, maxNames));
+      return false;
+    }
+    let chars = 0;
+    for (const s of this.subs.values()) chars += s.nameChars;
+    if (chars > maxRequestBytes) {
+      this.refuse(overLimit('request-bytes', `a subscription whose names add up to ${chars} characters`, maxRequestBytes));
+      return false;
+    }
+    return true;
+  }
+}
+
+export class DeltaSubscription extends Subscription<DeltaRequest> {
+  /** Characters of the names subscribed. */
+  private chars = 0;
+  /** Names to report in removed_resources at the next flush. */
+  private readonly removedPending = new Set<string>();
+
+  constructor(typeUrl: string, table: TypeTable, gate: TypeGate | undefined, owner: SubscriptionOwner) {
+    super(typeUrl, table, gate, owner, 'delta');
   }
 
-  /** Secrets a stream without an identity may not have are answered as names that do not exist. */
-  private withholdDelta(st: TypeState, req: DeltaRequest): DeltaRequest {
-    const allowed = this.withholdSecrets(st, req.resource_names_subscribe, false);
-    for (const n of req.resource_names_unsubscribe) st.withheld.delete(n);
-    for (const n of req.resource_names_subscribe) if (n !== '*' && st.withheld.has(n)) st.removedPending.add(n);
-    return { ...req, resource_names_subscribe: allowed };
+  get nameCount(): number {
+    return this.names.size;
   }
 
-  private subscribe(st: TypeState, typeUrl: string, req: DeltaRequest, first: boolean): void {
-    const sub = req.resource_names_subscribe;
+  get nameChars(): number {
+    return this.chars;
+  }
+
+  override pending(): boolean {
+    return super.pending() || this.removedPending.size > 0;
+  }
+
+  /** A delta request reports no version: an ACK acknowledges the version we sent. */
+  protected versionOf(): undefined {
+    return undefined;
+  }
+
+  protected encoded(e: Entry): Uint8Array {
+    return e.deltaBytes();
+  }
+
+  protected subscribe(req: DeltaRequest): void {
+    const first = this.opening;
     const unsub = req.resource_names_unsubscribe;
-    if (first && sub.length === 0 && unsub.length === 0 && isFullState(typeUrl)) st.wildcard = true; // legacy wildcard
-    const wasWildcard = st.wildcard;
+    const sub = this.gate?.withholds ? this.withhold(req) : req.resource_names_subscribe;
+    if (first && sub.length === 0 && unsub.length === 0 && isFullState(this.typeUrl)) this.wildcard = true; // legacy wildcard
+    const wasWildcard = this.wildcard;
     for (const n of sub) {
-      if (n === '*') st.wildcard = true;
+      if (n === '*') this.wildcard = true;
       else {
-        if (!st.names.has(n)) this.nameChars += n.length;
-        st.names.add(st.table.get(n)?.name ?? n); // the table's string: streams share it
-        if (!first) st.deleteSent(n);
+        if (!this.names.has(n)) this.chars += n.length;
+        this.names.add(this.intern(n));
+        if (!first) this.forget(n);
       }
     }
     for (const n of unsub) {
-      if (n === '*') st.wildcard = false;
-      else if (st.names.delete(n)) {
-        this.nameChars -= n.length;
+      if (n === '*') this.wildcard = false;
+      else if (this.names.delete(n)) {
+        this.chars -= n.length;
         // Still covered by a wildcard: answer with it (or its removal) so the client keeps the right view.
-        if (st.wildcard && st.table.get(n)) st.deleteSent(n);
-        else if (st.wildcard) st.removedPending.add(n);
-        else st.deleteSent(n);
+        if (this.wildcard && this.table.get(n)) this.forget(n);
+        else if (this.wildcard) this.removedPending.add(n);
+        else this.forget(n);
       }
     }
-    if (wasWildcard && !st.wildcard) for (const n of [...st.sent.keys()]) if (!st.names.has(n)) st.deleteSent(n);
-    st.subscriptionChanged();
+    this.leaveWildcard(wasWildcard);
+    this.subscriptionChanged();
 
     if (first) {
       // The client says what it holds: skip what is current, remove what is gone.
       for (const [n, version] of Object.entries(req.initial_resource_versions)) {
-        if (!st.wildcard && !st.names.has(n)) continue;
-        const e = st.table.get(n);
-        if (e && e.version === version) st.setSent(n, e);
-        else if (!e) st.removedPending.add(n);
+        if (!this.wildcard && !this.names.has(n)) continue;
+        const e = this.table.get(n);
+        if (e && e.version === version) this.record(n, e);
+        else if (!e) this.removedPending.add(n);
       }
-      st.markDirty('all');
-      st.mustRespond = st.wildcard;
+      this.markDirty('all');
+      this.mustRespond = this.wildcard;
     } else {
-      st.markDirty(sub.filter((n) => n !== '*'));
-      if (st.wildcard && !wasWildcard) st.markDirty('all');
-      for (const n of unsub) if (st.wildcard && n !== '*') st.markDirty([n]);
+      this.markDirty(sub.filter((n) => n !== '*'));
+      if (this.wildcard && !wasWildcard) this.markDirty('all');
+      for (const n of unsub) if (this.wildcard && n !== '*') this.markDirty([n]);
     }
   }
 
-  protected build(st: TypeState): Built | null {
+  /** Names the gate withholds are answered as names that do not exist; returns the others. */
+  private withhold(req: DeltaRequest): string[] {
+    const allowed = this.admit(req.resource_names_subscribe, false);
+    for (const n of req.resource_names_unsubscribe) this.withheld.delete(n);
+    for (const n of req.resource_names_subscribe) if (n !== '*' && this.withheld.has(n)) this.removedPending.add(n);
+    return allowed;
+  }
+
+  protected compose(holdRemovals: boolean): Response | null {
     const toSend: Entry[] = [];
-    const edsToResend: string[] = [];
-    const removed = new Set(st.removedPending);
-    st.removedPending.clear();
+    const removed = new Set(this.removedPending);
+    this.removedPending.clear();
     const held: string[] = [];
-    for (const n of st.takeDirty()) {
-      if (!st.names.has(n) && !st.wildcard) {
-        st.deleteSent(n);
+    for (const n of this.takeDirty()) {
+      if (!this.names.has(n) && !this.wildcard) {
+        this.forget(n);
         continue;
       }
-      const e = st.table.get(n);
-      if (!e && st.holdRemovals && st.sent.get(n)) held.push(n); // removed after LDS/RDS
+      const e = this.table.get(n);
+      if (!e && holdRemovals && this.sent.get(n)) held.push(n); // removed after LDS/RDS
       else if (e) {
-        const old = st.sent.get(n);
-        if (old !== e) {
-          if (old && e.edsName) edsToResend.push(e.edsName);
+        if (this.sent.get(n) !== e) {
           toSend.push(e);
-          st.setSent(n, e);
+          this.record(n, e);
           removed.delete(n);
         }
-      } else if (st.names.has(n)) {
-        if (st.sent.get(n) !== null) {
+      } else if (this.names.has(n)) {
+        if (this.sent.get(n) !== null) {
           removed.add(n);
-          st.setSent(n, null);
+          this.record(n, null);
         }
-      } else if (st.sent.has(n)) {
+      } else if (this.sent.has(n)) {
         removed.add(n);
-        st.deleteSent(n);
+        this.forget(n);
       }
     }
-    if (held.length) st.markDirty(held);
-    if (toSend.length === 0 && removed.size === 0 && !st.mustRespond) return null;
-    this.resendEndpoints(edsToResend);
-    const everything = removed.size === 0 && toSend.length === st.sent.size;
-    const encode = (): Buffer => encodeRepeated(F.resources, toSend.map((e) => e.deltaBytes()));
-    const body = everything ? st.table.cachedBody(`delta ${st.subscriptionKey()}`, encode) : encode();
-    const version = st.sum.toString();
-    const nonce = this.nextNonce();
-    st.lastNonce = nonce;
-    st.versionSent = version;
-    const w = new MessageWriter().string(F.systemVersionInfo, version).raw(body).string(F.typeUrl, st.typeUrl);
-    for (const n of removed) w.string(F.removedResources, n);
-    w.string(F.nonce, nonce);
-    return { bytes: w.finish(), resources: toSend.length };
+    if (held.length) this.markDirty(held);
+    if (toSend.length === 0 && removed.size === 0 && !this.mustRespond) return null;
+    const everything = removed.size === 0 && toSend.length === this.sent.size;
+    return this.stamp(this.body(toSend, everything), toSend.length, removed);
   }
 }

@@ -4,7 +4,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type protobuf from 'protobufjs';
 import { DeltaStream, type DeltaRequest } from './delta.js';
-import { type AuthOutcome, PlaintextAuthenticator, type StreamAuthenticator } from './auth.js';
+import { type AuthOutcome, PlaintextAuthenticator, type StreamAuthenticator, type StreamPolicy } from './auth.js';
 import { type Connection, Connections, LIMIT_FLAG, type OverLimit, overLimit, XDS_LIMITS, type XdsLimits } from './limits.js';
 import { clip } from '../log.js';
 import type { XdsObserver } from './observer.js';
@@ -31,6 +31,8 @@ export interface XdsServerOptions {
   readonly store: XdsStore;
   readonly observer: XdsObserver;
   readonly log: Logger;
+  /** Who a stream is served as and what it may read (the app's: src/auth/policy.ts). */
+  readonly policy: StreamPolicy;
   /** Bytes written to streams but not yet flushed, across all streams; each connection may hold an eighth. */
   readonly sendBudgetBytes?: number;
   readonly limits?: Partial<XdsLimits>;
@@ -129,6 +131,7 @@ export class XdsServer {
       limits: this.limits,
       observer: this.opts.observer,
       log: this.opts.log,
+      policy: this.opts.policy,
       onClose: (s: XdsStream) => this.streams.delete(s),
     };
     const stream = delta ? new DeltaStream('delta', call, deps, fixedType, auth) : new SotwStream('sotw', call, deps, fixedType, auth);

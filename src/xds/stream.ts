@@ -1,6 +1,6 @@
-// What SotW and delta streams share: the node, per-type state, nonces, and a flush loop
-// that pushes in ADS order, one built response at a time, within its connection's and the
-// global send budget.
+// What SotW and delta streams share: the node and its identity, one Subscription per type, nonces,
+// and a flush loop that pushes in ADS order, one built response at a time, within its
+// connection's and the global send budget. The protocol lives in the subscriptions.
 import { status as Status, type ServerDuplexStream } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { type Proxy, proxyOf, type NodeInfo } from '../model/proxy.js';
@@ -11,11 +11,10 @@ import type { SendBudget } from './send-budget.js';
 import type { OverLimit, XdsLimits } from './limits.js';
 import { clip } from '../log.js';
 import type { XdsStore } from './store.js';
-import type { AuthOutcome } from './auth.js';
-import { isForeignSecret, isPublicSecret } from '../generate/sds.js';
-import { validSpiffeId } from '../pki/identity.js';
+import type { AuthOutcome, Refusal, StreamPolicy, TypeGate } from './auth.js';
 import { structToJson } from './struct.js';
-import { TypeState } from './subscription.js';
+import type { Nack, Response, Subscription, SubscriptionOwner, SubscriptionStatus, XdsRequest } from './subscription.js';
+import type { TypeTable } from './table.js';
 
 export interface StreamDeps {
   readonly store: XdsStore;
@@ -25,6 +24,8 @@ export interface StreamDeps {
   readonly limits: XdsLimits;
   readonly observer: XdsObserver;
   readonly log: Logger;
+  /** The app's authorization: the identity a stream is served as, and what it may ask of each type. */
+  readonly policy: StreamPolicy;
   /** Called when the stream ends, so the server forgets it. */
   readonly onClose: (s: XdsStream) => void;
 }
@@ -34,27 +35,22 @@ export interface Malformed {
   readonly malformed: string;
 }
 
-export interface Built {
-  readonly bytes: Buffer;
-  readonly resources: number;
+/** The fields of a request the stream itself reads. */
+export interface StreamRequest extends XdsRequest {
+  node: NodeInfo | null;
+  type_url: string;
 }
 
 let nextStreamId = 1;
 
 /** Istio config types one stream may ask for (istiod asks for about 16); further ones are ignored. */
 const MAX_ISTIO_TYPES = 64;
-/** Why a withheld secret was not sent (metrics and /debug/syncz). */
-export const UNAUTHENTICATED = 'unauthenticated';
-const NO_IDENTITY =
-  'secrets not sent: the stream has no identity (a service-account token or a mesh client certificate over TLS, ' +
-  'or --insecure-dev-identity with node metadata in development); the trust bundle and configuration are served';
-
-export abstract class XdsStream {
+export abstract class XdsStream<Req extends StreamRequest = StreamRequest, Sub extends Subscription<Req> = Subscription<Req>> {
   readonly id = nextStreamId++;
   readonly connectedAt = Date.now();
   proxy: Proxy | undefined;
   /** Envoy's types, and on SotW ADS Istio config types (istiod's config-source client). */
-  protected readonly types = new Map<string, TypeState>();
+  protected readonly subs = new Map<string, Sub>();
   private istioTypes = 0;
   private nonces = 0;
   private scheduled = false;
@@ -67,6 +63,13 @@ export abstract class XdsStream {
   /** Since when the stream waits for its connection's share, which only the peer reading frees. */
   private blockedSince: number | undefined;
   private closed = false;
+  /** What the subscriptions tell this stream (one object per stream, not per response). */
+  protected readonly owner: SubscriptionOwner = {
+    schedule: () => this.schedule(),
+    nextNonce: () => (++this.nonces).toString(),
+    nacked: (typeUrl, nack) => this.nacked(typeUrl, nack),
+    withheld: (gate, names, first) => this.withheld(gate, names, first),
+  };
 
   constructor(
     readonly kind: StreamKind,
@@ -77,6 +80,15 @@ export abstract class XdsStream {
     /** Who the stream authenticated as when it opened. */
     readonly auth: AuthOutcome = { kind: 'anonymous' },
   ) {}
+
+  /** The names a request asks for, as the policy's gate checks them. */
+  protected abstract requested(req: Req): readonly string[];
+  /** A new subscription of this stream's protocol. */
+  protected abstract subscription(typeUrl: string, table: TypeTable, gate: TypeGate | undefined): Sub;
+  /** Checks a subscription after a request changed it; false if the stream was failed. */
+  protected applied(_sub: Sub): boolean {
+    return true;
+  }
 
   start(): void {
     this.deps.observer.streamOpened(this.kind);
@@ -103,9 +115,11 @@ export abstract class XdsStream {
     return this.proxy && clip(this.proxy.id);
   }
 
-  /** Per-type state for debug pages. */
-  typeStates(): ReadonlyMap<string, TypeState> {
-    return this.types;
+  /** Each type's subscription status, for debug pages and tests. */
+  typeStates(): ReadonlyMap<string, SubscriptionStatus> {
+    const out = new Map<string, SubscriptionStatus>();
+    for (const [t, sub] of this.subs) out.set(t, sub.status());
+    return out;
   }
 
   private receive(req: object): void {
@@ -117,93 +131,64 @@ export abstract class XdsStream {
         return;
       }
       if ('limit' in req) return this.refuse(req as OverLimit);
-      this.handle(req);
+      this.handle(req as Req);
     } catch (err) {
       this.deps.log.error({ err, stream: this.id, proxy: this.who }, 'xDS request failed');
       this.fail(Status.INTERNAL, `meshfed could not handle the request: ${(err as Error).message}`);
     }
   }
 
-  protected abstract handle(req: object): void;
+  /** A request: who sends it, which type, whether the policy lets it ask, then its subscription applies it. */
+  private handle(req: Req): void {
+    const proxy = this.identify(req.node);
+    const typeUrl = this.typeOf(req.type_url);
+    if (!typeUrl) return;
+    let sub = this.subs.get(typeUrl);
+    const gate = sub ? sub.gate : this.deps.policy.gate(typeUrl, proxy.view, this.auth);
+    const refusal = gate?.refuse?.(this.requested(req));
+    if (refusal) return this.deny(refusal);
+    if (!sub) {
+      sub = this.subscription(typeUrl, this.deps.store.table(typeUrl, proxy.view), gate);
+      this.subs.set(typeUrl, sub);
+    }
+    sub.apply(req);
+    if (!this.applied(sub)) return;
+    if (sub.pending()) this.schedule();
+  }
 
   protected refuse(r: OverLimit): void {
     this.deps.observer.limited(r.limit);
     this.fail(r.code, r.details);
   }
 
-  /** Builds the next response for a type from the current state, or null if there is nothing to say. */
-  protected abstract build(st: TypeState): Built | null;
-
-  /**
-   * The first request carries the node; later ones may not, and are attributed to it. An
-   * authenticated identity overrides the node's namespace and service account.
-   */
-  protected identify(node: NodeInfo | null | undefined): Proxy {
+  /** The first request carries the node; later ones may not, and are attributed to it. */
+  private identify(node: NodeInfo | null | undefined): Proxy {
     if (!this.proxy) {
       const n = node ?? undefined;
       const proxy = proxyOf(n && { ...n, metadata: structToJson(n.metadata as never) });
-      const a = this.auth;
-      const v = proxy.view;
-      if (a.kind === 'authenticated') {
-        const { spiffeId, namespace, serviceAccount } = a.identity;
-        this.proxy = { ...proxy, view: { ...v, identity: spiffeId, namespace, serviceAccount } };
-      } else {
-        const claimed = a.kind === 'node-metadata' ? validSpiffeId({ trustDomain: a.trustDomain, namespace: v.namespace, serviceAccount: v.serviceAccount }) : undefined;
-        this.proxy = claimed ? { ...proxy, view: { ...v, identity: claimed } } : proxy;
-      }
+      const view = this.deps.policy.view(proxy.view, this.auth);
+      this.proxy = view === proxy.view ? proxy : { ...proxy, view };
     }
     return this.proxy;
   }
 
-  /**
-   * Fails the stream (counted) for another identity's secret, or while its credentials cannot be
-   * checked. A stream without credentials stays: see withholdSecrets.
-   */
-  protected maySubscribeSecrets(names: readonly string[]): boolean {
-    const id = this.proxy?.view.identity;
-    if (!id) {
-      if (this.auth.kind !== 'unavailable') return true;
-      this.deny(Status.UNAVAILABLE, 'credentials-unchecked', `no secrets: meshfed cannot check this stream's credentials now (${this.auth.reason})`);
-      return false;
-    }
-    const foreign = names.find((n) => isForeignSecret(n, id));
-    if (foreign !== undefined) {
-      this.deny(Status.PERMISSION_DENIED, 'foreign-secret', `${id} may not read the secret ${clip(foreign)}`);
-      return false;
-    }
-    return true;
+  private deny(r: Refusal): void {
+    this.deps.observer.denied(Status[r.code], r.reason);
+    this.fail(r.code, r.details);
   }
 
-  /**
-   * Without an identity a stream may read only the public trust bundle. The other names it asks for
-   * are answered as not existing (SotW: no response; delta: removed_resources), so its CDS/EDS/LDS/RDS
-   * keep flowing (an Envoy whose TLS clusters name SDS `default` would otherwise reconnect forever).
-   * Returns the names to subscribe; `replace` (SotW) means `names` is the whole subscription.
-   */
-  protected withholdSecrets(st: TypeState, names: readonly string[], replace: boolean): string[] {
-    if (this.proxy?.view.identity) return [...names];
-    const allowed: string[] = [];
-    const before = new Set(st.withheld);
-    if (replace) st.withheld.clear();
-    for (const n of names) {
-      if (isPublicSecret(n)) allowed.push(n);
-      else st.withheld.add(n);
-    }
-    const added = [...st.withheld].filter((n) => !before.has(n));
-    if (added.length) {
-      this.deps.observer.withheld(UNAUTHENTICATED, added.length);
-      if (before.size === 0) this.deps.log.info({ stream: this.id, proxy: this.proxy?.id, secrets: added }, NO_IDENTITY);
-    }
-    return allowed;
+  private withheld(gate: TypeGate, names: readonly string[], first: boolean): void {
+    this.deps.observer.withheld(gate.reason ?? 'policy', names.length);
+    if (first && gate.notice) this.deps.log.info({ stream: this.id, proxy: this.proxy?.id, secrets: names }, gate.notice);
   }
 
-  private deny(code: Status, reason: string, details: string): void {
-    this.deps.observer.denied(Status[code], reason);
-    this.fail(code, details);
+  private nacked(typeUrl: string, nack: Nack): void {
+    this.deps.observer.nacked(typeUrl, this.proxy?.id ?? '', nack.message);
+    this.deps.log.warn({ proxy: this.who, type: shortType(typeUrl), nonce: nack.nonce, message: clip(nack.message) }, 'proxy rejected a response');
   }
 
   /** The request's type, or undefined if the stream was failed or the type is ignored. */
-  protected typeOf(requested: string): string | undefined {
+  private typeOf(requested: string): string | undefined {
     const t = requested || this.fixedType;
     if (!t) {
       this.fail(Status.INVALID_ARGUMENT, 'type_url is required on an aggregated stream');
@@ -213,7 +198,7 @@ export abstract class XdsStream {
       this.fail(Status.INVALID_ARGUMENT, `type_url ${clip(t)} does not match this service (${this.fixedType})`);
       return undefined;
     }
-    if (isXdsType(t) || this.types.has(t)) return t;
+    if (isXdsType(t) || this.subs.has(t)) return t;
     // istiod's config source (SotW ADS, as pkg/adsc speaks it) asks for Istio config types: each
     // gets an answer, empty unless meshfed produces that kind, or istiod never becomes ready.
     if (this.kind === 'sotw' && !this.fixedType && isIstioConfigType(t) && this.istioTypes < MAX_ISTIO_TYPES) {
@@ -223,28 +208,6 @@ export abstract class XdsStream {
     // Envoy asks ADS for types meshfed does not serve (RTDS, ECDS, ...): stay quiet, keep the stream.
     this.deps.observer.unknownType(t);
     return undefined;
-  }
-
-  protected state(typeUrl: string): TypeState {
-    let st = this.types.get(typeUrl);
-    if (!st) {
-      const table = this.deps.store.table(typeUrl, this.proxy!.view);
-      st = new TypeState(typeUrl, table, () => this.schedule());
-      this.types.set(typeUrl, st);
-    }
-    return st;
-  }
-
-  protected nextNonce(): string {
-    return (++this.nonces).toString();
-  }
-
-  /** After a Cluster changes, Envoy warms it only on a fresh CLA: resend its EDS resource. */
-  protected resendEndpoints(edsNames: readonly string[]): void {
-    const eds = this.types.get(TypeUrl.Endpoint);
-    if (!eds || edsNames.length === 0) return;
-    for (const n of edsNames) eds.deleteSent(n);
-    eds.markDirty(edsNames);
   }
 
   schedule(): void {
@@ -260,10 +223,9 @@ export abstract class XdsStream {
     if (this.closed || this.writing || this.waitingForBudget) return;
     // Make before break on ADS: while new listeners or routes are on their way, clusters and
     // endpoints that went away are kept, and removed in a later round, after the LDS/RDS push.
-    const routing = !this.fixedType && [TypeUrl.Listener, TypeUrl.Route].some((t) => this.types.get(t)?.pending());
-    for (const st of this.inPushOrder()) {
-      const t = st.typeUrl;
-      if (!st.pending()) continue;
+    const routing = !this.fixedType && (this.subs.get(TypeUrl.Listener)?.pending() || this.subs.get(TypeUrl.Route)?.pending()) === true;
+    for (const sub of this.inPushOrder()) {
+      if (!sub.pending()) continue;
       const { budget, connectionBudget } = this.deps;
       const full = !connectionBudget.available() ? connectionBudget : !budget.available() ? budget : undefined;
       if (full) {
@@ -278,33 +240,33 @@ export abstract class XdsStream {
         });
         return;
       }
-      const since = st.dirtySince;
-      st.holdRemovals = routing && (t === TypeUrl.Cluster || t === TypeUrl.Endpoint);
-      const out = this.build(st);
-      st.holdRemovals = false;
-      st.dirtySince = undefined;
-      st.mustRespond = false;
-      if (out) this.write(t, out, since);
+      const t = sub.typeUrl;
+      const out = sub.build(routing && (t === TypeUrl.Cluster || t === TypeUrl.Endpoint));
+      if (out) {
+        // After a Cluster changes, Envoy warms it only on a fresh CLA.
+        if (out.resendEds.length) this.subs.get(TypeUrl.Endpoint)?.resend(out.resendEds);
+        this.write(t, out);
+      }
       if (this.writing || this.closed) return;
     }
     // Removals held back above are dirty again: send them now that LDS/RDS went out.
-    for (const st of this.types.values()) if (st.pending()) return this.schedule();
+    for (const sub of this.subs.values()) if (sub.pending()) return this.schedule();
   }
 
   /** Envoy's types in ADS order, then Istio config types in the order they were asked for. */
-  private *inPushOrder(): IterableIterator<TypeState> {
+  private *inPushOrder(): IterableIterator<Sub> {
     for (const t of ADS_ORDER) {
-      const st = this.types.get(t);
-      if (st) yield st;
+      const sub = this.subs.get(t);
+      if (sub) yield sub;
     }
-    if (this.istioTypes) for (const [t, st] of this.types) if (!isXdsType(t)) yield st;
+    if (this.istioTypes) for (const [t, sub] of this.subs) if (!isXdsType(t)) yield sub;
   }
 
   /**
    * One response in flight per stream: the next is built only once this one has left for the
    * socket, so a slow proxy gets the latest state when it catches up, not a queue of old ones.
    */
-  private write(typeUrl: string, out: Built, since: number | undefined): void {
+  private write(typeUrl: string, out: Response): void {
     const size = out.bytes.length;
     this.deps.budget.take(size);
     this.deps.connectionBudget.take(size);
@@ -318,7 +280,7 @@ export abstract class XdsStream {
       this.writing = false;
       this.schedule();
     });
-    this.deps.observer.pushed(typeUrl, size, out.resources, since === undefined ? undefined : Date.now() - since);
+    this.deps.observer.pushed(typeUrl, size, out.resources, out.since === undefined ? undefined : Date.now() - out.since);
   }
 
   /** Ends the stream with a status; the client sees it and (for UNAVAILABLE) reconnects. */
@@ -352,23 +314,8 @@ export abstract class XdsStream {
     if (this.closed) return;
     this.closed = true;
     this.release();
-    for (const st of this.types.values()) st.close();
+    for (const sub of this.subs.values()) sub.close();
     this.deps.observer.streamClosed(this.kind);
     this.deps.onClose(this);
-  }
-
-  protected recordAckOrNack(st: TypeState, nonce: string, version: string, error: { message?: string } | null | undefined): void {
-    // Only an answer to our latest response counts; an older nonce says nothing about it.
-    if (!nonce || nonce !== st.lastNonce) return;
-    if (error) {
-      // Envoy's NACK messages name the failing resources: worth keeping, but not megabytes of them.
-      const message = clip(error.message ?? '', 4096);
-      st.nack = { message, nonce, version: clip(version), at: Date.now() };
-      this.deps.observer.nacked(st.typeUrl, this.proxy?.id ?? '', message);
-      this.deps.log.warn({ proxy: this.who, type: shortType(st.typeUrl), nonce, message: clip(message) }, 'proxy rejected a response');
-    } else {
-      st.versionAcked = clip(version);
-      st.nack = undefined;
-    }
   }
 }

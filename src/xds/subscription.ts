@@ -1,67 +1,220 @@
-// Per-stream, per-type state: what the client subscribes to and what it was sent.
-// This is all a stream keeps: names, versions sent (as shared Entry references),
-// the last nonce and the last NACK.
+// One (stream, type): what the client subscribes to and what it was sent, as go-control-plane's
+// Subscription. This is all a stream keeps per type: names, versions sent (as shared Entry
+// references), the last nonce and the last NACK, private to this object. SotwSubscription and
+// DeltaSubscription add what their protocol reads from a request and puts in a response; what
+// they share is here once: acknowledgements, stamping a response, shared bodies, interned names,
+// leaving a wildcard, and resending a changed cluster's EDS resource.
 import { createHash } from 'node:crypto';
-import type { Entry } from './resource.js';
-import { VersionSum } from './resource.js';
+import { clip } from '../log.js';
+import type { TypeGate } from './auth.js';
+import { type Entry, VersionSum } from './resource.js';
 import type { TableWatcher, TypeTable } from './table.js';
+import { DeltaResponseField as F, encodeRepeated, MessageWriter } from './wire.js';
 
+/** A request's answer to our latest response that rejected it. */
 export interface Nack {
   readonly message: string;
+  /** The nonce of the rejected response. */
   readonly nonce: string;
-  /** The version the client reports it holds while rejecting ours. */
-  readonly version: string;
+  /**
+   * SotW: the version_info the client reports holding while it rejects ours (the new one when it
+   * took part of the response). Delta requests carry no version: absent.
+   */
+  readonly version?: string;
   readonly at: number;
 }
 
-export class TypeState implements TableWatcher {
-  wildcard = false;
-  /** SotW legacy wildcard: true while every request so far named nothing. */
-  namedNothingYet = true;
-  readonly names = new Set<string>();
-  /** What the client holds as far as we know; null: we told it (delta) the name does not exist. */
-  readonly sent = new Map<string, Entry | null>();
-  readonly sum = new VersionSum();
-  /** Names to re-check against the table at the next flush, or all of them. */
-  dirty: Set<string> | 'all' | null = null;
-  /** When the oldest change waiting in `dirty` happened at its source. */
-  dirtySince: number | undefined;
-  /** Answer at the next flush even if nothing changed (first full-state or delta wildcard request). */
-  mustRespond = false;
-  /** Set by the stream while it builds: keep resources that went away for a later response (make before break). */
-  holdRemovals = false;
-  /** Delta: names to report in removed_resources at the next flush. */
-  readonly removedPending = new Set<string>();
-  /** SDS names asked for by a stream without an identity: answered as not existing (see /debug/syncz). */
-  readonly withheld = new Set<string>();
-  /** Names of the last SotW request, in order: identifies subscriptions shared by many streams. */
-  requestNames: readonly string[] = [];
-  /** Fingerprint of the last SotW request's encoded names. */
-  namesFingerprint: string | undefined;
-  private subKeyCache: string | undefined;
+/** What a subscription tells its stream. */
+export interface SubscriptionOwner {
+  /** There is something to send. */
+  schedule(): void;
+  /** The stream's next nonce (nonces are per stream, across types). */
+  nextNonce(): string;
+  nacked(typeUrl: string, nack: Nack): void;
+  /** Names the gate withheld that were not withheld before; `first`: none were. */
+  withheld(gate: TypeGate, names: readonly string[], first: boolean): void;
+}
 
-  lastNonce = '';
-  versionSent = '';
-  versionAcked = '';
-  nack: Nack | undefined;
+/** Read-only, for debug pages and tests. */
+export interface SubscriptionStatus {
+  readonly typeUrl: string;
+  readonly wildcard: boolean;
+  readonly names: ReadonlySet<string>;
+  /** What the client holds as far as we know; null: we told it (delta) the name does not exist. */
+  readonly sent: ReadonlyMap<string, Entry | null>;
+  /** Names the gate withheld, and why. */
+  readonly withheld: ReadonlySet<string>;
+  readonly withheldReason: string | undefined;
+  /** '' until a response was sent. */
+  readonly nonce: string;
+  readonly versionSent: string;
+  readonly versionAcked: string;
+  readonly nack: Nack | undefined;
+}
+
+export interface Response {
+  readonly bytes: Buffer;
+  readonly resources: number;
+  /** When the oldest change it carries happened at its source. */
+  readonly since: number | undefined;
+  /** EDS names of the clusters it changed: Envoy warms a changed cluster only on a fresh CLA. */
+  readonly resendEds: readonly string[];
+}
+
+/** The request fields every protocol has. */
+export interface XdsRequest {
+  response_nonce: string;
+  error_detail: { code?: number; message?: string } | null;
+}
+
+export abstract class Subscription<Req extends XdsRequest = XdsRequest> implements TableWatcher {
+  protected wildcard = false;
+  protected readonly names = new Set<string>();
+  protected readonly sent = new Map<string, Entry | null>();
+  protected readonly withheld = new Set<string>();
+  /** Answer at the next flush even if nothing changed (first full-state or delta wildcard request). */
+  protected mustRespond = false;
+  /** Names of the last SotW request, in order: identifies subscriptions shared by many streams. */
+  protected requestNames: readonly string[] = [];
+  /** True until the first request was applied. */
+  protected opening = true;
+  private readonly sum = new VersionSum();
+  /** Names to re-check against the table at the next flush, or all of them. */
+  private dirty: Set<string> | 'all' | null = null;
+  /** When the oldest change waiting in `dirty` happened at its source. */
+  private dirtySince: number | undefined;
+  private subKeyCache: string | undefined;
+  /** Reused by every response: the stream reads it before the next is built. */
+  private readonly resendEds: string[] = [];
+  private lastNonce = '';
+  private versionSent = '';
+  private versionAcked = '';
+  private nack: Nack | undefined;
 
   constructor(
     readonly typeUrl: string,
-    readonly table: TypeTable,
-    private readonly onDirty: () => void,
+    protected readonly table: TypeTable,
+    /** What the app's policy says this stream may ask of this type. */
+    readonly gate: TypeGate | undefined,
+    private readonly owner: SubscriptionOwner,
+    /** 'sotw' or 'delta': keys the response bodies shared through the table. */
+    private readonly protocol: string,
   ) {
     table.attach(this);
   }
+
+  /** Applies a request: its ACK or NACK, then its subscription change. */
+  apply(req: Req): void {
+    this.answer(req.response_nonce, this.versionOf(req), req.error_detail);
+    this.subscribe(req);
+    this.opening = false;
+  }
+
+  /** The version a request reports; undefined where the protocol has none (delta). */
+  protected abstract versionOf(req: Req): string | undefined;
+  protected abstract subscribe(req: Req): void;
+  /** The next response's resources and removals, stamped; null if there is nothing to say. */
+  protected abstract compose(holdRemovals: boolean): Response | null;
+  /** How an entry is carried in this protocol's responses. */
+  protected abstract encoded(e: Entry): Uint8Array;
 
   tableChanged(names: readonly string[], changedAt: number): void {
     let relevant = this.wildcard;
     if (!relevant) for (const n of names) if (this.names.has(n) || this.sent.has(n)) relevant = true;
     if (!relevant) return;
     this.markDirty(names, changedAt);
-    this.onDirty();
+    this.owner.schedule();
   }
 
-  markDirty(names: Iterable<string> | 'all', changedAt?: number): void {
+  pending(): boolean {
+    return this.dirty !== null || this.mustRespond;
+  }
+
+  /**
+   * Builds the next response. `holdRemovals` (ADS make before break, while listeners or routes are
+   * on their way): resources that went away stay for a later response.
+   */
+  build(holdRemovals: boolean): Response | null {
+    this.resendEds.length = 0;
+    const out = this.compose(holdRemovals);
+    this.dirtySince = undefined;
+    this.mustRespond = false;
+    return out;
+  }
+
+  /** Sends these names again at the next flush, even if the client holds them (EDS after its cluster changed). */
+  resend(names: readonly string[]): void {
+    for (const n of names) this.forget(n);
+    this.markDirty(names);
+  }
+
+  status(): SubscriptionStatus {
+    return {
+      typeUrl: this.typeUrl,
+      wildcard: this.wildcard,
+      names: this.names,
+      sent: this.sent,
+      withheld: this.withheld,
+      withheldReason: this.gate?.reason,
+      nonce: this.lastNonce,
+      versionSent: this.versionSent,
+      versionAcked: this.versionAcked,
+      nack: this.nack,
+    };
+  }
+
+  close(): void {
+    this.table.detach(this);
+  }
+
+  private answer(nonce: string, version: string | undefined, error: { message?: string } | null | undefined): void {
+    // Only an answer to our latest response counts; an older nonce says nothing about it.
+    if (!nonce || nonce !== this.lastNonce) return;
+    if (error) {
+      // Envoy's NACK messages name the failing resources: worth keeping, but not megabytes of them.
+      const message = clip(error.message ?? '', 4096);
+      this.nack = version === undefined ? { message, nonce, at: Date.now() } : { message, nonce, version: clip(version), at: Date.now() };
+      this.owner.nacked(this.typeUrl, this.nack);
+    } else {
+      this.versionAcked = clip(version ?? this.versionSent);
+      this.nack = undefined;
+    }
+  }
+
+  /**
+   * The names a request may subscribe to, given the gate; the others are withheld (answered as
+   * not existing). `replace` (SotW): `names` is the whole subscription.
+   */
+  protected admit(names: string[], replace: boolean): string[] {
+    const gate = this.gate;
+    if (!gate?.withholds) return names;
+    const allowed: string[] = [];
+    const before = new Set(this.withheld);
+    if (replace) this.withheld.clear();
+    for (const n of names) {
+      if (!gate.withholds(n)) allowed.push(n);
+      else this.withheld.add(n);
+    }
+    const added = [...this.withheld].filter((n) => !before.has(n));
+    if (added.length) this.owner.withheld(gate, added, before.size === 0);
+    return allowed;
+  }
+
+  /** A name as the table's own string, so a thousand streams do not each keep a copy. */
+  protected intern(name: string): string {
+    return this.table.get(name)?.name ?? name;
+  }
+
+  /** After the wildcard is dropped, the client keeps only what it names. */
+  protected leaveWildcard(wasWildcard: boolean): void {
+    if (wasWildcard && !this.wildcard) for (const n of this.sent.keys()) if (!this.names.has(n)) this.forget(n);
+  }
+
+  protected subscriptionChanged(): void {
+    this.subKeyCache = undefined;
+  }
+
+  protected markDirty(names: Iterable<string> | 'all', changedAt?: number): void {
     if (changedAt !== undefined) this.dirtySince = Math.min(this.dirtySince ?? changedAt, changedAt);
     if (names === 'all') this.dirty = 'all';
     else if (this.dirty !== 'all') {
@@ -70,12 +223,8 @@ export class TypeState implements TableWatcher {
     }
   }
 
-  pending(): boolean {
-    return this.dirty !== null || this.mustRespond || this.removedPending.size > 0;
-  }
-
   /** Names to re-check now; clears the dirty set. */
-  takeDirty(): Iterable<string> {
+  protected takeDirty(): Iterable<string> {
     const d = this.dirty;
     this.dirty = null;
     if (d !== 'all') return d ?? [];
@@ -85,34 +234,53 @@ export class TypeState implements TableWatcher {
     return all;
   }
 
-  setSent(name: string, e: Entry | null): void {
+  /** Records what the client holds for a name; `old` (what it held) decides an EDS resend. */
+  protected record(name: string, e: Entry | null): void {
     const old = this.sent.get(name);
+    if (old && e && old !== e && e.edsName) this.resendEds.push(e.edsName);
     if (old) this.sum.remove(old);
     if (e) this.sum.add(e);
     this.sent.set(name, e);
   }
 
-  deleteSent(name: string): void {
+  /** The client holds nothing for a name (or is assumed not to). */
+  protected forget(name: string): void {
     const old = this.sent.get(name);
     if (old) this.sum.remove(old);
     this.sent.delete(name);
   }
 
-  subscriptionChanged(): void {
-    this.subKeyCache = undefined;
+  /**
+   * The resources' bytes; `shared`: the same for every stream with this subscription at this table
+   * generation (a first response, a full state), so encoded once for all of them.
+   */
+  protected body(entries: readonly Entry[], shared: boolean): Buffer {
+    const encode = (): Buffer => encodeRepeated(F.resources, entries.map((e) => this.encoded(e)));
+    return shared ? this.table.cachedBody(`${this.protocol} ${this.subscriptionKey()}`, encode) : encode();
+  }
+
+  /**
+   * The response around a body: version (SotW version_info, delta system_version_info: the same
+   * field number), type, removals (delta) and a fresh nonce.
+   */
+  protected stamp(body: Buffer, resources: number, removed?: Iterable<string>): Response {
+    const version = this.sum.toString();
+    const nonce = this.owner.nextNonce();
+    this.lastNonce = nonce;
+    this.versionSent = version;
+    const w = new MessageWriter().string(F.systemVersionInfo, version).raw(body).string(F.typeUrl, this.typeUrl);
+    if (removed) for (const n of removed) w.string(F.removedResources, n);
+    w.string(F.nonce, nonce);
+    return { bytes: w.finish(), resources, since: this.dirtySince, resendEds: this.resendEds };
   }
 
   /** Identifies this subscription so streams with the same one can share a response body. */
-  subscriptionKey(): string {
+  private subscriptionKey(): string {
     if (this.subKeyCache === undefined) {
       const names = this.requestNames.length ? this.requestNames : [...this.names].sort();
       const digest = createHash('sha1').update(names.join('\n')).digest('base64');
       this.subKeyCache = `${this.wildcard ? '*' : ''}${digest}`;
     }
     return this.subKeyCache;
-  }
-
-  close(): void {
-    this.table.detach(this);
   }
 }

@@ -12,7 +12,7 @@ import { parseMeshText } from '../../src/sources/file/parse.js';
 import { meshToSource } from '../../src/sources/file/to-model.js';
 import { messageType, SHORT, TO_OBJECT, TypeUrl, type XdsTypeUrl } from '../../src/envoy/protos.js';
 import { encodeEntry, VersionSum } from '../../src/xds/resource.js';
-import type { TypeState } from '../../src/xds/subscription.js';
+import type { SubscriptionStatus } from '../../src/xds/subscription.js';
 import {
   type DeltaResponse,
   RawXdsClient,
@@ -241,7 +241,7 @@ export class Harness {
   }
 
   /** The server-side per-type state of the only open stream. */
-  serverState(t: XdsTypeUrl): TypeState {
+  serverState(t: XdsTypeUrl): SubscriptionStatus {
     const streams = [...this.meshfed.xds.streams];
     expect(streams).toHaveLength(1);
     const st = streams[0]!.typeStates().get(t);

@@ -8,7 +8,7 @@ import {
   type IstioCertificateRequest,
   type IstioCertificateResponse,
 } from '../../src/gen/istio/v1/auth/ca_pb.js';
-import { ISTIO_CA_METHOD } from '../../src/xds/istio-ca.js';
+import { ISTIO_CA_METHOD } from '../../src/auth/istio-ca.js';
 import { SERVER_NAME } from './mesh-tls.js';
 
 export interface CaCall {

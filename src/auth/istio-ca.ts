@@ -22,7 +22,7 @@ import {
 import { clip } from '../log.js';
 import { type CertificateAuthority, CsrError, parseCsr } from '../pki/index.js';
 import { splitPems } from '../pki/x509.js';
-import type { MeshAuthenticator } from './auth.js';
+import type { MeshAuthenticator } from './authenticators.js';
 
 export interface IstioCaOptions {
   readonly ca: CertificateAuthority;
