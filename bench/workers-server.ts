@@ -23,6 +23,7 @@ import { EMPTY_SNAPSHOT, type MeshChanges, type MeshSnapshot } from '../src/mode
 import { Registry } from '../src/registry/registry.js';
 import { meshToSource } from '../src/sources/file/to-model.js';
 import { XDS_LIMITS } from '../src/xds/limits.js';
+import { meshStreamPolicy } from '../src/auth/policy.js';
 import { XdsServer } from '../src/xds/server.js';
 import { XdsStore } from '../src/xds/store.js';
 import { applyMeshDelta, fullDelta, type MeshDelta, meshDelta } from './mesh-delta.js';
@@ -49,7 +50,7 @@ function serving(): { store: XdsStore; xds: XdsServer; listen: () => Promise<voi
   const metrics = new Metrics();
   const store = new XdsStore([...createGenerators({ sdsConfig: 'ads' }), ...istioGenerators({ namespace: 'meshfed', trustDomain: '' })], metrics);
   // Every simulated proxy connects from 127.0.0.1.
-  const xds = new XdsServer({ store, observer: metrics, log, limits: { maxConnectionsPerAddress: 1_000_000 } });
+  const xds = new XdsServer({ store, observer: metrics, log, policy: meshStreamPolicy, limits: { maxConnectionsPerAddress: 1_000_000 } });
   const server = new grpc.Server({
     'grpc.max_receive_message_length': XDS_LIMITS.maxRequestBytes,
     'grpc.max_send_message_length': -1,
