@@ -153,7 +153,14 @@ export class WorkloadCertCache {
     return !this.closed && this.entries.get(spiffeId(e.id)) === e;
   }
 
+  /** A listener that throws (a bug) is logged: it must not become an unhandled rejection that ends the process. */
   private tell(id: Identity): void {
-    for (const fn of [...this.listeners]) fn(id);
+    for (const fn of [...this.listeners]) {
+      try {
+        fn(id);
+      } catch (err) {
+        this.opts.log?.warn({ identity: spiffeId(id) }, `pushing the workload certificate of ${spiffeId(id)} failed: ${(err as Error).message}`);
+      }
+    }
   }
 }

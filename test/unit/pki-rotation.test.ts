@@ -164,6 +164,19 @@ describe('workload certificate cache', () => {
     cache.close();
     ca.close();
   });
+  it('a listener that throws is logged and the others still hear of the certificate', async () => {
+    const ca = await CertificateAuthority.open({ trustDomain: TD, store: memoryCaStore() });
+    const warnings: string[] = [];
+    const cache = new WorkloadCertCache(ca, { log: { warn: (_obj, msg) => void warnings.push(msg) } });
+    cache.onChange(() => {
+      throw new Error('store refresh failed');
+    });
+    const cert = await issued(cache);
+    expect(cache.get(FOO)).toBe(cert);
+    expect(warnings).toEqual([`pushing the workload certificate of ${spiffeId(FOO)} failed: store refresh failed`]);
+    cache.close();
+    ca.close();
+  });
 });
 
 describe('root rotation', () => {
