@@ -10,7 +10,7 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import type { SdsConfig } from './generate/generator.js';
 import { createGenerators } from './generate/index.js';
 import { istioGenerators } from './generate/istio.js';
-import type { WorkloadSecrets } from './generate/sds.js';
+import { PENDING, type WorkloadSecrets } from './generate/sds.js';
 import { TypeUrl } from './envoy/protos.js';
 import { CertificateAuthority, type CaStore, type KeyType, parseSpiffeId, serveSpiffeBundle, SPIFFE_BUNDLE_PATH, spiffeId, TrustBundles, WorkloadCertCache } from './pki/index.js';
 import { MeshAuthenticator, TokenReviewer } from './auth/authenticators.js';
@@ -177,8 +177,13 @@ export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> 
   const generators = [...createGenerators({ sdsConfig: opts.sdsConfig ?? 'ads' }, pki && workloadSecrets(pki)), ...istioGenerators(istio)];
   const store = new XdsStore(generators, metrics);
   if (pki) {
-    // Certificates and bundles change outside the mesh: the PKI tells the store.
-    pki.certs.onRenew((id) => store.refresh(TypeUrl.Secret, new Set([spiffeId(id)])));
+    // Certificates and bundles change outside the mesh: the PKI issues for the identities streams open SDS
+    // tables for (in the background, off the push path), and tells the store when one is ready.
+    store.onOpen((typeUrl, key) => {
+      const id = typeUrl === TypeUrl.Secret ? parseSpiffeId(key) : undefined;
+      if (id?.trustDomain === pki.ca.trustDomain) pki.certs.want(id, () => store.watched(typeUrl, key));
+    });
+    pki.certs.onChange((id) => store.refresh(TypeUrl.Secret, new Set([spiffeId(id)])));
     pki.bundles.onChange(() => store.refresh(TypeUrl.Secret, 'all'));
   }
   const registry = new Registry(
@@ -409,15 +414,16 @@ async function openPki(o: NonNullable<MeshfedOptions['pki']>, leadership: Leader
     onWaiting: () => caLog.info({ store: o.caStore.describe }, 'waiting for the leader to create the CA'),
   });
   ca.onChange(() => caLog.info({ store: o.caStore.describe, roots: ca.roots.length, next: ca.nextRoot !== undefined, generation: ca.generation }, 'CA roots or signer changed'));
-  return { ca, certs: new WorkloadCertCache(ca, { ttlMs: o.workloadTtlMs }), bundles: new TrustBundles(ca, { log: log.child({ module: 'trust-bundles' }) }) };
+  const certs = new WorkloadCertCache(ca, { ttlMs: o.workloadTtlMs, log: log.child({ module: 'workload-certs' }) });
+  return { ca, certs, bundles: new TrustBundles(ca, { log: log.child({ module: 'trust-bundles' }) }) };
 }
 
-/** SDS's view of the PKI: certificates only for meshfed's own trust domain. */
+/** SDS's view of the PKI: certificates only for meshfed's own trust domain, as already issued. */
 function workloadSecrets(pki: MeshfedPki): WorkloadSecrets {
   return {
     certificate(id) {
       const identity = parseSpiffeId(id);
-      return identity && identity.trustDomain === pki.ca.trustDomain ? pki.certs.get(identity) : undefined;
+      return identity && identity.trustDomain === pki.ca.trustDomain ? (pki.certs.get(identity) ?? PENDING) : undefined;
     },
     bundles: () => pki.bundles.byDomain(),
   };

@@ -8,8 +8,10 @@
 //   ROOTCA_PEM                     every trusted root as one PEM blob (trusted_ca), for clients without
 //                                  that validator (Istio's ROOTCA shape)
 // The two bundles are public: streams without an identity get them too, and nothing else.
-// Certificates are not a function of the mesh: the generator reads them from the PKI, and the PKI
-// tells the store (XdsStore.refresh) when a certificate is renewed or the bundle changes.
+// Certificates are not a function of the mesh: the generator reads what the PKI has already issued
+// (it never issues), and the PKI tells the store (XdsStore.refresh) when a certificate is issued or
+// renewed, or the bundle changes. While an identity's first certificate is being issued its view has
+// no secrets at all: the certificate and the bundle then arrive together, in one response.
 import { compare, type MeshChanges } from '../model/mesh.js';
 import type { ProxyView } from '../model/proxy.js';
 import { DEFAULT_SECRET, pemBlob, ROOTCA_PEM_SECRET, ROOTCA_SECRET } from '../envoy/names.js';
@@ -20,10 +22,16 @@ import { type GeneratedResource, type Generator, VIEW_RESOURCES } from './genera
 const SPIFFE_VALIDATOR = 'envoy.tls.cert_validator.spiffe';
 const SPIFFE_VALIDATOR_CONFIG = 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.SPIFFECertValidatorConfig';
 
+/** The PKI is issuing the identity's first certificate. */
+export const PENDING = 'pending';
+
 /** What SDS needs from the PKI. */
 export interface WorkloadSecrets {
-  /** The identity's current certificate chain (leaf first, root last) and PKCS#8 key. */
-  certificate(spiffeId: string): { readonly certChainPem: string; readonly privateKeyPem: string } | undefined;
+  /**
+   * The identity's current certificate chain (leaf first, root last) and PKCS#8 key, as already issued;
+   * PENDING while its first one is issued; undefined when the PKI issues none for it.
+   */
+  certificate(spiffeId: string): { readonly certChainPem: string; readonly privateKeyPem: string } | typeof PENDING | undefined;
   /** Trust domain → the roots that vouch for it. */
   bundles(): ReadonlyMap<string, readonly string[]>;
 }
@@ -50,6 +58,7 @@ export function sdsGenerator(secrets: WorkloadSecrets | undefined): Generator {
       const out: GeneratedResource[] = [];
       // Without an identity (anonymous streams' view) only the public trust bundle.
       const cert = id ? secrets.certificate(id) : undefined;
+      if (cert === PENDING) return [];
       if (id && cert) {
         const tls_certificate = {
           certificate_chain: { inline_bytes: Buffer.from(cert.certChainPem) },

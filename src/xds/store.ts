@@ -15,6 +15,7 @@ export class XdsStore {
   private mesh: MeshSnapshot = EMPTY_SNAPSHOT;
   private readonly tables = new Map<string, Slot>();
   private readonly generators: Map<string, Generator>;
+  private readonly openListeners = new Set<(typeUrl: string, viewKey: string) => void>();
 
   constructor(
     generators: readonly Generator[],
@@ -28,6 +29,7 @@ export class XdsStore {
     const gen = this.generators.get(typeUrl);
     const viewKey = gen ? gen.viewKey(view) : '';
     const key = `${typeUrl} ${viewKey}`;
+    for (const fn of this.openListeners) fn(typeUrl, viewKey);
     let slot = this.tables.get(key);
     if (!slot) {
       slot = { table: new TypeTable(typeUrl, viewKey), view, owned: new Map(), owners: new Map() };
@@ -40,12 +42,27 @@ export class XdsStore {
     return slot.table;
   }
 
+  /**
+   * fn(typeUrl, viewKey) runs whenever a stream opens a table: how inputs from outside the mesh (the PKI)
+   * learn what is wanted. It must not write to the store synchronously.
+   */
+  onOpen(fn: (typeUrl: string, viewKey: string) => void): () => void {
+    this.openListeners.add(fn);
+    return () => this.openListeners.delete(fn);
+  }
+
+  /** Whether a stream watches this table, or did so recently enough to keep it for a reconnect. */
+  watched(typeUrl: string, viewKey: string): boolean {
+    const slot = this.tables.get(`${typeUrl} ${viewKey}`);
+    return !!slot && !idle(slot.table, Date.now());
+  }
+
   /** Applies a new mesh snapshot; tables regenerate only what the changes can affect. */
   update(mesh: MeshSnapshot, changes: MeshChanges, changedAt: number = Date.now()): void {
     this.mesh = mesh;
     const now = Date.now();
     for (const [key, slot] of this.tables) {
-      if (slot.table.watchers.size === 0 && now - slot.table.idleSince > IDLE_TABLE_MS) {
+      if (idle(slot.table, now)) {
         this.tables.delete(key);
         continue;
       }
@@ -131,6 +148,10 @@ export class XdsStore {
   *allTables(): IterableIterator<TypeTable> {
     for (const { table } of this.tables.values()) yield table;
   }
+}
+
+function idle(table: TypeTable, now: number): boolean {
+  return table.watchers.size === 0 && now - table.idleSince > IDLE_TABLE_MS;
 }
 
 interface Slot {

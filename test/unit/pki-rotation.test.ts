@@ -1,7 +1,7 @@
 // Leaf re-issue at half-life and root rotation, on a fake clock with real crypto.
 import { X509Certificate } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { CertificateAuthority, memoryCaStore, WorkloadCertCache, type CaMaterial, type CaStore, type Identity } from '../../src/pki/index.js';
+import { CertificateAuthority, memoryCaStore, spiffeId, WorkloadCertCache, type CaMaterial, type CaStore, type Identity, type IssuedCert } from '../../src/pki/index.js';
 
 const TD = 'cluster-a.local';
 const FOO: Identity = { trustDomain: TD, namespace: 'abc', serviceAccount: 'foo' };
@@ -17,22 +17,42 @@ afterEach(() => {
   vi.useRealTimers();
 });
 
+/** The identity's certificate after the cache's next change for it (issued in the background). */
+function nextCert(cache: WorkloadCertCache, id: Identity = FOO): Promise<IssuedCert> {
+  return new Promise((resolve) => {
+    const off = cache.onChange((changed) => {
+      if (spiffeId(changed) !== spiffeId(id)) return;
+      off();
+      resolve(cache.get(id)!);
+    });
+  });
+}
+
+/** Asks for id's certificate and waits for it. */
+function issued(cache: WorkloadCertCache, id: Identity = FOO): Promise<IssuedCert> {
+  const cert = nextCert(cache, id);
+  cache.want(id);
+  return cert;
+}
+
 describe('workload certificate cache', () => {
   it('serves the same certificate until half its lifetime has passed, then re-issues and says so', async () => {
     const ca = await CertificateAuthority.open({ trustDomain: TD, store: memoryCaStore() });
     const cache = new WorkloadCertCache(ca);
+    const first = await issued(cache);
     const renewed: string[] = [];
-    cache.onRenew((id) => renewed.push(id.serviceAccount));
+    cache.onChange((id) => renewed.push(id.serviceAccount));
 
-    const first = cache.get(FOO);
     expect(cache.renewAt(FOO)).toEqual(new Date(Date.now() + 12 * HOUR));
     vi.advanceTimersByTime(6 * HOUR);
     expect(cache.get(FOO)).toBe(first);
     expect(renewed).toEqual([]);
 
+    const next = nextCert(cache);
     vi.advanceTimersByTime(6 * HOUR);
+    expect(cache.get(FOO)).toBe(first); // served until the new one is ready
+    const second = await next;
     expect(renewed).toEqual(['foo']);
-    const second = cache.get(FOO);
     expect(second.serial).not.toBe(first.serial);
     expect(second.notAfter.getTime()).toBe(first.notAfter.getTime() + 12 * HOUR);
     expect(cache.get(FOO)).toBe(second);
@@ -43,35 +63,117 @@ describe('workload certificate cache', () => {
   it('honours a shorter lifetime: 1 h certificates renew after 30 min', async () => {
     const ca = await CertificateAuthority.open({ trustDomain: TD, store: memoryCaStore() });
     const cache = new WorkloadCertCache(ca, { ttlMs: HOUR });
-    let renewals = 0;
-    cache.onRenew(() => renewals++);
-    const first = cache.get(FOO);
+    const first = await issued(cache);
+    const issue = vi.spyOn(ca, 'issueAsync');
     expect(first.notAfter.getTime() - Date.now()).toBe(HOUR);
     vi.advanceTimersByTime(30 * 60_000 - 1);
-    expect(renewals).toBe(0);
+    expect(issue).not.toHaveBeenCalled();
+    const next = nextCert(cache);
     vi.advanceTimersByTime(1);
-    expect(renewals).toBe(1);
-    expect(cache.get(FOO).serial).not.toBe(first.serial);
+    expect(issue).toHaveBeenCalledTimes(1);
+    expect((await next).serial).not.toBe(first.serial);
     cache.close();
     ca.close();
   });
+
   it('re-issues when its renewal timer fires even if the wall clock reads a little earlier', async () => {
     // Under load libuv starts a timer from the loop's cached time, so it can fire before Date.now()
     // reaches the renewal time; the renewal must not be lost (the certificate would then expire).
     const ca = await CertificateAuthority.open({ trustDomain: TD, store: memoryCaStore() });
     let lag = 0;
     const cache = new WorkloadCertCache(ca, { ttlMs: HOUR, now: () => Date.now() - lag });
+    const first = await issued(cache);
     let renewals = 0;
-    cache.onRenew(() => renewals++);
-    const first = cache.get(FOO);
+    cache.onChange(() => renewals++);
     lag = 5;
+    let next = nextCert(cache);
     vi.advanceTimersByTime(30 * 60_000);
+    const second = await next;
     expect(renewals).toBe(1);
-    const second = cache.get(FOO);
     expect(second.serial).not.toBe(first.serial);
     expect(cache.get(FOO)).toBe(second);
+    next = nextCert(cache);
     vi.advanceTimersByTime(30 * 60_000 + 10); // the next renewal is scheduled as usual
+    await next;
     expect(renewals).toBe(2);
+    cache.close();
+    ca.close();
+  });
+
+  it('issues once for concurrent wants, in the background, and never on the caller\'s path', async () => {
+    const ca = await CertificateAuthority.open({ trustDomain: TD, store: memoryCaStore() });
+    const cache = new WorkloadCertCache(ca);
+    const sync = vi.spyOn(ca, 'issue');
+    const issue = vi.spyOn(ca, 'issueAsync');
+    const changes: string[] = [];
+    cache.onChange((id) => changes.push(id.serviceAccount));
+    const next = nextCert(cache);
+    cache.want(FOO);
+    cache.want(FOO);
+    expect(cache.get(FOO)).toBeUndefined(); // nothing until it is issued
+    const cert = await next;
+    cache.want(FOO);
+    expect(cache.get(FOO)).toBe(cert);
+    expect(issue).toHaveBeenCalledTimes(1);
+    expect(sync).not.toHaveBeenCalled();
+    expect(changes).toEqual(['foo']);
+    cache.close();
+    ca.close();
+  });
+
+  it('drops an identity nobody wants at renewal time instead of renewing it forever; a later want issues again', async () => {
+    const ca = await CertificateAuthority.open({ trustDomain: TD, store: memoryCaStore() });
+    const cache = new WorkloadCertCache(ca, { ttlMs: HOUR });
+    let wanted = true;
+    const first = nextCert(cache);
+    cache.want(FOO, () => wanted);
+    await first;
+    const issue = vi.spyOn(ca, 'issueAsync');
+    const changes: string[] = [];
+    cache.onChange((id) => changes.push(id.serviceAccount));
+    wanted = false;
+    vi.advanceTimersByTime(30 * 60_000);
+    expect(changes).toEqual(['foo']); // told, so the SDS table lets the certificate go
+    expect(cache.get(FOO)).toBeUndefined();
+    vi.advanceTimersByTime(10 * HOUR);
+    expect(issue).not.toHaveBeenCalled();
+    expect(await issued(cache)).toBeDefined();
+    expect(issue).toHaveBeenCalledTimes(1);
+    cache.close();
+    ca.close();
+  });
+
+  it('a failed issuance is logged in one line and retried with a growing backoff until it succeeds', async () => {
+    const ca = await CertificateAuthority.open({ trustDomain: TD, store: memoryCaStore() });
+    const warnings: string[] = [];
+    const cache = new WorkloadCertCache(ca, { log: { warn: (_obj, msg) => void warnings.push(msg) } });
+    const issue = vi.spyOn(ca, 'issueAsync').mockRejectedValueOnce(new Error('key generation failed')).mockRejectedValueOnce(new Error('key generation failed'));
+    const next = nextCert(cache);
+    cache.want(FOO);
+    await vi.waitFor(() => expect(warnings).toHaveLength(1), { interval: 0 });
+    expect(warnings[0]).toBe(`workload certificate for ${spiffeId(FOO)} not issued: key generation failed; retrying in 1 s`);
+    vi.advanceTimersByTime(999);
+    expect(issue).toHaveBeenCalledTimes(1);
+    vi.advanceTimersByTime(1);
+    expect(issue).toHaveBeenCalledTimes(2);
+    await vi.waitFor(() => expect(warnings).toHaveLength(2), { interval: 0 });
+    expect(warnings[1]).toMatch(/retrying in 2 s$/);
+    vi.advanceTimersByTime(2000);
+    expect((await next).certChainPem).toContain('BEGIN CERTIFICATE');
+    expect(issue).toHaveBeenCalledTimes(3);
+    cache.close();
+    ca.close();
+  });
+  it('a listener that throws is logged and the others still hear of the certificate', async () => {
+    const ca = await CertificateAuthority.open({ trustDomain: TD, store: memoryCaStore() });
+    const warnings: string[] = [];
+    const cache = new WorkloadCertCache(ca, { log: { warn: (_obj, msg) => void warnings.push(msg) } });
+    cache.onChange(() => {
+      throw new Error('store refresh failed');
+    });
+    const cert = await issued(cache);
+    expect(cache.get(FOO)).toBe(cert);
+    expect(warnings).toEqual([`pushing the workload certificate of ${spiffeId(FOO)} failed: store refresh failed`]);
     cache.close();
     ca.close();
   });
@@ -84,12 +186,12 @@ describe('root rotation', () => {
     const store: CaStore = { ...inner, save: (m) => ((stored = m), inner.save(m)) };
     const ca = await CertificateAuthority.open({ trustDomain: TD, store });
     const cache = new WorkloadCertCache(ca);
+    const beforeRotation = await issued(cache);
     const events: string[] = [];
     ca.onChange(() => events.push(`roots=${ca.roots.length}`));
-    cache.onRenew((id) => events.push(`renew ${id.serviceAccount}`));
+    cache.onChange((id) => events.push(`renew ${id.serviceAccount}`));
 
     const oldRoot = ca.signingRoot;
-    const beforeRotation = cache.get(FOO);
     vi.advanceTimersByTime(HOUR);
     const longLived = ca.issue({ ...FOO, serviceAccount: 'batch' }, { ttlMs: 48 * HOUR }); // the old root's last expiry
 
@@ -106,12 +208,13 @@ describe('root rotation', () => {
     await expect(ca.rotateRoot()).rejects.toThrow(/already in progress/);
 
     // Step 2: after the bundle went out, the new root is stored and signs; cached workloads are re-issued.
+    const reissued = nextCert(cache);
     await ca.activateRotation();
     expect(stored).toBe(ca.material);
     expect(ca.signingRoot).toBe(newRoot);
     expect(ca.roots).toEqual([newRoot, oldRoot]);
+    const afterRotation = await reissued;
     expect(events.slice(1).sort()).toEqual(['renew foo', 'roots=2']);
-    const afterRotation = cache.get(FOO);
     expect(afterRotation.serial).not.toBe(beforeRotation.serial);
     expect(afterRotation.rootPem).toBe(newRoot);
     expect(signedBy(afterRotation.certChainPem, newRoot)).toBe(true);
@@ -216,10 +319,10 @@ describe('replicas following one store', () => {
     const errors: string[] = [];
     const other = await CertificateAuthority.open({ trustDomain: TD, store, follow: true, leadership: follower, onStoreError: (e) => errors.push(e.message) });
     const cache = new WorkloadCertCache(other);
+    const before = await issued(cache);
     const renewed: string[] = [];
-    cache.onRenew((id) => renewed.push(id.serviceAccount));
+    cache.onChange((id) => renewed.push(id.serviceAccount));
     const oldRoot = leader.signingRoot;
-    const before = cache.get(FOO);
 
     await leader.rotateRoot();
     const newRoot = leader.nextRoot!;
@@ -227,11 +330,12 @@ describe('replicas following one store', () => {
     expect(other.signingRoot).toBe(oldRoot);
     expect(renewed).toEqual([]);
 
+    const reissued = nextCert(cache);
     await leader.activateRotation();
     await vi.waitFor(() => expect(other.signingRoot).toBe(newRoot));
     expect(other.roots).toEqual([newRoot, oldRoot]);
+    const after = await reissued;
     expect(renewed).toEqual(['foo']); // every workload certificate is re-issued by the new root
-    const after = cache.get(FOO);
     expect(after.serial).not.toBe(before.serial);
     expect(signedBy(after.certChainPem, newRoot)).toBe(true);
 
