@@ -15,7 +15,7 @@ import {
   roleViewKey,
   union,
 } from './generator.js';
-import { grpcTransportSocket, sidecarSocketMatches } from './tls.js';
+import { grpcTransportSocket, sidecarTransport } from './tls.js';
 
 const HTTP_PROTOCOL_OPTIONS = 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions';
 const UINT32_MAX = 0xffff_ffff;
@@ -63,7 +63,7 @@ function sidecarCluster(name: string, mesh: MeshSnapshot, service: Service, port
     circuit_breakers: {
       thresholds: [{ max_connections: { value: UINT32_MAX }, max_pending_requests: { value: UINT32_MAX }, max_requests: { value: UINT32_MAX }, max_retries: { value: UINT32_MAX }, track_remaining: true }],
     },
-    transport_socket_matches: sidecarSocketMatches(mesh, service, port, opts.sdsConfig),
+    ...sidecarTransport(mesh, service, port, opts.sdsConfig),
     metadata: {
       filter_metadata: {
         istio: { fields: { services: { listValue: { values: [{ structValue: { fields: { host: str(service.hostname), name: str(service.name), namespace: str(service.namespace) } } }] } } } },

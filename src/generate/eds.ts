@@ -1,17 +1,20 @@
 // EDS: a service port's endpoints as the proxy's network sees them (split horizon), grouped by
-// (priority, locality) in a stable order, with Istio's endpoint metadata and meshfed's provenance.
+// (priority, locality) in a stable order, with the endpoint metadata the proxy reads (Istio's)
+// and meshfed's provenance.
 import { compare, type MeshChanges, type MeshSnapshot, type Service } from '../model/mesh.js';
 import type { ProxyView } from '../model/proxy.js';
 import { TypeUrl } from '../envoy/protos.js';
 import { type GeneratedResource, type Generator, networkOfView, outboundClusterName, sniName, union } from './generator.js';
 import { localityKey, networkGateways, type PlannedEndpoint, planEndpoints } from './split-horizon.js';
+import { tlsModes } from './tls.js';
 
 const UINT32_MAX = 0xffff_ffff;
 
 export const edsGenerator: Generator = {
   typeUrl: TypeUrl.Endpoint,
-  // Split horizon depends on the network; federation on the proxy's trust domain (its cluster's).
-  viewKey: (view: ProxyView) => `${view.role}|${view.network}|${view.clusterId}`,
+  // Split horizon depends on the network; federation on the proxy's trust domain (its cluster's);
+  // the metadata on whether the proxy is istio-proxy (two kinds of Envoy, so at most two tables).
+  viewKey: (view: ProxyView) => `${view.role}${view.istioProxy ? '+istio' : ''}|${view.network}|${view.clusterId}`,
   affected: (changes: MeshChanges) => (changes.clusters ? 'all' : union(changes.services, changes.endpoints)),
   generate(mesh: MeshSnapshot, view: ProxyView, hostname: string): GeneratedResource[] {
     const service = mesh.services.get(hostname);
@@ -19,14 +22,20 @@ export const edsGenerator: Generator = {
     const router = view.role === 'router';
     if (router && !servedByGateway(mesh, view, service)) return [];
     const gateways = networkGateways(mesh);
+    const grpc = view.role === 'grpc';
+    const md: MetadataWanted = {
+      // gRPC reads no endpoint metadata; a gateway's SNI clusters have no socket matches; a
+      // sidecar's cluster has them only when the service mixes mTLS and plaintext (tls.ts).
+      tlsMode: view.role === 'sidecar' && tlsModes(mesh, service) === 'mixed',
+      workload: view.istioProxy,
+      provenance: !grpc,
+    };
     return service.ports.map((port) => {
       const name = router ? sniName(port.port, hostname) : outboundClusterName(port.port, hostname);
       let planned = planEndpoints(mesh, view, service, port, gateways);
-      // gRPC NACKs an address that appears twice in one assignment (a gateway in two localities),
-      // and reads no endpoint metadata (no socket matches, no stats), so it is not sent any.
-      const grpc = view.role === 'grpc';
+      // gRPC NACKs an address that appears twice in one assignment (a gateway in two localities).
       if (grpc) planned = mergeDuplicateAddresses(planned);
-      return { name, body: { cluster_name: name, endpoints: localityGroups(planned, service, !grpc) } };
+      return { name, body: { cluster_name: name, endpoints: localityGroups(planned, service, md) } };
     });
   },
 };
@@ -37,7 +46,7 @@ export function servedByGateway(mesh: MeshSnapshot, view: ProxyView, service: Se
   return service.exported && network !== '' && service.clusters.some((id) => mesh.clusters.get(id)?.network === network);
 }
 
-function localityGroups(planned: PlannedEndpoint[], service: Service, withMetadata: boolean): Record<string, unknown>[] {
+function localityGroups(planned: PlannedEndpoint[], service: Service, md: MetadataWanted): Record<string, unknown>[] {
   const groups = new Map<string, PlannedEndpoint[]>();
   for (const p of planned) {
     const key = `${String(p.priority).padStart(10, '0')}|${localityKey(p.locality)}`;
@@ -56,7 +65,7 @@ function localityGroups(planned: PlannedEndpoint[], service: Service, withMetada
       const rank = priorities.indexOf(priority);
       return {
         locality: { region: locality.region, zone: locality.zone, sub_zone: locality.subzone },
-        lb_endpoints: sorted.map((p) => lbEndpoint(p, service, withMetadata)),
+        lb_endpoints: sorted.map((p) => lbEndpoint(p, service, md)),
         load_balancing_weight: { value: weight },
         ...(rank > 0 ? { priority: rank } : {}),
       };
@@ -80,32 +89,45 @@ function mergeDuplicateAddresses(planned: PlannedEndpoint[]): PlannedEndpoint[] 
   return out;
 }
 
-function lbEndpoint(p: PlannedEndpoint, service: Service, withMetadata: boolean): Record<string, unknown> {
+/** Which endpoint metadata the proxy reads, for one service. */
+interface MetadataWanted {
+  /** `envoy.transport_socket_match`, read by the cluster's socket matches. */
+  readonly tlsMode: boolean;
+  /** `istio.workload`, read by Istio's telemetry in istio-proxy. */
+  readonly workload: boolean;
+  /** `meshfed`, read by people in the proxy's config dump. */
+  readonly provenance: boolean;
+}
+
+function lbEndpoint(p: PlannedEndpoint, service: Service, want: MetadataWanted): Record<string, unknown> {
   const lb: Record<string, unknown> = {
     endpoint: { address: { socket_address: { address: p.address, port_value: p.port } } },
     health_status: p.healthy ? 'HEALTHY' : 'UNHEALTHY',
     load_balancing_weight: { value: Math.min(UINT32_MAX, p.weight) },
   };
-  if (withMetadata) lb['metadata'] = { filter_metadata: endpointMetadata(p, service) };
+  const md = endpointMetadata(p, service, want);
+  if (md) lb['metadata'] = { filter_metadata: md };
   return lb;
 }
 
 /**
- * Istio's endpoint metadata, then meshfed's provenance. Bytes count (50,000 endpoints × 1,000
- * proxies), so nothing is said twice: the source cluster is istio.workload's last field, and
- * `meshfed` appears only when there is a peer or a confirmation time to tell.
+ * Istio's endpoint metadata, then meshfed's provenance, each only where it is read. Bytes count
+ * (50,000 endpoints × 1,000 proxies), so nothing is said twice: the source cluster is
+ * istio.workload's last field, and `meshfed` appears only when there is a peer or a
+ * confirmation time to tell.
  */
-function endpointMetadata(p: PlannedEndpoint, service: Service): Record<string, unknown> {
+function endpointMetadata(p: PlannedEndpoint, service: Service, want: MetadataWanted): Record<string, unknown> | undefined {
   const ep = p.endpoint;
+  const md: Record<string, unknown> = {};
   // Istio stamps tlsMode only on mTLS-capable pods (the `tlsMode-disabled` match is empty); a
   // gateway always takes mTLS.
-  const md: Record<string, unknown> = ep && !ep.mtls ? {} : { 'envoy.transport_socket_match': { fields: { tlsMode: str('istio') } } };
-  md['istio'] = { fields: { workload: str(ep ? workload(ep.labels, service, p.clusterId) : `;;;;${p.clusterId}`) } };
+  if (want.tlsMode && (!ep || ep.mtls)) md['envoy.transport_socket_match'] = { fields: { tlsMode: str('istio') } };
+  if (want.workload) md['istio'] = { fields: { workload: str(ep ? workload(ep.labels, service, p.clusterId) : `;;;;${p.clusterId}`) } };
   const provenance: Record<string, unknown> = {};
-  if (ep?.provenance.peer) provenance['peer'] = str(ep.provenance.peer);
-  if (ep?.provenance.confirmedAt !== undefined) provenance['confirmed'] = str(new Date(ep.provenance.confirmedAt).toISOString());
+  if (want.provenance && ep?.provenance.peer) provenance['peer'] = str(ep.provenance.peer);
+  if (want.provenance && ep?.provenance.confirmedAt !== undefined) provenance['confirmed'] = str(new Date(ep.provenance.confirmedAt).toISOString());
   if (Object.keys(provenance).length) md['meshfed'] = { fields: provenance };
-  return md;
+  return Object.keys(md).length ? md : undefined;
 }
 
 /** Istio's `<workload>;<namespace>;<canonical service>;<canonical revision>;<cluster>`, for telemetry. */

@@ -40,33 +40,58 @@ export function serviceSans(mesh: MeshSnapshot, service: Service): Array<{ exact
   return [...sans].sort(compare).map((san) => (san.endsWith('/sa/') ? { prefix: san } : { exact: san }));
 }
 
-/** Auto-mTLS as Istio does it: endpoints labelled tlsMode istio get mTLS, the others plaintext. */
-export function sidecarSocketMatches(mesh: MeshSnapshot, service: Service, port: ServicePort, sds: SdsConfig): Record<string, unknown>[] {
+/** Whether a service's live endpoints take mTLS: all of them (also when there are none), none, or some. */
+export type TlsModes = 'all' | 'none' | 'mixed';
+
+export function tlsModes(mesh: MeshSnapshot, service: Service): TlsModes {
+  let mtls = false;
+  let plain = false;
+  for (const ep of mesh.endpoints.get(service.hostname) ?? []) {
+    if (ep.health === 'TERMINATING') continue;
+    if (ep.mtls) mtls = true;
+    else plain = true;
+  }
+  return mtls && plain ? 'mixed' : plain ? 'none' : 'all';
+}
+
+/**
+ * Auto-mTLS as Istio does it, said once per cluster where it can be: endpoints labelled tlsMode
+ * istio get mTLS, the others plaintext. Only a service that mixes both needs Envoy's socket
+ * matches (and EDS's per-endpoint tlsMode metadata, see eds.ts); if every endpoint takes mTLS
+ * the cluster has the TLS socket itself, if none does it has Envoy's default, plaintext.
+ */
+export function sidecarTransport(mesh: MeshSnapshot, service: Service, port: ServicePort, sds: SdsConfig): Record<string, unknown> {
+  const modes = tlsModes(mesh, service);
+  if (modes === 'none') return {};
+  const tls = sidecarTlsSocket(mesh, service, port, sds);
+  if (modes === 'all') return { transport_socket: tls };
+  return {
+    transport_socket_matches: [
+      { name: 'tlsMode-istio', match: { fields: { tlsMode: { stringValue: 'istio' } } }, transport_socket: tls },
+      { name: 'tlsMode-disabled', match: {}, transport_socket: { name: 'envoy.transport_sockets.raw_buffer', typed_config: { '@type': RAW_BUFFER } } },
+    ],
+  };
+}
+
+function sidecarTlsSocket(mesh: MeshSnapshot, service: Service, port: ServicePort, sds: SdsConfig): Record<string, unknown> {
   const source = sdsConfigSource(sds);
   const h2 = port.protocol === 'GRPC' || port.protocol === 'HTTP2';
-  return [
-    {
-      name: 'tlsMode-istio',
-      match: { fields: { tlsMode: { stringValue: 'istio' } } },
-      transport_socket: {
-        name: 'envoy.transport_sockets.tls',
-        typed_config: {
-          '@type': UPSTREAM_TLS,
-          common_tls_context: {
-            tls_params: { tls_minimum_protocol_version: 'TLSv1_2', tls_maximum_protocol_version: 'TLSv1_3' },
-            alpn_protocols: h2 ? ['istio-peer-exchange', 'istio', 'h2'] : ['istio-peer-exchange', 'istio'],
-            tls_certificate_sds_secret_configs: [{ name: 'default', sds_config: source }],
-            combined_validation_context: {
-              default_validation_context: { match_subject_alt_names: serviceSans(mesh, service) },
-              validation_context_sds_secret_config: { name: 'ROOTCA', sds_config: source },
-            },
-          },
-          sni: sniName(port.port, service.hostname),
+  return {
+    name: 'envoy.transport_sockets.tls',
+    typed_config: {
+      '@type': UPSTREAM_TLS,
+      common_tls_context: {
+        tls_params: { tls_minimum_protocol_version: 'TLSv1_2', tls_maximum_protocol_version: 'TLSv1_3' },
+        alpn_protocols: h2 ? ['istio-peer-exchange', 'istio', 'h2'] : ['istio-peer-exchange', 'istio'],
+        tls_certificate_sds_secret_configs: [{ name: 'default', sds_config: source }],
+        combined_validation_context: {
+          default_validation_context: { match_subject_alt_names: serviceSans(mesh, service) },
+          validation_context_sds_secret_config: { name: 'ROOTCA', sds_config: source },
         },
       },
+      sni: sniName(port.port, service.hostname),
     },
-    { name: 'tlsMode-disabled', match: {}, transport_socket: { name: 'envoy.transport_sockets.raw_buffer', typed_config: { '@type': RAW_BUFFER } } },
-  ];
+  };
 }
 
 /**
@@ -75,8 +100,7 @@ export function sidecarSocketMatches(mesh: MeshSnapshot, service: Service, port:
  * its own names; grpc-js-xds NACKs tls_params and custom validators, so neither is set.
  */
 export function grpcTransportSocket(mesh: MeshSnapshot, service: Service, port: ServicePort): Record<string, unknown> | undefined {
-  const eps = (mesh.endpoints.get(service.hostname) ?? []).filter((ep) => ep.health !== 'TERMINATING');
-  if (!eps.every((ep) => ep.mtls)) return undefined;
+  if (tlsModes(mesh, service) !== 'all') return undefined;
   return {
     name: 'envoy.transport_sockets.tls',
     typed_config: {

@@ -8,6 +8,11 @@ export interface ProxyView {
   readonly network: string;
   readonly namespace: string;
   readonly serviceAccount: string;
+  /**
+   * An Envoy run by istio-agent (it announces ISTIO_VERSION): Istio's telemetry in it reads each
+   * endpoint's `istio.workload`. Other Envoys and proxyless gRPC read no such metadata.
+   */
+  readonly istioProxy: boolean;
   /** The SPIFFE id the stream authenticated as (never from node metadata alone); SDS serves only its secrets. */
   readonly identity?: string;
 }
@@ -32,7 +37,8 @@ const GRPC_AGENT = /^grpc/i;
  * Reads an Istio-style node (`sidecar~<ip>~<pod>.<ns>~<ns>.svc.<domain>`, metadata CLUSTER_ID,
  * NETWORK, NAMESPACE, SERVICE_ACCOUNT, LABELS) or a plain id with the same metadata.
  * Proxyless gRPC is told by its user agent ("gRPC Node Pure JS", "gRPC Go", ...) or by
- * metadata GENERATOR "grpc", as istio-agent sets it.
+ * metadata GENERATOR "grpc", as istio-agent sets it. An Envoy is istio-proxy when it announces
+ * ISTIO_VERSION, as istio-agent's bootstrap does.
  */
 export function proxyOf(node: NodeInfo | undefined): Proxy {
   const id = node?.id ?? '';
@@ -51,6 +57,7 @@ export function proxyOf(node: NodeInfo | undefined): Proxy {
       network: str('NETWORK'),
       namespace: str('NAMESPACE') || (podNs.length > 1 ? podNs[podNs.length - 1]! : ''),
       serviceAccount: str('SERVICE_ACCOUNT'),
+      istioProxy: role !== 'grpc' && str('ISTIO_VERSION') !== '',
     },
   };
 }

@@ -19,9 +19,12 @@ const meta = (clusterId: string, network: string, extra: Record<string, string> 
   ...extra,
 });
 
+/** istio-agent announces its version: the Envoy is istio-proxy, whose telemetry reads istio.workload. */
+const ISTIO_VERSION = '1.24.0';
+
 const sidecar = (clusterId: string, network: string, domain: string): NodeInfo => ({
   id: `sidecar~10.0.0.9~client-1.abc~abc.svc.${domain}`,
-  metadata: meta(clusterId, network, { NAMESPACE: 'abc', SERVICE_ACCOUNT: 'client' }),
+  metadata: meta(clusterId, network, { NAMESPACE: 'abc', SERVICE_ACCOUNT: 'client', ISTIO_VERSION }),
 });
 
 const ep = (address: string, extra: Record<string, unknown> = {}): Record<string, unknown> => ({
@@ -98,7 +101,7 @@ export const CASES: readonly GoldenCase[] = [
   {
     name: 'sidecar-one-network',
     about:
-      'One network, two clusters merged under one hostname: localities sorted with summed weights, UNHEALTHY kept with its status, TERMINATING dropped, a plaintext pod without tlsMode metadata, the cluster-a2 pod demoted (its locality at priority 1) and learnt from a peer (meshfed provenance), SANs of both accounts, HTTP/2 options and h2 ALPN for the grpc port, a TCP port without them.',
+      'One network, two clusters merged under one hostname: localities sorted with summed weights, UNHEALTHY kept with its status, TERMINATING dropped, mixed mTLS and plaintext pods so socket matches and tlsMode metadata (the plaintext pod without it), the cluster-a2 pod demoted (its locality at priority 1) and learnt from a peer (meshfed provenance), SANs of both accounts, HTTP/2 options and h2 ALPN for the grpc port, a TCP port without them.',
     node: sidecar('cluster-a', 'network-a', 'cluster.local'),
     patch: { '10.9.0.1': { priority: 1, provenance: { source: 'kube:cluster-a2', peer: 'meshfed-west', confirmedAt: Date.UTC(2026, 0, 2, 3, 4, 5) } } },
     mesh: {
@@ -145,7 +148,7 @@ export const CASES: readonly GoldenCase[] = [
   {
     name: 'sidecar-federated-import',
     about:
-      'cluster-b (trust domain cluster-b.local) shares network-a with the proxy, yet bar.xyz.svc.cluster-b.local is a federated import: EDS holds only cluster-b\'s gateway (weight 2 for two pods in two localities), SANs only cluster-b.local identities; SDS through istio-agent (--sds-config sds-grpc).',
+      'cluster-b (trust domain cluster-b.local) shares network-a with the proxy, yet bar.xyz.svc.cluster-b.local is a federated import: EDS holds only cluster-b\'s gateway (weight 2 for two pods in two localities), SANs only cluster-b.local identities; SDS through istio-agent (--sds-config sds-grpc). Every endpoint takes mTLS, so each cluster has its TLS socket itself (no socket matches) and EDS no tlsMode; istio-proxy gets istio.workload.',
     node: sidecar('cluster-a', 'network-a', 'cluster-a.local'),
     mesh: twoClusters(true),
     sdsConfig: 'sds-grpc',
@@ -153,8 +156,8 @@ export const CASES: readonly GoldenCase[] = [
   {
     name: 'gateway-network-b',
     about:
-      "cluster-b's east-west gateway: SNI clusters outbound_.<port>_._.<host> for network-b's exported services only, EDS of network-b's pods, no TLS of its own, and the 15443 listener (tls_inspector; per SNI sni_cluster + tcp_proxy; the target authority <host>:<port> of every port and the bare hostname of a single-port service too, straight to tcp_proxy).",
-    node: { id: 'router~10.2.0.5~eastwest-gw.istio-system~istio-system.svc.cluster-b.local', metadata: meta('cluster-b', 'network-b') },
+      "cluster-b's east-west gateway: SNI clusters outbound_.<port>_._.<host> for network-b's exported services only, EDS of network-b's pods with istio.workload only (no socket matches, so no tlsMode), no TLS of its own, and the 15443 listener (tls_inspector; per SNI sni_cluster + tcp_proxy; the target authority <host>:<port> of every port and the bare hostname of a single-port service too, straight to tcp_proxy).",
+    node: { id: 'router~10.2.0.5~eastwest-gw.istio-system~istio-system.svc.cluster-b.local', metadata: meta('cluster-b', 'network-b', { ISTIO_VERSION }) },
     mesh: twoClusters(false),
   },
   {

@@ -48,7 +48,7 @@ function snapshot(): MeshSnapshot {
 
 describe(`golden ${NAME}`, () => {
   const mesh = snapshot();
-  const view = proxyOf({ id: 'sidecar~10.0.0.9~client-1.abc~abc.svc.cluster-a.local', metadata: { CLUSTER_ID: 'cluster-a', NETWORK: 'network-a', NAMESPACE: 'abc', SERVICE_ACCOUNT: 'client' } }).view;
+  const view = proxyOf({ id: 'sidecar~10.0.0.9~client-1.abc~abc.svc.cluster-a.local', metadata: { CLUSTER_ID: 'cluster-a', NETWORK: 'network-a', NAMESPACE: 'abc', SERVICE_ACCOUNT: 'client', ISTIO_VERSION: '1.24.0' } }).view;
   const rendered = createGenerators({ sdsConfig: 'ads' }).flatMap((gen) =>
     [VIEW_RESOURCES, ...[...mesh.services.keys()].sort()].flatMap((h) => gen.generate(mesh, view, h).map((r) => ({ typeUrl: gen.typeUrl, name: r.name, body: r.body }))),
   );
