@@ -60,7 +60,7 @@ function sds(r: Replica) {
   const latest = new Map<string, Record<string, unknown>>();
   return {
     /** The latest secrets, after waiting for a response that satisfies ok. */
-    async until(what: string, ok: (x: { roots: string[]; leaf: X509Certificate }) => boolean): Promise<{ roots: string[]; leaf: X509Certificate }> {
+    async next(what: string, ok: (x: { roots: string[]; leaf: X509Certificate }) => boolean): Promise<{ roots: string[]; leaf: X509Certificate }> {
       while (!last || !ok(last)) {
         const res: SotwResponse = await s.next(20_000).catch((err: Error) => { throw new Error(`${what}: ${err.message}`); });
         s.send({ node, type_url: TypeUrl.Secret, resource_names: names, version_info: res.version_info, response_nonce: res.nonce });
@@ -151,14 +151,14 @@ describe('meshfed serve --kubeconfig, two replicas', () => {
     expect(lease()!.holderIdentity).not.toBe(follower.name);
     const secrets = sds(follower);
     try {
-      const [oldRoot] = (await secrets.until('the first secrets', () => true)).roots;
+      const [oldRoot] = (await secrets.next('the first secrets', () => true)).roots;
       const run = (step: string) => promisify(execFile)(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'ca', step, '--kubeconfig', kubeconfig, '--namespace', 'meshfed'], { cwd: repo });
       await run('rotate');
-      const rotated = await secrets.until('ROOTCA_PEM with the next root', (x) => x.roots.length === 2);
+      const rotated = await secrets.next('ROOTCA_PEM with the next root', (x) => x.roots.length === 2);
       const newRoot = rotated.roots.find((r) => r !== oldRoot)!;
       expect(signedBy(rotated.leaf, oldRoot!)).toBe(true); // the next root signs nothing yet
       await run('activate');
-      const activated = await secrets.until('a certificate signed by the new root', (x) => signedBy(x.leaf, newRoot));
+      const activated = await secrets.next('a certificate signed by the new root', (x) => signedBy(x.leaf, newRoot));
       expect(activated.roots.sort()).toEqual([oldRoot, newRoot].sort()); // the old root stays trusted meanwhile
       expect(follower.proc.exitCode).toBeNull();
     } finally {
