@@ -11,6 +11,8 @@ import { freePort, MtlsClient, startWorkload, startXdsEchoServer, type Workload 
 import { startTlsMesh, type TlsMesh } from '../helpers/mesh-tls.js';
 import { localIdentity, type PeerServer, startPeerServer } from '../helpers/peer-metadata.js';
 
+const WAIT = { timeout: 10_000, interval: 50 }; // for the peer exchange to move
+
 const A = { id: 'cluster-a', domain: 'cluster-a.local' };
 const B = { id: 'cluster-b', domain: 'cluster-b.local' };
 const BAR = 'bar.xyz.svc.cluster-b.local';
@@ -84,7 +86,7 @@ describe('a federation peer imported by metadata exchange', () => {
     peerB.doc = { ...peerB.doc, rootCA: meshB.rootPem, ingressGateways: [{ address: '127.0.0.1', port: barPort }], publicServices: [{ hostname: BAR, ports: [{ name: 'grpc', port: 9000 }] }] };
     peerB.fault = 'none';
     meshA.meshfed.peers.pollAll();
-    await vi.waitFor(() => expect(meshA.meshfed.peers.rows()[0]?.private.status, 'the exchange').toBe('True'), { timeout: 10_000, interval: 50 });
+    await vi.waitFor(() => expect(meshA.meshfed.peers.rows()[0]?.private.status, 'the exchange').toBe('True'), WAIT);
     expect(meshA.meshfed.pki!.bundles.byDomain().get(B.domain)).toEqual([meshB.rootPem]);
     const ok = await vi.waitFor(async () => {
       const r = await c.call(2000);
@@ -96,7 +98,7 @@ describe('a federation peer imported by metadata exchange', () => {
     // The peer goes away: the last good import keeps serving.
     peerB.fault = 'down';
     meshA.meshfed.peers.pollAll();
-    await vi.waitFor(() => expect(meshA.meshfed.peers.rows()[0]?.public.reason, 'the failed fetch').toBe('FetchFailed'), { timeout: 10_000, interval: 50 });
+    await vi.waitFor(() => expect(meshA.meshfed.peers.rows()[0]?.public.reason, 'the failed fetch').toBe('FetchFailed'), WAIT);
     expect(await c.call(5000)).toEqual({ ok: true, value: 'bar@cluster-b' });
   }, 60_000);
 
@@ -115,7 +117,7 @@ describe('a federation peer imported by metadata exchange', () => {
     peerB.fault = 'none';
     peerB.doc = { ...peerB.doc, ingressGateways: [{ address: '127.0.0.1', port: roguePort }] };
     meshA.meshfed.peers.pollAll();
-    await vi.waitFor(() => expect(meshA.meshfed.peers.rows()[0]?.gateways[0], 'the new gateway').toBe(`127.0.0.1:${roguePort}`), { timeout: 10_000, interval: 50 });
+    await vi.waitFor(() => expect(meshA.meshfed.peers.rows()[0]?.gateways[0], 'the new gateway').toBe(`127.0.0.1:${roguePort}`), WAIT);
     const c = new MtlsClient(`xds:///${BAR}:9000`, await client.bootstrap());
     channels.push(c);
     for (let i = 0; i < 3; i++) {

@@ -15,6 +15,8 @@ import {
 } from '../helpers/grpc-mesh.js';
 import { XdsEchoClient } from '../helpers/grpc-xds-client.js';
 
+const WAIT = { timeout: 5000, interval: 50 }; // for the client and /debug/syncz to follow an edit
+
 const NODE = 'e2e-nack';
 const T = 'type.googleapis.com/envoy.';
 const HCM = `${T}extensions.filters.network.http_connection_manager.v3.HttpConnectionManager`;
@@ -133,7 +135,7 @@ describe('a resource grpc-js-xds rejects', () => {
     client = new XdsEchoClient(targetOf(foo), { xdsPort: mesh.meshfed.xdsPort, nodeId: NODE });
     const first = await client.call(10_000);
     expect(first.ok, first.value).toBe(true);
-    await vi.waitFor(async () => expect([...(await client.spread(6)).keys()].sort(), 'served by').toEqual(goodNames()), { timeout: 5000, interval: 50 });
+    await vi.waitFor(async () => expect([...(await client.spread(6)).keys()].sort(), 'served by').toEqual(goodNames()), WAIT);
   });
 
   afterAll(async () => {
@@ -148,7 +150,7 @@ describe('a resource grpc-js-xds rejects', () => {
       expect(st?.state, `${c.type}: ${JSON.stringify(st)}`).toBe('SYNCED');
       return st!;
     };
-    const before = await vi.waitFor(synced, { timeout: 5000, interval: 50 });
+    const before = await vi.waitFor(synced, WAIT);
     const streamBefore = (await mesh.syncz()).find((e) => e.proxy === NODE)!.stream;
 
     await mesh.write(meshDocument([foo], [c.resource(foo, outsider)]));
@@ -156,7 +158,7 @@ describe('a resource grpc-js-xds rejects', () => {
       const st = await typeState(c.type);
       expect(st?.state, `${c.type} in /debug/syncz: ${JSON.stringify(st)}`).toBe('ERROR');
       return st!;
-    }, { timeout: 5000, interval: 50 });
+    }, WAIT);
     expect(nacked.lastNack?.message).toBe(c.message(foo, outsider));
     // The NACK names the last version the client accepted.
     expect(nacked.versionAcked).toBe(before.versionAcked);
@@ -169,7 +171,7 @@ describe('a resource grpc-js-xds rejects', () => {
     for (const t of ['LDS', 'RDS', 'CDS', 'EDS'].filter((t) => t !== c.type)) expect((await typeState(t))?.state).toBe('SYNCED');
 
     await mesh.write(good());
-    const fixed = await vi.waitFor(synced, { timeout: 5000, interval: 50 });
+    const fixed = await vi.waitFor(synced, WAIT);
     expect(fixed.versionAcked).toBe(fixed.versionSent);
     await expectServedByGoodConfig();
     // Same ADS stream throughout: the client was never restarted.

@@ -16,6 +16,8 @@ import {
 } from '../helpers/grpc-mesh.js';
 import { XdsEchoClient, useProcessBootstrap } from '../helpers/grpc-xds-client.js';
 
+const WAIT = { timeout: 5000, interval: 50 }; // for the clients and /debug/syncz to follow an edit
+
 const NODE = 'e2e-partial-nack';
 
 describe('one response, one good and one bad resource', () => {
@@ -34,7 +36,7 @@ describe('one response, one good and one bad resource', () => {
   const servedBy = async (client: XdsEchoClient, n: number): Promise<string[]> =>
     [...(await client.spread(n, 3000)).keys()].sort();
   const untilServedBy = (client: XdsEchoClient, expected: readonly EchoBackend[]): Promise<void> =>
-    vi.waitFor(async () => expect(await servedBy(client, expected.length * 4), `${client.target} served by`).toEqual(names(expected)), { timeout: 5000, interval: 50 });
+    vi.waitFor(async () => expect(await servedBy(client, expected.length * 4), `${client.target} served by`).toEqual(names(expected)), WAIT);
   const eds = async (): Promise<SynczType | undefined> => {
     const entries = (await mesh.syncz()).filter((e) => e.proxy === NODE);
     if (entries.length !== 1) throw new Error(`${entries.length} streams for ${NODE}`);
@@ -65,7 +67,7 @@ describe('one response, one good and one bad resource', () => {
       expect(st?.state, JSON.stringify(st)).toBe('SYNCED');
       expect(st!.subscribed, 'EDS with both clusters').toHaveLength(2);
       return st!;
-    }, { timeout: 5000, interval: 50 });
+    }, WAIT);
     const foo = svc('foo', fooBackends);
     const dup = { endpoint: { address: { socket_address: { address: '127.0.4.9', port_value: 1 } } } };
     const badFoo = {
@@ -80,7 +82,7 @@ describe('one response, one good and one bad resource', () => {
       const st = await eds();
       expect(st?.state, JSON.stringify(st)).toBe('ERROR');
       return st!;
-    }, { timeout: 5000, interval: 50 });
+    }, WAIT);
     expect(nacked.lastNack?.message).toMatch(
       /^xDS response validation errors: \[resource index \d: ClusterLoadAssignment message validation failed: \[endpoints\[0\]\.lb_endpoints\[1\]\.endpoint: address is a duplicate of another address in the same endpoint: 127\.0\.4\.9\]\]$/,
     );
@@ -91,7 +93,7 @@ describe('one response, one good and one bad resource', () => {
     expect(await servedBy(fooClient, 10)).toEqual(names(fooBackends));
 
     await mesh.write(meshDocument([foo, svc('bar', barBackends.slice(1))]));
-    await vi.waitFor(async () => expect((await eds())?.state, 'EDS after the fix').toBe('SYNCED'), { timeout: 5000, interval: 50 });
+    await vi.waitFor(async () => expect((await eds())?.state, 'EDS after the fix').toBe('SYNCED'), WAIT);
     expect(await servedBy(fooClient, 10)).toEqual(names(fooBackends));
     await untilServedBy(barClient, barBackends.slice(1));
   });

@@ -13,6 +13,8 @@ import {
 } from '../helpers/grpc-mesh.js';
 import { XdsEchoClient, useProcessBootstrap } from '../helpers/grpc-xds-client.js';
 
+const WAIT = { timeout: 5000, interval: 50 }; // for the clients to reach every backend
+
 describe('grpc-js-xds client through meshfed', () => {
   let backends: EchoBackend[];
   let mesh: MeshHarness;
@@ -43,7 +45,7 @@ describe('grpc-js-xds client through meshfed', () => {
     await vi.waitFor(async () => {
       const counts = await client.spread(backends.length * 2);
       expect(backends.filter((b) => !counts.get(b.name)).map((b) => b.name), 'backends not serving').toEqual([]);
-    }, { timeout: 5000, interval: 50 });
+    }, WAIT);
 
     const n = 90;
     const counts = await client.spread(n);
@@ -63,7 +65,7 @@ describe('grpc-js-xds client through meshfed', () => {
     await vi.waitFor(async () => {
       const counts = await envClient!.spread(backends.length * 2);
       expect(backends.filter((b) => !counts.get(b.name)).map((b) => b.name), 'backends not serving the second client').toEqual([]);
-    }, { timeout: 5000, interval: 50 });
+    }, WAIT);
     const proxies = (await mesh.syncz()).map((e) => e.proxy).sort();
     expect(proxies).toEqual(['e2e-spread', 'e2e-spread-env']);
   });
@@ -74,7 +76,7 @@ describe('grpc-js-xds client through meshfed', () => {
       expect(e, 'the client in /debug/syncz').toBeDefined();
       expect(['LDS', 'RDS', 'CDS', 'EDS'].map((t) => `${t} ${e!.types.find((x) => x.type === t)?.state}`)).toEqual(['LDS SYNCED', 'RDS SYNCED', 'CDS SYNCED', 'EDS SYNCED']);
       return e!;
-    }, { timeout: 5000, interval: 50 });
+    }, WAIT);
     expect(entry.view?.role).toBe('grpc');
     const subscribed = (t: string) => entry.types.find((x) => x.type === t)?.subscribed;
     expect(subscribed('LDS')).toEqual([`${hostnameOf(foo)}:8080`]);
