@@ -3,7 +3,7 @@
 // and a Secret are refused with the proxy's reason, and never reach the apiserver.
 import { execFile, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { startApiProxy, type ApiProxyUnderTest } from './api-proxy-harness.js';
 import { deckhousePeer } from './deckhouse-peer.js';
 
@@ -42,18 +42,21 @@ describe('kubectl through the api-proxy with a peer\'s token', () => {
     let err = '';
     watch.stdout.on('data', (d: Buffer) => (out += d.toString()));
     watch.stderr.on('data', (d: Buffer) => (err += d.toString()));
-    const waitFor = async (re: RegExp): Promise<void> => {
-      while (!re.test(out)) {
-        if (watch.exitCode !== null) throw new Error(`kubectl exited ${watch.exitCode}: ${err}`);
-        await new Promise((r) => setTimeout(r, 20));
-      }
+    const WAIT = { timeout: 30_000, interval: 20 }; // as long as the test may take
+    /** Waits for kubectl to print `re`; stops waiting if it exits, and then says why. */
+    const printed = async (re: RegExp): Promise<void> => {
+      await vi.waitFor(() => {
+        if (watch.exitCode === null) expect(out).toMatch(re);
+      }, WAIT);
+      expect(out, `kubectl exited ${watch.exitCode}: ${err}`).toMatch(re);
     };
     try {
-      await waitFor(/foo-1\s+10\.1\.0\.1/); // the initial list
+      await printed(/foo-1\s+10\.1\.0\.1/); // the initial list
       // Only after the watch is open at the apiserver, so the line below can only come from the watch.
-      while (!p.api.requests.some((r) => r.path.startsWith('/apis/discovery.k8s.io/v1/namespaces/abc/endpointslices?') && r.path.includes('watch=true'))) await new Promise((r) => setTimeout(r, 20));
+      const watching = () => p.api.requests.some((r) => r.path.startsWith('/apis/discovery.k8s.io/v1/namespaces/abc/endpointslices?') && r.path.includes('watch=true'));
+      await vi.waitFor(() => expect(watching(), 'the watch open at the apiserver').toBe(true), WAIT);
       p.api.upsert(slice('foo-1', '10.1.0.2'));
-      await waitFor(/foo-1\s+10\.1\.0\.2/);
+      await printed(/foo-1\s+10\.1\.0\.2/);
     } finally {
       watch.kill('SIGKILL');
     }

@@ -1,18 +1,20 @@
 // The exporter with Kubernetes discovery, against the fake kube-apiserver: the cluster UUID is kube-system's uid, the
 // key pair is a Secret, and federation.json follows the cluster — Services labelled as Deckhouse or meshfed label
 // them, the NodePort gateway on the nodes that run it — from the registry snapshot the generators read.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { kubeAuthnKeyStore } from '../../src/alliance/identity/key-store.js';
 import { StaticPeerDirectory } from '../../src/alliance/static-peers.js';
 import type { Meshfed } from '../../src/app.js';
 import { localKubeConfig } from '../../src/sources/kube/index.js';
 import { memoryCaStore } from '../../src/pki/index.js';
 import { startFakeApiServer, type FakeApiServer } from '../fixtures/kube-apiserver/index.js';
-import { namespace, startKubeMeshfed, until, expectEqual } from '../helpers/kube-cluster.js';
+import { namespace, startKubeMeshfed, expectEqual } from '../helpers/kube-cluster.js';
 import { deckhouseClaims, deckhousePeer, handMadeToken } from './deckhouse-peer.js';
 import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+
+const WAIT = { timeout: 10_000, interval: 20 }; // for meshfed to follow the apiservers, polled every 20 ms
 
 const PEER = deckhousePeer('1b2c3d4e-5f60-4172-8394-a5b6c7d8e9f0');
 
@@ -86,20 +88,19 @@ describe('metadata exporter with --kube', () => {
       ports: [{ name: 'tls', port: 15443 }],
     });
     const grpc = [{ name: 'grpc', port: 9090 }];
-    await until('federation.json lists the labelled services and the gateway', async () =>
+    // federation.json lists the labelled services and the gateway
+    await vi.waitFor(async () =>
       expectEqual(await federation(), {
         ingressGateways: [{ address: '203.0.113.5', port: 30443 }],
         publicServices: [
           { hostname: 'bar.xyz.svc.cluster-b.local', ports: grpc },
           { hostname: 'baz.xyz.svc.cluster-b.local', ports: grpc },
         ],
-      }),
-    );
+      }), WAIT);
     // Unlabelled: gone from the next answer; the node cordoned: no gateway.
     api.upsert(svc('bar', {}));
     api.upsert({ apiVersion: 'v1', kind: 'Node', metadata: { name: 'node-a' }, spec: { unschedulable: true }, status: { addresses: [{ type: 'ExternalIP', address: '203.0.113.5' }] } });
-    await until('federation.json follows', async () =>
-      expectEqual(await federation(), { ingressGateways: [], publicServices: [{ hostname: 'baz.xyz.svc.cluster-b.local', ports: grpc }] }),
-    );
+    // federation.json follows
+    await vi.waitFor(async () => expectEqual(await federation(), { ingressGateways: [], publicServices: [{ hostname: 'baz.xyz.svc.cluster-b.local', ports: grpc }] }), WAIT);
   });
 });

@@ -5,13 +5,14 @@ import { copyFileSync, mkdtempSync, renameSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { memoryAuthnKeyStore } from '../../src/alliance/identity/key-store.js';
 import { type Meshfed, startMeshfed } from '../../src/app.js';
 import { memoryCaStore } from '../../src/pki/index.js';
 import { captureLog } from '../helpers/mesh-tls.js';
 import { issueWorkloadCert, makeRoot, type TestRoot } from '../helpers/test-certs.js';
-import { until } from '../helpers/kube-cluster.js';
+
+const WAIT = { timeout: 10_000, interval: 20 }; // for the exporter to serve what changed, polled every 20 ms
 
 /** The serial of the certificate a fresh TLS connection is served. */
 function servedSerial(port: number, ca: string): Promise<string> {
@@ -59,11 +60,11 @@ describe('metadata exporter TLS files', () => {
     copyFileSync(second.certFile, `${certFile}.new`);
     renameSync(`${keyFile}.new`, keyFile);
     renameSync(`${certFile}.new`, certFile);
-    await until('the renewed certificate is served', async () => expect(await servedSerial(port, root.certPem)).toBe(serial(second.certPem)));
+    await vi.waitFor(async () => expect(await servedSerial(port, root.certPem)).toBe(serial(second.certPem)), WAIT); // the renewed certificate is served
     expect(first).not.toBe(serial(second.certPem));
 
     writeFileSync(certFile, 'garbage\n');
-    await until('the broken files are reported', () => expect(JSON.stringify(log.lines)).toMatch(/new TLS certificate or key is unusable \(the old pair keeps serving\)/));
+    await vi.waitFor(() => expect(JSON.stringify(log.lines)).toMatch(/new TLS certificate or key is unusable \(the old pair keeps serving\)/), WAIT); // the broken files are reported
     expect(await servedSerial(port, root.certPem)).toBe(serial(second.certPem));
   });
 });

@@ -6,6 +6,7 @@ import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { waitForHttpOk } from '../helpers/child-process.js';
 import { freePort } from '../helpers/ports.js';
 import { startFakeApiServer } from '../fixtures/kube-apiserver/index.js';
 import { testPki } from '../fixtures/kube-apiserver/pki.js';
@@ -39,10 +40,7 @@ describe('meshfed serve --api-proxy-address', () => {
         '--kubeconfig', api.writeKubeconfig(dir), '--namespace', 'meshfed', '--xds-address', '127.0.0.1:0', '--admin-address', `127.0.0.1:${admin}`, '--debug-address', '127.0.0.1:0',
         '--api-proxy-address', `127.0.0.1:${proxy}`, '--api-proxy-tls-cert', path.join(dir, 'tls.crt'), '--api-proxy-tls-key', path.join(dir, 'tls.key'),
       ]);
-      for (const deadline = Date.now() + 30_000; !(await fetch(`http://127.0.0.1:${admin}/readyz`).then((r) => r.ok, () => false));) {
-        if (s.proc.exitCode !== null || Date.now() > deadline) throw new Error(`meshfed did not become ready: ${s.output()}`);
-        await new Promise((r) => setTimeout(r, 100));
-      }
+      await waitForHttpOk(s.proc, `http://127.0.0.1:${admin}/readyz`, s.output, 30_000);
       const seen = api.requests.filter((r) => r.path.startsWith('/api/v1/secrets')).length;
       // Verified against the CA of the given certificate: the files were served.
       const r = await new Promise<{ status: number; body: string }>((resolve, reject) => {

@@ -6,6 +6,7 @@ import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { waitForHttpOk } from '../helpers/child-process.js';
 import { freePort } from '../helpers/ports.js';
 import { issueWorkloadCert, makeRoot } from '../helpers/test-certs.js';
 import { startFakeApiServer } from '../fixtures/kube-apiserver/index.js';
@@ -34,13 +35,8 @@ async function serve(extra: string[]): Promise<{ metadata: number; admin: number
     '--config', path.join(dir, 'mesh.yaml'), '--cluster-id', 'cluster-b', '--trust-domain', 'cluster-b.local',
     '--xds-address', `127.0.0.1:${xds}`, '--admin-address', `127.0.0.1:${admin}`, '--debug-address', '127.0.0.1:0', '--metadata-address', `127.0.0.1:${metadata}`, ...extra,
   ]);
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    if (s.proc.exitCode !== null) throw new Error(`meshfed exited ${s.proc.exitCode}: ${s.output()}`);
-    if (Date.now() > deadline) throw new Error(`meshfed did not become ready: ${s.output()}`);
-    if (await fetch(`http://127.0.0.1:${admin}/readyz`).then((r) => r.ok, () => false)) return { metadata, admin, output: s.output, proc: s.proc };
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  await waitForHttpOk(s.proc, `http://127.0.0.1:${admin}/readyz`, s.output, 20_000);
+  return { metadata, admin, output: s.output, proc: s.proc };
 }
 
 describe('meshfed serve --metadata-address', () => {

@@ -8,8 +8,9 @@ import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { TypeUrl } from '../../src/envoy/protos.js';
+import { waitForHttpOk } from '../helpers/child-process.js';
 import { freePort } from '../helpers/ports.js';
 import { RawXdsClient } from '../helpers/raw-client.js';
 
@@ -102,15 +103,7 @@ function start(cmd: string, args: string[], opts: { cwd: string; env: NodeJS.Pro
 
 const output = (p: ChildProcess): string => (p as ChildProcess & { output: string }).output;
 
-async function until(what: string, p: ChildProcess, f: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await f())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: ${output(p)}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-const healthy = (admin: number) => (): Promise<boolean> => fetch(`http://127.0.0.1:${admin}/healthz`).then((r) => r.ok, () => false);
+const waitHealthy = (p: ChildProcess, admin: number): Promise<void> => waitForHttpOk(p, `http://127.0.0.1:${admin}/healthz`, () => output(p), 30_000);
 
 async function clusters(xds: number): Promise<string[]> {
   const c = new RawXdsClient(`127.0.0.1:${xds}`);
@@ -135,7 +128,7 @@ describe('image runtime stage', () => {
     // As root here, drop to the stage's USER, or the read-only modes would not bind.
     const asUser = process.getuid?.() === 0 ? { uid, gid } : {};
     const p = start(process.execPath, [...stage.command.slice(1), '--xds-address', `127.0.0.1:${xds}`, '--admin-address', `127.0.0.1:${admin}`, '--debug-address', '127.0.0.1:0'], { cwd: app, env, ...asUser });
-    await until('/healthz', p, healthy(admin));
+    await waitHealthy(p, admin);
     expect(await clusters(xds)).toEqual(DEFAULT_MESH_CLUSTERS);
     expect(output(p)).not.toMatch(/EACCES|EROFS/);
   });
@@ -177,10 +170,13 @@ describe('npx meshfed', () => {
   it('stops meshfed when npx gets SIGTERM', async () => {
     const [xds, admin] = [await freePort(), await freePort()];
     const p = npx(['serve', '--xds-address', `127.0.0.1:${xds}`, '--admin-address', `127.0.0.1:${admin}`, '--debug-address', '127.0.0.1:0']);
-    await until('/healthz', p, healthy(admin));
+    await waitHealthy(p, admin);
     p.kill('SIGTERM'); // npm alone, as a supervisor signals its child
     // meshfed shuts down too: its admin port stops answering.
-    await until('meshfed to stop', p, async () => !(await healthy(admin)()), 15_000);
+    await vi.waitFor(async () => {
+      const answers = await fetch(`http://127.0.0.1:${admin}/healthz`).then((r) => r.ok, () => false);
+      expect(answers, `meshfed still serving after SIGTERM: ${output(p)}`).toBe(false);
+    }, { timeout: 15_000, interval: 100 });
     expect(output(p)).toContain('shutting down');
   });
 });

@@ -13,6 +13,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { startFakeApiServer, type FakeApiServer } from '../fixtures/kube-apiserver/index.js';
+import { waitForHttpOk } from '../helpers/child-process.js';
 import { namespace } from '../helpers/kube-cluster.js';
 import { freePort } from '../helpers/ports.js';
 
@@ -287,10 +288,7 @@ describe('kubectl apply -k deploy/kubernetes', () => {
     proc.stderr.on('data', (d: Buffer) => (out += d.toString()));
     try {
       const admin = ports.get('--admin-address')!;
-      for (const deadline = Date.now() + 40_000; !(await fetch(`http://127.0.0.1:${admin}/readyz`).then((r) => r.ok, () => false));) {
-        if (proc.exitCode !== null || Date.now() > deadline) throw new Error(`meshfed did not become ready: ${out}`);
-        await new Promise((r) => setTimeout(r, 200));
-      }
+      await waitForHttpOk(proc, `http://127.0.0.1:${admin}/readyz`, () => out, 40_000);
       expect(api.get('coordination.k8s.io/v1', 'Lease', ns, 'meshfed-leader')?.['spec']).toMatchObject({ holderIdentity: env['POD_NAME'] });
       const sanOf = (port: number, alpn: string) => new Promise<string>((resolve, reject) => {
         const s = tls.connect({ host: '127.0.0.1', port, rejectUnauthorized: false, ALPNProtocols: [alpn] }, () => {

@@ -7,10 +7,11 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { startAgent } from '../../src/agent/agent.js';
 import { DiscoveryRequest, TypeUrl } from '../../src/envoy/protos.js';
 import { structToJson } from '../../src/xds/struct.js';
+import { waitForHttpOk } from '../helpers/child-process.js';
 import { freePort } from '../helpers/ports.js';
 
 const repo = path.resolve(import.meta.dirname, '../..');
@@ -61,16 +62,6 @@ function run(args: string[]): { proc: ChildProcess; output: () => string } {
   return { proc, output: () => out };
 }
 
-async function until<T>(what: string, f: () => Promise<T | undefined>, output: () => string, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await f();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}:\n${output()}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
 describe('meshfed agent', () => {
   it("sends its workload's identity, cluster and network as node metadata meshfed can read", async () => {
     const { port, first } = await captureServer();
@@ -111,13 +102,17 @@ describe('meshfed agent', () => {
       'serve', '--insecure-dev-identity', '--trust-domain', 'cluster-a.local',
       '--xds-address', `127.0.0.1:${xds}`, '--admin-address', `127.0.0.1:${admin}`, '--debug-address', '127.0.0.1:0',
     ]);
-    await until('meshfed /readyz', () => fetch(`http://127.0.0.1:${admin}/readyz`).then((r) => (r.ok ? true : undefined), () => undefined), server.output);
+    await waitForHttpOk(server.proc, `http://127.0.0.1:${admin}/readyz`, server.output, 20_000);
     const agent = run([
       'agent', '--insecure-xds', '--xds-address', `127.0.0.1:${xds}`, '--bootstrap-xds-address', `127.0.0.1:${xds}`,
       '--namespace', 'abc', '--service-account', 'foo', '--cluster-id', 'cluster-a', '--out-dir', dir,
     ]);
     const output = (): string => `meshfed:\n${server.output()}\nagent:\n${agent.output()}`;
-    const bootstrap = await until('bootstrap.json', () => readFile(path.join(dir, 'bootstrap.json'), 'utf8').catch(() => undefined), output);
+    const bootstrap = await vi.waitFor(async () => {
+      const text = await readFile(path.join(dir, 'bootstrap.json'), 'utf8').catch(() => undefined);
+      expect(text, `no bootstrap.json yet;\n${output()}`).toBeDefined();
+      return text!;
+    }, { timeout: 20_000, interval: 100 });
     const cert = new X509Certificate(await readFile(path.join(dir, 'cert-chain.pem'), 'utf8'));
     expect(cert.subjectAltName).toBe('URI:spiffe://cluster-a.local/ns/abc/sa/foo');
     expect(await readFile(path.join(dir, 'key.pem'), 'utf8')).toContain('PRIVATE KEY');

@@ -6,11 +6,10 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { PeerRow } from '../../src/alliance/peers/controller.js';
 import { fetchPeers } from '../../src/cli/status.js';
 import { TypeUrl } from '../../src/envoy/protos.js';
-import { waitFor } from '../helpers/grpc-mesh.js';
 import { freePort } from '../helpers/ports.js';
 import { RawXdsClient, type SotwResponse } from '../helpers/raw-client.js';
 
@@ -73,10 +72,11 @@ beforeAll(async () => {
   start(sides[0]!, sides[1]!);
   start(sides[1]!, sides[0]!);
   for (const s of sides) {
-    await waitFor(`${s.name} serving`, () => {
-      if (s.proc!.exitCode !== null) throw new Error(`${s.name} exited ${s.proc!.exitCode}: ${s.out}`);
-      return (s.debug = debugPort(s)) !== undefined;
-    }, 20_000);
+    await vi.waitFor(() => {
+      if (s.proc!.exitCode !== null) return; // stop waiting: it will not serve
+      expect((s.debug = debugPort(s)), `${s.name} not serving yet: ${s.out}`).toBeDefined();
+    }, { timeout: 20_000, interval: 50 });
+    if (s.proc!.exitCode !== null) throw new Error(`${s.name} exited ${s.proc!.exitCode}: ${s.out}`);
   }
 }, 30_000);
 
@@ -85,10 +85,10 @@ afterAll(() => sides.forEach((s) => s.proc?.kill('SIGKILL')));
 describe('two meshfed processes federated by their mesh files', () => {
   it('both converge to public and private metadata exchanged, each seeing the other by UUID', async () => {
     const rows = new Map<string, PeerRow[]>();
-    await waitFor('both peers Ready', async () => {
+    await vi.waitFor(async () => {
       for (const s of sides) rows.set(s.name, await fetchPeers(`http://127.0.0.1:${s.debug}`));
-      return sides.every((s) => converged(rows.get(s.name)!));
-    }, 15_000);
+      for (const s of sides) expect(converged(rows.get(s.name)!), `${s.name} Ready: ${JSON.stringify(rows.get(s.name))}`).toBe(true);
+    }, { timeout: 15_000, interval: 50 });
     const uuid = async (s: Side) => ((await (await fetch(`http://127.0.0.1:${s.metadata}/metadata/public/public.json`)).json()) as { clusterUUID: string }).clusterUUID;
     expect(rows.get('cluster-a')![0]).toMatchObject({ name: 'cluster-b', trustDomain: 'cluster-b.local', clusterUUID: await uuid(sides[1]!), servicesImported: 1, gateways: ['192.0.2.20:15443'] });
     expect(rows.get('cluster-b')![0]).toMatchObject({ name: 'cluster-a', trustDomain: 'cluster-a.local', clusterUUID: await uuid(sides[0]!), servicesImported: 1, gateways: ['198.51.100.1:15443'] });
@@ -115,7 +115,12 @@ describe('two meshfed processes federated by their mesh files', () => {
       const cluster = `outbound|9090||${BAR}`;
       // The import reaches the registry after its debounce: the first full CDS that has it.
       let cds: SotwResponse | undefined;
-      const barCluster = await waitFor(`${cluster} in CDS`, async () => (cds = await ask(TypeUrl.Cluster, [])).resources.find((r) => r.name === cluster), 5_000, 200);
+      const barCluster = await vi.waitFor(async () => {
+        cds = await ask(TypeUrl.Cluster, []);
+        const found = cds.resources.find((r) => r.name === cluster);
+        expect(found, `${cluster} in CDS`).toBeDefined();
+        return found!;
+      }, { timeout: 5_000, interval: 200 });
       expect(JSON.stringify(barCluster.body)).toContain('spiffe://cluster-b.local/ns/xyz/sa/');
       expect(cds!.resources.some((r) => r.name.endsWith(`||${FOO}`))).toBe(true);
 

@@ -5,12 +5,13 @@
 import * as grpc from '@grpc/grpc-js';
 import { CertificateAuthority, memoryCaStore } from '../../src/pki/index.js';
 import { ECHO_SERVICE } from '../helpers/grpc-echo.js';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { startFakeApiServer, type FakeApiServer } from '../fixtures/kube-apiserver/index.js';
-import { waitFor } from '../helpers/grpc-mesh.js';
 import { freePort, MtlsClient, startWorkload, startXdsEchoServer, type Workload } from '../helpers/grpc-mtls.js';
 import { startTlsMesh, type TlsMesh } from '../helpers/mesh-tls.js';
 import { localIdentity, type PeerServer, startPeerServer } from '../helpers/peer-metadata.js';
+
+const WAIT = { timeout: 10_000, interval: 50 }; // for the peer exchange to move
 
 const A = { id: 'cluster-a', domain: 'cluster-a.local' };
 const B = { id: 'cluster-b', domain: 'cluster-b.local' };
@@ -85,19 +86,19 @@ describe('a federation peer imported by metadata exchange', () => {
     peerB.doc = { ...peerB.doc, rootCA: meshB.rootPem, ingressGateways: [{ address: '127.0.0.1', port: barPort }], publicServices: [{ hostname: BAR, ports: [{ name: 'grpc', port: 9000 }] }] };
     peerB.fault = 'none';
     meshA.meshfed.peers.pollAll();
-    await waitFor('the exchange', () => meshA.meshfed.peers.rows()[0]?.private.status === 'True', 10_000);
+    await vi.waitFor(() => expect(meshA.meshfed.peers.rows()[0]?.private.status, 'the exchange').toBe('True'), WAIT);
     expect(meshA.meshfed.pki!.bundles.byDomain().get(B.domain)).toEqual([meshB.rootPem]);
-    const ok = await waitFor('an RPC over mTLS to the import', async () => {
+    const ok = await vi.waitFor(async () => {
       const r = await c.call(2000);
-      if (!r.ok) throw new Error(r.value);
+      expect(r.ok, `an RPC over mTLS to the import: ${r.value}`).toBe(true);
       return r;
-    }, 20_000, 200);
+    }, { timeout: 20_000, interval: 200 });
     expect(ok.value).toBe('bar@cluster-b');
 
     // The peer goes away: the last good import keeps serving.
     peerB.fault = 'down';
     meshA.meshfed.peers.pollAll();
-    await waitFor('the failed fetch', () => meshA.meshfed.peers.rows()[0]?.public.reason === 'FetchFailed', 10_000);
+    await vi.waitFor(() => expect(meshA.meshfed.peers.rows()[0]?.public.reason, 'the failed fetch').toBe('FetchFailed'), WAIT);
     expect(await c.call(5000)).toEqual({ ok: true, value: 'bar@cluster-b' });
   }, 60_000);
 
@@ -116,7 +117,7 @@ describe('a federation peer imported by metadata exchange', () => {
     peerB.fault = 'none';
     peerB.doc = { ...peerB.doc, ingressGateways: [{ address: '127.0.0.1', port: roguePort }] };
     meshA.meshfed.peers.pollAll();
-    await waitFor('the new gateway', () => meshA.meshfed.peers.rows()[0]?.gateways[0] === `127.0.0.1:${roguePort}`, 10_000);
+    await vi.waitFor(() => expect(meshA.meshfed.peers.rows()[0]?.gateways[0], 'the new gateway').toBe(`127.0.0.1:${roguePort}`), WAIT);
     const c = new MtlsClient(`xds:///${BAR}:9000`, await client.bootstrap());
     channels.push(c);
     for (let i = 0; i < 3; i++) {

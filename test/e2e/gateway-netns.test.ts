@@ -126,9 +126,9 @@ describe('a proxyless gRPC client in network A calls a service in network B thro
     gateway = topo.spawnTs(topo.gw, 'gateway', 'test/fixtures/sni-gateway/main.ts', [
       JSON.stringify({ host: NET.gatewayA, port: GATEWAY_PORT, xds: pipeGw.target, node: GATEWAY_NODE }),
     ]);
-    await backend.waitFor('the backend listening', (l) => l['event'] === 'listening');
-    await gateway.waitFor('the gateway listening', (l) => l['event'] === 'listening');
-    await gateway.waitFor(`the gateway's route ${SNI_CLUSTER} → ${BACKEND}`, (l) =>
+    await backend.reported('the backend listening', (l) => l['event'] === 'listening');
+    await gateway.reported('the gateway listening', (l) => l['event'] === 'listening');
+    await gateway.reported(`the gateway's route ${SNI_CLUSTER} → ${BACKEND}`, (l) =>
       l['event'] === 'routes' && JSON.stringify((l['clusters'] as Record<string, unknown>)[SNI_CLUSTER]) === JSON.stringify([{ address: NET.backendB, port: BACKEND_PORT }]),
     );
     client = topo.spawnTs(topo.a, 'client', 'test/fixtures/xds-grpc-client-main.ts', [
@@ -139,7 +139,7 @@ describe('a proxyless gRPC client in network A calls a service in network B thro
         timeoutMs: 15_000,
       }),
     ]);
-    await client.waitFor('the client to finish its RPCs', (l) => l['event'] === 'done', 25_000);
+    await client.reported('the client to finish its RPCs', (l) => l['event'] === 'done', 25_000);
     rpcEvents = gateway.lines.length;
   }, 45_000);
 

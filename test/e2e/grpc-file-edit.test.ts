@@ -1,6 +1,6 @@
 // Editing the endpoints in the mesh file moves a running grpc-js-xds client's traffic to the new
 // set, on the same channel, within a few seconds.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { type EchoBackend, startEchoBackend, startEchoBackends } from '../helpers/grpc-echo.js';
 import {
   type EchoServiceSpec,
@@ -8,7 +8,6 @@ import {
   meshDocument,
   startMeshHarness,
   targetOf,
-  waitFor,
 } from '../helpers/grpc-mesh.js';
 import { XdsEchoClient } from '../helpers/grpc-xds-client.js';
 
@@ -26,12 +25,11 @@ describe('file edits move a grpc-js-xds client\'s traffic', () => {
 
   /** Polls batches of RPCs until one batch is served by exactly `expected`; returns that batch. */
   const untilServedBy = (expected: readonly EchoBackend[]): Promise<Map<string, number>> =>
-    waitFor(`RPCs to be served by exactly ${names(expected).join(', ')}`, async () => {
+    vi.waitFor(async () => {
       const counts = await client.spread(expected.length * 4);
-      const got = [...counts.keys()].sort();
-      if (JSON.stringify(got) !== JSON.stringify(names(expected))) throw new Error(`served by ${JSON.stringify([...counts])}`);
+      expect([...counts.keys()].sort(), `served by ${JSON.stringify([...counts])}`).toEqual(names(expected));
       return counts;
-    }, 5000);
+    }, { timeout: 5000, interval: 50 });
 
   /** The id of the client's one ADS stream, from /debug/syncz. */
   const adsStream = async (): Promise<number> => {
@@ -98,15 +96,11 @@ describe('file edits move a grpc-js-xds client\'s traffic', () => {
     // The old pods keep running, so no RPC may fail while the client switches.
     await mesh.write(meshDocument([serviceWith([backends[0]!, backends[1]!])]));
     const failures: string[] = [];
-    await waitFor('traffic back on 127.0.2.1 and 127.0.2.2', async () => {
+    await vi.waitFor(async () => {
       const counts = await client.spread(8);
       for (const k of counts.keys()) if (k.startsWith('ERROR')) failures.push(k);
-      const got = [...counts.keys()].sort();
-      if (JSON.stringify(got) !== JSON.stringify(names([backends[0]!, backends[1]!]))) {
-        throw new Error(`served by ${JSON.stringify([...counts])}`);
-      }
-      return true;
-    });
+      expect([...counts.keys()].sort(), `traffic back on 127.0.2.1 and 127.0.2.2; served by ${JSON.stringify([...counts])}`).toEqual(names([backends[0]!, backends[1]!]));
+    }, { timeout: 5000, interval: 50 });
     expect(failures).toEqual([]);
     expect(await adsStream()).toBe(stream);
   });

@@ -1,9 +1,9 @@
 // Same-hostname services in two clusters on one network merge into one outbound cluster: a real
 // grpc-js-xds client's RPCs spread over the pods of both clusters, and when one cluster's
 // endpoints go away, all traffic moves to the other on the same channel.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { type EchoBackend, startEchoBackends } from '../helpers/grpc-echo.js';
-import { type MeshHarness, startMeshHarness, waitFor } from '../helpers/grpc-mesh.js';
+import { type MeshHarness, startMeshHarness } from '../helpers/grpc-mesh.js';
 import { XdsEchoClient } from '../helpers/grpc-xds-client.js';
 
 const DOMAIN = 'cluster.local';
@@ -74,10 +74,10 @@ describe('one hostname in two clusters on one network', () => {
   it("moves all traffic to cluster-1 when cluster-2's endpoints go away, on the same channel", async () => {
     await mesh.write(meshDoc(one, []));
     const onlyOne = one.map((b) => b.name).sort();
-    await waitFor('traffic on cluster-1 only', async () => {
+    await vi.waitFor(async () => {
       const counts = await client.spread(8);
-      return [...counts.keys()].every((k) => onlyOne.includes(k)) && counts;
-    }, 10_000);
+      expect([...counts.keys()].filter((k) => !onlyOne.includes(k)), 'traffic off cluster-1').toEqual([]);
+    }, { timeout: 10_000, interval: 50 });
     const counts = await client.spread(20);
     expect([...counts.keys()].sort()).toEqual(onlyOne);
     const servedByTwo = two.map((b) => b.served());

@@ -1,7 +1,7 @@
 // A resource grpc-js-xds rejects is NACKed: /debug/syncz shows ERROR with the client's own
 // message for that proxy and type, the client keeps serving RPCs on its last good configuration,
 // and fixing the file brings the type back to SYNCED.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { type EchoBackend, startEchoBackends } from '../helpers/grpc-echo.js';
 import {
   type EchoServiceSpec,
@@ -12,9 +12,10 @@ import {
   meshDocument,
   startMeshHarness,
   targetOf,
-  waitFor,
 } from '../helpers/grpc-mesh.js';
 import { XdsEchoClient } from '../helpers/grpc-xds-client.js';
+
+const WAIT = { timeout: 5000, interval: 50 }; // for the client and /debug/syncz to follow an edit
 
 const NODE = 'e2e-nack';
 const T = 'type.googleapis.com/envoy.';
@@ -134,11 +135,7 @@ describe('a resource grpc-js-xds rejects', () => {
     client = new XdsEchoClient(targetOf(foo), { xdsPort: mesh.meshfed.xdsPort, nodeId: NODE });
     const first = await client.call(10_000);
     expect(first.ok, first.value).toBe(true);
-    await waitFor('both backends to serve', async () => {
-      const counts = await client.spread(6);
-      if ([...counts.keys()].sort().join() !== goodNames().join()) throw new Error(JSON.stringify([...counts]));
-      return true;
-    });
+    await vi.waitFor(async () => expect([...(await client.spread(6)).keys()].sort(), 'served by').toEqual(goodNames()), WAIT);
   });
 
   afterAll(async () => {
@@ -148,18 +145,20 @@ describe('a resource grpc-js-xds rejects', () => {
   });
 
   it.each(CASES)('$type: NACKed, shown as ERROR with the client\'s message, last good config kept, SYNCED once fixed', async (c) => {
-    const before = await waitFor(`${c.type} SYNCED`, async () => {
+    const synced = async (): Promise<SynczType> => {
       const st = await typeState(c.type);
-      return st?.state === 'SYNCED' && st;
-    });
+      expect(st?.state, `${c.type}: ${JSON.stringify(st)}`).toBe('SYNCED');
+      return st!;
+    };
+    const before = await vi.waitFor(synced, WAIT);
     const streamBefore = (await mesh.syncz()).find((e) => e.proxy === NODE)!.stream;
 
     await mesh.write(meshDocument([foo], [c.resource(foo, outsider)]));
-    const nacked = await waitFor(`${c.type} ERROR in /debug/syncz`, async () => {
+    const nacked = await vi.waitFor(async () => {
       const st = await typeState(c.type);
-      if (st?.state !== 'ERROR') throw new Error(JSON.stringify(st));
-      return st;
-    });
+      expect(st?.state, `${c.type} in /debug/syncz: ${JSON.stringify(st)}`).toBe('ERROR');
+      return st!;
+    }, WAIT);
     expect(nacked.lastNack?.message).toBe(c.message(foo, outsider));
     // The NACK names the last version the client accepted.
     expect(nacked.versionAcked).toBe(before.versionAcked);
@@ -172,11 +171,7 @@ describe('a resource grpc-js-xds rejects', () => {
     for (const t of ['LDS', 'RDS', 'CDS', 'EDS'].filter((t) => t !== c.type)) expect((await typeState(t))?.state).toBe('SYNCED');
 
     await mesh.write(good());
-    const fixed = await waitFor(`${c.type} SYNCED after the fix`, async () => {
-      const st = await typeState(c.type);
-      if (st?.state !== 'SYNCED') throw new Error(JSON.stringify(st));
-      return st;
-    });
+    const fixed = await vi.waitFor(synced, WAIT);
     expect(fixed.versionAcked).toBe(fixed.versionSent);
     await expectServedByGoodConfig();
     // Same ADS stream throughout: the client was never restarted.

@@ -3,7 +3,7 @@
 // good and a bad resource (observed: the bad one at index 1): grpc-js NACKs it, yet applies the good
 // one (its traffic moves) while the bad one keeps its last good endpoints. meshfed shows ERROR for
 // that stream's EDS until the file is fixed.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { type EchoBackend, startEchoBackends } from '../helpers/grpc-echo.js';
 import {
   type EchoServiceSpec,
@@ -13,9 +13,10 @@ import {
   meshDocument,
   startMeshHarness,
   targetOf,
-  waitFor,
 } from '../helpers/grpc-mesh.js';
 import { XdsEchoClient, useProcessBootstrap } from '../helpers/grpc-xds-client.js';
+
+const WAIT = { timeout: 5000, interval: 50 }; // for the clients and /debug/syncz to follow an edit
 
 const NODE = 'e2e-partial-nack';
 
@@ -34,12 +35,8 @@ describe('one response, one good and one bad resource', () => {
   const names = (bs: readonly EchoBackend[]): string[] => bs.map((b) => b.name).sort();
   const servedBy = async (client: XdsEchoClient, n: number): Promise<string[]> =>
     [...(await client.spread(n, 3000)).keys()].sort();
-  const untilServedBy = (client: XdsEchoClient, expected: readonly EchoBackend[]): Promise<true> =>
-    waitFor(`${client.target} served by ${names(expected).join(', ')}`, async () => {
-      const got = await servedBy(client, expected.length * 4);
-      if (JSON.stringify(got) !== JSON.stringify(names(expected))) throw new Error(`served by ${JSON.stringify(got)}`);
-      return true as const;
-    });
+  const untilServedBy = (client: XdsEchoClient, expected: readonly EchoBackend[]): Promise<void> =>
+    vi.waitFor(async () => expect(await servedBy(client, expected.length * 4), `${client.target} served by`).toEqual(names(expected)), WAIT);
   const eds = async (): Promise<SynczType | undefined> => {
     const entries = (await mesh.syncz()).filter((e) => e.proxy === NODE);
     if (entries.length !== 1) throw new Error(`${entries.length} streams for ${NODE}`);
@@ -65,11 +62,12 @@ describe('one response, one good and one bad resource', () => {
   });
 
   it('applies the good resource, keeps the last good one for the bad, and reports the NACK', async () => {
-    const before = await waitFor('EDS SYNCED with both clusters', async () => {
+    const before = await vi.waitFor(async () => {
       const st = await eds();
-      if (st?.state !== 'SYNCED' || st.subscribed?.length !== 2) throw new Error(JSON.stringify(st));
-      return st;
-    });
+      expect(st?.state, JSON.stringify(st)).toBe('SYNCED');
+      expect(st!.subscribed, 'EDS with both clusters').toHaveLength(2);
+      return st!;
+    }, WAIT);
     const foo = svc('foo', fooBackends);
     const dup = { endpoint: { address: { socket_address: { address: '127.0.4.9', port_value: 1 } } } };
     const badFoo = {
@@ -80,11 +78,11 @@ describe('one response, one good and one bad resource', () => {
     // One edit: bar moves to 127.0.5.2/.3 (valid), foo's CLA becomes invalid.
     await mesh.write(meshDocument([foo, svc('bar', barBackends.slice(1))], [badFoo]));
 
-    const nacked = await waitFor('EDS ERROR', async () => {
+    const nacked = await vi.waitFor(async () => {
       const st = await eds();
-      if (st?.state !== 'ERROR') throw new Error(JSON.stringify(st));
-      return st;
-    });
+      expect(st?.state, JSON.stringify(st)).toBe('ERROR');
+      return st!;
+    }, WAIT);
     expect(nacked.lastNack?.message).toMatch(
       /^xDS response validation errors: \[resource index \d: ClusterLoadAssignment message validation failed: \[endpoints\[0\]\.lb_endpoints\[1\]\.endpoint: address is a duplicate of another address in the same endpoint: 127\.0\.4\.9\]\]$/,
     );
@@ -95,11 +93,7 @@ describe('one response, one good and one bad resource', () => {
     expect(await servedBy(fooClient, 10)).toEqual(names(fooBackends));
 
     await mesh.write(meshDocument([foo, svc('bar', barBackends.slice(1))]));
-    await waitFor('EDS SYNCED after the fix', async () => {
-      const st = await eds();
-      if (st?.state !== 'SYNCED') throw new Error(JSON.stringify(st));
-      return st;
-    });
+    await vi.waitFor(async () => expect((await eds())?.state, 'EDS after the fix').toBe('SYNCED'), WAIT);
     expect(await servedBy(fooClient, 10)).toEqual(names(fooBackends));
     await untilServedBy(barClient, barBackends.slice(1));
   });

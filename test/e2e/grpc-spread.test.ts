@@ -1,6 +1,6 @@
 // A real grpc-js-xds client resolves xds:///<host>:<port> through meshfed (LDS API listener →
 // RDS → CDS → EDS) and round-robins its RPCs over every endpoint of the service.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { type EchoBackend, startEchoBackends } from '../helpers/grpc-echo.js';
 import {
   type EchoServiceSpec,
@@ -10,9 +10,10 @@ import {
   meshDocument,
   startMeshHarness,
   targetOf,
-  waitFor,
 } from '../helpers/grpc-mesh.js';
 import { XdsEchoClient, useProcessBootstrap } from '../helpers/grpc-xds-client.js';
+
+const WAIT = { timeout: 5000, interval: 50 }; // for the clients to reach every backend
 
 describe('grpc-js-xds client through meshfed', () => {
   let backends: EchoBackend[];
@@ -41,10 +42,10 @@ describe('grpc-js-xds client through meshfed', () => {
     expect(backends.map((b) => b.name)).toContain(first.value);
 
     // Round robin picks among READY subchannels only; wait until all are connected.
-    await waitFor('every backend to serve', async () => {
+    await vi.waitFor(async () => {
       const counts = await client.spread(backends.length * 2);
-      return backends.every((b) => (counts.get(b.name) ?? 0) > 0) || undefined;
-    });
+      expect(backends.filter((b) => !counts.get(b.name)).map((b) => b.name), 'backends not serving').toEqual([]);
+    }, WAIT);
 
     const n = 90;
     const counts = await client.spread(n);
@@ -61,19 +62,21 @@ describe('grpc-js-xds client through meshfed', () => {
     envClient = new XdsEchoClient(targetOf(foo), 'process');
     const first = await envClient.call(10_000);
     expect(first.ok, first.value).toBe(true);
-    await waitFor('every backend to serve the second client', async () => {
+    await vi.waitFor(async () => {
       const counts = await envClient!.spread(backends.length * 2);
-      return backends.every((b) => (counts.get(b.name) ?? 0) > 0) || undefined;
-    });
+      expect(backends.filter((b) => !counts.get(b.name)).map((b) => b.name), 'backends not serving the second client').toEqual([]);
+    }, WAIT);
     const proxies = (await mesh.syncz()).map((e) => e.proxy).sort();
     expect(proxies).toEqual(['e2e-spread', 'e2e-spread-env']);
   });
 
   it('is served LDS, RDS, CDS and EDS, all acknowledged', async () => {
-    const entry = await waitFor('the client in /debug/syncz with four types SYNCED', async () => {
+    const entry = await vi.waitFor(async () => {
       const e = (await mesh.syncz()).find((s) => s.proxy === 'e2e-spread');
-      return e && ['LDS', 'RDS', 'CDS', 'EDS'].every((t) => e.types.find((x) => x.type === t)?.state === 'SYNCED') && e;
-    });
+      expect(e, 'the client in /debug/syncz').toBeDefined();
+      expect(['LDS', 'RDS', 'CDS', 'EDS'].map((t) => `${t} ${e!.types.find((x) => x.type === t)?.state}`)).toEqual(['LDS SYNCED', 'RDS SYNCED', 'CDS SYNCED', 'EDS SYNCED']);
+      return e!;
+    }, WAIT);
     expect(entry.view?.role).toBe('grpc');
     const subscribed = (t: string) => entry.types.find((x) => x.type === t)?.subscribed;
     expect(subscribed('LDS')).toEqual([`${hostnameOf(foo)}:8080`]);

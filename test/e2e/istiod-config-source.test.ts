@@ -86,7 +86,7 @@ describe('istiod config source', () => {
 
   it('answers every type istiod asks for once, echoing its type_url, so istiod finishes starting', async () => {
     const c = connect();
-    await c.until('a response per type', () => c.synced(ISTIOD_TYPES));
+    await c.receive('a response per type', () => c.synced(ISTIOD_TYPES));
     expect(c.received.map((r) => r.typeUrl).sort()).toEqual([...ISTIOD_TYPES].sort());
     for (const t of ISTIOD_TYPES.filter((t) => t !== SE && t !== DR)) expect(c.configs(t), t).toEqual([]);
   });
@@ -94,13 +94,13 @@ describe('istiod config source', () => {
   it('answers a kind a later Istio may ask for, so a newer istiod starts too', async () => {
     const types = [...ISTIOD_TYPES, 'extensions.istio.io/v1alpha1/FutureKind'];
     const c = connect(types);
-    await c.until('a response per type', () => c.synced(types));
+    await c.receive('a response per type', () => c.synced(types));
     expect(c.configs('extensions.istio.io/v1alpha1/FutureKind')).toEqual([]);
   });
 
   it('serves a ServiceEntry and a DestinationRule for each federation import only', async () => {
     const c = connect();
-    await c.until('a response per type', () => c.synced(ISTIOD_TYPES));
+    await c.receive('a response per type', () => c.synced(ISTIOD_TYPES));
     const ses = byName(c.configs(SE));
     const drs = byName(c.configs(DR));
     // Neither the local service (foo) nor the multicluster peer's (qux): istiod reads those itself.
@@ -141,8 +141,8 @@ describe('istiod config source', () => {
   it('serves istiod 1.23 and earlier the same configs under the v1alpha3 spellings', async () => {
     const now = connect();
     const old = connect(ISTIOD_TYPES_1_23);
-    await now.until('sync', () => now.synced(ISTIOD_TYPES));
-    await old.until('sync', () => old.synced(ISTIOD_TYPES_1_23));
+    await now.receive('sync', () => now.synced(ISTIOD_TYPES));
+    await old.receive('sync', () => old.synced(ISTIOD_TYPES_1_23));
     expect(old.received.map((r) => r.typeUrl).sort()).toEqual([...ISTIOD_TYPES_1_23].sort());
     expect(old.configs('networking.istio.io/v1alpha3/ServiceEntry')).toEqual(now.configs(SE));
     expect(old.configs('networking.istio.io/v1alpha3/DestinationRule')).toEqual(now.configs(DR));
@@ -150,13 +150,13 @@ describe('istiod config source', () => {
 
   it('moves only the versions of the configs a change at a peer touches', async () => {
     const c = connect();
-    await c.until('sync', () => c.synced(ISTIOD_TYPES));
+    await c.receive('sync', () => c.synced(ISTIOD_TYPES));
     const se0 = versions(c, SE);
     const dr0 = versions(c, DR);
 
     // baz's port: baz's ServiceEntry only (its DestinationRule does not name ports).
     await file.write(mesh({ bazPort: 5433 }));
-    await c.until("baz's new ServiceEntry", () => versions(c, SE)[BAZ] !== se0[BAZ]);
+    await c.receive("baz's new ServiceEntry", () => versions(c, SE)[BAZ] !== se0[BAZ]);
     expect(byName(c.configs(SE))[BAZ]!.spec).toMatchObject({ ports: [{ number: 5433, name: 'tcp-db' }] });
     expect(versions(c, SE)).toEqual({ ...se0, [BAZ]: versions(c, SE)[BAZ] });
     expect(versions(c, DR)).toEqual(dr0);
@@ -164,7 +164,7 @@ describe('istiod config source', () => {
 
     // A second gateway in cluster B: B's ServiceEntries, not C's, and no DestinationRule.
     await file.write(mesh({ bazPort: 5433, bGateways: [{ address: '192.0.2.2', port: 15443 }, { address: '192.0.2.3', port: 15443 }] }));
-    await c.until("B's new ServiceEntries", () => versions(c, SE)[BAR] !== se1[BAR] && versions(c, SE)[BAZ] !== se1[BAZ]);
+    await c.receive("B's new ServiceEntries", () => versions(c, SE)[BAR] !== se1[BAR] && versions(c, SE)[BAZ] !== se1[BAZ]);
     expect(versions(c, SE)[WEB]).toBe(se1[WEB]);
     expect(versions(c, DR)).toEqual(dr0);
     expect((byName(c.configs(SE))[BAR]!.spec['endpoints'] as unknown[]).length).toBe(2);
@@ -172,14 +172,14 @@ describe('istiod config source', () => {
 
   it('drops a removed import from the next full-state response, and a reconnect gets the same versions', async () => {
     const c = connect();
-    await c.until('sync', () => c.synced(ISTIOD_TYPES));
+    await c.receive('sync', () => c.synced(ISTIOD_TYPES));
     await file.write(mesh({ withBaz: false, bazPort: 5433, bGateways: [{ address: '192.0.2.2', port: 15443 }, { address: '192.0.2.3', port: 15443 }] }));
-    await c.until('baz gone', () => !(BAZ in versions(c, SE)) && !(BAZ in versions(c, DR)));
+    await c.receive('baz gone', () => !(BAZ in versions(c, SE)) && !(BAZ in versions(c, DR)));
     expect(Object.keys(versions(c, SE)).sort()).toEqual([BAR, WEB].sort());
     expect(Object.keys(versions(c, DR)).sort()).toEqual([BAR, WEB].sort());
 
     const again = connect();
-    await again.until('sync', () => again.synced(ISTIOD_TYPES));
+    await again.receive('sync', () => again.synced(ISTIOD_TYPES));
     expect(versions(again, SE)).toEqual(versions(c, SE));
     expect(versions(again, DR)).toEqual(versions(c, DR));
   });
@@ -200,8 +200,8 @@ describe('istiod config source', () => {
       const there = new IstiodClient(`127.0.0.1:${replica.xdsPort}`);
       clients.push(there);
       there.subscribe(ISTIOD_TYPES);
-      await here.until('sync', () => here.synced(ISTIOD_TYPES));
-      await there.until('sync', () => there.synced(ISTIOD_TYPES));
+      await here.receive('sync', () => here.synced(ISTIOD_TYPES));
+      await there.receive('sync', () => there.synced(ISTIOD_TYPES));
       expect(versions(there, SE)).toEqual(versions(here, SE));
       expect(versions(there, DR)).toEqual(versions(here, DR));
       expect(Object.keys(versions(there, SE)).length).toBeGreaterThan(0);

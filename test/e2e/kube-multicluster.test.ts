@@ -3,14 +3,16 @@
 // cluster's EDS holds both clusters' endpoints, and a real grpc-js-xds client's traffic follows a change
 // to the remote's EndpointSlice. The pods are labelled sidecar.istio.io/inject=false, so their
 // endpoints are plaintext like the echo backends.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { Meshfed } from '../../src/app.js';
 import { TypeUrl } from '../../src/envoy/protos.js';
 import { type FakeApiServer, startFakeApiServer } from '../fixtures/kube-apiserver/index.js';
 import { type EchoBackend, startEchoBackend } from '../helpers/grpc-echo.js';
 import { XdsEchoClient } from '../helpers/grpc-xds-client.js';
-import { type Backend, type ClusterSpec, endpointSlice, pod, remoteSecret, seedCluster, startKubeMeshfed, until } from '../helpers/kube-cluster.js';
+import { type Backend, type ClusterSpec, endpointSlice, pod, remoteSecret, seedCluster, startKubeMeshfed } from '../helpers/kube-cluster.js';
 import { RawXdsClient } from '../helpers/raw-client.js';
+
+const WAIT = { timeout: 10_000, interval: 20 }; // for meshfed to follow the apiservers, polled every 20 ms
 
 const HOST = 'foo.abc.svc.cluster.local';
 const TARGET = `xds:///${HOST}:8080`;
@@ -27,10 +29,10 @@ describe('two clusters behind one outbound cluster', () => {
   /** Batches of RPCs until one is served by exactly `expected`. */
   const untilServedBy = (expected: readonly EchoBackend[], timeoutMs: number): Promise<unknown> => {
     const want = JSON.stringify(expected.map((b) => b.name).sort());
-    return until(`traffic on ${want}`, async () => {
+    return vi.waitFor(async () => {
       const got = JSON.stringify([...(await client.spread(expected.length * 6)).keys()].sort());
       if (got !== want) throw new Error(`served by ${got}`);
-    }, timeoutMs, 0);
+    }, { timeout: timeoutMs, interval: 0 });
   };
 
   beforeAll(async () => {
@@ -58,13 +60,13 @@ describe('two clusters behind one outbound cluster', () => {
     try {
       const s = xds.sotw('ads');
       s.send({ node: { id: 'e2e-kube-eds' }, type_url: TypeUrl.Endpoint, resource_names: [`outbound|8080||${HOST}`] });
-      const endpoints = await until('EDS with both clusters', async () => {
+      const endpoints = await vi.waitFor(async () => {
         const r = await s.next(2000);
         const cla = r.resources[0]!.body as { endpoints: { lb_endpoints: { endpoint: { address: { socket_address: { address: string } } }; metadata: unknown }[] }[] };
         const found = cla.endpoints.flatMap((l) => l.lb_endpoints.map((e) => `${e.endpoint.address.socket_address.address} ${JSON.stringify(e.metadata)}`));
         if (found.length !== 3) throw new Error(`EDS holds ${JSON.stringify(found)}`);
         return found.sort();
-      });
+      }, WAIT); // EDS with both clusters
       expect(endpoints.map((e) => e.split(' ')[0])).toEqual(['127.0.3.1', '127.0.4.1', '127.0.4.2']);
       expect(endpoints[0]).toContain('local');
       expect(endpoints[2]).toContain('remote');

@@ -125,6 +125,7 @@ export async function startMeshHarness(doc: Record<string, unknown>): Promise<Me
   };
 }
 
+// Deprecated: use vi.waitFor; kept until test/e2e/federation-kube-peers.test.ts, mtls-csr-agents.test.ts, mtls-federation.test.ts and mtls-rotation.test.ts are converted.
 /**
  * Polls `fn` until it returns a value other than undefined/false, or throws after `timeoutMs`
  * with the last value or error seen, so a failure says what the state was.

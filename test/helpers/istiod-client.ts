@@ -7,6 +7,7 @@
 import { fromBinary, toJson, type DescMessage } from '@bufbuild/protobuf';
 import { anyUnpack, timestampMs } from '@bufbuild/protobuf/wkt';
 import * as grpc from '@grpc/grpc-js';
+import { vi } from 'vitest';
 import { DiscoveryRequest, DiscoveryResponse } from '../../src/envoy/protos.js';
 import { MCP_RESOURCE_TYPE_URL } from '../../src/istio/config-types.js';
 import { DestinationRuleSchema, ISTIO_REGISTRY, ResourceSchema, ServiceEntrySchema } from '../../src/istio/messages.js';
@@ -49,7 +50,6 @@ export class IstiodClient {
   readonly sentBytes: Buffer[] = [];
   private readonly client: grpc.Client;
   private readonly call: grpc.ClientDuplexStream<object, Buffer>;
-  private waiters: Array<() => void> = [];
   status: grpc.StatusObject | undefined;
 
   constructor(address: string, credentials = grpc.credentials.createInsecure(), options: grpc.ChannelOptions = {}) {
@@ -64,10 +64,7 @@ export class IstiodClient {
       (b: Buffer) => b,
     );
     this.call.on('data', (b: Buffer) => this.onResponse(b));
-    this.call.on('status', (s) => {
-      this.status = s;
-      this.wake();
-    });
+    this.call.on('status', (s) => (this.status = s));
     this.call.on('error', () => {});
   }
 
@@ -109,25 +106,16 @@ export class IstiodClient {
     this.stores.set(res.type_url, store);
     this.received.push({ typeUrl: res.type_url, versionInfo: res.version_info, nonce: res.nonce, names: [...store.keys()] });
     this.call.write({ type_url: res.type_url, response_nonce: res.nonce, version_info: res.version_info, node: this.node });
-    this.wake();
   }
 
-  private wake(): void {
-    for (const w of this.waiters.splice(0)) w();
-  }
-
-  /** Waits until `done()` holds, or fails after timeoutMs saying what was received. */
-  async until(what: string, done: () => boolean, timeoutMs = 5000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (!done()) {
-      if (this.status) throw new Error(`stream ended while waiting for ${what}: ${this.status.code} ${this.status.details}`);
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`no ${what} within ${timeoutMs} ms; received ${JSON.stringify(this.received.map((r) => [r.typeUrl, r.names.length]))}`);
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, left);
-        this.waiters.push(() => (clearTimeout(t), resolve()));
-      });
-    }
+  /** Receives until `done()` holds; fails after timeoutMs saying what was received, or at once if the stream ends. */
+  async receive(what: string, done: () => boolean, timeoutMs = 5000): Promise<void> {
+    const ok = await vi.waitFor(() => {
+      if (done()) return true;
+      if (this.status) return false; // the stream ended: nothing more will come
+      throw new Error(`no ${what} within ${timeoutMs} ms; received ${JSON.stringify(this.received.map((r) => [r.typeUrl, r.names.length]))}`);
+    }, { timeout: timeoutMs, interval: 10 });
+    if (!ok) throw new Error(`stream ended while waiting for ${what}: ${this.status!.code} ${this.status!.details}`);
   }
 
   /** Whether every type got at least one response: istiod's HasSynced. */

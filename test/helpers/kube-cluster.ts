@@ -140,20 +140,6 @@ function describe(e: Endpoint): string {
   return `${e.clusterId} ${e.address}${e.priority ? ` !p${e.priority}` : ''}`;
 }
 
-export async function until<T>(what: string, probe: () => T | Promise<T>, timeoutMs = 10_000, everyMs = 20): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      return await probe();
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: ${(last as Error)?.message ?? String(last)}`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-}
-
 export function expectEqual<T>(got: T, want: T): T {
   if (JSON.stringify(got) !== JSON.stringify(want)) throw new Error(`got ${JSON.stringify(got)}, want ${JSON.stringify(want)}`);
   return got;

@@ -9,12 +9,13 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { pino } from 'pino';
 import { stringify } from 'yaml';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { startMeshfed, type Meshfed } from '../../src/app.js';
 import { CertificateAuthority, memoryCaStore } from '../../src/pki/index.js';
 import { startFakeApiServer, type FakeApiServer, type KubeObject } from '../fixtures/kube-apiserver/index.js';
-import { waitFor } from '../helpers/grpc-mesh.js';
 import { localIdentity, type PeerServer, startPeerServer } from '../helpers/peer-metadata.js';
+
+const WAIT = { timeout: 10_000, interval: 50 }; // for the exchange and the CRs' status to follow
 
 const run = promisify(execFile);
 const KUBECTL = execFileSync('which', ['kubectl'], { encoding: 'utf8' }).trim();
@@ -138,7 +139,7 @@ describe('meshfed --kube and an IstioFederation', () => {
     await kubectl(['apply'], federation('cluster-b', { trustDomain: 'cluster-b.local', metadataEndpoint: peer.endpoint, metadata: { ca: peer.caPem } }));
     await kubectl(['patch', 'istiofederation', 'cluster-b', '--subresource=status', '--type=merge', '-p', JSON.stringify({ status: { conditions: [dataplane] } })]);
     m.peers.pollAll();
-    await waitFor('the CR conditions', () => conditionOf('cluster-b', 'PrivateMetadataExchangeReady')?.['status'] === 'True', 10_000);
+    await vi.waitFor(() => expect(conditionOf('cluster-b', 'PrivateMetadataExchangeReady')?.['status'], 'the CR conditions').toBe('True'), WAIT);
   }, 20_000);
 
   it('writes status exactly as Deckhouse does, keeping conditions of other types', () => {
@@ -187,7 +188,7 @@ describe('meshfed --kube and an IstioFederation', () => {
 
   it('refuses a CR that claims the local trust domain, with a condition', async () => {
     await kubectl(['apply'], federation('self', { trustDomain: 'cluster-a.local', metadataEndpoint: peer.endpoint, metadata: { ca: peer.caPem } }));
-    await waitFor('the refusal', () => conditionOf('self', 'PublicMetadataExchangeReady')?.['reason'] === 'LocalTrustDomain', 10_000);
+    await vi.waitFor(() => expect(conditionOf('self', 'PublicMetadataExchangeReady')?.['reason'], 'the refusal').toBe('LocalTrustDomain'), WAIT);
     expect(conditionOf('self', 'PublicMetadataExchangeReady')!['message']).toContain('cluster-a.local');
     expect(m.peers.rows().find((r) => r.name === 'self')).toMatchObject({ servicesImported: 0, imports: 'none' });
     await kubectl(['delete', 'istiofederation', 'self']);
@@ -196,8 +197,11 @@ describe('meshfed --kube and an IstioFederation', () => {
   it('drops the imports and the peer root when the CR is deleted', async () => {
     expect(m.pki!.bundles.byDomain().has('cluster-b.local')).toBe(true);
     await kubectl(['delete', 'istiofederation', 'cluster-b']);
-    await waitFor('the import gone', () => (m.registry.flush(), !m.registry.snapshot.services.has('bar.xyz.svc.cluster-b.local')), 10_000);
-    await waitFor('the root gone', () => !m.pki!.bundles.byDomain().has('cluster-b.local'));
+    await vi.waitFor(() => {
+      m.registry.flush();
+      expect([...m.registry.snapshot.services.keys()], 'the import gone').not.toContain('bar.xyz.svc.cluster-b.local');
+    }, WAIT);
+    await vi.waitFor(() => expect([...m.pki!.bundles.byDomain().keys()], 'the root gone').not.toContain('cluster-b.local'), { timeout: 5000, interval: 50 });
     expect(m.peers.rows()).toEqual([]);
   });
 });
@@ -212,7 +216,7 @@ describe('a replica that does not lead', () => {
       }
       api2.upsert(federation('cluster-b', { trustDomain: 'cluster-b.local', metadataEndpoint: peer.endpoint, metadata: { ca: peer.caPem } }));
       const m2 = await startA(api2, () => false);
-      await waitFor('the exchange', () => m2.peers.rows()[0]?.private.status === 'True', 10_000);
+      await vi.waitFor(() => expect(m2.peers.rows()[0]?.private.status, 'the exchange').toBe('True'), WAIT);
       m2.registry.flush();
       expect(m2.registry.snapshot.services.has('bar.xyz.svc.cluster-b.local')).toBe(true);
       expect(api2.requests.filter((r) => r.method === 'PATCH')).toEqual([]);

@@ -7,7 +7,7 @@ import { promisify } from 'node:util';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { startMeshfed, type Meshfed } from '../../src/app.js';
 import type { PeerRow } from '../../src/alliance/peers/controller.js';
 import { fetchPeers, peerTable } from '../../src/cli/status.js';
@@ -15,8 +15,9 @@ import { TypeUrl } from '../../src/envoy/protos.js';
 import { createGenerators } from '../../src/generate/index.js';
 import { proxyOf } from '../../src/model/proxy.js';
 import { CertificateAuthority, memoryCaStore } from '../../src/pki/index.js';
-import { waitFor } from '../helpers/grpc-mesh.js';
 import { localIdentity, type PeerFault, type PeerServer, startPeerServer } from '../helpers/peer-metadata.js';
+
+const WAIT = { timeout: 5000, interval: 50 }; // for the peer exchange to move
 
 const A_UUID = '11111111-1111-4111-8111-111111111111';
 const B_UUID = '22222222-2222-4222-8222-222222222222';
@@ -132,7 +133,7 @@ describe('a federation peer from the mesh file', () => {
   let m: Meshfed;
   beforeAll(async () => {
     m = await start();
-    await waitFor('the first exchange', () => row(m).private.status === 'True');
+    await vi.waitFor(() => expect(row(m).private.status, 'the first exchange').toBe('True'), WAIT);
     m.registry.flush();
   });
 
@@ -262,16 +263,16 @@ describe('a federation peer from the mesh file', () => {
 describe('a peer that stays down', () => {
   it('keeps its imports, then demotes them, then withdraws them; they come back when it answers', async () => {
     const m = await start({ staleAfterMs: 300, withdrawAfterMs: 900 });
-    await waitFor('the first exchange', () => row(m).private.status === 'True');
+    await vi.waitFor(() => expect(row(m).private.status, 'the first exchange').toBe('True'), WAIT);
     peer.fault = 'down';
     try {
       await probe(m);
-      await waitFor('demoted', () => row(m).imports === 'stale');
+      await vi.waitFor(() => expect(row(m).imports).toBe('stale'), WAIT); // demoted
       m.registry.flush();
       // Demoted: EDS priority 1 in the model (EDS renumbers from 0 when nothing healthier is left).
       expect(m.registry.snapshot.endpoints.get(BAR)?.map((e) => e.priority)).toEqual([1]);
       expect((await probe(m)).public.message).toMatch(/; the last good imports are demoted/);
-      await waitFor('withdrawn', () => row(m).imports === 'withdrawn');
+      await vi.waitFor(() => expect(row(m).imports).toBe('withdrawn'), WAIT);
       m.registry.flush();
       expect(barEndpoints(m)).toEqual([]);
       expect(m.registry.snapshot.services.has(BAR)).toBe(true);

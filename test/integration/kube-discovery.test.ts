@@ -1,6 +1,6 @@
 // meshfed watching a local fake apiserver and a remote one named by a remote Secret: the model it builds
 // (hostnames, ports, health, identity, locality, network), aggregation, and the remote's lifecycle.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { Meshfed } from '../../src/app.js';
 import { TypeUrl } from '../../src/envoy/protos.js';
 import { type FakeApiServer, startFakeApiServer } from '../fixtures/kube-apiserver/index.js';
@@ -17,9 +17,10 @@ import {
   seedCluster,
   service,
   startKubeMeshfed,
-  until,
 } from '../helpers/kube-cluster.js';
 import { RawXdsClient } from '../helpers/raw-client.js';
+
+const WAIT = { timeout: 10_000, interval: 20 }; // for meshfed to follow the apiservers, polled every 20 ms
 
 const FOO: ClusterSpec = { namespace: 'abc', service: 'foo', portName: 'grpc-echo', port: 8080, targetPort: 9000 };
 const HOST = 'foo.abc.svc.cluster.local';
@@ -44,10 +45,9 @@ describe('Kubernetes discovery across a local and a remote cluster', () => {
   });
 
   it('is ready once both clusters synced, and merges the same hostname from both', async () => {
-    await until('readyz', async () => expectEqual((await admin(meshfed, '/readyz')).status, 200));
-    await until('endpoints from both clusters', () =>
-      expectEqual(endpointsOf(meshfed, HOST), ['local 10.1.0.1', 'local 10.1.0.2', 'remote 10.2.0.1', 'remote 10.2.0.2']),
-    );
+    await vi.waitFor(async () => expectEqual((await admin(meshfed, '/readyz')).status, 200), WAIT); // readyz
+    // endpoints from both clusters
+    await vi.waitFor(() => expectEqual(endpointsOf(meshfed, HOST), ['local 10.1.0.1', 'local 10.1.0.2', 'remote 10.2.0.1', 'remote 10.2.0.2']), WAIT);
     const svc = meshfed.registry.snapshot.services.get(HOST)!;
     expect(svc.clusters).toEqual(['local', 'remote']);
     expect(svc.ports).toEqual([{ name: 'grpc-echo', port: 8080, protocol: 'GRPC', targetPort: 9000 }]);
@@ -71,43 +71,42 @@ describe('Kubernetes discovery across a local and a remote cluster', () => {
 
   it('reports conflicting port definitions and resolves them by cluster id', async () => {
     remote.upsert(service({ ...FOO, portName: 'http-echo', targetPort: 9001 }));
-    await until('conflict reported', async () => {
+    await vi.waitFor(async () => {
       const { body } = await admin<{ portConflicts: string[] }>(meshfed, '/debug/mesh');
       expect(body.portConflicts.join('\n')).toContain('cluster remote says http-echo');
-    });
+    }, WAIT); // conflict reported
     expect(meshfed.registry.snapshot.services.get(HOST)!.ports[0]!.name).toBe('grpc-echo');
     remote.upsert(service(FOO));
-    await until('conflict gone', async () => expectEqual((await admin<{ portConflicts: string[] }>(meshfed, '/debug/mesh')).body.portConflicts, []));
+    await vi.waitFor(async () => expectEqual((await admin<{ portConflicts: string[] }>(meshfed, '/debug/mesh')).body.portConflicts, []), WAIT); // conflict gone
   });
 
   it('turns EndpointSlice conditions into health, and drops what a slice removes', async () => {
     remote.upsert(endpointSlice(FOO, 'foo-1', [{ ...backends('10.2.0', 1)[0]!, ready: false }]));
-    await until('unhealthy remote endpoint', () => {
+    await vi.waitFor(() => {
       const eps = meshfed.registry.snapshot.endpoints.get(HOST)!.filter((e) => e.clusterId === 'remote');
       expectEqual(eps.map((e) => `${e.address} ${e.health}`), ['10.2.0.1 UNHEALTHY']);
-    });
+    }, WAIT); // unhealthy remote endpoint
     remote.upsert(endpointSlice(FOO, 'foo-1', backends('10.2.0', 2)));
   });
 
   it('stops watching a remote when its Secret goes, and starts again when it comes back', async () => {
     local.remove('v1', 'Secret', 'meshfed', 'istio-remote-secret-remote');
-    await until('remote endpoints gone', () => expectEqual(endpointsOf(meshfed, HOST), ['local 10.1.0.1', 'local 10.1.0.2']));
+    await vi.waitFor(() => expectEqual(endpointsOf(meshfed, HOST), ['local 10.1.0.1', 'local 10.1.0.2']), WAIT); // remote endpoints gone
     const { body } = await admin<{ clusters: { cluster: string }[] }>(meshfed, '/debug/clusters');
     expect(body.clusters.map((c) => c.cluster)).toEqual(['local']);
     local.upsert(remoteSecret('istio-remote-secret-remote', 'remote', remote.kubeconfig({ user: 'client-cert' })));
-    await until('remote endpoints back', () =>
-      expectEqual(endpointsOf(meshfed, HOST), ['local 10.1.0.1', 'local 10.1.0.2', 'remote 10.2.0.1', 'remote 10.2.0.2']),
-    );
+    // remote endpoints back
+    await vi.waitFor(() => expectEqual(endpointsOf(meshfed, HOST), ['local 10.1.0.1', 'local 10.1.0.2', 'remote 10.2.0.1', 'remote 10.2.0.2']), WAIT);
   });
 
   it('refuses a remote Secret with an exec plugin, with a visible error, and keeps serving', async () => {
     const exec = remote.kubeconfig().replace(/token: .*/, 'exec: {apiVersion: client.authentication.k8s.io/v1, command: /bin/sh, args: ["-c", "echo pwned"]}');
     local.upsert(remoteSecret('istio-remote-secret-evil', 'evil', exec));
-    await until('error state', async () => {
+    await vi.waitFor(async () => {
       const c = await clusterStatus(meshfed, 'evil');
       expectEqual(c.state, 'error');
       expect(c.lastError).toMatch(/exec credential plugins are refused/);
-    });
+    }, WAIT); // error state
     expect((await admin(meshfed, '/readyz')).status).toBe(200);
     expect(endpointsOf(meshfed, HOST)).toHaveLength(4);
     const metrics = await (await fetch(`http://127.0.0.1:${meshfed.adminPort}/metrics`)).text();
@@ -123,7 +122,7 @@ describe('readiness', () => {
     seedCluster(api, FOO, backends('10.1.0', 2));
     const meshfed = await startKubeMeshfed(api, {}, { debounceMs: 5000, debounceMaxMs: 20_000 });
     try {
-      await until('readyz', async () => expectEqual((await admin(meshfed, '/readyz')).status, 200), 5000, 5);
+      await vi.waitFor(async () => expectEqual((await admin(meshfed, '/readyz')).status, 200), { timeout: 5000, interval: 5 }); // readyz
       const xds = new RawXdsClient(`127.0.0.1:${meshfed.xdsPort}`);
       const s = xds.sotw();
       s.send({ node: { id: 'sidecar~10.1.0.9~bar-1.abc~abc.svc.cluster.local' }, type_url: TypeUrl.Cluster, resource_names: [] });
@@ -140,7 +139,7 @@ describe('readiness', () => {
     api.upsert(namespace('abc'));
     const meshfed = await startKubeMeshfed(api, { network: 'net-1' });
     try {
-      await until('readyz', async () => expectEqual((await admin(meshfed, '/readyz')).status, 200));
+      await vi.waitFor(async () => expectEqual((await admin(meshfed, '/readyz')).status, 200), WAIT); // readyz
       expect(meshfed.registry.snapshot.clusters.get('local')?.network).toBe('net-1');
     } finally {
       await meshfed.stop(100);

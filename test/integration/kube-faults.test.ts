@@ -2,7 +2,7 @@
 // back), 410 Gone (relist without duplicates or losses), credentials rotated (no gap), a mass
 // withdrawal (held until confirmed) and garbage objects (rejected alone). Bounds are short here; the
 // defaults are minutes.
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { Meshfed } from '../../src/app.js';
 import { TypeUrl } from '../../src/envoy/protos.js';
 import { type FakeApiServer, startFakeApiServer } from '../fixtures/kube-apiserver/index.js';
@@ -16,9 +16,10 @@ import {
   remoteSecret,
   seedCluster,
   startKubeMeshfed,
-  until,
 } from '../helpers/kube-cluster.js';
 import { RawXdsClient, type RawXdsStream, type SotwResponse } from '../helpers/raw-client.js';
+
+const WAIT = { timeout: 10_000, interval: 20 }; // for meshfed to follow the apiservers, polled every 20 ms
 
 const FOO: ClusterSpec = { namespace: 'abc', service: 'foo', portName: 'grpc-echo', port: 8080, targetPort: 9000 };
 const HOST = 'foo.abc.svc.cluster.local';
@@ -55,7 +56,7 @@ describe('remote unreachable: kept, demoted, withdrawn, then back', () => {
     meshfed = await startKubeMeshfed(local, {
       remote: { staleAfterMs: STALE_MS, withdrawAfterMs: WITHDRAW_MS, maxDropShare: 0.5, confirmAfterMs: 60_000, dropWindowMs: 10_000 },
     });
-    await until('both clusters', () => expectEqual(endpointsOf(meshfed, HOST), all(LOCAL_EPS, remoteEps(2))));
+    await vi.waitFor(() => expectEqual(endpointsOf(meshfed, HOST), all(LOCAL_EPS, remoteEps(2))), WAIT); // both clusters
   });
   afterAll(async () => {
     await meshfed?.stop(100);
@@ -65,19 +66,19 @@ describe('remote unreachable: kept, demoted, withdrawn, then back', () => {
   it('keeps the last known endpoints, then demotes, then withdraws them at the configured bounds', async () => {
     const downAt = Date.now();
     await remote.stop();
-    await until('unreachable', async () => expectEqual((await clusterStatus(meshfed, 'remote')).state, 'unreachable'));
+    await vi.waitFor(async () => expectEqual((await clusterStatus(meshfed, 'remote')).state, 'unreachable'), WAIT); // unreachable
     // Inside the staleness window nothing changes for proxies.
     expect(Date.now() - downAt).toBeLessThan(STALE_MS);
     expect(endpointsOf(meshfed, HOST)).toEqual(all(LOCAL_EPS, remoteEps(2)));
 
-    await until('demoted', () => expectEqual(endpointsOf(meshfed, HOST), all(LOCAL_EPS, remoteEps(2).map((e) => `${e} !p1`))));
+    await vi.waitFor(() => expectEqual(endpointsOf(meshfed, HOST), all(LOCAL_EPS, remoteEps(2).map((e) => `${e} !p1`))), WAIT); // demoted
     expect(Date.now() - downAt).toBeGreaterThanOrEqual(STALE_MS);
     const stale = await clusterStatus(meshfed, 'remote');
     expect(stale.state).toBe('stale');
     expect(stale.stalenessSeconds).toBeGreaterThan(0);
     expect(await metric(meshfed, 'meshfed_remote_cluster_state{cluster="remote",state="stale"}')).toBe(1);
 
-    await until('withdrawn', () => expectEqual(endpointsOf(meshfed, HOST), LOCAL_EPS));
+    await vi.waitFor(() => expectEqual(endpointsOf(meshfed, HOST), LOCAL_EPS), WAIT); // withdrawn
     expect(Date.now() - downAt).toBeGreaterThanOrEqual(WITHDRAW_MS);
     expect((await clusterStatus(meshfed, 'remote')).state).toBe('withdrawn');
     // The service stays (the local cluster still serves it).
@@ -88,7 +89,7 @@ describe('remote unreachable: kept, demoted, withdrawn, then back', () => {
     // Changed while meshfed could not see it.
     remote.upsert(endpointSlice(FOO, 'foo-1', backends('10.2.0', 3)));
     await remote.restart();
-    await until('back', () => expectEqual(endpointsOf(meshfed, HOST), all(LOCAL_EPS, remoteEps(3))), 10_000);
+    await vi.waitFor(() => expectEqual(endpointsOf(meshfed, HOST), all(LOCAL_EPS, remoteEps(3))), WAIT); // back
     const c = await clusterStatus(meshfed, 'remote');
     expect(c).toMatchObject({ state: 'synced', stalenessSeconds: 0, endpoints: 3 });
   });
@@ -105,7 +106,7 @@ describe('remote faults while reachable', () => {
     meshfed = await startKubeMeshfed(local, {
       remote: { staleAfterMs: 60_000, withdrawAfterMs: 120_000, maxDropShare: 0.5, confirmAfterMs: 1500, dropWindowMs: 10_000 },
     });
-    await until('both clusters', () => expectEqual(endpointsOf(meshfed, HOST), all(LOCAL_EPS, remoteEps(10))));
+    await vi.waitFor(() => expectEqual(endpointsOf(meshfed, HOST), all(LOCAL_EPS, remoteEps(10))), WAIT); // both clusters
     xds = new RawXdsClient(`127.0.0.1:${meshfed.xdsPort}`);
   });
   afterEach(() => {
@@ -121,26 +122,26 @@ describe('remote faults while reachable', () => {
   it('holds a 90 % drop until it has been stable for the confirmation period', async () => {
     const heldAt = Date.now();
     remote.upsert(endpointSlice(FOO, 'foo-1', backends('10.2.0', 1)));
-    await until('hold visible', async () => {
+    await vi.waitFor(async () => {
       const c = await clusterStatus(meshfed, 'remote');
       expectEqual(c.heldUpdates.services, 1);
       expectEqual(c.heldUpdates.endpoints, 10);
-    });
+    }, WAIT); // hold visible
     expect(await metric(meshfed, 'meshfed_remote_cluster_held_updates{cluster="remote"}')).toBe(1);
     expect(endpointsOf(meshfed, HOST)).toEqual(all(LOCAL_EPS, remoteEps(10)));
-    await until('confirmed', () => expectEqual(endpointsOf(meshfed, HOST), all(LOCAL_EPS, remoteEps(1))), 5000);
+    await vi.waitFor(() => expectEqual(endpointsOf(meshfed, HOST), all(LOCAL_EPS, remoteEps(1))), { timeout: 5000, interval: 20 }); // confirmed
     expect(Date.now() - heldAt).toBeGreaterThanOrEqual(1500);
     expect((await clusterStatus(meshfed, 'remote')).heldUpdates.services).toBe(0);
   });
 
   it('lets a drop undone before confirmation pass without ever serving it', async () => {
     remote.upsert(endpointSlice(FOO, 'foo-1', backends('10.2.0', 10)));
-    await until('grown', () => expectEqual(endpointsOf(meshfed, HOST), all(LOCAL_EPS, remoteEps(10))));
+    await vi.waitFor(() => expectEqual(endpointsOf(meshfed, HOST), all(LOCAL_EPS, remoteEps(10))), WAIT); // grown
     await new Promise((r) => setTimeout(r, 50));
     remote.upsert(endpointSlice(FOO, 'foo-1', []));
-    await until('held', async () => expectEqual((await clusterStatus(meshfed, 'remote')).heldUpdates.services, 1));
+    await vi.waitFor(async () => expectEqual((await clusterStatus(meshfed, 'remote')).heldUpdates.services, 1), WAIT); // held
     remote.upsert(endpointSlice(FOO, 'foo-1', backends('10.2.0', 10)));
-    await until('released', async () => expectEqual((await clusterStatus(meshfed, 'remote')).heldUpdates.services, 0));
+    await vi.waitFor(async () => expectEqual((await clusterStatus(meshfed, 'remote')).heldUpdates.services, 0), WAIT); // released
     expect(endpointsOf(meshfed, HOST)).toEqual(all(LOCAL_EPS, remoteEps(10)));
   });
 
@@ -149,34 +150,34 @@ describe('remote faults while reachable', () => {
     const listsBefore = lists();
     // Cut the slice watch, change things meanwhile, and forget the history it would resume from.
     remote.faults.set({ kind: 'drop', path: /endpointslices.*watch=true/ });
-    await until('watch cut', async () => expect((await clusterStatus(meshfed, 'remote')).lastError).toBeTruthy());
+    await vi.waitFor(async () => expect((await clusterStatus(meshfed, 'remote')).lastError).toBeTruthy(), WAIT); // watch cut
     remote.upsert(endpointSlice(FOO, 'foo-1', backends('10.2.0', 8, 3))); // .1 and .2 gone
     remote.upsert(endpointSlice(FOO, 'foo-2', backends('10.2.0', 2, 9))); // .9 and .10 also in a second slice: counted once
     remote.compact();
     remote.faults.set(null);
-    await until('relisted', () => expectEqual(endpointsOf(meshfed, HOST), all(LOCAL_EPS, remoteEps(8, 3))));
+    await vi.waitFor(() => expectEqual(endpointsOf(meshfed, HOST), all(LOCAL_EPS, remoteEps(8, 3))), WAIT); // relisted
     expect(lists()).toBeGreaterThan(listsBefore);
     expect(meshfed.registry.snapshot.endpoints.get(HOST)!.filter((e) => e.clusterId === 'remote')).toHaveLength(8);
     remote.remove('discovery.k8s.io/v1', 'EndpointSlice', 'abc', 'foo-2');
     remote.upsert(endpointSlice(FOO, 'foo-1', backends('10.2.0', 10)));
-    await until('reset', () => expectEqual(endpointsOf(meshfed, HOST), all(LOCAL_EPS, remoteEps(10))));
+    await vi.waitFor(() => expectEqual(endpointsOf(meshfed, HOST), all(LOCAL_EPS, remoteEps(10))), WAIT); // reset
   });
 
   it('rejects garbage objects one by one and keeps serving the rest', async () => {
     const rejected = async (): Promise<number> => (await clusterStatus(meshfed, 'remote')).rejectedObjects;
     const before = await rejected();
     remote.faults.set({ kind: 'garbage', path: /endpointslices/ });
-    await until('garbage rejected', async () => expect(await rejected()).toBeGreaterThan(before));
+    await vi.waitFor(async () => expect(await rejected()).toBeGreaterThan(before), WAIT); // garbage rejected
     remote.faults.set({ kind: 'oversized', path: /endpointslices/ });
-    await until('oversized rejected', async () => expect(await metric(meshfed, 'meshfed_kube_rejected_objects_total{cluster="remote",kind="EndpointSlice",reason="oversized"}')).toBeGreaterThan(0));
+    await vi.waitFor(async () => expect(await metric(meshfed, 'meshfed_kube_rejected_objects_total{cluster="remote",kind="EndpointSlice",reason="oversized"}')).toBeGreaterThan(0), WAIT); // oversized rejected
     // A good change still goes through while garbage keeps coming.
     remote.upsert(endpointSlice(FOO, 'foo-1', backends('10.2.0', 9)));
-    await until('good change applied', () => expectEqual(endpointsOf(meshfed, HOST), all(LOCAL_EPS, remoteEps(9))));
+    await vi.waitFor(() => expectEqual(endpointsOf(meshfed, HOST), all(LOCAL_EPS, remoteEps(9))), WAIT); // good change applied
     expect((await clusterStatus(meshfed, 'remote')).state).toBe('synced');
     expect(await metric(meshfed, 'meshfed_kube_rejected_objects_total{cluster="remote",kind="EndpointSlice",reason="wrong_kind"}')).toBeGreaterThan(0);
     remote.faults.set(null);
     remote.upsert(endpointSlice(FOO, 'foo-1', backends('10.2.0', 10)));
-    await until('reset', () => expectEqual(endpointsOf(meshfed, HOST), all(LOCAL_EPS, remoteEps(10))));
+    await vi.waitFor(() => expectEqual(endpointsOf(meshfed, HOST), all(LOCAL_EPS, remoteEps(10))), WAIT); // reset
   });
 
   it('rotates the remote Secret with no moment without the remote\'s endpoints', async () => {
@@ -192,14 +193,14 @@ describe('remote faults while reachable', () => {
       // The new credentials cannot list at first: the old watches must keep serving meanwhile.
       remote.faults.set({ kind: 'status500', path: /^\/api\/v1\/services\?(?!.*watch=true)/ });
       local.upsert(remoteSecret(SECRET, 'remote', remote.kubeconfig({ user: 'client-cert' })));
-      await until('rotation pending', async () => expectEqual((await clusterStatus(meshfed, 'remote')).rotating, true));
+      await vi.waitFor(async () => expectEqual((await clusterStatus(meshfed, 'remote')).rotating, true), WAIT); // rotation pending
       await new Promise((r) => setTimeout(r, 300));
       expect((await clusterStatus(meshfed, 'remote')).state).toBe('synced');
       remote.faults.set(null);
-      await until('rotation done', async () => expectEqual((await clusterStatus(meshfed, 'remote')).rotating, false), 5000);
+      await vi.waitFor(async () => expectEqual((await clusterStatus(meshfed, 'remote')).rotating, false), { timeout: 5000, interval: 20 }); // rotation done
       // A rotation to credentials the remote refuses never takes the old ones down either.
       local.upsert(remoteSecret(SECRET, 'remote', remote.kubeconfig({ token: 'revoked' })));
-      await until('bad rotation visible', async () => expect((await clusterStatus(meshfed, 'remote')).lastError ?? '').toMatch(/401/));
+      await vi.waitFor(async () => expect((await clusterStatus(meshfed, 'remote')).lastError ?? '').toMatch(/401/), WAIT); // bad rotation visible
       await new Promise((r) => setTimeout(r, 300));
       const c = await clusterStatus(meshfed, 'remote');
       expect(c).toMatchObject({ state: 'synced', rotating: true, endpoints: 10 });

@@ -3,12 +3,14 @@
 // endpoints, only that gateway's load balancer address; moving the load balancer moves EDS. A gateway
 // whose LoadBalancer is still <PENDING> gives no gateway and says so at /debug/clusters.
 import { lookup } from 'node:dns/promises';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { Meshfed } from '../../src/app.js';
 import { TypeUrl } from '../../src/envoy/protos.js';
 import { type FakeApiServer, type KubeObject, startFakeApiServer } from '../fixtures/kube-apiserver/index.js';
-import { backends, clusterStatus, type ClusterSpec, expectEqual, namespace, remoteSecret, seedCluster, startKubeMeshfed, until } from '../helpers/kube-cluster.js';
+import { backends, clusterStatus, type ClusterSpec, expectEqual, namespace, remoteSecret, seedCluster, startKubeMeshfed } from '../helpers/kube-cluster.js';
 import { RawXdsClient, type RawXdsStream, type SotwResponse } from '../helpers/raw-client.js';
+
+const WAIT = { timeout: 10_000, interval: 20 }; // for meshfed to follow the apiservers, polled every 20 ms
 
 const FOO: ClusterSpec = { namespace: 'abc', service: 'foo', portName: 'grpc-echo', port: 8080, targetPort: 9000 };
 const EDS_NAME = 'outbound|8080||foo.abc.svc.cluster.local';
@@ -49,14 +51,14 @@ describe('east-west gateways from Kubernetes Services', () => {
   /** The next EDS response whose addresses equal `want` (acking each one on the way). */
   async function edsUntil(want: string[]): Promise<void> {
     let got: string[] = [];
-    await until(`EDS ${want.join(' ')}`, async () => {
+    await vi.waitFor(async () => {
       const r = await eds.next(1000).catch(() => undefined);
       if (r) {
         got = addresses(r);
         eds.send({ node, type_url: TypeUrl.Endpoint, resource_names: [EDS_NAME], version_info: r.version_info, response_nonce: r.nonce });
       }
       expectEqual(got, want);
-    });
+    }, WAIT);
   }
 
   beforeAll(async () => {
@@ -108,11 +110,11 @@ describe('east-west gateways from Kubernetes Services', () => {
     expect(l.gateways).toEqual([]);
     expect(l.pendingGateways).toEqual([`istio-system/${GW}: LoadBalancer has no ingress address yet (<PENDING>): no gateway into network net-1 from it`]);
     local.upsert(gatewayService('net-1', [{ ip: '198.51.100.20' }]));
-    await until('local gateway', async () => {
+    await vi.waitFor(async () => {
       const c = await clusterStatus(meshfed, 'local');
       expectEqual(c.pendingGateways, []);
       expectEqual(c.gateways.map((g) => `${g.network} ${g.address}:${g.port}`), ['net-1 198.51.100.20:15443']);
-    });
+    }, WAIT); // local gateway
     // The sidecar is on net-1 itself: its own network's gateway changes nothing for it.
     await eds.none(300);
   });

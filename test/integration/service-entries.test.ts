@@ -8,14 +8,14 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { pino } from 'pino';
 import { stringify } from 'yaml';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { startMeshfed, type Meshfed } from '../../src/app.js';
 import { startFakeApiServer, type FakeApiServer } from '../fixtures/kube-apiserver/index.js';
-import { waitFor } from '../helpers/grpc-mesh.js';
 
 const run = promisify(execFile);
 const dir = mkdtempSync(path.join(tmpdir(), 'meshfed-se-'));
 const BAR = 'bar.xyz.svc.cluster-b.local';
+const WAIT = { timeout: 10_000, interval: 50 }; // for meshfed to follow a kubectl apply
 const cleanup: Array<() => Promise<void>> = [];
 
 /** Istio's ServiceEntry CRD, reduced to what the apiserver needs (Istio's own schema is far longer). */
@@ -86,7 +86,7 @@ describe('ServiceEntries from the apiserver', () => {
     await kubectl(api, ['apply'], se('v1', 'bar', seed003));
     await kubectl(api, ['apply'], se('v1', 'broken', { ...seed003, hosts: ['baz.xyz.svc.cluster-b.local'], ports: [] }));
     await kubectl(api, ['apply'], se('v1', 'external', { ...seed003, hosts: ['api.example.com'], location: 'MESH_EXTERNAL' }));
-    await waitFor('the import', () => imported(m)?.join() === '203.0.113.10:15443', 10_000);
+    await vi.waitFor(() => expect(imported(m), 'the import').toEqual(['203.0.113.10:15443']), WAIT);
     // One object, every served version (the apiserver converts apiVersion on the way out).
     expect(await kubectl(api, ['get', 'serviceentries.v1alpha3.networking.istio.io', 'bar', '-n', 'd8-istio', '-o', 'jsonpath={.apiVersion} {.spec.hosts[0]}'])).toBe(`networking.istio.io/v1alpha3 ${BAR}`);
     expect(m.registry.snapshot.services.get(BAR)).toMatchObject({ origin: 'federation', namespace: 'xyz' });
@@ -102,16 +102,19 @@ describe('ServiceEntries from the apiserver', () => {
     expect(await m.metrics.registry.getSingleMetricAsString('meshfed_kube_rejected_objects_total')).toContain('meshfed_kube_rejected_objects_total{cluster="cluster-a",kind="ServiceEntry",reason="invalid"} 1');
 
     await kubectl(api, ['apply'], se('v1', 'broken', { ...seed003, hosts: ['baz.xyz.svc.cluster-b.local'] }));
-    await waitFor('the fixed entry', () => (m.registry.flush(), m.registry.snapshot.services.has('baz.xyz.svc.cluster-b.local')), 10_000);
+    await vi.waitFor(() => {
+      m.registry.flush();
+      expect([...m.registry.snapshot.services.keys()], 'the fixed entry').toContain('baz.xyz.svc.cluster-b.local');
+    }, WAIT);
     expect((await debugMesh(m)).serviceEntries.rejected).toEqual([]);
     await kubectl(api, ['delete', 'serviceentry', 'bar', '-n', 'd8-istio']);
-    await waitFor('the removal', () => imported(m) === undefined, 10_000);
+    await vi.waitFor(() => expect(imported(m), 'the removal').toBeUndefined(), WAIT);
   });
 
   it('watches v1alpha3 when that is all the apiserver serves', async () => {
     const { api, m } = await setup(['v1alpha3']);
     await kubectl(api, ['apply'], se('v1alpha3', 'bar', seed003));
-    await waitFor('the import', () => imported(m)?.join() === '203.0.113.10:15443', 10_000);
+    await vi.waitFor(() => expect(imported(m), 'the import').toEqual(['203.0.113.10:15443']), WAIT);
     expect((await debugMesh(m)).serviceEntries.version).toBe('v1alpha3');
   });
 });

@@ -6,9 +6,10 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { procStats } from '../../bench/proc-stats.js';
 import { FileSource, MeshFileError, parseMeshText } from '../../src/sources/file/index.js';
+import { waitForHttpOk } from '../helpers/child-process.js';
 import { freePort } from '../helpers/ports.js';
 
 const repo = path.resolve(import.meta.dirname, '../..');
@@ -46,21 +47,8 @@ function spawnServe(args: readonly string[]): { proc: ChildProcess; output: () =
 async function serve(...args: string[]): Promise<Serving> {
   const [xds, admin, debug] = [await freePort(), await freePort(), await freePort()];
   const { proc, output } = spawnServe(['--xds-address', `127.0.0.1:${xds}`, '--admin-address', `127.0.0.1:${admin}`, '--debug-address', `127.0.0.1:${debug}`, ...args]);
-  await until('meshfed to be ready', async () => {
-    if (proc.exitCode !== null) throw new Error(`meshfed exited ${proc.exitCode}: ${output()}`);
-    return (await fetch(`http://127.0.0.1:${admin}/readyz`).then((r) => r.ok, () => false)) || undefined;
-  }, 30_000);
+  await waitForHttpOk(proc, `http://127.0.0.1:${admin}/readyz`, output, 30_000);
   return { proc, admin, debug, output };
-}
-
-async function until<T>(what: string, f: () => Promise<T | undefined>, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await f();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 let s: Serving;
@@ -86,14 +74,21 @@ async function served(): Promise<string[]> {
 /** Writes a good mesh serving `address` and waits until it is served and the source is valid again. */
 async function restore(address: string): Promise<void> {
   await writeFile(file, meshYaml(address));
-  await until(`${address} to be served`, async () => ((await served()).includes(address) && (await rejection()) === undefined ? true : undefined));
+  await vi.waitFor(async () => {
+    expect(await served()).toContain(address);
+    expect(await rejection()).toBeUndefined();
+  }, { timeout: 10_000, interval: 100 });
 }
 
 /** Writes a hostile file and waits for its rejection; then checks the process kept the last good mesh. */
-async function rejected(content: string | Buffer, timeoutMs?: number): Promise<string> {
+async function rejected(content: string | Buffer, timeoutMs = 10_000): Promise<string> {
   const lastGood = await served();
   await writeFile(file, content);
-  const detail = await until('the edit to be rejected', rejection, timeoutMs);
+  const detail = await vi.waitFor(async () => {
+    const d = await rejection();
+    expect(d, 'the /readyz detail of the rejected edit').toBeDefined();
+    return d!;
+  }, { timeout: timeoutMs, interval: 100 });
   expect(s.proc.exitCode).toBeNull();
   expect(await served()).toEqual(lastGood);
   expect(await configValid()).toBe(0);
@@ -199,7 +194,7 @@ describe('the mesh file size limit', () => {
     await src.start();
     try {
       await writeFile(small, meshYaml('10.0.1.2') + `# ${'x'.repeat(2000)}\n`);
-      await until('the rejection', async () => errors.at(-1) ?? undefined);
+      await vi.waitFor(() => expect(errors.at(-1), 'the rejection').toBeTruthy(), { timeout: 10_000, interval: 100 });
       expect(errors.at(-1)?.message).toMatch(/small\.yaml: file is \d+ bytes, over the limit of 1000 \(--max-config-bytes\)$/);
       expect(meshes).toHaveLength(1);
     } finally {

@@ -7,10 +7,11 @@ import { promisify } from 'node:util';
 import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { TypeUrl } from '../../src/envoy/protos.js';
 import { type FakeApiServer, startFakeApiServer } from '../fixtures/kube-apiserver/index.js';
 import { endpointSlice, namespace, pod, service, type ClusterSpec } from '../helpers/kube-cluster.js';
+import { waitForHttpOk } from '../helpers/child-process.js';
 import { freePort } from '../helpers/ports.js';
 import { dataText } from '../helpers/mesh-tls.js';
 import { RawXdsClient, type SotwResponse } from '../helpers/raw-client.js';
@@ -48,14 +49,6 @@ async function replica(kubeconfig: string, name: string): Promise<Replica> {
 const lease = () => api.get('coordination.k8s.io/v1', 'Lease', 'meshfed', 'meshfed-leader')?.['spec'] as { holderIdentity?: string; leaseTransitions?: number } | undefined;
 const leads = (r: Replica): boolean => r.output().includes('"msg":"leading: holds the Lease"');
 
-async function until(what: string, f: () => boolean | Promise<boolean>, ms = 30_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await f())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
 /** An SDS stream of a workload abc/foo (its identity from node metadata): `default` and ROOTCA_PEM, each response ACKed. */
 function sds(r: Replica) {
   const c = new RawXdsClient(`127.0.0.1:${r.xds}`);
@@ -67,7 +60,7 @@ function sds(r: Replica) {
   const latest = new Map<string, Record<string, unknown>>();
   return {
     /** The latest secrets, after waiting for a response that satisfies ok. */
-    async until(what: string, ok: (x: { roots: string[]; leaf: X509Certificate }) => boolean): Promise<{ roots: string[]; leaf: X509Certificate }> {
+    async next(what: string, ok: (x: { roots: string[]; leaf: X509Certificate }) => boolean): Promise<{ roots: string[]; leaf: X509Certificate }> {
       while (!last || !ok(last)) {
         const res: SotwResponse = await s.next(20_000).catch((err: Error) => { throw new Error(`${what}: ${err.message}`); });
         s.send({ node, type_url: TypeUrl.Secret, resource_names: names, version_info: res.version_info, response_nonce: res.nonce });
@@ -85,15 +78,7 @@ function sds(r: Replica) {
 
 const signedBy = (leaf: X509Certificate, rootPem: string): boolean => leaf.verify(new X509Certificate(rootPem).publicKey);
 
-async function ready(r: Replica): Promise<void> {
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    if (r.proc.exitCode !== null) throw new Error(`meshfed exited ${r.proc.exitCode}: ${r.output()}`);
-    if (Date.now() > deadline) throw new Error(`meshfed did not become ready: ${r.output()}`);
-    if (await fetch(`http://127.0.0.1:${r.admin}/readyz`).then((x) => x.ok, () => false)) return;
-    await new Promise((res) => setTimeout(res, 100));
-  }
-}
+const ready = (r: Replica): Promise<void> => waitForHttpOk(r.proc, `http://127.0.0.1:${r.admin}/readyz`, r.output, 30_000);
 
 let api: FakeApiServer;
 let kubeconfig: string;
@@ -140,7 +125,7 @@ describe('meshfed serve --kubeconfig, two replicas', () => {
   });
 
   it('elect exactly one leader on the Lease, the replica that holds it', async () => {
-    await until('a Lease holder', () => !!lease()?.holderIdentity);
+    await vi.waitFor(() => expect(lease()?.holderIdentity, 'the Lease holder').toBeTruthy(), { timeout: 30_000, interval: 100 });
     const holder = lease()!.holderIdentity;
     expect(replicas.map((r) => r.name)).toContain(holder);
     expect(replicas.filter(leads).map((r) => r.name)).toEqual([holder]);
@@ -151,7 +136,10 @@ describe('meshfed serve --kubeconfig, two replicas', () => {
     const other = replicas.find((r) => r !== leader)!;
     const transitions = lease()!.leaseTransitions ?? 0;
     leader.proc.kill('SIGKILL'); // no chance to hand the Lease back
-    await until('the other replica to take the Lease', () => lease()?.holderIdentity === other.name && leads(other), (LEASE_DURATION_S + 10) * 1000);
+    await vi.waitFor(() => {
+      expect(lease()?.holderIdentity).toBe(other.name);
+      expect(leads(other), other.output()).toBe(true);
+    }, { timeout: (LEASE_DURATION_S + 10) * 1000, interval: 100 });
     expect(lease()!.leaseTransitions).toBe(transitions + 1);
     replicas.splice(replicas.indexOf(leader), 1);
   });
@@ -163,14 +151,14 @@ describe('meshfed serve --kubeconfig, two replicas', () => {
     expect(lease()!.holderIdentity).not.toBe(follower.name);
     const secrets = sds(follower);
     try {
-      const [oldRoot] = (await secrets.until('the first secrets', () => true)).roots;
+      const [oldRoot] = (await secrets.next('the first secrets', () => true)).roots;
       const run = (step: string) => promisify(execFile)(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'ca', step, '--kubeconfig', kubeconfig, '--namespace', 'meshfed'], { cwd: repo });
       await run('rotate');
-      const rotated = await secrets.until('ROOTCA_PEM with the next root', (x) => x.roots.length === 2);
+      const rotated = await secrets.next('ROOTCA_PEM with the next root', (x) => x.roots.length === 2);
       const newRoot = rotated.roots.find((r) => r !== oldRoot)!;
       expect(signedBy(rotated.leaf, oldRoot!)).toBe(true); // the next root signs nothing yet
       await run('activate');
-      const activated = await secrets.until('a certificate signed by the new root', (x) => signedBy(x.leaf, newRoot));
+      const activated = await secrets.next('a certificate signed by the new root', (x) => signedBy(x.leaf, newRoot));
       expect(activated.roots.sort()).toEqual([oldRoot, newRoot].sort()); // the old root stays trusted meanwhile
       expect(follower.proc.exitCode).toBeNull();
     } finally {

@@ -3,9 +3,10 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { validateBootstrapConfig } from '@grpc/grpc-js-xds/build/src/xds-bootstrap.js';
 import { TypeUrl } from '../../src/envoy/protos.js';
+import { waitForHttpOk } from '../helpers/child-process.js';
 import { freePort } from '../helpers/ports.js';
 import { RawXdsClient } from '../helpers/raw-client.js';
 
@@ -33,28 +34,12 @@ async function serve(...args: string[]): Promise<Serving> {
   let out = '';
   proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    if (proc.exitCode !== null) throw new Error(`meshfed exited ${proc.exitCode}: ${out}`);
-    if (Date.now() > deadline) throw new Error(`meshfed did not become ready: ${out}`);
-    const ok = await fetch(`http://127.0.0.1:${admin}/readyz`).then((r) => r.ok, () => false);
-    if (ok) return { proc, xds, admin, debug, output: () => out };
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  await waitForHttpOk(proc, `http://127.0.0.1:${admin}/readyz`, () => out, 20_000);
+  return { proc, xds, admin, debug, output: () => out };
 }
 
 /** A page of the admin address, or of the debug address for /debug/*. */
 const get = (s: Serving, p: string): Promise<Response> => fetch(`http://127.0.0.1:${p.startsWith('/debug/') ? s.debug : s.admin}${p}`);
-
-async function until<T>(what: string, f: () => Promise<T | undefined>, timeoutMs = 5000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await f();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 describe('meshfed serve', () => {
   it('serves the embedded two-cluster mesh and says how to connect', async () => {
@@ -140,10 +125,11 @@ describe('meshfed serve', () => {
     stream.send({ type_url: TypeUrl.Endpoint, resource_names: [foo, bar], version_info: update.version_info, response_nonce: update.nonce });
 
     writeFileSync(file, mesh(8081).replace('port: 8081', 'port: 70000'));
-    const ready = await until('readyz detail', async () => {
+    const ready = await vi.waitFor(async () => {
       const body = (await (await get(s, '/readyz')).json()) as { ready: boolean; checks: Array<{ detail?: string }> };
-      return body.checks[0]?.detail ? body : undefined;
-    });
+      expect(body.checks[0]?.detail, 'the readyz detail').toBeTruthy();
+      return body;
+    }, { timeout: 5000, interval: 50 });
     expect(ready.ready).toBe(true); // the last good state still serves
     expect(ready.checks[0]!.detail).toMatch(/mesh\.yaml:3: services\[0\]\.endpoints\[0\]\.port: .*65535/);
     const metrics = await (await get(s, '/metrics')).text();
@@ -165,10 +151,11 @@ describe('meshfed serve', () => {
     stream.send({ node: { id: 'p1' }, type_url: TypeUrl.Cluster, resource_names: [] });
     const r = await stream.next();
     stream.send({ type_url: TypeUrl.Cluster, resource_names: [], version_info: '', response_nonce: r.nonce, error_detail: { code: 3, message: 'nope' } });
-    const text = await until('NACK counted', async () => {
+    const text = await vi.waitFor(async () => {
       const t = await (await get(s, '/metrics')).text();
-      return /meshfed_xds_nacks_total\{type="CDS"\} 1/.test(t) ? t : undefined;
-    });
+      expect(t).toMatch(/meshfed_xds_nacks_total\{type="CDS"\} 1/); // the NACK counted
+      return t;
+    }, { timeout: 5000, interval: 50 });
     expect(text).toMatch(/meshfed_xds_connected_proxies\{kind="sotw"\} 1/);
     expect(text).toMatch(/meshfed_xds_pushes_total\{type="CDS"\} 1/);
     expect(text).toMatch(/meshfed_xds_pushed_bytes_total\{type="CDS"\} \d+/);

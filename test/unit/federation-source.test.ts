@@ -1,11 +1,10 @@
 // The federation source on its own: a peer's metadata → cluster (root, gateways with hostnames resolved)
 // and imports; hostnames outside the peer's trust domain refused.
 import { pino } from 'pino';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import type { MeshSnapshot } from '../../src/model/mesh.js';
 import { Registry } from '../../src/registry/registry.js';
 import { FederationSource } from '../../src/sources/federation/federation-source.js';
-import { waitFor } from '../helpers/grpc-mesh.js';
 
 const GUARD = { staleAfterMs: 60_000, withdrawAfterMs: 120_000, maxDropShare: 0.5, confirmAfterMs: 60_000, dropWindowMs: 10_000 };
 
@@ -28,7 +27,10 @@ describe('FederationSource', () => {
         ],
       },
     });
-    await waitFor('the resolved gateway', () => (registry.flush(), snap?.clusters.get('federation:b')?.gateways.length === 3));
+    await vi.waitFor(() => {
+      registry.flush();
+      expect(snap?.clusters.get('federation:b')?.gateways, 'the resolved gateway').toHaveLength(3);
+    }, { timeout: 5000, interval: 50 });
     expect(lookups).toEqual(['gw.cluster-b.example.com']);
     expect(snap!.clusters.get('federation:b')).toEqual({
       id: 'federation:b',

@@ -3,7 +3,7 @@
 import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { SourceMesh } from '../../src/model/source.js';
 import { FileSource, MeshFileError, type FileSourceLog } from '../../src/sources/file/index.js';
 
@@ -22,14 +22,8 @@ ${addresses.map((a) => `      - address: ${a}`).join('\n')}
 
 const BROKEN = meshText(['10.0.0.1']).replace('port: 8080', 'port: 80800');
 
-/** Poll until `cond` holds; fail after `ms`. */
-async function waitFor(cond: () => boolean, what: string, ms = 5000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+/** How long a test waits for the source to notice an edit, polling every 20 ms. */
+const WAIT = { timeout: 5000, interval: 20 };
 
 function addresses(m: SourceMesh | undefined): string[] {
   return m?.services.get('c1/foo.abc.svc.cluster.local')?.endpoints.map((e) => e.address) ?? [];
@@ -81,7 +75,7 @@ describe('FileSource', () => {
     expect(rec.last?.services.get('c1/foo.abc.svc.cluster.local')?.endpoints[0]?.provenance).toEqual({ source: `file:${file}` });
 
     await writeFile(file, meshText(['10.0.0.1', '10.0.0.2']));
-    await waitFor(() => addresses(rec.last).length === 2, 'the edit');
+    await vi.waitFor(() => expect(addresses(rec.last)).toHaveLength(2), WAIT);
     expect(addresses(rec.last)).toEqual(['10.0.0.1', '10.0.0.2']);
     expect(rec.errors).toEqual([]);
   });
@@ -90,7 +84,7 @@ describe('FileSource', () => {
     const s = await startOn(meshText(['10.0.0.1']));
 
     await writeFile(file, BROKEN);
-    await waitFor(() => rec.errors.length === 1, 'the error report');
+    await vi.waitFor(() => expect(rec.errors).toHaveLength(1), WAIT);
     const err = rec.errors[0];
     expect(err).toBeInstanceOf(MeshFileError);
     expect(err?.path).toBe('services[0].ports[0].port');
@@ -101,7 +95,7 @@ describe('FileSource', () => {
     expect(logged?.msg).toContain('services[0].ports[0].port');
 
     await writeFile(file, meshText(['10.0.0.3']));
-    await waitFor(() => rec.meshes.length === 2, 'the fixed mesh');
+    await vi.waitFor(() => expect(rec.meshes).toHaveLength(2), WAIT);
     expect(addresses(rec.last)).toEqual(['10.0.0.3']);
     expect(rec.errors).toEqual([err, null]);
     expect(s.lastError).toBeNull();
@@ -113,7 +107,7 @@ describe('FileSource', () => {
       const tmp = path.join(dir, '.mesh.yaml.swp');
       await writeFile(tmp, meshText(next));
       await rename(tmp, file);
-      await waitFor(() => addresses(rec.last).join() === next.join(), `rename to ${next.join()}`);
+      await vi.waitFor(() => expect(addresses(rec.last)).toEqual(next), WAIT);
     }
   });
 
@@ -124,17 +118,17 @@ describe('FileSource', () => {
     await new Promise((r) => setTimeout(r, 300));
     expect(rec.meshes).toHaveLength(1);
     await writeFile(file, meshText(['10.0.0.2']));
-    await waitFor(() => addresses(rec.last).join() === '10.0.0.2', 'the real edit');
+    await vi.waitFor(() => expect(addresses(rec.last)).toEqual(['10.0.0.2']), WAIT);
     expect(rec.meshes.map(addresses)).toEqual([['10.0.0.1'], ['10.0.0.2']]);
   });
 
   it('reports a deleted file and reloads when it comes back', async () => {
     await startOn(meshText(['10.0.0.1']));
     await rm(file);
-    await waitFor(() => rec.errors.length === 1, 'the missing-file report');
+    await vi.waitFor(() => expect(rec.errors).toHaveLength(1), WAIT);
     expect(rec.errors[0]?.message).toBe(`${file}: file not found`);
     await writeFile(file, meshText(['10.0.0.9']));
-    await waitFor(() => rec.errors.length === 2, 'the recovery');
+    await vi.waitFor(() => expect(rec.errors).toHaveLength(2), WAIT);
     expect(rec.errors[1]).toBeNull();
     expect(addresses(rec.last)).toEqual(['10.0.0.9']);
   });

@@ -1,8 +1,9 @@
 // Load balancer hostnames of gateways: looked up once when first wanted, again on every refresh, and a
 // failed lookup keeps the last addresses that worked.
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { HostnameResolver } from '../../src/sources/kube/gateway-dns.js';
-import { until } from '../helpers/kube-cluster.js';
+
+const WAIT = { timeout: 10_000, interval: 20 }; // for lookups on the 20 ms refresh, polled every 20 ms
 
 describe('HostnameResolver', () => {
   it('resolves wanted hostnames, reports changes, and keeps the last addresses through a DNS failure', async () => {
@@ -15,7 +16,7 @@ describe('HostnameResolver', () => {
       if (answer instanceof Error) throw answer;
       return answer;
     });
-    const resolved = (want: unknown) => until('resolution', () => expect(r.get('lb.example.com')).toEqual(want));
+    const resolved = (want: unknown) => vi.waitFor(() => expect(r.get('lb.example.com')).toEqual(want), WAIT); // resolution
     try {
       r.want(new Set(['lb.example.com']));
       expect(r.get('lb.example.com')).toBeUndefined();
@@ -25,7 +26,7 @@ describe('HostnameResolver', () => {
       answer = ['198.51.100.2'];
       await resolved({ addresses: ['198.51.100.2'] });
       const [changesBefore, lookupsBefore] = [changes, lookups];
-      await until('two more refreshes', () => expect(lookups).toBeGreaterThanOrEqual(lookupsBefore + 2));
+      await vi.waitFor(() => expect(lookups).toBeGreaterThanOrEqual(lookupsBefore + 2), WAIT); // two more refreshes
       expect(changes).toBe(changesBefore); // the same answer again is no change
 
       answer = new Error('SERVFAIL');
