@@ -108,9 +108,9 @@ const node = {
   metadata: { fields: { CLUSTER_ID: { string_value: 'cluster-a' }, NAMESPACE: { string_value: 'abc' }, SERVICE_ACCOUNT: { string_value: 'client' } } },
 };
 
-/** One SotW answer from A's xDS for a sidecar of cluster-a. */
-async function askA(typeUrl: string, names: string[]): Promise<SotwResponse> {
-  const client = new RawXdsClient(`127.0.0.1:${A().plain}`);
+/** One SotW answer from side s's plaintext xDS (A's unless given) for a sidecar of cluster-a. */
+async function ask(typeUrl: string, names: string[], s = A()): Promise<SotwResponse> {
+  const client = new RawXdsClient(`127.0.0.1:${s.plain}`);
   try {
     const s = client.sotw();
     s.send({ node, type_url: typeUrl, resource_names: names });
@@ -137,7 +137,7 @@ async function workload(s: Side, ns: string, sa: string, peerDomain: string): Pr
 }
 
 async function trustDomainsOfA(): Promise<string[]> {
-  const sds = await askA(TypeUrl.Secret, ['ROOTCA']);
+  const sds = await ask(TypeUrl.Secret, ['ROOTCA']);
   const vc = sds.resources.find((r) => r.name === 'ROOTCA')!.body['validation_context'] as Record<string, Record<string, unknown>>;
   return (vc['custom_validator_config']!['typed_config'] as { trust_domains: Array<{ name: string }> }).trust_domains.map((d) => d.name).sort();
 }
@@ -180,14 +180,15 @@ describe('two meshfed --kube processes federated by IstioFederation resources', 
     }, 20_000, 200).catch((err: Error) => {
       throw new Error(`${err.message}\n--- A:\n${A().out.slice(-3000)}\n--- B:\n${B().out.slice(-3000)}`);
     });
-    await waitFor('bar in A\'s CDS', async () => (await askA(TypeUrl.Cluster, [])).resources.some((r) => r.name === BAR_CLUSTER), 5_000, 200);
-    const eds = JSON.stringify((await askA(TypeUrl.Endpoint, [BAR_CLUSTER])).resources[0]?.body);
+    await waitFor('bar in A\'s CDS', async () => (await ask(TypeUrl.Cluster, [])).resources.some((r) => r.name === BAR_CLUSTER), 5_000, 200);
+    const eds = JSON.stringify((await ask(TypeUrl.Endpoint, [BAR_CLUSTER])).resources[0]?.body);
     expect(eds).toContain(`"port_value":${gateway.server!.port}`); // B's gateway, not bar's pod
     expect(await trustDomainsOfA()).toEqual(['cluster-a.local', 'cluster-b.local']);
   });
 
   it("a proxyless gRPC client abc/foo in A calls bar in B through B's gateway over mTLS, and bar sees spiffe://cluster-a.local/ns/abc/sa/foo", async () => {
     // The gateway learns bar's pod from B's xDS, as an Envoy gateway with only a bootstrap would.
+    await waitFor("B's plaintext xDS port", () => ask(TypeUrl.Cluster, [], B()), 10_000, 100);
     const sni = sniClusterName(9090, BAR);
     gateway.xds = new XdsRoutes({
       xds: `127.0.0.1:${B().plain}`,
@@ -212,9 +213,9 @@ describe('two meshfed --kube processes federated by IstioFederation resources', 
   }, 60_000);
 
   it('unlabelling the Service in B removes the import from A', async () => {
-    expect((await askA(TypeUrl.Cluster, [])).resources.map((r) => r.name)).toContain(BAR_CLUSTER);
+    expect((await ask(TypeUrl.Cluster, [])).resources.map((r) => r.name)).toContain(BAR_CLUSTER);
     await kubectl(B(), ['label', 'service', 'bar', '-n', 'xyz', 'meshfed.io/exported-']);
-    await waitFor('bar gone from A\'s CDS', async () => !(await askA(TypeUrl.Cluster, [])).resources.some((r) => r.name === BAR_CLUSTER), 10_000, 200);
+    await waitFor('bar gone from A\'s CDS', async () => !(await ask(TypeUrl.Cluster, [])).resources.some((r) => r.name === BAR_CLUSTER), 10_000, 200);
   });
 
   it("deleting A's IstioFederation removes B's root from A's bundle", async () => {
