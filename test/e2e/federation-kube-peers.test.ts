@@ -112,9 +112,9 @@ const node = {
 async function ask(typeUrl: string, names: string[], s = A()): Promise<SotwResponse> {
   const client = new RawXdsClient(`127.0.0.1:${s.plain}`);
   try {
-    const s = client.sotw();
-    s.send({ node, type_url: typeUrl, resource_names: names });
-    return await s.next(10_000);
+    const stream = client.sotw();
+    stream.send({ node, type_url: typeUrl, resource_names: names });
+    return await stream.next(10_000);
   } finally {
     client.close();
   }
@@ -195,8 +195,7 @@ describe('two meshfed --kube processes federated by IstioFederation resources', 
       node: { id: 'router~127.0.0.1~eastwest-1.istio-system~istio-system.svc.cluster-b.local', clusterId: 'cluster-b', network: 'cluster-b' },
       routes: gateway.routes,
     });
-    const route = () => JSON.stringify(gateway.routes.snapshot().get(sni));
-    await waitFor(`the gateway's route ${sni} → bar's pod`, () => route() === JSON.stringify([{ address: '127.0.0.1', port: barPort }]), 10_000, 100);
+    await waitFor(`the gateway's route ${sni} → bar's pod`, () => JSON.stringify(gateway.routes.snapshot().get(sni)) === JSON.stringify([{ address: '127.0.0.1', port: barPort }]), 10_000, 100);
     // Each workload's certificate comes from its own cluster's CA, through its own agent.
     const [client, server] = await Promise.all([workload(A(), 'abc', 'foo', 'cluster-b.local'), workload(B(), 'xyz', 'bar', 'cluster-a.local')]);
     barServer = await startMtlsEchoServer(server.agent.files, barPort, 'bar@cluster-b');
@@ -209,7 +208,7 @@ describe('two meshfed --kube processes federated by IstioFederation resources', 
     expect(ok.value).toBe('bar@cluster-b');
     expect(barServer.peerSans).toEqual(['URI:spiffe://cluster-a.local/ns/abc/sa/foo']);
     // The connection went through the gateway, which routed it by name without terminating TLS.
-    expect(gateway.events.filter((e) => e.kind === 'forward').map((e) => e.kind === 'forward' && [e.cluster, e.upstream.port])).toContainEqual([sni, barPort]);
+    expect(gateway.events.flatMap((e) => (e.kind === 'forward' ? [[e.cluster, e.upstream.port]] : []))).toContainEqual([sni, barPort]);
   }, 60_000);
 
   it('unlabelling the Service in B removes the import from A', async () => {
