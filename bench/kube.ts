@@ -11,11 +11,10 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { TypeUrl } from '../src/envoy/protos.js';
 import { startFakeApiServer, type FakeApiServer, type KubeObject } from '../test/fixtures/kube-apiserver/index.js';
 import { freePort } from '../test/helpers/ports.js';
-import { RawXdsClient, type SotwResponse } from '../test/helpers/raw-client.js';
 import { benchArgs } from './args.js';
+import { countIps, edsClient, until } from './eds-client.js';
 import { procStats } from './proc-stats.js';
 
 const USAGE = `Usage: tsx bench/kube.ts [flags]   (or npm run bench -- --scenario kube-sync|kube-churn [flags])
@@ -93,52 +92,6 @@ async function registryEndpoints(s: Server): Promise<number> {
   }
 }
 
-/** An ADS client subscribed to every service's EDS; calls `onCla` per ClusterLoadAssignment received. */
-function edsClient(s: Server, onCla: (name: string, body: string) => void): { close(): void } {
-  // One SotW response carries every CLA: about 8 MiB at 50,000 endpoints, over grpc-js's 4 MiB default.
-  const xds = new RawXdsClient(`127.0.0.1:${s.xds}`, { 'grpc.max_receive_message_length': -1 });
-  const stream = xds.sotw('ads');
-  const node = { id: 'bench-kube-eds' };
-  const names = Array.from({ length: SERVICES }, (_, i) => clusterOf(i));
-  stream.send({ node, type_url: TypeUrl.Endpoint, resource_names: names });
-  let open = true;
-  void (async () => {
-    while (open) {
-      let r: SotwResponse;
-      try {
-        r = await stream.next(1000);
-      } catch {
-        if (!open) return;
-        if (stream.status) {
-          // An ended stream fails next() at once: retrying would spin without yielding to the event loop.
-          console.error(`EDS stream ended: ${stream.status.code} ${stream.status.details}`);
-          process.exit(1);
-        }
-        continue;
-      }
-      for (const res of r.resources) onCla(res.name, JSON.stringify(res.body));
-      stream.send({ node, type_url: TypeUrl.Endpoint, resource_names: names, version_info: r.version_info, response_nonce: r.nonce });
-    }
-  })();
-  return {
-    close: () => {
-      open = false;
-      xds.close();
-    },
-  };
-}
-
-const countIps = (body: string): number => body.split('"address":"').length - 1;
-
-async function until(probe: () => boolean | Promise<boolean>, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await probe()) return true;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return false;
-}
-
 async function main(): Promise<void> {
   const api = await startFakeApiServer({ clusterName: 'bench', bookmarkIntervalMs: 60_000 });
   const seedStart = Date.now();
@@ -158,7 +111,8 @@ async function main(): Promise<void> {
   try {
     const inRegistry = await until(async () => (await registryEndpoints(server)) >= TOTAL, 300_000);
     const registryMs = Date.now() - t0;
-    eds = edsClient(server, (name, body) => {
+    const names = Array.from({ length: SERVICES }, (_, i) => clusterOf(i));
+    eds = edsClient(`127.0.0.1:${server.xds}`, names, (name, body) => {
       xdsTotal += countIps(body) - (perCla.get(name) ?? 0);
       perCla.set(name, countIps(body));
       const waiting = watchers.get(name);
@@ -169,7 +123,7 @@ async function main(): Promise<void> {
           pending--;
         }
       }
-    });
+    }, { id: 'bench-kube-eds' });
     const inXds = await until(() => xdsTotal >= TOTAL, 120_000);
     const xdsMs = Date.now() - t0;
     const afterSync = procStats(server.pid);

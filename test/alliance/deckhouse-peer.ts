@@ -108,11 +108,22 @@ export interface ExporterUnderTest {
   readonly stop: () => Promise<void>;
 }
 
-/** meshfed with the exporter on loopback: cluster-b of MESH_YAML, trusting the given peers. */
-export async function startExporter(o: { peers: readonly DeckhousePeer[]; keyType?: KeyType; federation?: boolean; multiclusterApiHost?: string }): Promise<ExporterUnderTest> {
+/** The local cluster an exporter publishes: a mesh file's text (YAML or JSON), the cluster's id, domain and UUID. */
+export interface ExporterMesh {
+  readonly text: string;
+  readonly clusterId: string;
+  readonly trustDomain: string;
+  readonly uuid: string;
+}
+
+const GOLDEN_MESH: ExporterMesh = { text: MESH_YAML, clusterId: 'cluster-b', trustDomain: 'cluster-b.local', uuid: OWN_UUID };
+
+/** meshfed with the exporter on loopback: cluster-b of MESH_YAML unless `mesh` says otherwise, trusting the given peers. */
+export async function startExporter(o: { peers: readonly DeckhousePeer[]; keyType?: KeyType; federation?: boolean; multiclusterApiHost?: string; mesh?: ExporterMesh }): Promise<ExporterUnderTest> {
+  const m = o.mesh ?? GOLDEN_MESH;
   const dir = mkdtempSync(path.join(os.tmpdir(), 'meshfed-exporter-'));
   const config = path.join(dir, 'mesh.yaml');
-  writeFileSync(config, MESH_YAML);
+  writeFileSync(config, m.text);
   const meshfed = await startMeshfed({
     config,
     xdsHost: '127.0.0.1',
@@ -121,11 +132,11 @@ export async function startExporter(o: { peers: readonly DeckhousePeer[]; keyTyp
     adminPort: 0,
     debugPort: 0,
     log: createLogger('silent'),
-    pki: { trustDomain: 'cluster-b.local', caStore: memoryCaStore(), keyType: o.keyType },
+    pki: { trustDomain: m.trustDomain, caStore: memoryCaStore(), keyType: o.keyType },
     alliance: {
-      clusterUuid: OWN_UUID,
+      clusterUuid: m.uuid,
       keyStore: memoryAuthnKeyStore(),
-      localClusterId: 'cluster-b',
+      localClusterId: m.clusterId,
       peers: new StaticPeerDirectory(o.peers.map((p) => ({ clusterUUID: p.uuid, authnKeyPub: p.pubPem, rootCA: 'unused' }))),
       exporter: { host: '127.0.0.1', port: 0, federation: o.federation ?? true, multiclusterApiHost: o.multiclusterApiHost },
     },

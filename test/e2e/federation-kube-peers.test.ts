@@ -1,7 +1,8 @@
 // Two clusters federate with no hand work (issue 9, must-show 1): two fake apiservers with the CRDs applied by kubectl,
-// two `meshfed serve --kube` processes, and in each cluster an IstioFederation for the other. Both CRs reach
-// Public/PrivateMetadataExchangeReady=True; unlabelling B's Service withdraws the import from A; deleting A's CR drops
-// B's root from A's trust bundle.
+// two `meshfed serve --kube --xds-tls` processes, and in each cluster an IstioFederation for the other. Both CRs reach
+// Public/PrivateMetadataExchangeReady=True; a proxyless gRPC client abc/foo in A (certificates from its `meshfed agent`)
+// calls bar in B through B's SNI gateway over mTLS, and bar (certificates from its agent) sees the client's SPIFFE id;
+// unlabelling B's Service withdraws the import from A; deleting A's CR drops B's root from A's trust bundle.
 import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -9,10 +10,17 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { V1Secret } from '@kubernetes/client-node';
 import { TypeUrl } from '../../src/envoy/protos.js';
+import { DEFAULT_CA_SECRET, secretToMaterial } from '../../src/pki/kube-store.js';
 import { startFakeApiServer, type FakeApiServer, type KubeObject } from '../fixtures/kube-apiserver/index.js';
+import { type GatewayEvent, SniGateway } from '../fixtures/sni-gateway/gateway.js';
+import { SniRoutes, sniClusterName } from '../fixtures/sni-gateway/routes.js';
+import { XdsRoutes } from '../fixtures/sni-gateway/xds-routes.js';
 import { waitFor } from '../helpers/grpc-mesh.js';
+import { MtlsClient, type MtlsEchoServer, startMtlsEchoServer, startWorkload, type Workload } from '../helpers/grpc-mtls.js';
 import { namespace } from '../helpers/kube-cluster.js';
+import { SERVER_NAME } from '../helpers/mesh-tls.js';
 import { freePort } from '../helpers/ports.js';
 import { RawXdsClient, type SotwResponse } from '../helpers/raw-client.js';
 
@@ -21,14 +29,17 @@ const repo = path.resolve(import.meta.dirname, '../..');
 const KUBECTL = execFileSync('which', ['kubectl'], { encoding: 'utf8' }).trim();
 const CRDS = path.join(repo, 'deploy/kubernetes/crds');
 const FED = 'deckhouse.io/v1alpha1';
-const BAR_CLUSTER = 'outbound|9090||bar.xyz.svc.cluster-b.local';
+const BAR = 'bar.xyz.svc.cluster-b.local';
+const BAR_CLUSTER = `outbound|9090||${BAR}`;
 
 interface Side {
   readonly name: 'cluster-a' | 'cluster-b';
   readonly dir: string;
   api: FakeApiServer;
   kubeconfig: string;
+  /** xDS over TLS (agents), and in plaintext (configuration only: proxyless gRPC, the gateway, these probes). */
   xds: number;
+  plain: number;
   metadata: number;
   proc?: ChildProcess;
   out: string;
@@ -50,18 +61,41 @@ async function kubectl(s: Side, args: string[], input?: object): Promise<string>
 const condition = (s: Side, peer: string, type: string): string | undefined =>
   ((s.api.get(FED, 'IstioFederation', undefined, peer)?.['status'] as { conditions?: Array<Record<string, string>> } | undefined)?.conditions ?? []).find((c) => c['type'] === type)?.['status'];
 
-const bar: KubeObject = {
+/** B's gateway: the SNI gateway fixture, fed by B's xDS as a `router` of cluster-b; B advertises it to its peers. */
+const gateway = { routes: new SniRoutes(), events: [] as GatewayEvent[], server: undefined as SniGateway | undefined, xds: undefined as XdsRoutes | undefined };
+/** bar's pod in B listens here, on loopback; A's client reaches it only through the gateway. */
+let barPort: number;
+const workloads: Workload[] = [];
+let barServer: MtlsEchoServer | undefined;
+let channel: MtlsClient | undefined;
+
+const bar = (): KubeObject => ({
   apiVersion: 'v1',
   kind: 'Service',
   metadata: { name: 'bar', namespace: 'xyz', labels: { 'meshfed.io/exported': 'true' } },
-  spec: { type: 'ClusterIP', ports: [{ name: 'grpc', port: 9090, targetPort: 9090, protocol: 'TCP' }] },
-};
+  spec: { type: 'ClusterIP', ports: [{ name: 'grpc', port: 9090, targetPort: barPort, protocol: 'TCP' }] },
+});
+
+/** bar's pod and its EndpointSlice, as the kubelet and the EndpointSlice controller would write them. */
+const barPod = (): KubeObject[] => [
+  { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'bar-1', namespace: 'xyz', labels: { app: 'bar' } }, spec: { serviceAccountName: 'bar' }, status: { podIP: '127.0.0.1' } },
+  {
+    apiVersion: 'discovery.k8s.io/v1',
+    kind: 'EndpointSlice',
+    metadata: { name: 'bar-1', namespace: 'xyz', labels: { 'kubernetes.io/service-name': 'bar' } },
+    addressType: 'IPv4',
+    endpoints: [{ addresses: ['127.0.0.1'], conditions: { ready: true }, targetRef: { kind: 'Pod', name: 'bar-1', namespace: 'xyz' } }],
+    ports: [{ name: 'grpc', port: barPort, protocol: 'TCP' }],
+  },
+];
 
 function start(s: Side, gateway: string): void {
   const args = [
     'serve', '--kubeconfig', s.kubeconfig, '--namespace', 'meshfed', '--cluster-id', s.name, '--cluster-domain', `${s.name}.local`,
     '--xds-address', `127.0.0.1:${s.xds}`, '--admin-address', '127.0.0.1:0', '--debug-address', '127.0.0.1:0',
     '--metadata-address', `127.0.0.1:${s.metadata}`, '--federation', '--advertise-gateway', gateway, '--peer-poll-interval', '1',
+    // The mesh CA (a Secret in its apiserver) signs workload certificates for agents that show a service-account token.
+    '--xds-tls', '--server-dns-names', SERVER_NAME, '--xds-plaintext-address', `127.0.0.1:${s.plain}`,
   ];
   const proc = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], { cwd: repo, stdio: ['ignore', 'pipe', 'pipe'] });
   s.proc = proc;
@@ -74,20 +108,36 @@ const node = {
   metadata: { fields: { CLUSTER_ID: { string_value: 'cluster-a' }, NAMESPACE: { string_value: 'abc' }, SERVICE_ACCOUNT: { string_value: 'client' } } },
 };
 
-/** One SotW answer from A's xDS for a sidecar of cluster-a. */
-async function askA(typeUrl: string, names: string[]): Promise<SotwResponse> {
-  const client = new RawXdsClient(`127.0.0.1:${A().xds}`);
+/** One SotW answer from side s's plaintext xDS (A's unless given) for a sidecar of cluster-a. */
+async function ask(typeUrl: string, names: string[], s = A()): Promise<SotwResponse> {
+  const client = new RawXdsClient(`127.0.0.1:${s.plain}`);
   try {
-    const s = client.sotw();
-    s.send({ node, type_url: typeUrl, resource_names: names });
-    return await s.next(10_000);
+    const stream = client.sotw();
+    stream.send({ node, type_url: typeUrl, resource_names: names });
+    return await stream.next(10_000);
   } finally {
     client.close();
   }
 }
 
+/** `meshfed agent` for ns/sa of side `s`: a token from s's apiserver, meshfed's root from s's CA Secret. */
+async function workload(s: Side, ns: string, sa: string, peerDomain: string): Promise<Workload> {
+  const rootPem = secretToMaterial(s.api.get('v1', 'Secret', 'meshfed', DEFAULT_CA_SECRET) as V1Secret)!.rootCertPem;
+  const w = await startWorkload({
+    mesh: { meshfed: { xdsPort: s.xds }, rootPem, plaintextPort: s.plain },
+    token: s.api.issueServiceAccountToken(ns, sa, { audiences: ['istio-ca'] }),
+    clusterId: s.name,
+    network: s.name,
+    namespace: ns,
+    serviceAccount: sa,
+    trustDomains: [peerDomain],
+  });
+  workloads.push(w);
+  return w;
+}
+
 async function trustDomainsOfA(): Promise<string[]> {
-  const sds = await askA(TypeUrl.Secret, ['ROOTCA']);
+  const sds = await ask(TypeUrl.Secret, ['ROOTCA']);
   const vc = sds.resources.find((r) => r.name === 'ROOTCA')!.body['validation_context'] as Record<string, Record<string, unknown>>;
   return (vc['custom_validator_config']!['typed_config'] as { trust_domains: Array<{ name: string }> }).trust_domains.map((d) => d.name).sort();
 }
@@ -96,19 +146,27 @@ beforeAll(async () => {
   for (const name of ['cluster-a', 'cluster-b'] as const) {
     const dir = mkdtempSync(path.join(os.tmpdir(), `meshfed-fedkube-${name}-`));
     const api = await startFakeApiServer({ clusterName: name });
-    const s: Side = { name, dir, api, kubeconfig: api.writeKubeconfig(dir), xds: await freePort(), metadata: await freePort(), out: '' };
+    const s: Side = { name, dir, api, kubeconfig: api.writeKubeconfig(dir), xds: await freePort(), plain: await freePort(), metadata: await freePort(), out: '' };
     sides.push(s);
     for (const ns of ['kube-system', 'meshfed', 'xyz']) api.upsert(namespace(ns));
     await kubectl(s, ['apply', '-f', CRDS]);
   }
-  await kubectl(B(), ['apply'], bar);
+  barPort = await freePort();
+  await kubectl(B(), ['apply'], bar());
+  barPod().forEach((o) => B().api.upsert(o));
+  gateway.server = new SniGateway({ routes: gateway.routes, host: '127.0.0.1', port: 0, onEvent: (e) => gateway.events.push(e) });
   start(A(), '198.51.100.1:15443');
-  start(B(), '192.0.2.20:15443');
+  start(B(), `127.0.0.1:${await gateway.server.listen()}`);
   await kubectl(A(), ['apply'], { apiVersion: FED, kind: 'IstioFederation', metadata: { name: 'cluster-b' }, spec: { trustDomain: 'cluster-b.local', metadataEndpoint: `http://127.0.0.1:${B().metadata}/metadata/` } });
   await kubectl(B(), ['apply'], { apiVersion: FED, kind: 'IstioFederation', metadata: { name: 'cluster-a' }, spec: { trustDomain: 'cluster-a.local', metadataEndpoint: `http://127.0.0.1:${A().metadata}/metadata/` } });
 }, 30_000);
 
 afterAll(async () => {
+  channel?.close();
+  barServer?.stop();
+  gateway.xds?.close();
+  await gateway.server?.close();
+  await Promise.all(workloads.map((w) => w.stop()));
   sides.forEach((s) => s.proc?.kill('SIGKILL'));
   await Promise.all(sides.map((s) => s.api.close()));
 });
@@ -122,16 +180,41 @@ describe('two meshfed --kube processes federated by IstioFederation resources', 
     }, 20_000, 200).catch((err: Error) => {
       throw new Error(`${err.message}\n--- A:\n${A().out.slice(-3000)}\n--- B:\n${B().out.slice(-3000)}`);
     });
-    await waitFor('bar in A\'s CDS', async () => (await askA(TypeUrl.Cluster, [])).resources.some((r) => r.name === BAR_CLUSTER), 5_000, 200);
-    const eds = JSON.stringify((await askA(TypeUrl.Endpoint, [BAR_CLUSTER])).resources[0]?.body);
-    expect(eds).toContain('"address":"192.0.2.20"');
+    await waitFor('bar in A\'s CDS', async () => (await ask(TypeUrl.Cluster, [])).resources.some((r) => r.name === BAR_CLUSTER), 5_000, 200);
+    const eds = JSON.stringify((await ask(TypeUrl.Endpoint, [BAR_CLUSTER])).resources[0]?.body);
+    expect(eds).toContain(`"port_value":${gateway.server!.port}`); // B's gateway, not bar's pod
     expect(await trustDomainsOfA()).toEqual(['cluster-a.local', 'cluster-b.local']);
   });
 
+  it("a proxyless gRPC client abc/foo in A calls bar in B through B's gateway over mTLS, and bar sees spiffe://cluster-a.local/ns/abc/sa/foo", async () => {
+    // The gateway learns bar's pod from B's xDS, as an Envoy gateway with only a bootstrap would.
+    await waitFor("B's plaintext xDS port", () => ask(TypeUrl.Cluster, [], B()), 10_000, 100);
+    const sni = sniClusterName(9090, BAR);
+    gateway.xds = new XdsRoutes({
+      xds: `127.0.0.1:${B().plain}`,
+      node: { id: 'router~127.0.0.1~eastwest-1.istio-system~istio-system.svc.cluster-b.local', clusterId: 'cluster-b', network: 'cluster-b' },
+      routes: gateway.routes,
+    });
+    await waitFor(`the gateway's route ${sni} → bar's pod`, () => JSON.stringify(gateway.routes.snapshot().get(sni)) === JSON.stringify([{ address: '127.0.0.1', port: barPort }]), 10_000, 100);
+    // Each workload's certificate comes from its own cluster's CA, through its own agent.
+    const [client, server] = await Promise.all([workload(A(), 'abc', 'foo', 'cluster-b.local'), workload(B(), 'xyz', 'bar', 'cluster-a.local')]);
+    barServer = await startMtlsEchoServer(server.agent.files, barPort, 'bar@cluster-b');
+    channel = new MtlsClient(`xds:///${BAR}:9090`, await client.bootstrap());
+    const ok = await waitFor('an RPC over mTLS through B\'s gateway', async () => {
+      const r = await channel!.call(2000);
+      if (!r.ok) throw new Error(r.value);
+      return r;
+    }, 20_000, 200);
+    expect(ok.value).toBe('bar@cluster-b');
+    expect(barServer.peerSans).toEqual(['URI:spiffe://cluster-a.local/ns/abc/sa/foo']);
+    // The connection went through the gateway, which routed it by name without terminating TLS.
+    expect(gateway.events.flatMap((e) => (e.kind === 'forward' ? [[e.cluster, e.upstream.port]] : []))).toContainEqual([sni, barPort]);
+  }, 60_000);
+
   it('unlabelling the Service in B removes the import from A', async () => {
-    expect((await askA(TypeUrl.Cluster, [])).resources.map((r) => r.name)).toContain(BAR_CLUSTER);
+    expect((await ask(TypeUrl.Cluster, [])).resources.map((r) => r.name)).toContain(BAR_CLUSTER);
     await kubectl(B(), ['label', 'service', 'bar', '-n', 'xyz', 'meshfed.io/exported-']);
-    await waitFor('bar gone from A\'s CDS', async () => !(await askA(TypeUrl.Cluster, [])).resources.some((r) => r.name === BAR_CLUSTER), 10_000, 200);
+    await waitFor('bar gone from A\'s CDS', async () => !(await ask(TypeUrl.Cluster, [])).resources.some((r) => r.name === BAR_CLUSTER), 10_000, 200);
   });
 
   it("deleting A's IstioFederation removes B's root from A's bundle", async () => {

@@ -7,10 +7,10 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
-import { type Agent, startAgent } from '../../src/agent/agent.js';
+import { type Agent, type AgentFiles, startAgent } from '../../src/agent/agent.js';
 import { ECHO_SERVICE } from './grpc-echo.js';
 import { echoCall } from './grpc-xds-client.js';
-import { SERVER_NAME, type TlsMesh } from './mesh-tls.js';
+import { SERVER_NAME } from './mesh-tls.js';
 
 grpcXds.register();
 
@@ -23,8 +23,15 @@ export interface Workload {
   stop(): Promise<void>;
 }
 
+/** What an agent needs of meshfed: an in-process TlsMesh, or the ports and root of a `meshfed serve` process. */
+export interface AgentMesh {
+  readonly meshfed: { readonly xdsPort: number };
+  readonly rootPem: string;
+  readonly plaintextPort: number;
+}
+
 export interface WorkloadOptions {
-  readonly mesh: TlsMesh;
+  readonly mesh: AgentMesh;
   readonly token: string;
   readonly clusterId: string;
   readonly namespace: string;
@@ -91,6 +98,33 @@ export async function startXdsEchoServer(bootstrapJson: string, port: number, na
     });
   });
   return server;
+}
+
+export interface MtlsEchoServer {
+  /** The client certificate's SAN on every call served, in order. */
+  readonly peerSans: readonly string[];
+  stop(): void;
+}
+
+/**
+ * A plain grpc-js server (no xDS) serving mTLS with the files an agent writes: its certificate, and every root it
+ * trusts as the CA for client certificates, both re-read as the agent rewrites them. It requires a client certificate
+ * and records the identity it carried, as an application reading its peer would.
+ */
+export async function startMtlsEchoServer(files: AgentFiles, port: number, name: string): Promise<MtlsEchoServer> {
+  const peerSans: string[] = [];
+  const server = new grpc.Server();
+  server.addService(ECHO_SERVICE, {
+    Whoami: (call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => {
+      peerSans.push(call.getAuthContext().sslPeerCertificate?.subjectaltname ?? '');
+      cb(null, Buffer.from(name));
+    },
+  });
+  const certs = new grpc.experimental.FileWatcherCertificateProvider({ certificateFile: files.certChain, privateKeyFile: files.key, caCertificateFile: files.roots, refreshIntervalMs: 500 });
+  // One provider for both roles (grpc-js's factory takes them in the opposite order to its constructor).
+  const creds = grpc.experimental.createCertificateProviderServerCredentials(certs, certs, true);
+  await new Promise<void>((resolve, reject) => server.bindAsync(`127.0.0.1:${port}`, creds, (err) => (err ? reject(err) : resolve())));
+  return { peerSans, stop: () => server.forceShutdown() };
 }
 
 export interface CallOutcome {
