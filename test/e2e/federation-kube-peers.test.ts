@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { stringify } from 'yaml';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { V1Secret } from '@kubernetes/client-node';
 import { TypeUrl } from '../../src/envoy/protos.js';
 import { DEFAULT_CA_SECRET, secretToMaterial } from '../../src/pki/kube-store.js';
@@ -17,7 +17,6 @@ import { startFakeApiServer, type FakeApiServer, type KubeObject } from '../fixt
 import { type GatewayEvent, SniGateway } from '../fixtures/sni-gateway/gateway.js';
 import { SniRoutes, sniClusterName } from '../fixtures/sni-gateway/routes.js';
 import { XdsRoutes } from '../fixtures/sni-gateway/xds-routes.js';
-import { waitFor } from '../helpers/grpc-mesh.js';
 import { MtlsClient, type MtlsEchoServer, startMtlsEchoServer, startWorkload, type Workload } from '../helpers/grpc-mtls.js';
 import { namespace } from '../helpers/kube-cluster.js';
 import { SERVER_NAME } from '../helpers/mesh-tls.js';
@@ -173,14 +172,15 @@ afterAll(async () => {
 
 describe('two meshfed --kube processes federated by IstioFederation resources', () => {
   it('both CRs reach Public and Private MetadataExchangeReady=True, and A serves B\'s exported service over B\'s gateway', async () => {
-    await waitFor('conditions True on both CRs', () => {
+    await vi.waitFor(() => {
       for (const s of sides) if (s.proc!.exitCode !== null) throw new Error(`${s.name} exited: ${s.out}`);
-      return ([[A(), 'cluster-b'], [B(), 'cluster-a']] as const).every(([s, peer]) =>
-        ['PublicMetadataExchangeReady', 'PrivateMetadataExchangeReady'].every((t) => condition(s, peer, t) === 'True'));
-    }, 20_000, 200).catch((err: Error) => {
+      for (const [s, peer] of [[A(), 'cluster-b'], [B(), 'cluster-a']] as const) {
+        for (const t of ['PublicMetadataExchangeReady', 'PrivateMetadataExchangeReady']) expect(condition(s, peer, t), `${s.name}'s ${peer} ${t}`).toBe('True');
+      }
+    }, { timeout: 20_000, interval: 200 }).catch((err: Error) => {
       throw new Error(`${err.message}\n--- A:\n${A().out.slice(-3000)}\n--- B:\n${B().out.slice(-3000)}`);
     });
-    await waitFor('bar in A\'s CDS', async () => (await ask(TypeUrl.Cluster, [])).resources.some((r) => r.name === BAR_CLUSTER), 5_000, 200);
+    await vi.waitFor(async () => expect((await ask(TypeUrl.Cluster, [])).resources.map((r) => r.name)).toContain(BAR_CLUSTER), { timeout: 5_000, interval: 200 });
     const eds = JSON.stringify((await ask(TypeUrl.Endpoint, [BAR_CLUSTER])).resources[0]?.body);
     expect(eds).toContain(`"port_value":${gateway.server!.port}`); // B's gateway, not bar's pod
     expect(await trustDomainsOfA()).toEqual(['cluster-a.local', 'cluster-b.local']);
@@ -188,23 +188,23 @@ describe('two meshfed --kube processes federated by IstioFederation resources', 
 
   it("a proxyless gRPC client abc/foo in A calls bar in B through B's gateway over mTLS, and bar sees spiffe://cluster-a.local/ns/abc/sa/foo", async () => {
     // The gateway learns bar's pod from B's xDS, as an Envoy gateway with only a bootstrap would.
-    await waitFor("B's plaintext xDS port", () => ask(TypeUrl.Cluster, [], B()), 10_000, 100);
+    await vi.waitFor(() => ask(TypeUrl.Cluster, [], B()), { timeout: 10_000, interval: 100 }); // B's plaintext xDS port answers
     const sni = sniClusterName(9090, BAR);
     gateway.xds = new XdsRoutes({
       xds: `127.0.0.1:${B().plain}`,
       node: { id: 'router~127.0.0.1~eastwest-1.istio-system~istio-system.svc.cluster-b.local', clusterId: 'cluster-b', network: 'cluster-b' },
       routes: gateway.routes,
     });
-    await waitFor(`the gateway's route ${sni} → bar's pod`, () => JSON.stringify(gateway.routes.snapshot().get(sni)) === JSON.stringify([{ address: '127.0.0.1', port: barPort }]), 10_000, 100);
+    await vi.waitFor(() => expect(gateway.routes.snapshot().get(sni), `the gateway's route ${sni}`).toEqual([{ address: '127.0.0.1', port: barPort }]), { timeout: 10_000, interval: 100 });
     // Each workload's certificate comes from its own cluster's CA, through its own agent.
     const [client, server] = await Promise.all([workload(A(), 'abc', 'foo', 'cluster-b.local'), workload(B(), 'xyz', 'bar', 'cluster-a.local')]);
     barServer = await startMtlsEchoServer(server.agent.files, barPort, 'bar@cluster-b');
     channel = new MtlsClient(`xds:///${BAR}:9090`, await client.bootstrap());
-    const ok = await waitFor('an RPC over mTLS through B\'s gateway', async () => {
+    const ok = await vi.waitFor(async () => {
       const r = await channel!.call(2000);
       if (!r.ok) throw new Error(r.value);
       return r;
-    }, 20_000, 200);
+    }, { timeout: 20_000, interval: 200 });
     expect(ok.value).toBe('bar@cluster-b');
     expect(barServer.peerSans).toEqual(['URI:spiffe://cluster-a.local/ns/abc/sa/foo']);
     // The connection went through the gateway, which routed it by name without terminating TLS.
@@ -214,12 +214,12 @@ describe('two meshfed --kube processes federated by IstioFederation resources', 
   it('unlabelling the Service in B removes the import from A', async () => {
     expect((await ask(TypeUrl.Cluster, [])).resources.map((r) => r.name)).toContain(BAR_CLUSTER);
     await kubectl(B(), ['label', 'service', 'bar', '-n', 'xyz', 'meshfed.io/exported-']);
-    await waitFor('bar gone from A\'s CDS', async () => !(await ask(TypeUrl.Cluster, [])).resources.some((r) => r.name === BAR_CLUSTER), 10_000, 200);
+    await vi.waitFor(async () => expect((await ask(TypeUrl.Cluster, [])).resources.map((r) => r.name)).not.toContain(BAR_CLUSTER), { timeout: 10_000, interval: 200 });
   });
 
   it("deleting A's IstioFederation removes B's root from A's bundle", async () => {
     expect(await trustDomainsOfA()).toEqual(['cluster-a.local', 'cluster-b.local']);
     await kubectl(A(), ['delete', 'istiofederation', 'cluster-b']);
-    await waitFor('cluster-b.local gone from ROOTCA', async () => (await trustDomainsOfA()).join() === 'cluster-a.local', 10_000, 200);
+    await vi.waitFor(async () => expect(await trustDomainsOfA()).toEqual(['cluster-a.local']), { timeout: 10_000, interval: 200 });
   });
 });

@@ -5,9 +5,8 @@
 import type * as grpc from '@grpc/grpc-js';
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { startFakeApiServer, type FakeApiServer } from '../fixtures/kube-apiserver/index.js';
-import { waitFor } from '../helpers/grpc-mesh.js';
 import { freePort, MtlsClient, startWorkload, startXdsEchoServer, type Workload } from '../helpers/grpc-mtls.js';
 import { startTlsMesh, type TlsMesh } from '../helpers/mesh-tls.js';
 import { startTlsTap, type TlsTap } from '../helpers/tls-tap.js';
@@ -101,11 +100,11 @@ describe('meshfed agent --csr', () => {
 
   it('the two workloads talk mTLS with those certificates', async () => {
     channel = new MtlsClient('xds:///bar.xyz.svc.cluster-a.local:9000', await client.bootstrap());
-    const ok = await waitFor('an RPC over mTLS between --csr workloads', async () => {
+    const ok = await vi.waitFor(async () => {
       const r = await channel!.call(2000);
       if (!r.ok) throw new Error(r.value);
       return r;
-    }, 20_000, 200);
+    }, { timeout: 20_000, interval: 200 });
     expect(ok.value).toBe('bar');
   }, 30_000);
 });

@@ -3,11 +3,10 @@
 // its agent against meshfed B) over mTLS. Trust comes only from the roots each mesh model holds.
 import * as grpc from '@grpc/grpc-js';
 import { X509Certificate } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { CertificateAuthority, memoryCaStore } from '../../src/pki/index.js';
 import { startFakeApiServer, type FakeApiServer } from '../fixtures/kube-apiserver/index.js';
 import { ECHO_SERVICE } from '../helpers/grpc-echo.js';
-import { waitFor } from '../helpers/grpc-mesh.js';
 import { freePort, MtlsClient, startWorkload, startXdsEchoServer, type Workload } from '../helpers/grpc-mtls.js';
 import { startTlsMesh, type TlsMesh } from '../helpers/mesh-tls.js';
 
@@ -121,11 +120,11 @@ describe('mTLS between two federated clusters with their own CAs', () => {
     await meshA.write(doc(A, roots, [service('bar', 'xyz', B.id, barPort), service('foo', 'abc', A.id, roguePort)]));
     await meshB.write(doc(B, roots, [service('bar', 'xyz', B.id, barPort)]));
     let last = before;
-    const ok = await waitFor('an RPC over mTLS after the root exchange', async () => {
+    const ok = await vi.waitFor(async () => {
       last = await c.call(2000);
       if (!last.ok) throw new Error(last.value);
       return last;
-    }, 20_000, 200);
+    }, { timeout: 20_000, interval: 200 });
     expect(ok.value).toBe('bar@cluster-b');
     for (let i = 0; i < 5; i++) expect(await c.call()).toEqual({ ok: true, value: 'bar@cluster-b' });
   }, 30_000);

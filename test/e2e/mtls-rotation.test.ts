@@ -3,9 +3,8 @@
 // signs), while a client keeps calling a server over mTLS, both on long-lived and on fresh connections.
 import { X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { startFakeApiServer, type FakeApiServer } from '../fixtures/kube-apiserver/index.js';
-import { waitFor } from '../helpers/grpc-mesh.js';
 import { freePort, MtlsClient, startWorkload, startXdsEchoServer, type Workload } from '../helpers/grpc-mtls.js';
 import { startTlsMesh, type TlsMesh } from '../helpers/mesh-tls.js';
 import type * as grpc from '@grpc/grpc-js';
@@ -48,7 +47,7 @@ beforeAll(async () => {
   ]);
   server = await startXdsEchoServer(await serverWl.bootstrap(), port, 'bar');
   longLived = new MtlsClient(TARGET, await client.bootstrap());
-  await waitFor('the first mTLS call', async () => (await longLived.call(2000)).ok, 10_000, 100);
+  await vi.waitFor(async () => expect(await longLived.call(2000)).toMatchObject({ ok: true }), { timeout: 10_000, interval: 100 });
 }, 30_000);
 
 afterAll(async () => {
@@ -121,14 +120,18 @@ describe('certificate rotation under traffic', () => {
     const rotation = (async () => {
       await ca.rotateRoot(); // phase 1: the new root joins every bundle, signs nothing yet
       const newRoot = ca.roots.find((r) => r !== oldRoot)!;
-      await waitFor('both workloads to trust the new root', async () => (await rootsFile(client)).includes(newRoot.trim()) && (await rootsFile(serverWl)).includes(newRoot.trim()), 10_000);
+      await vi.waitFor(async () => {
+        expect(await rootsFile(client), 'the client trusts the new root').toContain(newRoot.trim());
+        expect(await rootsFile(serverWl), 'the server trusts the new root').toContain(newRoot.trim());
+      }, { timeout: 10_000, interval: 50 });
       await new Promise((r) => setTimeout(r, 1500)); // gRPC re-reads the files every second
       await ca.activateRotation(); // phase 2: the new root signs; every workload gets a new leaf
-      await waitFor('both leaves signed by the new root', async () => {
+      await vi.waitFor(async () => {
         const key = new X509Certificate(newRoot).publicKey;
         const leaf = async (w: Workload) => new X509Certificate(await readFile(w.agent.files.certChain, 'utf8'));
-        return (await leaf(client)).verify(key) && (await leaf(serverWl)).verify(key);
-      }, 10_000);
+        expect((await leaf(client)).verify(key), 'the client leaf is signed by the new root').toBe(true);
+        expect((await leaf(serverWl)).verify(key), 'the server leaf is signed by the new root').toBe(true);
+      }, { timeout: 10_000, interval: 50 });
       await new Promise((r) => setTimeout(r, 2000)); // and calls keep working on the new leaves
       return newRoot;
     })();

@@ -125,31 +125,3 @@ export async function startMeshHarness(doc: Record<string, unknown>): Promise<Me
   };
 }
 
-// Deprecated: use vi.waitFor; kept until test/e2e/federation-kube-peers.test.ts, mtls-csr-agents.test.ts, mtls-federation.test.ts and mtls-rotation.test.ts are converted.
-/**
- * Polls `fn` until it returns a value other than undefined/false, or throws after `timeoutMs`
- * with the last value or error seen, so a failure says what the state was.
- */
-export async function waitFor<T>(
-  what: string,
-  fn: () => Promise<T | undefined | false> | T | undefined | false,
-  timeoutMs = 5000,
-  intervalMs = 50,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v !== undefined && v !== false) return v;
-      last = v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() >= deadline) {
-      const detail = last instanceof Error ? last.message : JSON.stringify(last);
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last: ${detail}`);
-    }
-    await new Promise((r) => setTimeout(r, intervalMs));
-  }
-}
