@@ -59,7 +59,8 @@ describe('two clusters behind one outbound cluster', () => {
     const xds = new RawXdsClient(`127.0.0.1:${meshfed.xdsPort}`);
     try {
       const s = xds.sotw('ads');
-      s.send({ node: { id: 'e2e-kube-eds' }, type_url: TypeUrl.Endpoint, resource_names: [`outbound|8080||${HOST}`] });
+      // An istio-proxy (it announces ISTIO_VERSION) reads istio.workload, which names each endpoint's cluster.
+      s.send({ node: { id: 'sidecar~10.9.0.1~e2e.default~default.svc.cluster.local', metadata: { fields: { ISTIO_VERSION: { stringValue: '1.24.0' } } } }, type_url: TypeUrl.Endpoint, resource_names: [`outbound|8080||${HOST}`] });
       const endpoints = await vi.waitFor(async () => {
         const r = await s.next(2000);
         const cla = r.resources[0]!.body as { endpoints: { lb_endpoints: { endpoint: { address: { socket_address: { address: string } } }; metadata: unknown }[] }[] };
