@@ -13,7 +13,7 @@ import { SendBudget } from './send-budget.js';
 import { SotwStream, type SotwRequest } from './sotw.js';
 import type { XdsStore } from './store.js';
 import type { Malformed, XdsStream } from './stream.js';
-import { type FieldSpan, scanFields } from './wire.js';
+import { forEachField } from './wire.js';
 
 /** Discovery services and the type each per-type service serves (undefined: aggregated). */
 const SERVICES: ReadonlyArray<[string, XdsTypeUrl | undefined]> = [
@@ -209,29 +209,36 @@ const RESOURCE_NAMES = 3; // DiscoveryRequest.resource_names
  * fingerprint differs from the last request's, which spares decoding and garbage per ACK.
  */
 function decodeSotwRequest(b: Buffer, limits: XdsLimits): SotwRequest | OverLimit {
-  const spans = scanFields(b);
-  const names: FieldSpan[] = [];
   const rest: Buffer[] = [];
+  let count = 0;
+  let first = 0;
+  let last = 0;
   let contiguous = true;
-  for (const f of spans) {
-    if (f.field !== RESOURCE_NAMES) rest.push(b.subarray(f.start, f.end));
-    else {
-      if (f.end - f.dataStart > limits.maxNameBytes) return overLimit('name-bytes', `a resource name of ${f.end - f.dataStart} bytes`, limits.maxNameBytes);
-      if (names.length && names[names.length - 1]!.end !== f.start) contiguous = false;
-      names.push(f);
-    }
-  }
-  if (names.length > limits.maxNames) return overLimit('names', `a request naming ${names.length} resources`, limits.maxNames);
-  const req = DiscoveryRequest.toObject(DiscoveryRequest.decode(names.length ? Buffer.concat(rest) : b), DECODE) as SotwRequest;
-  req.names_fingerprint = names.length ? fingerprint(b, names, contiguous) : '';
-  req.decodeNames = () => names.map((f) => b.toString('utf8', f.dataStart, f.end));
+  let longest = 0;
+  forEachField(b, (field, start, dataStart, end) => {
+    if (field !== RESOURCE_NAMES) return void rest.push(b.subarray(start, end));
+    if (count === 0) first = start;
+    else if (last !== start) contiguous = false;
+    last = end;
+    count++;
+    longest = Math.max(longest, end - dataStart);
+  });
+  if (longest > limits.maxNameBytes) return overLimit('name-bytes', `a resource name of ${longest} bytes`, limits.maxNameBytes);
+  if (count > limits.maxNames) return overLimit('names', `a request naming ${count} resources`, limits.maxNames);
+  const req = DiscoveryRequest.toObject(DiscoveryRequest.decode(count ? Buffer.concat(rest) : b), DECODE) as SotwRequest;
+  req.names_fingerprint = count ? fingerprint(b, first, last, contiguous) : '';
+  req.decodeNames = () => {
+    const names: string[] = [];
+    forEachField(b, (field, _start, dataStart, end) => void (field === RESOURCE_NAMES && names.push(b.toString('utf8', dataStart, end))));
+    return names;
+  };
   return req;
 }
 
 /** One hash over the encoded names: they are almost always one contiguous run of bytes. */
-function fingerprint(b: Buffer, names: readonly FieldSpan[], contiguous: boolean): string {
+function fingerprint(b: Buffer, first: number, last: number, contiguous: boolean): string {
   const hash = createHash('sha1');
-  if (contiguous) hash.update(b.subarray(names[0]!.start, names[names.length - 1]!.end));
-  else for (const f of names) hash.update(b.subarray(f.start, f.end));
+  if (contiguous) hash.update(b.subarray(first, last));
+  else forEachField(b, (field, start, _dataStart, end) => void (field === RESOURCE_NAMES && hash.update(b.subarray(start, end))));
   return hash.digest('base64');
 }

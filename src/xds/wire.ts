@@ -98,6 +98,16 @@ export interface FieldSpan {
 /** Splits a message into its top-level fields; throws on bytes that are not protobuf. */
 export function scanFields(buf: Uint8Array): FieldSpan[] {
   const out: FieldSpan[] = [];
+  forEachField(buf, (field, start, dataStart, end) => void out.push({ field, start, dataStart, end }));
+  return out;
+}
+
+/**
+ * Calls `fn` with each top-level field's number and bytes [start, end), payload from dataStart;
+ * throws on bytes that are not protobuf. Allocates nothing per field: a SotW ACK names every
+ * resource again, thousands of fields per request.
+ */
+export function forEachField(buf: Uint8Array, fn: (field: number, start: number, dataStart: number, end: number) => void): void {
   let pos = 0;
   const varint = (): number => {
     let n = 0;
@@ -125,11 +135,10 @@ export function scanFields(buf: Uint8Array): FieldSpan[] {
       const dataStart = pos;
       pos += len;
       if (pos > buf.length) throw new Error('truncated field');
-      out.push({ field, start, dataStart, end: pos });
+      fn(field, start, dataStart, pos);
       continue;
     } else throw new Error(`wire type ${wire} not supported`);
     if (pos > buf.length) throw new Error('truncated field');
-    out.push({ field, start, dataStart: pos, end: pos });
+    fn(field, start, pos, pos);
   }
-  return out;
 }
