@@ -8,7 +8,7 @@
 //   bare-churn: the same changes as churn, fanned out by that bare server over Delta (the churn baseline)
 // Every scenario prints the response bytes per client by type, as the clients counted them.
 // Flags: see USAGE (npm run bench -- --help).
-import { type ChildProcess, fork, spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -19,7 +19,8 @@ import { create, fromJson, toBinary, fromBinary } from '@bufbuild/protobuf';
 import { ApplyMeshRequestSchema, ApplyMeshResponseSchema, ApplyMode } from '../src/gen/meshfed/v1/admin_pb.js';
 import { MeshSchema } from '../src/gen/meshfed/v1/mesh_pb.js';
 import { benchArgs } from './args.js';
-import type { WorkerConfig, WorkerMessage } from './client-worker.js';
+import type { WorkerConfig } from './client-worker.js';
+import { bytesByType, type Fleet, forkWorker, launchFleet, pct, sleep, within } from './fleet.js';
 import { benchMesh, benchService, clusterName } from './mesh.js';
 import { procStats, type ProcStats } from './proc-stats.js';
 import { freePort } from '../test/helpers/ports.js';
@@ -101,65 +102,9 @@ async function startBare(): Promise<{ proc: ChildProcess; xds: number }> {
   return { proc, xds };
 }
 
-interface Fleet {
-  readonly workers: ChildProcess[];
-  readonly synced: number[];
-  readonly updates: Map<string, { n: number; t: number }>;
-  readonly errors: string[];
-  readonly start: number;
-  /** Answers to a 'stats' request, one per worker. */
-  readonly stats: Array<Extract<WorkerMessage, { type: 'stats' }>>;
-}
-
-async function launchFleet(address: string, kind: 'sotw' | 'delta'): Promise<Fleet> {
-  const fleet: Fleet = { workers: [], synced: [], updates: new Map(), errors: [], start: 0, stats: [] };
-  await Promise.all(Array.from({ length: WORKERS }, () => forkWorker(fleet)));
-  (fleet as { start: number }).start = Date.now();
-  fleet.workers.forEach((child, w) => child.send({ type: 'start', config: workerConfig(address, kind, w) }));
-  return fleet;
-}
-
 /** The clients of worker slot w. */
 function workerConfig(address: string, kind: 'sotw' | 'delta', w: number): WorkerConfig {
   return { address, kind, count: Math.min(PER_WORKER, CLIENTS - w * PER_WORKER), offset: w * PER_WORKER, expect: SERVICES };
-}
-
-/** A client worker process of the fleet, ready to be sent its config. */
-async function forkWorker(fleet: Fleet): Promise<ChildProcess> {
-  const child = fork(path.join(here, 'client-worker.ts'), [], { execArgv: ['--import', 'tsx'], cwd: repo });
-  children.push(child);
-  fleet.workers.push(child);
-  child.on('message', (m: WorkerMessage) => {
-    if (m.type === 'synced') fleet.synced.push(m.t);
-    else if (m.type === 'update') {
-      const u = fleet.updates.get(m.name) ?? { n: 0, t: 0 };
-      u.n++;
-      u.t = Math.max(u.t, m.t);
-      fleet.updates.set(m.name, u);
-    } else if (m.type === 'stats') fleet.stats.push(m);
-    else if (m.type === 'error' && fleet.errors.length < 20) fleet.errors.push(m.message);
-  });
-  await new Promise<void>((resolve) => child.once('message', () => resolve()));
-  return child;
-}
-
-async function waitFor(cond: () => boolean, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) return false;
-    await sleep(50);
-  }
-  return true;
-}
-
-/** Response bytes the fleet's clients received so far, by type (CDS, EDS). */
-async function bytesByType(f: Fleet): Promise<Record<string, number>> {
-  f.stats.length = 0;
-  for (const w of f.workers) w.send({ type: 'stats' });
-  await waitFor(() => f.stats.length === f.workers.length, 10_000);
-  const out: Record<string, number> = {};
-  for (const st of f.stats) for (const [t, b] of Object.entries(st.bytesByType)) out[t] = (out[t] ?? 0) + b;
-  return out;
 }
 
 /** Bytes per client by type, between two bytesByType() readings (from zero when `before` is absent). */
@@ -223,12 +168,6 @@ function pushReport(before: Record<string, number>, after: Record<string, number
   };
 }
 
-function pct(values: number[], p: number): number {
-  if (values.length === 0) return NaN;
-  const s = [...values].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
-}
-
 /** Applies changes to distinct services at `rate` per second; returns delays until every client had each. */
 async function churn(apply: (s: object[]) => Promise<void>, fleet: Fleet, changes: number, rate: number, firstService: number): Promise<{ delays: number[]; missing: number }> {
   const sentAt = new Map<string, number>();
@@ -241,7 +180,7 @@ async function churn(apply: (s: object[]) => Promise<void>, fleet: Fleet, change
     sentAt.set(clusterName(i), Date.now());
     await apply([benchService(i, ENDPOINTS, 1 + Math.floor((firstService + k) / SERVICES))]);
   }
-  await waitFor(() => [...sentAt.keys()].every((n) => (fleet.updates.get(n)?.n ?? 0) >= WORKERS), 15_000);
+  await within(() => [...sentAt.keys()].every((n) => (fleet.updates.get(n)?.n ?? 0) >= WORKERS), 15_000);
   const delays: number[] = [];
   let missing = 0;
   for (const [name, t] of sentAt) {
@@ -262,8 +201,8 @@ const s = (ms: number): string => `${(ms / 1000).toFixed(2)} s`;
 async function scenarioScale(): Promise<Report> {
   const server = await startMeshfed();
   const before: ProcStats = procStats(server.proc.pid!);
-  const fleet = await launchFleet(`127.0.0.1:${server.xds}`, 'sotw');
-  const ok = await waitFor(() => fleet.synced.length === CLIENTS, 180_000);
+  const fleet = await launchFleet(`127.0.0.1:${server.xds}`, 'sotw', CLIENTS, WORKERS, SERVICES, children);
+  const ok = await within(() => fleet.synced.length === CLIENTS, 180_000);
   const syncMs = Math.max(...fleet.synced) - fleet.start;
   const afterSync = procStats(server.proc.pid!);
   const encodesBefore = await metric(server.admin, 'meshfed_xds_resource_encodes_total');
@@ -302,8 +241,8 @@ async function scenarioScale(): Promise<Report> {
 
 async function scenarioBare(): Promise<Report> {
   const bare = await startBare();
-  const fleet = await launchFleet(`127.0.0.1:${bare.xds}`, 'sotw');
-  const ok = await waitFor(() => fleet.synced.length === CLIENTS, 180_000);
+  const fleet = await launchFleet(`127.0.0.1:${bare.xds}`, 'sotw', CLIENTS, WORKERS, SERVICES, children);
+  const ok = await within(() => fleet.synced.length === CLIENTS, 180_000);
   const syncMs = Math.max(...fleet.synced) - fleet.start;
   const end = procStats(bare.proc.pid!);
   const byType = perClient(await bytesByType(fleet));
@@ -315,8 +254,8 @@ async function scenarioBare(): Promise<Report> {
 /** The churn baseline: the same changes as scenarioChurn, each fanned out once as the same bytes to every Delta stream. */
 async function scenarioBareChurn(): Promise<Report> {
   const bare = await startBare();
-  const fleet = await launchFleet(`127.0.0.1:${bare.xds}`, 'delta');
-  const ok = await waitFor(() => fleet.synced.length === CLIENTS, 180_000);
+  const fleet = await launchFleet(`127.0.0.1:${bare.xds}`, 'delta', CLIENTS, WORKERS, SERVICES, children);
+  const ok = await within(() => fleet.synced.length === CLIENTS, 180_000);
   const syncMs = Math.max(...fleet.synced) - fleet.start;
   const before = procStats(bare.proc.pid!);
   const bytesBefore = await bytesByType(fleet);
@@ -347,8 +286,8 @@ async function scenarioBareChurn(): Promise<Report> {
 
 async function scenarioChurn(): Promise<Report> {
   const server = await startMeshfed();
-  const fleet = await launchFleet(`127.0.0.1:${server.xds}`, 'delta');
-  const ok = await waitFor(() => fleet.synced.length === CLIENTS, 180_000);
+  const fleet = await launchFleet(`127.0.0.1:${server.xds}`, 'delta', CLIENTS, WORKERS, SERVICES, children);
+  const ok = await within(() => fleet.synced.length === CLIENTS, 180_000);
   const syncMs = Math.max(...fleet.synced) - fleet.start;
   const before = procStats(server.proc.pid!);
   const encodesBefore = await metric(server.admin, 'meshfed_xds_resource_encodes_total');
@@ -397,8 +336,8 @@ async function scenarioSoak(): Promise<Report> {
   const pid = server.proc.pid!;
   const address = `127.0.0.1:${server.xds}`;
   const rssBeforeClients = procStats(pid).rssBytes;
-  const fleet = await launchFleet(address, 'delta');
-  const ok = await waitFor(() => fleet.synced.length === CLIENTS, 180_000);
+  const fleet = await launchFleet(address, 'delta', CLIENTS, WORKERS, SERVICES, children);
+  const ok = await within(() => fleet.synced.length === CLIENTS, 180_000);
   const apply = adminClient(server.xds);
   const [duration, rate, sampleMs, rotateMs] = [Number(args.duration), Number(args.rate), Number(args.sample) * 1000, Number(args.rotate) * 1000];
   // RSS from /proc, and V8's used heap from meshfed's default Prometheus metrics (what GC keeps).
@@ -416,7 +355,7 @@ async function scenarioSoak(): Promise<Report> {
     if (now >= nextRotate) {
       const slot = rotations % WORKERS;
       fleet.workers[slot]!.kill('SIGKILL');
-      const child = await forkWorker(fleet);
+      const child = await forkWorker(fleet, children);
       fleet.workers.splice(slot, 1, fleet.workers.pop()!); // the new worker takes the slot
       const config = workerConfig(address, rotations % 2 === 0 ? 'sotw' : 'delta', slot);
       child.send({ type: 'start', config });
@@ -482,9 +421,6 @@ function print(r: Report): void {
   }
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
 
 const reports: Report[] = [];
 const which = args.scenario;

@@ -6,7 +6,7 @@
 // both modes serve the same resources (a hash of what probe clients receive, over several connections, so
 // every worker answers). Prints the ratio and the verdict: adopt when N=2 gives ≥ 1.7× one process.
 //   npx tsx bench/workers.ts --workers 2 [--clients 1000 --services 5000 ...]   (--help: the flags)
-import { type ChildProcess, fork, spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -17,7 +17,7 @@ import * as grpc from '@grpc/grpc-js';
 import { DiscoveryRequest, DiscoveryResponse, TypeUrl } from '../src/envoy/protos.js';
 import { freePort } from '../test/helpers/ports.js';
 import { benchArgs } from './args.js';
-import type { WorkerConfig, WorkerMessage } from './client-worker.js';
+import { bytesByType, type Fleet, launchFleet, pct, sleep, within } from './fleet.js';
 import { benchMesh, benchNodeStruct, benchService, clusterName } from './mesh.js';
 import { procStats } from './proc-stats.js';
 import type { ProcessStats } from './workers-server.js';
@@ -83,51 +83,10 @@ async function startServer(workers: number): Promise<Server> {
   return { proc, address: `127.0.0.1:${port}`, pids, line, command: (cmd) => void proc.stdin!.write(JSON.stringify(cmd) + '\n') };
 }
 
-interface Fleet {
-  readonly procs: ChildProcess[];
-  readonly synced: number[];
-  readonly updates: Map<string, { n: number; t: number }>;
-  readonly errors: string[];
-  readonly stats: Array<Extract<WorkerMessage, { type: 'stats' }>>;
-  start: number;
-}
-
-/** The clients, in CLIENT_PROCS processes, as bench/run.ts starts them. */
-async function launchFleet(address: string): Promise<Fleet> {
-  const fleet: Fleet = { procs: [], synced: [], updates: new Map(), errors: [], stats: [], start: 0 };
-  await Promise.all(
-    Array.from({ length: CLIENT_PROCS }, async () => {
-      const child = fork(path.join(here, 'client-worker.ts'), [], { execArgv: ['--import', 'tsx'], cwd: repo });
-      children.push(child);
-      fleet.procs.push(child);
-      child.on('message', (m: WorkerMessage) => {
-        if (m.type === 'synced') fleet.synced.push(m.t);
-        else if (m.type === 'update') {
-          const u = fleet.updates.get(m.name) ?? { n: 0, t: 0 };
-          u.n++;
-          u.t = Math.max(u.t, m.t);
-          fleet.updates.set(m.name, u);
-        } else if (m.type === 'stats') fleet.stats.push(m);
-        else if (m.type === 'error' && fleet.errors.length < 20) fleet.errors.push(m.message);
-      });
-      await new Promise<void>((resolve) => child.once('message', () => resolve()));
-    }),
-  );
-  fleet.start = Date.now();
-  fleet.procs.forEach((child, w) => {
-    const config: WorkerConfig = { address, kind: KIND, count: Math.min(PER_PROC, CLIENTS - w * PER_PROC), offset: w * PER_PROC, expect: SERVICES };
-    child.send({ type: 'start', config });
-  });
-  return fleet;
-}
-
 /** Response bytes per client by type (CDS, EDS), as the clients counted them. */
 async function bytesPerClient(f: Fleet): Promise<Report> {
-  f.stats.length = 0;
-  for (const p of f.procs) p.send({ type: 'stats' });
-  await waitFor(() => f.stats.length === f.procs.length, 10_000);
   const out: Report = {};
-  for (const st of f.stats) for (const [t, b] of Object.entries(st.bytesByType)) out[`${t}bytesPerClient`] = Number(out[`${t}bytesPerClient`] ?? 0) + b / CLIENTS;
+  for (const [t, b] of Object.entries(await bytesByType(f))) out[`${t}bytesPerClient`] = b / CLIENTS;
   return out;
 }
 
@@ -142,7 +101,7 @@ async function churn(server: Server, fleet: Fleet): Promise<{ delays: number[]; 
     sentAt.set(clusterName(i), Date.now());
     server.command({ services: [benchService(i, ENDPOINTS, 1 + Math.floor((11 + k) / SERVICES))] });
   }
-  await waitFor(() => [...sentAt.keys()].every((n) => (fleet.updates.get(n)?.n ?? 0) >= CLIENT_PROCS), 60_000);
+  await within(() => [...sentAt.keys()].every((n) => (fleet.updates.get(n)?.n ?? 0) >= CLIENT_PROCS), 60_000);
   const delays: number[] = [];
   let missing = 0;
   for (const [name, t] of sentAt) {
@@ -222,8 +181,8 @@ function serverStats(s: Server): { cpu: number; primaryCpu: number; peakRss: num
 async function measure(workers: number): Promise<Report> {
   const server = await startServer(workers);
   const before = serverStats(server);
-  const fleet = await launchFleet(server.address);
-  const ok = await waitFor(() => fleet.synced.length === CLIENTS, 600_000);
+  const fleet = await launchFleet(server.address, KIND, CLIENTS, CLIENT_PROCS, SERVICES, children);
+  const ok = await within(() => fleet.synced.length === CLIENTS, 600_000);
   const syncMs = Math.max(...fleet.synced) - fleet.start;
   const synced = serverStats(server);
   const streams = await streamsPerProcess(server);
@@ -233,7 +192,7 @@ async function measure(workers: number): Promise<Report> {
   const churned = serverStats(server);
   const afterChangesHash = await probes(server, workers);
   const bytes = await bytesPerClient(fleet);
-  for (const p of fleet.procs) p.kill('SIGKILL');
+  for (const p of fleet.workers) p.kill('SIGKILL');
   server.proc.kill('SIGTERM');
   await new Promise((r) => server.proc.once('exit', r));
   return {
@@ -262,25 +221,6 @@ async function measure(workers: number): Promise<Report> {
 
 interface Report {
   [k: string]: number | string | undefined;
-}
-
-function pct(values: number[], p: number): number {
-  if (values.length === 0) return NaN;
-  const s = [...values].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
-}
-
-async function waitFor(cond: () => boolean, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) return false;
-    await sleep(50);
-  }
-  return true;
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }
 
 function print(r: Report): void {
