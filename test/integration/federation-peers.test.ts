@@ -185,8 +185,8 @@ describe('a federation peer from the mesh file', () => {
     const rows = await fetchPeers(`http://127.0.0.1:${m.debugPort}`);
     expect(rows).toEqual(m.peers.rows());
     const table = peerTable(rows);
-    expect(table.split('\n')[0]).toMatch(/^NAME\s+TRUST DOMAIN\s+UUID\s+PUBLIC\s+PRIVATE\s+LAST SUCCESS\s+SERVICES\s+GATEWAYS\s+IMPORTS$/);
-    expect(table.split('\n')[1]).toMatch(new RegExp(`^cluster-b\\s+cluster-b.local\\s+${B_UUID}\\s+Ready\\s+Ready\\s+\\S+Z\\s+1\\s+192.0.2.10:15443\\s+fresh$`));
+    expect(table.split('\n')[0]).toMatch(/^NAME\s+KIND\s+TRUST DOMAIN\s+UUID\s+PUBLIC\s+PRIVATE\s+API\s+LAST SUCCESS\s+SERVICES\s+GATEWAYS\s+REMOTE CLUSTER\s+IMPORTS$/);
+    expect(table.split('\n')[1]).toMatch(new RegExp(`^cluster-b\\s+federation\\s+cluster-b.local\\s+${B_UUID}\\s+Ready\\s+Ready\\s+-\\s+\\S+Z\\s+1\\s+192.0.2.10:15443\\s+-\\s+fresh$`));
     expect(await metric(m, 'meshfed_federation_metadata_endpoints_fetch_error_count{')).toEqual([
       `meshfed_federation_metadata_endpoints_fetch_error_count{federation_name="cluster-b",endpoint="${peer.endpoint}"} 0`,
     ]);
