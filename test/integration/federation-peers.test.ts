@@ -195,7 +195,7 @@ describe('a federation peer from the mesh file', () => {
   it('`meshfed status` prints the row, and one clear line when the admin address does not answer', async () => {
     const cli = (url: string) => promisify(execFile)(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'status', '--debug-url', url], { timeout: 30_000 });
     const { stdout } = await cli(`http://127.0.0.1:${m.debugPort}`);
-    expect(stdout).toMatch(new RegExp(`\\ncluster-b\\s+cluster-b.local\\s+${B_UUID}\\s+Ready\\s+Ready\\s`));
+    expect(stdout).toMatch(new RegExp(`\\ncluster-b\\s+federation\\s+cluster-b.local\\s+${B_UUID}\\s+Ready\\s+Ready\\s`));
     const down = await cli('http://127.0.0.1:1').catch((err: { code: number; stderr: string }) => err);
     expect(down).toMatchObject({ code: 1, stderr: expect.stringMatching(/^meshfed status: cannot reach http:\/\/127.0.0.1:1\/debug\/peers: .*\n$/) });
   });
