@@ -30,6 +30,7 @@ import { XdsStore } from './xds/store.js';
 import { PEER_DEFAULTS, PeerController } from './alliance/peers/controller.js';
 import { IstioPeerWatch } from './alliance/peers/kube.js';
 import type { ApiTokenPolicy } from './alliance/peers/api-token.js';
+import { RemoteSecretWriter } from './alliance/peers/remote-secret-writer.js';
 import { registerPeerMetrics } from './alliance/peers/metrics.js';
 import type { TokenMinter } from './alliance/types.js';
 import { FederationSource } from './sources/federation/federation-source.js';
@@ -113,6 +114,8 @@ export interface FederationOptions {
   readonly watchMulticlusterCrs?: boolean;
   /** The multicluster `api` token's lifetime and renewal; default Deckhouse's (366 days, re-minted under 30 left). */
   readonly apiToken?: ApiTokenPolicy;
+  /** With kube: also write Istio's remote Secret of each multicluster peer into this namespace (for an istiod beside). */
+  readonly writeRemoteSecrets?: string;
 }
 
 // A peer accepts our tokens only once it has fetched our public.json (its allow-list): federating needs this
@@ -239,11 +242,21 @@ export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> 
     readiness.push({ name: DEFAULT_MESH_SOURCE, check: () => ({ ready: true }) });
   }
   let kube: KubeSource | undefined;
+  let remoteSecretWriter: RemoteSecretWriter | undefined;
   if (opts.kube) {
     const k = (kube = new KubeSource({ ...KUBE_DEFAULTS, ...opts.kube, remote: { ...KUBE_DEFAULTS.remote, ...opts.kube.remote } }, registry, log.child({ module: 'kube' }), metrics));
     k.start();
     // Multicluster peers' clusters are remote clusters like the Secrets' (the kube source's second input).
-    peers.useRemoteClusters(k);
+    const writer = fed.writeRemoteSecrets
+      ? (remoteSecretWriter = new RemoteSecretWriter(localKubeConfig(opts.kube.kubeconfig), fed.writeRemoteSecrets, () => leadership.isLeader(), log.child({ module: 'remote-secret-writer' })))
+      : undefined;
+    peers.useRemoteClusters({
+      setPeerRemotes: (r) => {
+        k.setPeerRemotes(r);
+        writer?.setPeerRemotes(r);
+      },
+      clusterStatus: (id) => k.clusterStatus(id),
+    });
     readiness.push({ name: 'kubernetes', check: () => k.readiness() });
     metrics.remoteClusters(CLUSTER_STATES, () =>
       k.clusters().clusters.filter((c) => c.role === 'remote').map((c) => ({ ...c, heldServices: c.heldUpdates.services })),
@@ -296,6 +309,7 @@ export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> 
     pki?.ca.close();
     federations?.stop();
     multiclusters?.stop();
+    remoteSecretWriter?.stop();
     serviceEntries?.stop();
     peers.stop();
     throw err;
@@ -377,6 +391,7 @@ export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> 
       fileSource?.stop();
       federations?.stop();
       multiclusters?.stop();
+      remoteSecretWriter?.stop();
       serviceEntries?.stop();
       peers.stop();
       kube?.stop();

@@ -10,7 +10,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import client from 'prom-client';
-import { stringify } from 'yaml';
+import { decodeJwt } from 'jose';
+import { parse, stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Meshfed } from '../../src/app.js';
 import { ApiProxy } from '../../src/alliance/api-proxy/server.js';
@@ -19,7 +20,7 @@ import { StaticPeerDirectory } from '../../src/alliance/static-peers.js';
 import { createLogger } from '../../src/log.js';
 import { CertificateAuthority, memoryCaStore } from '../../src/pki/index.js';
 import { localKubeConfig } from '../../src/sources/kube/transport.js';
-import { type FakeApiServer, startFakeApiServer } from '../fixtures/kube-apiserver/index.js';
+import { type FakeApiServer, type KubeObject, startFakeApiServer } from '../fixtures/kube-apiserver/index.js';
 import { testPki } from '../fixtures/kube-apiserver/pki.js';
 import { admin, backends, clusterStatus, type ClusterSpec, endpointSlice, endpointsOf, expectEqual, seedCluster, startKubeMeshfed, until } from '../helpers/kube-cluster.js';
 import { localIdentity, type PeerServer, startPeerServer } from '../helpers/peer-metadata.js';
@@ -96,7 +97,7 @@ beforeAll(async () => {
     local,
     // A stalled apiserver is noticed when a request overruns its deadline: short here, 30 s by default.
     { clusterId: 'cluster-a', network: 'network-a', limits: { maxObjectBytes: 1_572_864, requestTimeoutMs: 1000, watchTimeoutSec: 300 }, remote: { staleAfterMs: 800, withdrawAfterMs: 60_000, maxDropShare: 0.5, confirmAfterMs: 60_000, dropWindowMs: 10_000 } },
-    { pki: { trustDomain: 'cluster.local', caStore: memoryCaStore() }, federation: { mintToken: idA.mint, pollIntervalMs: 3_600_000, apiToken: tokenPolicy } },
+    { pki: { trustDomain: 'cluster.local', caStore: memoryCaStore() }, federation: { mintToken: idA.mint, pollIntervalMs: 3_600_000, apiToken: tokenPolicy, writeRemoteSecrets: 'meshfed' } },
   );
   await kubectl(['apply'], { apiVersion: DH, kind: 'IstioMulticluster', metadata: { name: 'cluster-b' }, spec: { metadataEndpoint: peer.endpoint, metadata: { ca: peer.caPem } } });
 }, 30_000);
@@ -139,6 +140,23 @@ describe('an IstioMulticluster peer', () => {
     // The token is a credential: never on the debug pages.
     const pages = JSON.stringify([(await admin(m, '/debug/peers')).body, (await admin(m, '/debug/clusters')).body]);
     expect(pages).not.toMatch(/eyJ[\w-]+\.[\w-]+\./);
+  });
+
+  it('writes Istio\'s remote Secret for an istiod beside (--write-remote-secrets), which meshfed itself does not follow twice', async () => {
+    const secret = await until('the Secret', () => {
+      const s = local.get('v1', 'Secret', 'meshfed', 'istio-remote-secret-cluster-b');
+      if (!s) throw new Error('not yet');
+      return s as KubeObject & { data: Record<string, string> };
+    });
+    expect(secret.metadata).toMatchObject({ labels: { 'istio/multiCluster': 'true' }, annotations: { 'networking.istio.io/cluster': 'cluster-b' } });
+    const kubeconfig = parse(Buffer.from(secret.data['cluster-b']!, 'base64').toString()) as { clusters: Array<{ cluster: Record<string, string> }>; users: Array<{ user: { token: string } }> };
+    expect(kubeconfig.clusters[0]!.cluster).toEqual({ server: `https://127.0.0.1:${proxyPort}`, 'certificate-authority-data': Buffer.from(peer.caPem).toString('base64') });
+    expect(decodeJwt(kubeconfig.users[0]!.user.token)).toMatchObject({ scope: 'api', aud: B_UUID, sub: A_UUID });
+    // The Secret sits where meshfed reads remote Secrets: still one cluster, joined by the peer.
+    await new Promise((r) => setTimeout(r, 200));
+    const { body } = await admin<{ clusters: Array<{ cluster: string; secret?: string }>; refusedSecretKeys: unknown[] }>(m, '/debug/clusters');
+    expect(body.clusters.filter((c) => c.cluster === 'cluster-b')).toEqual([expect.objectContaining({ secret: 'multicluster/cluster-b' })]);
+    expect(body.refusedSecretKeys).toEqual([]);
   });
 
   it('follows the peer\'s endpoints through the api-proxy watch', async () => {
@@ -229,6 +247,7 @@ describe('faults: nothing lost from the registry meanwhile', () => {
     await kubectl(['delete', 'istiomulticluster', 'cluster-b']);
     await until('cluster gone', () => expectEqual(remoteEndpoints().length, 0));
     await until('root gone', () => expectEqual(m.pki!.bundles.byDomain().get('cluster.local')?.includes(rootB), false));
+    await until('remote Secret gone', () => expectEqual(local.get('v1', 'Secret', 'meshfed', 'istio-remote-secret-cluster-b'), undefined));
     expect(m.peers.rows()).toEqual([]);
   });
 });

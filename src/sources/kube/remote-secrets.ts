@@ -17,6 +17,11 @@ export const LABEL_MULTICLUSTER = 'istio/multiCluster';
 export const MULTICLUSTER_SELECTOR = `${LABEL_MULTICLUSTER}=true`;
 export const ANNOTATION_NETWORK = 'meshfed.io/network';
 export const ANNOTATION_DOMAIN = 'meshfed.io/cluster-domain';
+/**
+ * On a remote Secret meshfed wrote for a multicluster peer (--write-remote-secrets), the peer's name. meshfed's own
+ * kube source skips such Secrets: it watches the peer's cluster from the peer itself, with its network and root.
+ */
+export const MANAGED_BY_PEER = 'meshfed.io/multicluster-peer';
 
 export interface RemoteSpec {
   readonly id: string;
@@ -97,6 +102,7 @@ export function remotesFromSecrets(secrets: Iterable<SecretObj>, localId: string
   const refused: SecretsView['refused'] = [];
   const sorted = [...secrets].sort((a, b) => (secretName(a) < secretName(b) ? -1 : 1));
   for (const s of sorted) {
+    if (s.metadata.labels?.[MANAGED_BY_PEER] !== undefined) continue;
     const secret = secretName(s);
     const network = s.metadata.annotations?.[ANNOTATION_NETWORK] || undefined;
     const domain = s.metadata.annotations?.[ANNOTATION_DOMAIN] || defaultDomain;
