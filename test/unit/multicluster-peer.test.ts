@@ -36,6 +36,7 @@ describe('multicluster.json checks', () => {
     expect(checkMulticluster({ ...ok, apiHost: 'http://api.b.example.com' }, true)).toMatchObject({ ok: false, message: expect.stringContaining('must be https') });
     expect(checkMulticluster({ ...ok, apiHost: 'https://u:p@api.b.example.com' }, true)).toMatchObject({ ok: false });
     expect(checkMulticluster({ ...ok, clusterID: 'a/b' }, true)).toMatchObject({ ok: false });
+    expect(checkMulticluster({ ...ok, networkName: 'net\nwork' }, true)).toMatchObject({ ok: false, message: expect.stringContaining('networkName') });
     expect(checkMulticluster({ ...ok, clusterID: 'cluster-local-123' }, true)).toMatchObject({ ok: true, value: { clusterID: 'cluster-local-123' } });
   });
   it('probes https://<apiHost>/api unless apiHost names its scheme (Deckhouse\'s rule)', () => {

@@ -66,14 +66,18 @@ export function checkMulticluster(body: unknown, enableIngressGateway: boolean):
   if (enableIngressGateway && ingressGateways.length === 0) {
     return { ok: false, reason: 'MissingIngressGateways', message: 'enableIngressGateway is true but ingressGateways list is empty' };
   }
+  // Both become names in the mesh model (and in /debug, metrics): Deckhouse's formulas give such names.
   const clusterID = body['clusterID'];
-  if (clusterID !== undefined && (typeof clusterID !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(clusterID))) {
+  if (clusterID !== undefined && (typeof clusterID !== 'string' || !NAME.test(clusterID))) {
     return { ok: false, message: 'multicluster.json: clusterID is not a cluster id (letters, digits, ".", "_", "-")' };
   }
+  if (!NAME.test(body['networkName'] as string)) return { ok: false, message: 'multicluster.json: networkName is not a network name (letters, digits, ".", "_", "-")' };
   const apiHost = body['apiHost'] as string;
   if (apiHostProblem(apiHost)) return { ok: false, message: `multicluster.json: apiHost: ${apiHostProblem(apiHost)}` };
   return { ok: true, value: { ingressGateways, apiHost, networkName: body['networkName'] as string, ...(clusterID ? { clusterID } : {}) } };
 }
+
+const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 
 /** Deckhouse's probe URL rule: `https://<apiHost>` unless apiHost names a scheme; no trailing slash. */
 export function apiServerUrl(apiHost: string): string {
