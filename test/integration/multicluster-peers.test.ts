@@ -242,6 +242,13 @@ describe('faults: nothing lost from the registry meanwhile', () => {
     }
   });
 
+  it('enableIngressGateway: false puts the peer\'s pods on the local network (flat), swapped make-before-break', async () => {
+    await kubectl(['patch', 'istiomulticluster', 'cluster-b', '--type=merge', '-p', JSON.stringify({ spec: { enableIngressGateway: false } })]);
+    await until('flat', async () => expect(await clusterStatus(m, 'cluster-b')).toMatchObject({ network: 'network-a', gateways: [], rotating: false, endpoints: 10 }));
+    await until('registry', () => expectEqual(m.registry.snapshot.endpoints.get(HOST)!.filter((e) => e.clusterId === 'cluster-b').every((e) => e.network === 'network-a'), true));
+    expect(gaps).toEqual([]);
+  });
+
   it('deleting the IstioMulticluster removes the cluster and the peer\'s root', async () => {
     clearInterval(poll);
     await kubectl(['delete', 'istiomulticluster', 'cluster-b']);

@@ -11,7 +11,8 @@ import { PeerController, type PeerRow } from '../../src/alliance/peers/controlle
 import { apiServerUrl, checkMulticluster } from '../../src/alliance/peers/metadata.js';
 import { Registry } from '../../src/registry/registry.js';
 import { FederationSource } from '../../src/sources/federation/federation-source.js';
-import type { PeerRemote } from '../../src/sources/kube/remote-secrets.js';
+import { addPeerRemotes, type PeerRemote } from '../../src/sources/kube/remote-secrets.js';
+import { parse } from 'yaml';
 import { testPki } from '../fixtures/kube-apiserver/pki.js';
 import { localIdentity, type PeerServer, startPeerServer } from '../helpers/peer-metadata.js';
 
@@ -67,6 +68,39 @@ describe('the api token rule', () => {
     const renewed = await apiToken(first, B_UUID, mint, DECKHOUSE_API_TOKEN, (first.exp - 29 * DAY) * 1000);
     expect(renewed).not.toBe(first);
     expect(mints).toBe(2);
+  });
+});
+
+describe('a peer\'s remote cluster beside the remote Secrets', () => {
+  const remote = (over: Partial<PeerRemote> = {}): PeerRemote => ({
+    name: 'b', clusterId: 'cluster-b', server: 'https://api.b.example.com', ca: 'CA', token: 'tok', network: 'network-b', rootCaPem: 'root-b', gateways: [{ address: '192.0.2.1', port: 15443 }], ...over,
+  });
+  const view = (peers: PeerRemote[], secrets: Map<string, unknown> = new Map()) => addPeerRemotes({ remotes: secrets as never, refused: [] }, peers, 'local', 'cluster.local', 'net-local');
+
+  it('is the kubeconfig Deckhouse writes: the CR\'s CA, the api token', () => {
+    const spec = view([remote()]).remotes.get('cluster-b')!;
+    expect(spec).toMatchObject({ id: 'cluster-b', secret: 'multicluster/b', network: 'network-b', domain: 'cluster.local', peer: { name: 'b', rootCaPem: 'root-b' } });
+    const kc = parse(spec.kubeconfig) as { clusters: Array<{ cluster: Record<string, unknown> }>; users: Array<{ user: Record<string, unknown> }> };
+    expect(kc.clusters[0]!.cluster).toEqual({ server: 'https://api.b.example.com', 'certificate-authority-data': Buffer.from('CA').toString('base64') });
+    expect(kc.users[0]!.user).toEqual({ token: 'tok' });
+    expect(parse(view([remote({ ca: undefined, insecureSkipVerify: true })]).remotes.get('cluster-b')!.kubeconfig)).toMatchObject({ clusters: [{ cluster: { 'insecure-skip-tls-verify': true } }] });
+  });
+
+  it('needs new watches for a new token, server or network, not for a new root or gateways', () => {
+    const hash = (r: PeerRemote) => view([r]).remotes.get('cluster-b')!.hash;
+    const h = hash(remote());
+    expect(hash(remote({ token: 'tok2' }))).not.toBe(h);
+    expect(hash(remote({ server: 'https://api2.b.example.com' }))).not.toBe(h);
+    expect(hash(remote({ network: undefined }))).not.toBe(h);
+    expect(hash(remote({ rootCaPem: 'root-b2', gateways: [] }))).toBe(h);
+  });
+
+  it('is on the local network when flat, and refused for an id the local cluster or a Secret already has', () => {
+    expect(view([remote({ network: undefined })]).remotes.get('cluster-b')!.network).toBe('net-local');
+    expect(view([remote({ clusterId: 'local' })]).refused).toEqual([{ secret: 'multicluster/b', id: 'local', reason: 'this is the local cluster\'s own id' }]);
+    const bySecret = view([remote()], new Map([['cluster-b', { secret: 'meshfed/istio-remote-secret-x' }]]));
+    expect(bySecret.refused).toEqual([{ secret: 'multicluster/b', id: 'cluster-b', reason: 'already named by meshfed/istio-remote-secret-x' }]);
+    expect(bySecret.remotes.get('cluster-b')).toEqual({ secret: 'meshfed/istio-remote-secret-x' });
   });
 });
 
