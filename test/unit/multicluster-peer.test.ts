@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { apiToken, DECKHOUSE_API_TOKEN, keepApiToken } from '../../src/alliance/peers/api-token.js';
 import { PeerController, type PeerRow } from '../../src/alliance/peers/controller.js';
 import { apiServerUrl, checkMulticluster } from '../../src/alliance/peers/metadata.js';
+import { peerTable } from '../../src/cli/status.js';
 import { Registry } from '../../src/registry/registry.js';
 import { FederationSource } from '../../src/sources/federation/federation-source.js';
 import { addPeerRemotes, type PeerRemote } from '../../src/sources/kube/remote-secrets.js';
@@ -237,3 +238,19 @@ function adler(s: string): number {
   }
   return b * 65536 + a;
 }
+
+describe('meshfed status with a multicluster peer', () => {
+  it('shows the API probe and the remote cluster\'s sync state, and why a condition is not True', () => {
+    const cond = (status: string, reason: string, message = '') => ({ status, reason, message });
+    const table = peerTable([{
+      name: 'cluster-b', kind: 'multicluster', origin: 'kube', trustDomain: 'cluster.local', metadataEndpoint: 'https://m.b/metadata/', clusterUUID: B_UUID,
+      public: cond('True', 'Succeeded'), private: cond('True', 'Succeeded'), api: cond('False', 'RemoteAPIUnreachable', 'GET https://api.b/api: connect ECONNREFUSED'),
+      remoteCluster: { id: 'cluster-b', server: 'https://api.b', network: 'network-b', state: 'stale', endpoints: 10, rotating: true },
+      lastSuccess: '2026-12-03T13:00:00Z', fetchError: 0, servicesImported: 0, gateways: ['192.0.2.20:15443'], imports: 'stale', refusedServices: [],
+    }]);
+    const [head, row, , problem] = table.split('\n');
+    expect(head).toMatch(/^NAME\s+KIND\s+TRUST DOMAIN\s+UUID\s+PUBLIC\s+PRIVATE\s+API\s+LAST SUCCESS\s+SERVICES\s+GATEWAYS\s+REMOTE CLUSTER\s+IMPORTS$/);
+    expect(row).toMatch(new RegExp(`^cluster-b\\s+multicluster\\s+cluster.local\\s+${B_UUID}\\s+Ready\\s+Ready\\s+RemoteAPIUnreachable\\s+\\S+\\s+-\\s+192.0.2.20:15443\\s+cluster-b stale \\(rotating\\) 10 endpoints\\s+stale$`));
+    expect(problem).toBe('  cluster-b: RemoteAPIUnreachable: GET https://api.b/api: connect ECONNREFUSED');
+  });
+});
