@@ -242,6 +242,19 @@ describe('faults: nothing lost from the registry meanwhile', () => {
     }
   });
 
+  it('the peer\'s root changes: the local bundle follows, with no new watches', async () => {
+    const before = await clusterStatus(m, 'cluster-b');
+    const caB2 = await CertificateAuthority.open({ trustDomain: 'cluster.local', store: memoryCaStore() });
+    const rootB2 = caB2.roots[0]!;
+    caB2.close();
+    peer.doc = { ...peer.doc, rootCA: rootB + rootB2 };
+    await probed();
+    await until('both roots', () => expectEqual(m.pki!.bundles.byDomain().get('cluster.local')?.includes(rootB2), true));
+    expect(m.pki!.bundles.byDomain().get('cluster.local')).toContain(rootB);
+    expect(await clusterStatus(m, 'cluster-b')).toMatchObject({ syncedAt: before.syncedAt, rotating: false });
+    expect(gaps).toEqual([]);
+  });
+
   it('enableIngressGateway: false puts the peer\'s pods on the local network (flat), swapped make-before-break', async () => {
     await kubectl(['patch', 'istiomulticluster', 'cluster-b', '--type=merge', '-p', JSON.stringify({ spec: { enableIngressGateway: false } })]);
     await until('flat', async () => expect(await clusterStatus(m, 'cluster-b')).toMatchObject({ network: 'network-a', gateways: [], rotating: false, endpoints: 10 }));

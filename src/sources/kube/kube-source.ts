@@ -1,6 +1,6 @@
 // Kubernetes discovery: the local cluster, and every remote cluster its remote Secrets (or multicluster
-// peers, setPeerRemotes) name, each fed into the registry as its own source (`kube:<cluster id>`). A remote's credentials can be added,
-// rotated or removed at any time: a rotation starts new watches beside the old ones and swaps them in
+// peers, setPeerRemotes) name, each fed into the registry as its own source (`kube:<cluster id>`). A
+// remote's credentials can be added, rotated or removed at any time: a rotation starts new watches beside the old ones and swaps them in
 // one registry update once the new ones have synced (make-before-break).
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
