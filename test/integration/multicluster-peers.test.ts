@@ -124,6 +124,14 @@ describe('an IstioMulticluster peer', () => {
     });
   });
 
+  it('keeps every lastTransitionTime while nothing changes (lastProbeTime moves)', async () => {
+    const before = statusOf('cluster-b')!.conditions!;
+    await new Promise((r) => setTimeout(r, 1100)); // the next second: a rewritten time would differ
+    await probed();
+    await until('probed again', () => expect(statusOf('cluster-b')!.conditions![0]!['lastProbeTime']).not.toBe(before[0]!['lastProbeTime']));
+    expect(statusOf('cluster-b')!.conditions!.map((c) => c['lastTransitionTime'])).toEqual(before.map((c) => c['lastTransitionTime']));
+  });
+
   it('joins the peer\'s cluster by itself: its endpoints on its network behind its gateway, its root in the local bundle', async () => {
     await until('remote endpoints', () => expectEqual(remoteEndpoints().length, 10));
     const c = await clusterStatus(m, 'cluster-b');
