@@ -30,7 +30,9 @@ import { XdsServer } from './xds/server.js';
 import { XDS_LIMITS, type XdsLimits } from './xds/limits.js';
 import { XdsStore } from './xds/store.js';
 import { PEER_DEFAULTS, PeerController } from './alliance/peers/controller.js';
-import { IstioFederationWatch } from './alliance/peers/kube.js';
+import { IstioPeerWatch } from './alliance/peers/kube.js';
+import type { ApiTokenPolicy } from './alliance/peers/api-token.js';
+import { RemoteSecretWriter } from './alliance/peers/remote-secret-writer.js';
 import { registerPeerMetrics } from './alliance/peers/metrics.js';
 import type { TokenMinter } from './alliance/types.js';
 import { FederationSource } from './sources/federation/federation-source.js';
@@ -110,6 +112,12 @@ export interface FederationOptions {
   readonly remote?: Partial<GuardOptions>;
   /** With kube: watch IstioFederation CRs (default true). */
   readonly watchCrs?: boolean;
+  /** With kube: watch IstioMulticluster CRs (default true). */
+  readonly watchMulticlusterCrs?: boolean;
+  /** The multicluster `api` token's lifetime and renewal; default Deckhouse's (366 days, re-minted under 30 left). */
+  readonly apiToken?: ApiTokenPolicy;
+  /** With kube: also write Istio's remote Secret of each multicluster peer into this namespace (for an istiod beside). */
+  readonly writeRemoteSecrets?: string;
 }
 
 // A peer accepts our tokens only once it has fetched our public.json (its allow-list): federating needs this
@@ -208,6 +216,7 @@ export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> 
     maxPublicBytes: PEER_DEFAULTS.maxPublicBytes,
     maxPrivateBytes: PEER_DEFAULTS.maxPrivateBytes,
     source: new FederationSource(registry, { ...KUBE_DEFAULTS.remote, ...opts.kube?.remote, ...fed.remote }, log.child({ module: 'federation-source' })),
+    apiToken: fed.apiToken,
     log: log.child({ module: 'peers' }),
   });
   registerPeerMetrics(metrics.registry, () => peers.rows());
@@ -218,6 +227,7 @@ export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> 
     const src: FileSource = new FileSource(opts.config, (mesh) => {
       registry.setSource(src.source, mesh);
       peers.setPeers('file', mesh.federations);
+      peers.setPeers('file', mesh.multiclusters, 'multicluster');
     }, {
       log: log.child({ module: 'file-source' }),
       maxBytes: opts.maxConfigBytes,
@@ -239,9 +249,21 @@ export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> 
     readiness.push({ name: DEFAULT_MESH_SOURCE, check: () => ({ ready: true }) });
   }
   let kube: KubeSource | undefined;
+  let remoteSecretWriter: RemoteSecretWriter | undefined;
   if (opts.kube) {
     const k = (kube = new KubeSource({ ...KUBE_DEFAULTS, ...opts.kube, remote: { ...KUBE_DEFAULTS.remote, ...opts.kube.remote } }, registry, log.child({ module: 'kube' }), metrics));
     k.start();
+    // Multicluster peers' clusters are remote clusters like the Secrets' (the kube source's second input).
+    const writer = fed.writeRemoteSecrets
+      ? (remoteSecretWriter = new RemoteSecretWriter(localKubeConfig(opts.kube.kubeconfig), fed.writeRemoteSecrets, () => leadership.isLeader(), log.child({ module: 'remote-secret-writer' })))
+      : undefined;
+    peers.useRemoteClusters({
+      setPeerRemotes: (r) => {
+        k.setPeerRemotes(r);
+        writer?.setPeerRemotes(r);
+      },
+      clusterStatus: (id) => k.clusterStatus(id),
+    });
     readiness.push({ name: 'kubernetes', check: () => k.readiness() });
     metrics.remoteClusters(CLUSTER_STATES, () =>
       k.clusters().clusters.filter((c) => c.role === 'remote').map((c) => ({ ...c, heldServices: c.heldUpdates.services })),
@@ -253,11 +275,17 @@ export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> 
     serviceEntries = new ServiceEntrySource(localKubeConfig(opts.kube.kubeconfig), { clusterId: k.clusterId, localDomain: k.clusterDomain }, registry, log.child({ module: 'serviceentries' }), metrics);
     serviceEntries.start();
   }
-  let federations: IstioFederationWatch | undefined;
+  let federations: IstioPeerWatch | undefined;
   if (opts.kube && fed.watchCrs !== false) {
-    federations = new IstioFederationWatch(localKubeConfig(opts.kube.kubeconfig), log.child({ module: 'istiofederations' }));
+    federations = new IstioPeerWatch(localKubeConfig(opts.kube.kubeconfig), log.child({ module: 'istiofederations' }));
     peers.useStatusSink(federations);
     federations.start(peers);
+  }
+  let multiclusters: IstioPeerWatch | undefined;
+  if (opts.kube && fed.watchMulticlusterCrs !== false) {
+    multiclusters = new IstioPeerWatch(localKubeConfig(opts.kube.kubeconfig), log.child({ module: 'istiomulticlusters' }), 'IstioMulticluster');
+    peers.useStatusSink(multiclusters, 'multicluster');
+    multiclusters.start(peers);
   }
   registry.flush(); // serve the initial state without waiting for the debounce
 
@@ -287,6 +315,8 @@ export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> 
     pki?.bundles.close();
     pki?.ca.close();
     federations?.stop();
+    multiclusters?.stop();
+    remoteSecretWriter?.stop();
     serviceEntries?.stop();
     peers.stop();
     throw err;
@@ -367,6 +397,8 @@ export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> 
       await lease?.stop(); // first, so another replica takes over while this one drains
       fileSource?.stop();
       federations?.stop();
+      multiclusters?.stop();
+      remoteSecretWriter?.stop();
       serviceEntries?.stop();
       peers.stop();
       kube?.stop();

@@ -57,6 +57,14 @@ export interface PeerDirectory {
 /** Mints a compact EdDSA JWS for a peer (`aud`), with this cluster's UUID as `sub`. */
 export type TokenMinter = (audience: string, scope: TokenScope, ttlSeconds: number) => Promise<string>;
 
+/** How to trust a peer's metadata endpoint (and, for multicluster, its api-proxy): the CR's `spec.metadata`. */
+export interface PeerEndpointTrust {
+  /** PEM CA for the endpoint's certificate. */
+  readonly ca?: string;
+  /** Skip verification (only when `ca` is empty). */
+  readonly insecureSkipVerify?: boolean;
+}
+
 /**
  * One federation peer, as an IstioFederation's spec (Deckhouse's field names) or a mesh file's
  * `federations:` entry declares it.
@@ -68,10 +76,18 @@ export interface FederationPeerSpec {
   readonly trustDomain: string;
   /** Base URL of the peer's metadata, e.g. `https://istio-metadata.example.com/metadata/`. */
   readonly metadataEndpoint: string;
-  readonly metadata?: {
-    /** PEM CA for the metadata endpoint's certificate. */
-    readonly ca?: string;
-    /** Skip verification (only when `ca` is empty). */
-    readonly insecureSkipVerify?: boolean;
-  };
+  readonly metadata?: PeerEndpointTrust;
+}
+
+/**
+ * One multicluster peer (same trust domain), as an IstioMulticluster's spec or a mesh file's `multiclusters:` entry
+ * declares it. Its services and endpoints are discovered through its api-proxy, as a remote cluster.
+ */
+export interface MulticlusterPeerSpec {
+  readonly name: string;
+  readonly metadataEndpoint: string;
+  /** Also the TLS settings toward the peer's api-proxy (`https://<apiHost>`), as in Deckhouse's remote secret. */
+  readonly metadata?: PeerEndpointTrust;
+  /** Reach the peer's pods through its ingress gateways (default true); false: a flat network, pod IPs directly. */
+  readonly enableIngressGateway: boolean;
 }

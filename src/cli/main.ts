@@ -113,6 +113,8 @@ program
   .addOption(secondsOption('--remote-confirm-after <s>', 'a held withdrawal stable this long (or seen again on a relist) goes through', KUBE_DEFAULTS.remote.confirmAfterMs))
   .addOption(secondsOption('--peer-poll-interval <s>', 'fetch each federation peer\'s metadata this often (and on every change)', 60_000))
   .option('--no-istio-federations', 'with --kube, do not watch IstioFederation custom resources')
+  .option('--no-istio-multiclusters', 'with --kube, do not watch IstioMulticluster custom resources')
+  .option('--write-remote-secrets <namespace>', "with --kube, also write Istio's remote Secret (istio-remote-secret-<peer>) of each multicluster peer into this namespace, for an istiod beside meshfed")
   .option('--no-service-entries', 'with --kube, do not import Istio ServiceEntries (networking.istio.io)')
   .option('--trust-domain <td>', "this cluster's trust domain: enables the mesh CA and SDS (workload certificates, trust bundle); with --kube, the cluster domain")
   .option('--ca-dir <dir>', 'CA files (Istio cacerts layout); a self-signed root is created there when absent (default: in memory, lost on restart)')
@@ -151,6 +153,7 @@ program
     // With Kubernetes discovery the mesh CA is on by default, for the cluster domain.
     const trustDomain: string | undefined = o.trustDomain ?? (kube ? o.clusterDomain : undefined);
     const exporterOnly = ['federation', 'multiclusterApiHost', 'advertiseGateway', 'metadataTlsCert', 'metadataTlsKey'].filter((k) => o[k]);
+    if (o.writeRemoteSecrets && !kube) throw new Error('--write-remote-secrets writes to the local apiserver: give --kube or --kubeconfig');
     if (!o.metadataAddress && exporterOnly.length) log.warn({ flags: exporterOnly }, 'these flags configure the metadata exporter, which is off without --metadata-address');
     for (const [flag, given] of [['--ca-dir', o.caDir], ['--workload-cert-ttl', o.workloadCertTtl], ['--xds-tls', o.xdsTls]] as const) {
       if (given && !trustDomain) throw new Error(`${flag} needs the mesh CA: give --trust-domain (with --kube it is the cluster domain)`);
@@ -217,6 +220,8 @@ program
         federation: {
           pollIntervalMs: o.peerPollInterval,
           watchCrs: o.istioFederations,
+          watchMulticlusterCrs: o.istioMulticlusters,
+          writeRemoteSecrets: o.writeRemoteSecrets,
           remote: { staleAfterMs: o.remoteStaleAfter, withdrawAfterMs: o.remoteWithdrawAfter, maxDropShare: o.remoteMaxDrop, confirmAfterMs: o.remoteConfirmAfter },
         },
         tokenReview: o.xdsTls && o.tokenReview ? { kubeConfig: tokenReviewConfig(o.tokenReviewKubeconfig ?? o.kubeconfig), audience: o.tokenAudience } : undefined,

@@ -1,4 +1,4 @@
-// `meshfed status`: the federation peers as /debug/peers reports them, one row each.
+// `meshfed status`: the federation and multicluster peers as /debug/peers reports them, one row each.
 import type { PeerRow } from '../alliance/peers/controller.js';
 
 const MAX_BODY = 8 << 20;
@@ -32,23 +32,27 @@ export async function fetchPeers(debugUrl: string, timeoutMs = 10_000): Promise<
 const cond = (c: PeerRow['public']): string => (c.status === 'True' ? 'Ready' : c.reason || c.status);
 
 export function peerTable(rows: readonly PeerRow[]): string {
-  if (rows.length === 0) return 'no federation peers\n';
-  const head = ['NAME', 'TRUST DOMAIN', 'UUID', 'PUBLIC', 'PRIVATE', 'LAST SUCCESS', 'SERVICES', 'GATEWAYS', 'IMPORTS'];
+  if (rows.length === 0) return 'no federation or multicluster peers\n';
+  const head = ['NAME', 'KIND', 'TRUST DOMAIN', 'UUID', 'PUBLIC', 'PRIVATE', 'API', 'LAST SUCCESS', 'SERVICES', 'GATEWAYS', 'REMOTE CLUSTER', 'IMPORTS'];
   const lines = rows.map((r) => [
     r.name,
+    r.kind ?? 'federation',
     r.trustDomain,
     r.clusterUUID ?? '-',
     cond(r.public),
     cond(r.private),
+    r.api ? cond(r.api) : '-',
     r.lastSuccess ?? 'never',
-    String(r.servicesImported),
+    r.kind === 'multicluster' ? '-' : String(r.servicesImported),
     r.gateways.join(',') || '-',
+    // A multicluster peer's cluster: its id, sync state and endpoints, as /debug/clusters shows them.
+    r.remoteCluster ? `${r.remoteCluster.id} ${r.remoteCluster.state}${r.remoteCluster.rotating ? ' (rotating)' : ''} ${r.remoteCluster.endpoints} endpoints` : '-',
     r.imports,
   ]);
   const widths = head.map((h, i) => Math.max(h.length, ...lines.map((l) => (l[i] ?? '').length)));
   const fmt = (cells: string[]): string => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]! + 2))).join('').trimEnd();
   const problems = rows.flatMap((r) =>
-    [r.public, r.private].filter((c) => c.status !== 'True' && c.message).map((c) => `  ${r.name}: ${c.reason}: ${c.message}`),
+    [r.public, r.private, ...(r.api ? [r.api] : [])].filter((c) => c.status !== 'True' && c.message).map((c) => `  ${r.name}: ${c.reason}: ${c.message}`),
   );
   return [fmt(head), ...lines.map(fmt), ...(problems.length ? ['', ...problems] : [])].join('\n') + '\n';
 }

@@ -40,6 +40,8 @@ export interface PeerDoc {
   rootCA: string;
   ingressGateways: Array<{ address: string; port: number }>;
   publicServices: Array<{ hostname: string; ports: Array<{ name: string; port: number }> }>;
+  /** multicluster.json's own fields; the path answers 404 without them (Deckhouse's MULTICLUSTER_ENABLED=false). */
+  multicluster?: { apiHost: string; networkName: string; clusterID?: string };
 }
 
 export interface PeerServer {
@@ -85,6 +87,13 @@ export async function startPeerServer(doc: PeerDoc, trusts: () => readonly Local
         privateRequests.push(why);
         if (why) return void res.writeHead(401).end(`Authentication error: ${why}`);
         const body = f === 'invalid-private' ? { ingressGateways: d.ingressGateways } : { ingressGateways: d.ingressGateways, publicServices: d.publicServices };
+        return void res.writeHead(200).end(JSON.stringify(body, null, 2));
+      }
+      if (req.url === '/metadata/private/multicluster.json' && d.multicluster) {
+        const why = await checkToken(req.headers.authorization, d.uuid, 'private-multicluster', trusts());
+        privateRequests.push(why);
+        if (why) return void res.writeHead(401).end(`Authentication error: ${why}`);
+        const body = f === 'invalid-private' ? { ingressGateways: d.ingressGateways, networkName: d.multicluster.networkName } : { ingressGateways: d.ingressGateways, ...d.multicluster };
         return void res.writeHead(200).end(JSON.stringify(body, null, 2));
       }
       res.writeHead(404).end('not found');

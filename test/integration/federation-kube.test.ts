@@ -105,6 +105,8 @@ describe('the CRDs, applied with kubectl', () => {
   it('default enableIngressGateway to true and insecureSkipVerify to false', async () => {
     await kubectl(['apply'], { apiVersion: FED, kind: 'IstioMulticluster', metadata: { name: 'mc' }, spec: { metadataEndpoint: 'https://istio-metadata.b.example.com:8443/metadata/' } });
     expect(await kubectl(['get', 'istiomulticluster', 'mc', '-o', 'jsonpath={.spec.enableIngressGateway}'])).toBe('true');
+    // meshfed follows IstioMulticluster CRs too: this one would be a second (unreachable) peer below.
+    await kubectl(['delete', 'istiomulticluster', 'mc']);
     await kubectl(['apply'], federation('defaults', { trustDomain: 'cluster-x.local', metadataEndpoint: 'https://x.example.com/metadata/', metadata: {} }));
     expect(await kubectl(['get', 'istiofederation', 'defaults', '-o', 'jsonpath={.spec.metadata.insecureSkipVerify}'])).toBe('false');
     await kubectl(['delete', 'istiofederation', 'defaults']);

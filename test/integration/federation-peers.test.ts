@@ -186,8 +186,8 @@ describe('a federation peer from the mesh file', () => {
     const rows = await fetchPeers(`http://127.0.0.1:${m.debugPort}`);
     expect(rows).toEqual(m.peers.rows());
     const table = peerTable(rows);
-    expect(table.split('\n')[0]).toMatch(/^NAME\s+TRUST DOMAIN\s+UUID\s+PUBLIC\s+PRIVATE\s+LAST SUCCESS\s+SERVICES\s+GATEWAYS\s+IMPORTS$/);
-    expect(table.split('\n')[1]).toMatch(new RegExp(`^cluster-b\\s+cluster-b.local\\s+${B_UUID}\\s+Ready\\s+Ready\\s+\\S+Z\\s+1\\s+192.0.2.10:15443\\s+fresh$`));
+    expect(table.split('\n')[0]).toMatch(/^NAME\s+KIND\s+TRUST DOMAIN\s+UUID\s+PUBLIC\s+PRIVATE\s+API\s+LAST SUCCESS\s+SERVICES\s+GATEWAYS\s+REMOTE CLUSTER\s+IMPORTS$/);
+    expect(table.split('\n')[1]).toMatch(new RegExp(`^cluster-b\\s+federation\\s+cluster-b.local\\s+${B_UUID}\\s+Ready\\s+Ready\\s+-\\s+\\S+Z\\s+1\\s+192.0.2.10:15443\\s+-\\s+fresh$`));
     expect(await metric(m, 'meshfed_federation_metadata_endpoints_fetch_error_count{')).toEqual([
       `meshfed_federation_metadata_endpoints_fetch_error_count{federation_name="cluster-b",endpoint="${peer.endpoint}"} 0`,
     ]);
@@ -196,7 +196,7 @@ describe('a federation peer from the mesh file', () => {
   it('`meshfed status` prints the row, and one clear line when the admin address does not answer', async () => {
     const cli = (url: string) => promisify(execFile)(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'status', '--debug-url', url], { timeout: 30_000 });
     const { stdout } = await cli(`http://127.0.0.1:${m.debugPort}`);
-    expect(stdout).toMatch(new RegExp(`\\ncluster-b\\s+cluster-b.local\\s+${B_UUID}\\s+Ready\\s+Ready\\s`));
+    expect(stdout).toMatch(new RegExp(`\\ncluster-b\\s+federation\\s+cluster-b.local\\s+${B_UUID}\\s+Ready\\s+Ready\\s`));
     const down = await cli('http://127.0.0.1:1').catch((err: { code: number; stderr: string }) => err);
     expect(down).toMatchObject({ code: 1, stderr: expect.stringMatching(/^meshfed status: cannot reach http:\/\/127.0.0.1:1\/debug\/peers: .*\n$/) });
   });

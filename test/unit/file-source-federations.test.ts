@@ -49,3 +49,39 @@ describe('mesh file federations', () => {
     ]);
   });
 });
+
+describe('mesh file multiclusters', () => {
+  const parseMc = (multiclusters: unknown): ReturnType<typeof parseMeshText> => parseMeshText(JSON.stringify({ multiclusters }), 'mesh.json');
+  it('become peer specs with IstioMulticluster\'s fields, enableIngressGateway true unless set false', () => {
+    const mesh = meshToSource(
+      parseMc([
+        { name: 'flat', metadataEndpoint: 'https://istio-metadata.c.example.com/metadata/', enableIngressGateway: false },
+        { name: 'b', metadataEndpoint: 'https://istio-metadata.b.example.com/metadata/', metadata: { ca: 'PEM' } },
+      ]),
+      'file:mesh.json',
+    );
+    expect(mesh.multiclusters).toEqual([
+      { name: 'b', metadataEndpoint: 'https://istio-metadata.b.example.com/metadata/', metadata: { ca: 'PEM', insecureSkipVerify: undefined }, enableIngressGateway: true },
+      { name: 'flat', metadataEndpoint: 'https://istio-metadata.c.example.com/metadata/', metadata: { ca: undefined, insecureSkipVerify: undefined }, enableIngressGateway: false },
+    ]);
+  });
+
+  it('report every bad entry with its path', () => {
+    let got: string[] = [];
+    try {
+      parseMc([
+        { name: 'b', metadataEndpoint: 'https://b.example.com/metadata/' },
+        { name: 'b', metadataEndpoint: 'https://b.example.com/metadata/#x' },
+        { name: 'c', metadataEndpoint: 'https://c.example.com/', trustDomain: 'c.local' },
+      ]);
+    } catch (err) {
+      if (!(err instanceof MeshFileError)) throw err;
+      got = err.problems.map((p) => `${p.path}: ${p.message}`);
+    }
+    expect(got).toEqual([
+      expect.stringMatching(/^multiclusters\[2\]\.trustDomain: unknown field/),
+      'multiclusters[1].name: duplicate multicluster "b" (also multiclusters[0])',
+      'multiclusters[1].metadataEndpoint: "https://b.example.com/metadata/#x" must have no query or fragment',
+    ]);
+  });
+});

@@ -189,6 +189,11 @@ export class ApiProxy {
       res.flushHeaders();
       // Each chunk is written as it arrives (a watch event is one chunk): nothing waits for a buffer to fill.
       ur.pipe(res);
+      // The apiserver cut the stream (it restarted, a connection broke): so does the proxy, or the peer's watch
+      // would hang, silent, until its own deadline, and the peer would never notice the cluster is unreachable.
+      ur.once('close', () => {
+        if (!ur.complete) res.destroy();
+      });
     });
     up.on('error', (err) => {
       clearTimeout(phase);

@@ -1,5 +1,5 @@
 // Status conditions as Deckhouse's discovery hooks write them on IstioFederation / IstioMulticluster.
-export type ConditionStatus = 'True' | 'False';
+export type ConditionStatus = 'True' | 'False' | 'Unknown';
 
 export interface Condition {
   readonly type: string;
@@ -12,6 +12,8 @@ export interface Condition {
 
 export const PUBLIC_READY = 'PublicMetadataExchangeReady';
 export const PRIVATE_READY = 'PrivateMetadataExchangeReady';
+/** IstioMulticluster only: the peer's api-proxy answers `GET /api` with APIVersions. */
+export const API_READY = 'RemoteAPIServerReady';
 
 /** What one probe found for one condition type. */
 export interface Probe {

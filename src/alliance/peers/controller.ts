@@ -1,32 +1,47 @@
-// The federation peer controller: per peer, on change and every poll interval, fetch the peer's
-// public.json, then (with a fresh 60 s token) its federation.json; feed the federation source; keep
-// the allow-list of peers (PeerDirectory) the exporter checks tokens against; and, on the one replica
-// that leads, write the CR's status as Deckhouse does (metadataCache + conditions, merge-patch on /status).
-// Every replica fetches and serves; only status writes are the leader's.
+// The peer controller, for both kinds of peer: per peer, on change and every poll interval, fetch the
+// peer's public.json, then (with a fresh 60 s token) its federation.json or multicluster.json; keep the
+// allow-list of peers (PeerDirectory) the exporter and api-proxy check tokens against; and, on the one
+// replica that leads, write the CR's status as Deckhouse does (metadataCache + conditions, merge-patch on
+// /status). Every replica fetches and serves; only status writes are the leader's.
+//   federation peer   → the federation source (a cluster of a foreign trust domain, its public services)
+//   multicluster peer → probe of its api-proxy (`GET /api`, an `api` token), and a remote cluster watched
+//                       through that api-proxy by the kube source, as if a remote Secret named it
 import type { Logger } from 'pino';
 import type { FederationSource } from '../../sources/federation/federation-source.js';
-import type { FederationMetadata, FederationPeerSpec, PeerDirectory, PublicMetadata, TokenMinter } from '../types.js';
-import { type Condition, mergeConditions, PRIVATE_READY, type Probe, PUBLIC_READY } from './conditions.js';
-import { fetchJson, type FetchFailure } from './fetch.js';
-import { checkFederation, checkPublic } from './metadata.js';
+import type { ClusterStatus } from '../../sources/kube/kube-source.js';
+import type { PeerRemote } from '../../sources/kube/remote-secrets.js';
+import { multiclusterClusterId } from '../exporter/documents.js';
+import type { FederationMetadata, FederationPeerSpec, MulticlusterMetadata, MulticlusterPeerSpec, PeerDirectory, PublicMetadata, TokenMinter } from '../types.js';
+import { type ApiTokenPolicy, apiToken, DECKHOUSE_API_TOKEN, type HeldToken } from './api-token.js';
+import { API_READY, type Condition, mergeConditions, PRIVATE_READY, type Probe, PUBLIC_READY } from './conditions.js';
+import { fetchJson, type FetchFailure, type PeerTls } from './fetch.js';
+import { apiServerUrl, checkFederation, checkMulticluster, checkPublic } from './metadata.js';
 
 export type PeerOrigin = 'kube' | 'file';
+export type PeerKind = 'federation' | 'multicluster';
+export type PeerSpec = ({ readonly kind: 'federation' } & FederationPeerSpec) | ({ readonly kind: 'multicluster' } & MulticlusterPeerSpec);
 
-/** Where a peer's status goes: the IstioFederation's /status subresource (kube peers only). */
+/** Where a peer's status goes: the IstioFederation's or IstioMulticluster's /status subresource (kube peers only). */
 export interface StatusSink {
   /** The CR's current status.conditions, so conditions of other types are kept. */
   conditions(name: string): readonly unknown[] | undefined;
-  patch(name: string, status: FederationStatus): Promise<void>;
+  patch(name: string, status: PeerStatus): Promise<void>;
 }
 
-/** `status` of an IstioFederation, as Deckhouse writes it. */
-export interface FederationStatus {
-  metadataCache?: { public?: PublicMetadata; private?: Required<FederationMetadata> };
+/** `status` of an IstioFederation or IstioMulticluster, as Deckhouse writes it. */
+export interface PeerStatus {
+  metadataCache?: { public?: PublicMetadata; private?: Required<FederationMetadata> | MulticlusterMetadata };
   conditions: Condition[];
 }
 
+/** Where multicluster peers' remote clusters go: the kube source (the second input beside remote Secrets). */
+export interface RemoteClusterSink {
+  setPeerRemotes(remotes: readonly PeerRemote[]): void;
+  clusterStatus(id: string): ClusterStatus | undefined;
+}
+
 export interface PeerControllerOptions {
-  /** This cluster's trust domain: a peer claiming it is refused. */
+  /** This cluster's trust domain: a federation peer claiming it is refused; multicluster peers share it. */
   readonly localTrustDomain: string;
   readonly mintToken: TokenMinter;
   /** True on the replica that writes status (Lease-elected); every replica fetches and serves. */
@@ -37,6 +52,8 @@ export interface PeerControllerOptions {
   readonly maxPrivateBytes: number;
   readonly source: FederationSource;
   readonly status?: StatusSink;
+  /** The multicluster `api` token's lifetime and renewal (default Deckhouse's: 366 days, re-minted under 30 left). */
+  readonly apiToken?: ApiTokenPolicy;
   readonly log: Logger;
 }
 
@@ -48,20 +65,36 @@ export const PEER_DEFAULTS = {
   tokenTtlSeconds: 60,
 } as const;
 
+type ConditionRow = { readonly status: string; readonly reason: string; readonly message: string };
+
 /** One row of /debug/peers and `meshfed status`. */
 export interface PeerRow {
   readonly name: string;
+  readonly kind: PeerKind;
   readonly origin: PeerOrigin;
+  /** A multicluster peer's is the local one (they share it). */
   readonly trustDomain: string;
   readonly metadataEndpoint: string;
   readonly clusterUUID?: string;
-  readonly public: { readonly status: string; readonly reason: string; readonly message: string };
-  readonly private: { readonly status: string; readonly reason: string; readonly message: string };
+  readonly public: ConditionRow;
+  readonly private: ConditionRow;
+  /** Multicluster: RemoteAPIServerReady, the probe of the peer's api-proxy. */
+  readonly api?: ConditionRow;
+  /** Multicluster: the remote cluster joined through the api-proxy, as /debug/clusters shows it. */
+  readonly remoteCluster?: {
+    readonly id: string;
+    readonly server: string;
+    readonly network: string;
+    readonly state: string;
+    readonly endpoints: number;
+    readonly rotating: boolean;
+    readonly lastError?: string;
+  };
   readonly lastSuccess?: string;
   readonly fetchError: 0 | 1;
   readonly servicesImported: number;
   readonly gateways: readonly string[];
-  /** fresh, stale (demoted) or withdrawn: what the last good imports are doing. */
+  /** fresh, stale (demoted) or withdrawn: what the last good imports (or the remote cluster's endpoints) are doing. */
   readonly imports: 'none' | 'fresh' | 'stale' | 'withdrawn';
   readonly unreachableSince?: string;
   readonly refusedServices: readonly string[];
@@ -70,22 +103,31 @@ export interface PeerRow {
 /** Whole-second RFC 3339, as Kubernetes writes times. */
 const rfc3339 = (t = Date.now()): string => new Date(t).toISOString().replace(/\.\d+Z$/, 'Z');
 
+const keyOf = (kind: PeerKind, name: string): string => `${kind}/${name}`;
+
 class Peer {
   conditions: Condition[] = [];
   publicCache: PublicMetadata | undefined;
-  privateCache: Required<FederationMetadata> | undefined;
+  privateCache: Required<FederationMetadata> | MulticlusterMetadata | undefined;
   lastSuccess: string | undefined;
   fetchError: 0 | 1 = 0;
+  /** Multicluster: the `api` token kept for the remote cluster, and the cluster handed to the kube source. */
+  apiToken: HeldToken | undefined;
+  remote: PeerRemote | undefined;
   private timer: NodeJS.Timeout | undefined;
   private running = false;
   private again = false;
   private stopped = false;
 
   constructor(
-    public spec: FederationPeerSpec,
+    public spec: PeerSpec,
     readonly origin: PeerOrigin,
     private readonly ctl: PeerController,
   ) {}
+
+  get key(): string {
+    return keyOf(this.spec.kind, this.spec.name);
+  }
 
   /** Polls now (or right after the poll in flight), then every interval. */
   kick(): void {
@@ -118,22 +160,44 @@ class Peer {
   }
 }
 
+/** Deckhouse's condition texts for a multicluster peer (its federation conditions carry no message). */
+const TEXT = {
+  federation: { publicOk: '', privateOk: '', awaitingPublic: undefined, pendingStatus: 'False' },
+  multicluster: {
+    publicOk: 'Public metadata exchange succeeded.',
+    privateOk: 'Private metadata exchange succeeded.',
+    awaitingPublic: 'Public metadata exchange has not succeeded yet.',
+    pendingStatus: 'Unknown',
+  },
+} as const;
+
+const AWAITING_PRIVATE: Probe = { type: API_READY, status: 'Unknown', reason: 'AwaitingPrivate', message: 'Private metadata exchange has not succeeded yet.' };
+
 export class PeerController implements PeerDirectory {
+  /** By kind/name: an IstioFederation and an IstioMulticluster may share a name. */
   private readonly peers = new Map<string, Peer>();
-  private readonly specs = new Map<PeerOrigin, readonly FederationPeerSpec[]>();
+  private readonly specs = new Map<string, readonly PeerSpec[]>();
   private readonly probeListeners = new Set<() => void>();
-  private statusSink: StatusSink | undefined;
+  private readonly statusSinks = new Map<PeerKind, StatusSink>();
+  private remoteSink: RemoteClusterSink | undefined;
+  private warnedNoRemotes = false;
 
   private readonly o: PeerControllerOptions;
 
   constructor(o: PeerControllerOptions) {
     this.o = o;
-    this.statusSink = o.status;
+    if (o.status) this.statusSinks.set('federation', o.status);
   }
 
   /** Where kube peers' status goes (set once the CR watch exists). */
-  useStatusSink(sink: StatusSink): void {
-    this.statusSink = sink;
+  useStatusSink(sink: StatusSink, kind: PeerKind = 'federation'): void {
+    this.statusSinks.set(kind, sink);
+  }
+
+  /** Where multicluster peers' remote clusters go (the kube source); without one they are probed only. */
+  useRemoteClusters(sink: RemoteClusterSink): void {
+    this.remoteSink = sink;
+    this.pushRemotes();
   }
 
   get log(): Logger {
@@ -144,43 +208,51 @@ export class PeerController implements PeerDirectory {
     return this.o.pollIntervalMs;
   }
 
-  /** The peers one origin declares now (all of them: missing ones are removed). Kube CRs win a name clash. */
-  setPeers(origin: PeerOrigin, specs: readonly FederationPeerSpec[]): void {
-    this.specs.set(origin, specs);
-    const wanted = new Map<string, { spec: FederationPeerSpec; origin: PeerOrigin }>();
+  /** The peers of one kind one origin declares now (all of them: missing ones are removed). Kube CRs win a name clash. */
+  setPeers(origin: PeerOrigin, specs: readonly FederationPeerSpec[]): void;
+  setPeers(origin: PeerOrigin, specs: readonly MulticlusterPeerSpec[], kind: 'multicluster'): void;
+  setPeers(origin: PeerOrigin, specs: readonly (FederationPeerSpec | MulticlusterPeerSpec)[], kind: PeerKind = 'federation'): void {
+    this.specs.set(`${origin}/${kind}`, specs.map((s) => ({ ...s, kind }) as PeerSpec));
+    const wanted = new Map<string, { spec: PeerSpec; origin: PeerOrigin }>();
     for (const o of ['kube', 'file'] as const) {
-      for (const spec of this.specs.get(o) ?? []) {
-        const had = wanted.get(spec.name);
-        if (had) {
-          if (had.origin !== o) this.o.log.warn({ peer: spec.name }, `federation peer ${spec.name} is declared by an IstioFederation and the mesh file; the IstioFederation wins`);
-          continue;
+      for (const k of ['federation', 'multicluster'] as const) {
+        for (const spec of this.specs.get(`${o}/${k}`) ?? []) {
+          const key = keyOf(k, spec.name);
+          const had = wanted.get(key);
+          if (had) {
+            if (had.origin !== o) this.o.log.warn({ peer: spec.name, kind: k }, `${k} peer ${spec.name} is declared by a custom resource and the mesh file; the custom resource wins`);
+            continue;
+          }
+          wanted.set(key, { spec, origin: o });
         }
-        wanted.set(spec.name, { spec, origin: o });
       }
     }
-    for (const [name, peer] of this.peers) {
-      if (wanted.has(name)) continue;
-      this.o.log.info({ peer: name }, 'federation peer removed');
+    let remotesChanged = false;
+    for (const [key, peer] of this.peers) {
+      if (wanted.has(key)) continue;
+      this.o.log.info({ peer: peer.spec.name, kind: peer.spec.kind }, `${peer.spec.kind} peer removed`);
       peer.stop();
-      this.peers.delete(name);
-      this.o.source.remove(name);
+      this.peers.delete(key);
+      if (peer.spec.kind === 'federation') this.o.source.remove(peer.spec.name);
+      else remotesChanged = true;
     }
-    for (const [name, { spec, origin }] of wanted) {
-      const peer = this.peers.get(name);
+    if (remotesChanged) this.pushRemotes();
+    for (const [key, { spec, origin }] of wanted) {
+      const peer = this.peers.get(key);
       if (peer && peer.origin === origin && JSON.stringify(peer.spec) === JSON.stringify(spec)) continue;
       if (peer) {
         peer.spec = spec;
         peer.kick();
         continue;
       }
-      this.o.log.info({ peer: name, origin, trustDomain: spec.trustDomain, endpoint: spec.metadataEndpoint }, 'federation peer added');
+      this.o.log.info({ peer: spec.name, kind: spec.kind, origin, endpoint: spec.metadataEndpoint }, `${spec.kind} peer added`);
       const p = new Peer(spec, origin, this);
-      this.peers.set(name, p);
+      this.peers.set(key, p);
       p.kick();
     }
   }
 
-  /** PeerDirectory: the peers this cluster federates with, by the UUID their public metadata gave. */
+  /** PeerDirectory: the peers this cluster federates or joins with, by the UUID their public metadata gave. */
   publicMetadata(clusterUUID: string): PublicMetadata | undefined {
     for (const p of this.peers.values()) if (p.publicCache?.clusterUUID === clusterUUID && !this.refusal(p.spec)) return p.publicCache;
     return undefined;
@@ -194,23 +266,49 @@ export class PeerController implements PeerDirectory {
 
   rows(): PeerRow[] {
     return [...this.peers.values()]
-      .sort((a, b) => (a.spec.name < b.spec.name ? -1 : 1))
+      .sort((a, b) => (a.spec.name < b.spec.name ? -1 : a.spec.name > b.spec.name ? 1 : a.spec.kind < b.spec.kind ? -1 : 1))
       .map((p) => {
-        const imp = this.o.source.status(p.spec.name);
-        const cond = (type: string) => {
+        const cond = (type: string): ConditionRow => {
           const c = p.conditions.find((x) => x.type === type);
           return { status: c?.status ?? 'Unknown', reason: c?.reason ?? '', message: c?.message ?? '' };
         };
-        return {
+        const common = {
           name: p.spec.name,
+          kind: p.spec.kind,
           origin: p.origin,
-          trustDomain: p.spec.trustDomain,
           metadataEndpoint: p.spec.metadataEndpoint,
           clusterUUID: p.publicCache?.clusterUUID,
           public: cond(PUBLIC_READY),
           private: cond(PRIVATE_READY),
           lastSuccess: p.lastSuccess,
           fetchError: p.fetchError,
+        };
+        if (p.spec.kind === 'multicluster') {
+          const c = p.remote && this.remoteSink?.clusterStatus(p.remote.clusterId);
+          return {
+            ...common,
+            trustDomain: this.o.localTrustDomain,
+            api: cond(API_READY),
+            remoteCluster: c && {
+              id: c.cluster,
+              server: c.server ?? '',
+              network: c.network ?? p.remote?.network ?? '',
+              state: c.state,
+              endpoints: c.endpoints,
+              rotating: c.rotating,
+              lastError: c.lastError,
+            },
+            servicesImported: 0,
+            gateways: (p.remote?.gateways ?? []).map((g) => `${g.address}:${g.port}`),
+            imports: !c ? 'none' : c.state === 'stale' ? 'stale' : c.state === 'withdrawn' ? 'withdrawn' : c.syncedAt ? 'fresh' : 'none',
+            unreachableSince: c && c.stalenessSeconds > 0 ? new Date(Date.now() - c.stalenessSeconds * 1000).toISOString() : undefined,
+            refusedServices: [],
+          };
+        }
+        const imp = this.o.source.status(p.spec.name);
+        return {
+          ...common,
+          trustDomain: p.spec.trustDomain,
           servicesImported: imp?.servicesImported ?? 0,
           gateways: imp?.gateways ?? [],
           imports: !imp ? 'none' : imp.phase === 'demoted' ? 'stale' : imp.phase,
@@ -231,29 +329,33 @@ export class PeerController implements PeerDirectory {
     this.o.source.stop();
   }
 
-  private refusal(spec: FederationPeerSpec): string | undefined {
-    if (spec.trustDomain.toLowerCase() === this.o.localTrustDomain.toLowerCase()) {
+  private refusal(spec: PeerSpec): string | undefined {
+    if (spec.kind === 'federation' && spec.trustDomain.toLowerCase() === this.o.localTrustDomain.toLowerCase()) {
       return `spec.trustDomain ${spec.trustDomain} is this cluster's own trust domain; a federation peer must have its own`;
     }
     return undefined;
   }
 
-  /** One probe of one peer; the outcome goes to conditions, the source, the status and the metric. */
+  /** One probe of one peer; the outcome goes to conditions, the source (or remote cluster), the status and the metric. */
   async poll(peer: Peer): Promise<void> {
     const { spec } = peer;
+    const text = TEXT[spec.kind];
     // A peer removed or respecified while a fetch was out: its outcome is dropped (a respecified one polls again).
-    const stale = (): boolean => this.peers.get(spec.name) !== peer || peer.spec !== spec;
+    const stale = (): boolean => this.peers.get(peer.key) !== peer || peer.spec !== spec;
     const base = spec.metadataEndpoint.replace(/\/+$/, '');
-    const tls = { ca: spec.metadata?.ca || undefined, insecureSkipVerify: spec.metadata?.insecureSkipVerify };
-    const awaiting = (message: string): Probe => ({ type: PRIVATE_READY, status: 'False', reason: 'AwaitingPublic', message });
+    const tls: PeerTls = { ca: spec.metadata?.ca || undefined, insecureSkipVerify: spec.metadata?.insecureSkipVerify };
+    // Multicluster: the API condition waits for the private exchange, as Deckhouse writes it.
+    const pendingApi = spec.kind === 'multicluster' ? [AWAITING_PRIVATE] : [];
+    const awaiting = (message: string): Probe => ({ type: PRIVATE_READY, status: text.pendingStatus, reason: 'AwaitingPublic', message: text.awaitingPublic ?? message });
     const failed = async (probes: Probe[], log: string): Promise<void> => {
       if (stale()) return;
       peer.fetchError = 1;
-      this.o.source.unreachable(spec.name);
-      // What the last good imports are doing shows in the failing condition, for whoever reads the CR.
-      const kept = KEPT[this.o.source.status(spec.name)?.phase ?? 'none'];
+      // A federation peer's imports go stale by the fetch; a multicluster peer's remote cluster is kept as it was
+      // (its own watches say whether it is reachable), as a remote Secret's is while nobody edits it.
+      if (spec.kind === 'federation') this.o.source.unreachable(spec.name);
+      const kept = spec.kind === 'federation' ? KEPT[this.o.source.status(spec.name)?.phase ?? 'none'] : peer.remote ? 'the remote cluster keeps being watched with the last good metadata' : '';
       probes = probes.map((p) => (p.status === 'False' && p.reason !== 'AwaitingPublic' && kept ? { ...p, message: `${p.message}; ${kept}` } : p));
-      this.o.log.warn({ peer: spec.name, endpoint: spec.metadataEndpoint, reasons: probes.map((p) => p.reason) }, log);
+      this.o.log.warn({ peer: spec.name, kind: spec.kind, endpoint: spec.metadataEndpoint, reasons: probes.map((p) => p.reason) }, log);
       await this.finish(peer, probes, false);
     };
 
@@ -268,46 +370,103 @@ export class PeerController implements PeerDirectory {
     const pubChecked = pub.ok ? checkPublic(pub.body) : undefined;
     if (!pub.ok || !pubChecked?.ok) {
       const p = failure(PUBLIC_READY, pub, pubChecked, 'InvalidPublicMetadata');
-      return failed([p, awaiting('public metadata is not available')], `public metadata of peer ${spec.name}: ${p.message}`);
+      return failed([p, awaiting('public metadata is not available'), ...pendingApi], `public metadata of peer ${spec.name}: ${p.message}`);
     }
     if (stale()) return;
     peer.publicCache = pubChecked.value;
-    const pubOk: Probe = { type: PUBLIC_READY, status: 'True', reason: 'Succeeded', message: '' };
+    const pubOk: Probe = { type: PUBLIC_READY, status: 'True', reason: 'Succeeded', message: text.publicOk };
 
+    const scope = spec.kind === 'federation' ? 'private-federation' : 'private-multicluster';
     let token: string;
     try {
-      token = await this.o.mintToken(pubChecked.value.clusterUUID, 'private-federation', PEER_DEFAULTS.tokenTtlSeconds);
+      token = await this.o.mintToken(pubChecked.value.clusterUUID, scope, PEER_DEFAULTS.tokenTtlSeconds);
     } catch (err) {
       const p: Probe = { type: PRIVATE_READY, status: 'False', reason: 'TokenGenerationFailed', message: (err as Error).message };
-      return failed([pubOk, p], `no token for peer ${spec.name}: ${p.message}`);
+      return failed([pubOk, p, ...pendingApi], `no token for peer ${spec.name}: ${p.message}`);
     }
-    const priv = await fetchJson(`${base}/private/federation.json`, { tls, bearer: token, timeoutMs: this.o.fetchTimeoutMs, maxBytes: this.o.maxPrivateBytes });
-    const privChecked = priv.ok ? checkFederation(priv.body) : undefined;
+    const doc = spec.kind === 'federation' ? 'federation.json' : 'multicluster.json';
+    const priv = await fetchJson(`${base}/private/${doc}`, { tls, bearer: token, timeoutMs: this.o.fetchTimeoutMs, maxBytes: this.o.maxPrivateBytes });
+    const privChecked = !priv.ok ? undefined : spec.kind === 'federation' ? checkFederation(priv.body) : checkMulticluster(priv.body, spec.enableIngressGateway);
     if (!priv.ok || !privChecked?.ok) {
       const p = failure(PRIVATE_READY, priv, privChecked, 'InvalidPrivateMetadata');
-      return failed([pubOk, p], `private metadata of peer ${spec.name}: ${p.message}`);
+      return failed([pubOk, p, ...pendingApi], `private metadata of peer ${spec.name}: ${p.message}`);
     }
     if (stale()) return;
     peer.privateCache = privChecked.value;
     peer.fetchError = 0;
     peer.lastSuccess = rfc3339();
-    this.o.source.update({ name: spec.name, trustDomain: spec.trustDomain, public: pubChecked.value, private: privChecked.value });
-    await this.finish(peer, [pubOk, { type: PRIVATE_READY, status: 'True', reason: 'Succeeded', message: '' }], true);
+    const privOk: Probe = { type: PRIVATE_READY, status: 'True', reason: 'Succeeded', message: text.privateOk };
+    if (spec.kind === 'federation') {
+      this.o.source.update({ name: spec.name, trustDomain: spec.trustDomain, public: pubChecked.value, private: privChecked.value as Required<FederationMetadata> });
+      return this.finish(peer, [pubOk, privOk], true);
+    }
+    const api = await this.joinRemote(peer, spec, pubChecked.value, privChecked.value as MulticlusterMetadata, tls);
+    if (stale()) return;
+    await this.finish(peer, [pubOk, privOk, api], true);
+  }
+
+  /**
+   * A multicluster peer's remote cluster: the `api` token (kept, or re-minted under 30 days), the peer's api-proxy
+   * probed with it (`GET /api` → APIVersions), and the cluster handed to the kube source whatever the probe says
+   * (its watches keep the last good credentials serving until new ones sync).
+   */
+  private async joinRemote(peer: Peer, spec: MulticlusterPeerSpec, pub: PublicMetadata, priv: MulticlusterMetadata, tls: PeerTls): Promise<Probe> {
+    try {
+      peer.apiToken = await apiToken(peer.apiToken, pub.clusterUUID, this.o.mintToken, this.o.apiToken ?? DECKHOUSE_API_TOKEN);
+    } catch (err) {
+      return { type: API_READY, status: 'False', reason: 'TokenGenerationFailed', message: (err as Error).message };
+    }
+    const server = apiServerUrl(priv.apiHost);
+    const remote: PeerRemote = {
+      name: spec.name,
+      clusterId: priv.clusterID ?? multiclusterClusterId(this.o.localTrustDomain, pub.clusterUUID),
+      server,
+      ca: tls.ca,
+      insecureSkipVerify: tls.insecureSkipVerify,
+      token: peer.apiToken.token,
+      network: spec.enableIngressGateway ? priv.networkName : undefined,
+      rootCaPem: pub.rootCA,
+      gateways: spec.enableIngressGateway ? (priv.ingressGateways ?? []) : [],
+    };
+    if (JSON.stringify(remote) !== JSON.stringify(peer.remote)) {
+      if (peer.remote && peer.remote.token !== remote.token) this.o.log.info({ peer: spec.name }, 'multicluster peer: a new api token; the remote cluster is watched with it beside the old one until synced');
+      peer.remote = remote;
+      this.pushRemotes();
+    }
+    const url = `${server}/api`;
+    const got = await fetchJson(url, { tls, bearer: peer.apiToken.token, timeoutMs: this.o.fetchTimeoutMs, maxBytes: this.o.maxPublicBytes });
+    if (!got.ok) {
+      const reason = got.reason === 'FetchFailed' ? 'RemoteAPIUnreachable' : got.reason === 'NonOKResponse' ? 'RemoteAPIBadResponse' : 'RemoteAPIInvalidResponse';
+      return { type: API_READY, status: 'False', reason, message: got.message };
+    }
+    const kind = (got.body as { kind?: unknown } | null)?.kind;
+    if (kind !== 'APIVersions') return { type: API_READY, status: 'False', reason: 'RemoteAPIUnexpectedResponse', message: `GET ${url}: expected kind APIVersions, got ${JSON.stringify(kind ?? '')}` };
+    return { type: API_READY, status: 'True', reason: 'RemoteAPIReachable', message: `GET ${url} returned HTTP 200 with kind APIVersions` };
+  }
+
+  private pushRemotes(): void {
+    const remotes = [...this.peers.values()].flatMap((p) => (p.spec.kind === 'multicluster' && p.remote ? [p.remote] : []));
+    if (!this.remoteSink) {
+      if (remotes.length && !this.warnedNoRemotes) this.o.log.warn('multicluster peers are probed, but their clusters are watched only with Kubernetes discovery (--kube)');
+      this.warnedNoRemotes ||= remotes.length > 0;
+      return;
+    }
+    this.remoteSink.setPeerRemotes(remotes);
   }
 
   private async finish(peer: Peer, probes: Probe[], withCache: boolean): Promise<void> {
     const name = peer.spec.name;
-    const sink = peer.origin === 'kube' ? this.statusSink : undefined;
+    const sink = peer.origin === 'kube' ? this.statusSinks.get(peer.spec.kind) : undefined;
     peer.conditions = mergeConditions(sink?.conditions(name) ?? peer.conditions, probes, rfc3339());
     if (sink && this.o.isLeader()) {
       // The cache is written only from a probe that filled it, as Deckhouse does; a failure patches conditions only.
-      const status: FederationStatus = { conditions: peer.conditions };
+      const status: PeerStatus = { conditions: peer.conditions };
       if (withCache) status.metadataCache = { public: peer.publicCache, private: peer.privateCache };
       else if (probes[0]?.reason === 'Succeeded') status.metadataCache = { public: peer.publicCache };
       try {
         await sink.patch(name, status);
       } catch (err) {
-        this.o.log.warn({ peer: name, err: (err as Error).message }, 'could not write the IstioFederation status');
+        this.o.log.warn({ peer: name, err: (err as Error).message }, `could not write the ${peer.spec.kind === 'federation' ? 'IstioFederation' : 'IstioMulticluster'} status`);
       }
     }
     for (const fn of this.probeListeners) fn();
@@ -321,7 +480,7 @@ const KEPT: Readonly<Record<string, string>> = {
   none: '',
 };
 
-function failure(type: string, fetched: { ok: true } | FetchFailure, checked: { ok: false; message: string } | { ok: true } | undefined, invalid: string): Probe {
+function failure(type: string, fetched: { ok: true } | FetchFailure, checked: { ok: false; message: string; reason?: string } | { ok: true } | undefined, invalid: string): Probe {
   if (!fetched.ok) return { type, status: 'False', reason: fetched.reason, message: fetched.message };
-  return { type, status: 'False', reason: invalid, message: checked && !checked.ok ? checked.message : 'invalid' };
+  return { type, status: 'False', reason: checked && !checked.ok ? (checked.reason ?? invalid) : invalid, message: checked && !checked.ok ? checked.message : 'invalid' };
 }

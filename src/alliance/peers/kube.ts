@@ -1,5 +1,5 @@
-// IstioFederation custom resources as a peer origin: watched through the kube source's guarded
-// informer (size limits, backoff), and their /status written with a JSON merge patch.
+// IstioFederation and IstioMulticluster custom resources as a peer origin: watched through the kube source's
+// guarded informer (size limits, backoff), and their /status written with a JSON merge patch.
 import https from 'node:https';
 import http from 'node:http';
 import type { KubeConfig } from '@kubernetes/client-node';
@@ -7,21 +7,21 @@ import type { Logger } from 'pino';
 import { DEFAULT_BACKOFF, ResourceInformer } from '../../sources/kube/informer.js';
 import { type KubeObj, pathOf } from '../../sources/kube/objects.js';
 import { DEFAULT_LIMITS, KubeClient } from '../../sources/kube/transport.js';
-import type { FederationPeerSpec } from '../types.js';
-import type { FederationStatus, PeerController, StatusSink } from './controller.js';
+import type { PeerStatus, PeerController, StatusSink } from './controller.js';
 
-interface IstioFederationObj extends KubeObj {
-  readonly spec: { trustDomain: string; metadataEndpoint: string; metadata?: { ca?: string; insecureSkipVerify?: boolean } };
+interface IstioPeerObj extends KubeObj {
+  readonly spec: { trustDomain?: string; metadataEndpoint: string; metadata?: { ca?: string; insecureSkipVerify?: boolean }; enableIngressGateway?: boolean };
   readonly status?: { conditions?: unknown[] };
 }
 
-const PATH = pathOf('IstioFederation');
+type PeerCrd = 'IstioFederation' | 'IstioMulticluster';
 const DISCOVERY_RETRY_MS = 60_000;
 
-export class IstioFederationWatch implements StatusSink {
+export class IstioPeerWatch implements StatusSink {
   /** By informer key (`/<name>`: cluster-scoped). */
-  private readonly objects = new Map<string, IstioFederationObj>();
-  private readonly informer: ResourceInformer<IstioFederationObj>;
+  private readonly objects = new Map<string, IstioPeerObj>();
+  private readonly informer: ResourceInformer<IstioPeerObj>;
+  private readonly path: string;
   private controller: PeerController | undefined;
   private readonly client: KubeClient;
   private retry: NodeJS.Timeout | undefined;
@@ -30,12 +30,14 @@ export class IstioFederationWatch implements StatusSink {
   constructor(
     private readonly kc: KubeConfig,
     private readonly log: Logger,
+    private readonly kind: PeerCrd = 'IstioFederation',
   ) {
-    const client = (this.client = new KubeClient(kc, DEFAULT_LIMITS, (kind, reason, name) => log.warn({ kind, object: name, reason }, 'IstioFederation ignored')));
-    this.informer = new ResourceInformer<IstioFederationObj>(
+    const path = (this.path = pathOf(kind));
+    const client = (this.client = new KubeClient(kc, DEFAULT_LIMITS, (k, reason, name) => log.warn({ kind: k, object: name, reason }, `${kind} ignored`)));
+    this.informer = new ResourceInformer<IstioPeerObj>(
       client,
-      'IstioFederation',
-      PATH,
+      kind,
+      path,
       {
         set: (obj, key) => {
           if (obj) this.objects.set(key, obj);
@@ -46,7 +48,7 @@ export class IstioFederationWatch implements StatusSink {
         health: () => undefined,
       },
       DEFAULT_BACKOFF,
-      log.child({ kind: 'IstioFederation' }),
+      log.child({ kind }),
     );
   }
 
@@ -75,7 +77,7 @@ export class IstioFederationWatch implements StatusSink {
       this.informer.start();
       return;
     }
-    this.log.debug('deckhouse.io/v1alpha1 is not served (IstioFederation CRD not installed): retrying in a minute');
+    this.log.debug(`deckhouse.io/v1alpha1 is not served (${this.kind} CRD not installed): retrying in a minute`);
     this.retry = setTimeout(() => void this.discover(), DISCOVERY_RETRY_MS);
     this.retry.unref();
   }
@@ -85,8 +87,8 @@ export class IstioFederationWatch implements StatusSink {
     return Array.isArray(c) ? c : undefined;
   }
 
-  async patch(name: string, status: FederationStatus): Promise<void> {
-    const url = new URL(`${this.kc.getCurrentCluster()?.server ?? ''}${PATH}/${encodeURIComponent(name)}/status`);
+  async patch(name: string, status: PeerStatus): Promise<void> {
+    const url = new URL(`${this.kc.getCurrentCluster()?.server ?? ''}${this.path}/${encodeURIComponent(name)}/status`);
     const opts: https.RequestOptions = { method: 'PATCH', headers: { 'content-type': 'application/merge-patch+json', accept: 'application/json' } };
     await this.kc.applyToHTTPSOptions(opts);
     const body = JSON.stringify({ status });
@@ -106,12 +108,13 @@ export class IstioFederationWatch implements StatusSink {
   /** Status writes change the objects too; only spec changes matter to the controller (it compares specs). */
   private push(): void {
     if (!this.informer.synced || !this.controller) return;
-    const specs: FederationPeerSpec[] = [...this.objects.values()].map((o) => ({
-      name: o.metadata.name,
-      trustDomain: o.spec.trustDomain,
-      metadataEndpoint: o.spec.metadataEndpoint,
-      metadata: { ca: o.spec.metadata?.ca, insecureSkipVerify: o.spec.metadata?.insecureSkipVerify },
-    }));
-    this.controller.setPeers('kube', specs);
+    const objs = [...this.objects.values()];
+    const metadata = (o: IstioPeerObj) => ({ ca: o.spec.metadata?.ca, insecureSkipVerify: o.spec.metadata?.insecureSkipVerify });
+    if (this.kind === 'IstioMulticluster') {
+      // enableIngressGateway defaults to true (the CRD's default; also when the CRD is not the one that sets it).
+      this.controller.setPeers('kube', objs.map((o) => ({ name: o.metadata.name, metadataEndpoint: o.spec.metadataEndpoint, metadata: metadata(o), enableIngressGateway: o.spec.enableIngressGateway !== false })), 'multicluster');
+    } else {
+      this.controller.setPeers('kube', objs.map((o) => ({ name: o.metadata.name, trustDomain: o.spec.trustDomain ?? '', metadataEndpoint: o.spec.metadataEndpoint, metadata: metadata(o) })));
+    }
   }
 }

@@ -1,11 +1,33 @@
-// Per-peer gauges, read from the controller at scrape time. The fetch-error gauge mirrors Deckhouse's
-// d8_istio_federation_metadata_endpoints_fetch_error_count (0/1), so the same alert can be written.
+// Per-peer gauges, read from the controller at scrape time. The fetch-error gauges mirror Deckhouse's
+// d8_istio_{federation,multicluster}_metadata_endpoints_fetch_error_count (0/1), so the same alerts can be written.
 import client from 'prom-client';
 import type { PeerRow } from './controller.js';
 
 const IMPORTS = ['none', 'fresh', 'stale', 'withdrawn'] as const;
 
-export function registerPeerMetrics(registry: client.Registry, rows: () => readonly PeerRow[]): void {
+export function registerPeerMetrics(registry: client.Registry, allRows: () => readonly PeerRow[]): void {
+  const rows = (): PeerRow[] => allRows().filter((r) => r.kind === 'federation');
+  const multiclusters = (): PeerRow[] => allRows().filter((r) => r.kind === 'multicluster');
+  new client.Gauge({
+    name: 'meshfed_multicluster_metadata_endpoints_fetch_error_count',
+    help: '1 when the last fetch of a multicluster peer\'s metadata failed, else 0',
+    labelNames: ['multicluster_name', 'endpoint'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const r of multiclusters()) this.set({ multicluster_name: r.name, endpoint: r.metadataEndpoint }, r.fetchError);
+    },
+  });
+  new client.Gauge({
+    name: 'meshfed_multicluster_api_host_check_error_count',
+    help: '1 when the last probe of a multicluster peer\'s api-proxy (GET /api) failed, else 0 (Deckhouse\'s d8_istio_multicluster_api_host_check_error_count)',
+    labelNames: ['multicluster_name'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const r of multiclusters()) this.set({ multicluster_name: r.name }, r.api?.status === 'True' ? 0 : 1);
+    },
+  });
   new client.Gauge({
     name: 'meshfed_federation_metadata_endpoints_fetch_error_count',
     help: '1 when the last fetch of a federation peer\'s metadata failed, else 0',

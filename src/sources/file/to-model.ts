@@ -10,7 +10,7 @@ import {
 import { compare, hostnameOf, protocolOf, type Endpoint, type Health, type MeshCluster, type RawResource, type ServicePort } from '../../model/mesh.js';
 import { contributionKey, rawKey, type ServiceContribution, type SourceMesh } from '../../model/source.js';
 import { resourceName } from '../../envoy/protos.js';
-import type { FederationPeerSpec } from '../../alliance/types.js';
+import type { FederationPeerSpec, MulticlusterPeerSpec } from '../../alliance/types.js';
 
 export const DEFAULT_DOMAIN = 'cluster.local';
 /** Kubernetes gives every pod a service account; "default" when none is named. */
@@ -19,6 +19,7 @@ export const DEFAULT_SERVICE_ACCOUNT = 'default';
 /** What a mesh file holds: its part of the mesh, and the federation peers it declares. */
 export interface FileMesh extends SourceMesh {
   readonly federations: readonly FederationPeerSpec[];
+  readonly multiclusters: readonly MulticlusterPeerSpec[];
 }
 
 /** `source` names the origin for provenance, e.g. `file:/etc/meshfed/mesh.yaml`. */
@@ -45,6 +46,14 @@ export function meshToSource(mesh: Mesh, source: string): FileMesh {
         metadata: { ca: f.metadata?.ca || undefined, insecureSkipVerify: f.metadata?.insecureSkipVerify || undefined },
       }))
       .sort(byKey((f) => f.name)),
+    multiclusters: mesh.multiclusters
+      .map((m) => ({
+        name: m.name,
+        metadataEndpoint: m.metadataEndpoint,
+        metadata: { ca: m.metadata?.ca || undefined, insecureSkipVerify: m.metadata?.insecureSkipVerify || undefined },
+        enableIngressGateway: m.enableIngressGateway ?? true,
+      }))
+      .sort(byKey((m) => m.name)),
   };
 }
 

@@ -46,6 +46,15 @@ function checkFederations(mesh: Mesh, problem: Report): void {
     const why = metadataEndpointProblem(f.metadataEndpoint);
     if (why) problem([...at, 'metadataEndpoint'], why);
   });
+  const mcNames = new Map<string, number>();
+  mesh.multiclusters.forEach((m, i) => {
+    const at = ['multiclusters', i];
+    if (!DNS_SUBDOMAIN.test(m.name)) problem([...at, 'name'], m.name === '' ? 'must not be empty' : `"${m.name}" is not a DNS name`);
+    else if (mcNames.has(m.name)) problem([...at, 'name'], `duplicate multicluster "${m.name}" (also multiclusters[${mcNames.get(m.name)}])`);
+    else mcNames.set(m.name, i);
+    const why = metadataEndpointProblem(m.metadataEndpoint);
+    if (why) problem([...at, 'metadataEndpoint'], why);
+  });
 }
 
 /** An http(s) URL with a host, no query and no fragment (Deckhouse's CEL rule, plus plain http for meshfed's exporter). */

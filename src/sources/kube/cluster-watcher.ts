@@ -25,7 +25,18 @@ export interface ClusterWatcherOptions {
   readonly log: Logger;
   /** How often load balancer hostnames of gateways are looked up again. */
   readonly gatewayDnsRefreshMs?: number;
+  /** A multicluster peer's root and gateways, from its metadata (see setPeer). */
+  readonly peer?: PeerInfo;
 }
+
+/** What a multicluster peer's metadata adds to the cluster entry: its root, and its gateways into its network. */
+export interface PeerInfo {
+  readonly rootCaPem: string;
+  readonly gateways: readonly { readonly address: string; readonly port: number }[];
+}
+
+/** The `service` a gateway from a peer's multicluster.json shows at /debug/clusters. */
+export const PEER_GATEWAY_SOURCE = 'multicluster.json';
 
 /** One gateway as /debug/clusters shows it. */
 export interface GatewayStatus {
@@ -67,6 +78,7 @@ export class ClusterWatcher {
   private readonly resolver: HostnameResolver;
   /** The cluster entry last reported, as JSON. */
   private reported = '';
+  private peer: PeerInfo | undefined;
   syncedAt: number | undefined;
 
   constructor(
@@ -74,6 +86,7 @@ export class ClusterWatcher {
     private readonly opts: ClusterWatcherOptions,
     private readonly events: ClusterWatcherEvents,
   ) {
+    this.peer = opts.peer;
     this.info = { id: opts.id, network: opts.network || opts.id, domain: opts.domain, discoverySelectors: opts.discoverySelectors };
     this.index = new ClusterIndex(this.info);
     this.resolver = new HostnameResolver(() => this.scheduleFlush(), opts.gatewayDnsRefreshMs);
@@ -123,7 +136,13 @@ export class ClusterWatcher {
       seen.add(k);
       gateways.push(g.network === this.info.network ? { address: g.address, port: g.port } : { address: g.address, port: g.port, network: g.network });
     }
-    return { id: this.opts.id, network: this.info.network, domain: this.opts.domain, rootCaPem: '', gateways };
+    return { id: this.opts.id, network: this.info.network, domain: this.opts.domain, rootCaPem: this.peer?.rootCaPem ?? '', gateways };
+  }
+
+  /** New metadata from the peer (root, gateways): the cluster entry follows without new watches. */
+  setPeer(peer: PeerInfo): void {
+    this.peer = peer;
+    this.scheduleFlush();
   }
 
   /** The cluster's gateways, from its network-labelled Services, with hostnames resolved (it tells the resolver which are needed). */
@@ -131,7 +150,9 @@ export class ClusterWatcher {
     const gateways: GatewayStatus[] = [];
     const pending: string[] = [];
     const hostnames = new Set<string>();
-    for (const gs of this.index.gateways()) {
+    // A peer's published gateways lead into its network, like a network-labelled Service of its own.
+    const fromPeer = (this.peer?.gateways ?? []).map((g) => ({ network: this.info.network, port: g.port, addresses: [g.address], service: PEER_GATEWAY_SOURCE, notes: [] }));
+    for (const gs of [...this.index.gateways(), ...fromPeer]) {
       pending.push(...gs.notes);
       for (const a of gs.addresses) {
         if (isIpAddress(a)) {

@@ -1,6 +1,6 @@
-// Kubernetes discovery: the local cluster, and every remote cluster its remote Secrets name, each fed
-// into the registry as its own source (`kube:<cluster id>`). A remote's credentials can be added,
-// rotated or removed at any time: a rotation starts new watches beside the old ones and swaps them in
+// Kubernetes discovery: the local cluster, and every remote cluster its remote Secrets (or multicluster
+// peers, setPeerRemotes) name, each fed into the registry as its own source (`kube:<cluster id>`). A
+// remote's credentials can be added, rotated or removed at any time: a rotation starts new watches beside the old ones and swaps them in
 // one registry update once the new ones have synced (make-before-break).
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
@@ -10,7 +10,7 @@ import { ClusterWatcher, type ContributionPatch, type GatewayStatus } from './cl
 import { type Backoff, DEFAULT_BACKOFF, ResourceInformer } from './informer.js';
 import { type Kind, parseLabelSelector, pathOf, type SecretObj } from './objects.js';
 import { type GuardOptions, type GuardStatus, RemoteGuard, UNGUARDED } from './remote-guard.js';
-import { MULTICLUSTER_SELECTOR, type RemoteSpec, remotesFromSecrets, type SecretsView } from './remote-secrets.js';
+import { addPeerRemotes, MULTICLUSTER_SELECTOR, type PeerRemote, type RemoteSpec, remotesFromSecrets, type SecretsView } from './remote-secrets.js';
 import { DEFAULT_LIMITS, KubeClient, localKubeConfig, remoteKubeConfig, type TransportLimits } from './transport.js';
 
 export interface KubeSourceOptions {
@@ -63,7 +63,10 @@ export interface ClusterStatus {
   readonly cluster: string;
   readonly role: 'local' | 'remote';
   readonly state: ClusterState;
+  /** `namespace/name` of the remote Secret, or `multicluster/<peer>` for a multicluster peer's cluster. */
   readonly secret?: string;
+  /** The multicluster peer (IstioMulticluster or mesh-file entry) this cluster was joined by. */
+  readonly peer?: string;
   readonly server?: string;
   readonly network?: string;
   readonly domain?: string;
@@ -85,6 +88,7 @@ export class KubeSource {
   private readonly local: ClusterHandle;
   private readonly remotes = new Map<string, ClusterHandle>();
   private readonly secrets = new Map<string, SecretObj>();
+  private peerRemotes: readonly PeerRemote[] = [];
   private readonly secretsInformer: ResourceInformer<SecretObj>;
   private refused: SecretsView['refused'] = [];
   private reconciling: NodeJS.Immediate | undefined;
@@ -108,7 +112,7 @@ export class KubeSource {
       systemNamespace: opts.namespace,
     };
     const kc = (this.kc = localKubeConfig(opts.kubeconfig));
-    this.local = new ClusterHandle(opts.clusterId, 'local', UNGUARDED, this.deps);
+    this.local = new ClusterHandle(opts.clusterId, 'local', UNGUARDED, this.deps, () => this.scheduleReconcile());
     const secretsClient = new KubeClient(kc, this.deps.limits, (kind, reason, name) => this.local.rejected(kind, reason, name));
     this.secretsInformer = new ResourceInformer<SecretObj>(
       secretsClient,
@@ -162,6 +166,17 @@ export class KubeSource {
     };
   }
 
+  /** The multicluster peers' clusters now (all of them: a peer missing here is removed, as a deleted Secret). */
+  setPeerRemotes(remotes: readonly PeerRemote[]): void {
+    this.peerRemotes = remotes;
+    this.scheduleReconcile();
+  }
+
+  /** One cluster's state (a multicluster peer's row shows its remote cluster's). */
+  clusterStatus(id: string): ClusterStatus | undefined {
+    return this.remotes.get(id)?.status(this.opts.remoteSyncTimeoutMs);
+  }
+
   private scheduleReconcile(): void {
     if (!this.secretsInformer.synced || this.reconciling) return;
     this.reconciling = setImmediate(() => {
@@ -171,7 +186,9 @@ export class KubeSource {
   }
 
   private reconcile(): void {
-    const view = remotesFromSecrets(this.secrets.values(), this.opts.clusterId, this.opts.clusterDomain);
+    // A flat-network peer's pods are on the local network: whatever the local cluster's network turns out to be.
+    const localNetwork = this.opts.network ?? this.local.network ?? this.opts.clusterId;
+    const view = addPeerRemotes(remotesFromSecrets(this.secrets.values(), this.opts.clusterId, this.opts.clusterDomain), this.peerRemotes, this.opts.clusterId, this.opts.clusterDomain, localNetwork);
     for (const r of view.refused) {
       if (!this.refused.some((x) => x.secret === r.secret && x.id === r.id)) this.log.warn(r, 'remote secret key ignored');
     }
@@ -179,7 +196,7 @@ export class KubeSource {
     for (const [id, spec] of view.remotes) {
       let handle = this.remotes.get(id);
       if (!handle) {
-        this.log.info({ cluster: id, secret: spec.secret }, 'remote cluster added');
+        this.log.info({ cluster: id, secret: spec.secret, peer: spec.peer?.name }, 'remote cluster added');
         this.remotes.set(id, (handle = new ClusterHandle(id, 'remote', this.opts.remote, this.deps)));
       }
       handle.use(spec, () => remoteKubeConfig(spec.kubeconfig, id));
@@ -221,6 +238,8 @@ class ClusterHandle {
     readonly role: 'local' | 'remote',
     guardOpts: GuardOptions,
     private readonly deps: HandleDeps,
+    /** Called when the cluster entry (network) may have changed. */
+    private readonly onClusterChange: () => void = () => undefined,
   ) {
     this.sourceId = `kube:${id}`;
     this.log = deps.log.child({ cluster: id });
@@ -234,13 +253,25 @@ class ClusterHandle {
     return this.active !== undefined;
   }
 
+  get network(): string | undefined {
+    return this.active?.meshCluster().network;
+  }
+
   waitingForFirstSync(timeoutMs: number): boolean {
     return !this.active && !this.error && Date.now() - this.addedAt < timeoutMs;
   }
 
   /** Watches the cluster with these credentials, unless it already does. */
   use(spec: RemoteSpec, load: () => KubeConfig): void {
-    if (spec.hash === (this.pendingSpec ?? this.activeSpec)?.hash) return;
+    if (spec.hash === (this.pendingSpec ?? this.activeSpec)?.hash) {
+      // Same credentials and address: a peer's new root or gateways update the cluster entry in place.
+      if (spec.peer) {
+        for (const w of [this.active, this.pending]) w?.setPeer(spec.peer);
+        if (this.pendingSpec) this.pendingSpec = spec;
+        else this.activeSpec = spec;
+      }
+      return;
+    }
     let kc: KubeConfig;
     try {
       kc = load();
@@ -261,6 +292,7 @@ class ClusterHandle {
         discoverySelectors: this.deps.selectors,
         backoff: this.deps.backoff,
         log: this.log,
+        peer: spec.peer,
       },
       {
         synced: () => this.synced_(watcher),
@@ -268,7 +300,11 @@ class ClusterHandle {
         relisted: () => watcher === this.active && this.guard.confirm(),
         health: () => watcher === this.active && this.guard.setReachable(watcher.health().reachable),
         // A gateway change touches every proxy's EDS: the registry flags it as a cluster change.
-        clusterChanged: () => watcher === this.active && this.deps.sink.patchSource(this.sourceId, { clusters: this.clusterMap() }),
+        clusterChanged: () => {
+          if (watcher !== this.active) return;
+          this.deps.sink.patchSource(this.sourceId, { clusters: this.clusterMap() });
+          this.onClusterChange();
+        },
       },
     );
     this.pending?.stop();
@@ -303,6 +339,7 @@ class ClusterHandle {
       role: this.role,
       state: this.state(g, h?.reachable ?? true, remoteSyncTimeoutMs),
       secret: spec?.secret || undefined,
+      peer: spec?.peer?.name,
       server: (this.active ?? this.pending)?.client.server,
       network: this.active?.meshCluster().network,
       domain: spec?.domain,
@@ -342,6 +379,7 @@ class ClusterHandle {
     this.guard.setReachable(watcher.health().reachable);
     // Published at once: /readyz turns ready on a first sync, and a proxy that connects then must get it.
     if (!old) this.deps.sink.flush();
+    if (!old) this.onClusterChange();
     old?.stop();
     if (old) this.log.info('swapped to the new credentials\' watches');
   }

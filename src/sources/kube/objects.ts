@@ -66,7 +66,7 @@ export interface SecretObj extends KubeObj {
   readonly data?: Readonly<Record<string, string>>;
 }
 
-export type Kind = 'Service' | 'EndpointSlice' | 'Pod' | 'Node' | 'Namespace' | 'Secret' | 'IstioFederation' | 'ServiceEntry';
+export type Kind = 'Service' | 'EndpointSlice' | 'Pod' | 'Node' | 'Namespace' | 'Secret' | 'IstioFederation' | 'IstioMulticluster' | 'ServiceEntry';
 
 /** The list/watch path of each kind, cluster-wide or in one namespace. */
 export function pathOf(kind: Kind, namespace?: string): string {
@@ -86,6 +86,8 @@ export function pathOf(kind: Kind, namespace?: string): string {
       return `/api/v1${ns}/secrets`;
     case 'IstioFederation':
       return '/apis/deckhouse.io/v1alpha1/istiofederations';
+    case 'IstioMulticluster':
+      return '/apis/deckhouse.io/v1alpha1/istiomulticlusters';
     case 'ServiceEntry':
       return `/apis/networking.istio.io/v1${ns}/serviceentries`;
   }
@@ -169,10 +171,13 @@ export function rejectReason(kind: Kind, obj: unknown): string | undefined {
     case 'ServiceEntry':
       // The spec is checked field by field in service-entry.ts, which names what is wrong where.
       return undefined;
-    case 'IstioFederation': {
+    case 'IstioFederation':
+    case 'IstioMulticluster': {
       const spec = obj['spec'];
       if (!isObject(spec)) return 'spec is not an object';
-      if (typeof spec['trustDomain'] !== 'string' || typeof spec['metadataEndpoint'] !== 'string') return 'spec.trustDomain and spec.metadataEndpoint must be strings';
+      if (kind === 'IstioFederation' && (typeof spec['trustDomain'] !== 'string' || typeof spec['metadataEndpoint'] !== 'string')) return 'spec.trustDomain and spec.metadataEndpoint must be strings';
+      if (kind === 'IstioMulticluster' && typeof spec['metadataEndpoint'] !== 'string') return 'spec.metadataEndpoint must be a string';
+      if (kind === 'IstioMulticluster' && spec['enableIngressGateway'] !== undefined && typeof spec['enableIngressGateway'] !== 'boolean') return 'spec.enableIngressGateway must be a boolean';
       const md = spec['metadata'];
       if (md !== undefined && (!isObject(md) || (md['ca'] !== undefined && typeof md['ca'] !== 'string') || (md['insecureSkipVerify'] !== undefined && typeof md['insecureSkipVerify'] !== 'boolean'))) {
         return 'spec.metadata must be {ca: string, insecureSkipVerify: boolean}';

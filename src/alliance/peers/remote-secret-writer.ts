@@ -1,0 +1,112 @@
+// --write-remote-secrets: Istio's remote Secret for each multicluster peer, as Deckhouse writes it (deckhouse.md §3),
+// so an istiod beside meshfed watches the same remote clusters: `istio-remote-secret-<name>`, label
+// istio/multiCluster=true, annotation networking.istio.io/cluster=<clusterID>, data <clusterID> = the kubeconfig
+// (https://<apiHost>, the CR's CA settings, the `api` token). Written by the Lease holder only; Secrets it wrote for
+// peers that are gone are deleted. meshfed's own kube source ignores them (MANAGED_BY_PEER): it has the peer itself.
+import { CoreV1Api, type KubeConfig, type V1Secret } from '@kubernetes/client-node';
+import type { Logger } from 'pino';
+import { apiErrorMessage, statusOf } from '../../kube/api-error.js';
+import { LABEL_MULTICLUSTER, MANAGED_BY_PEER, type PeerRemote, peerKubeconfig } from '../../sources/kube/remote-secrets.js';
+
+const RESYNC_MS = 60_000;
+export const ANNOTATION_ISTIO_CLUSTER = 'networking.istio.io/cluster';
+
+export const remoteSecretName = (peer: string): string => `istio-remote-secret-${peer}`;
+
+export function remoteSecret(p: PeerRemote, namespace: string): V1Secret {
+  return {
+    apiVersion: 'v1',
+    kind: 'Secret',
+    metadata: {
+      name: remoteSecretName(p.name),
+      namespace,
+      labels: { [LABEL_MULTICLUSTER]: 'true', [MANAGED_BY_PEER]: p.name },
+      annotations: { [ANNOTATION_ISTIO_CLUSTER]: p.clusterId },
+    },
+    type: 'Opaque',
+    data: { [p.clusterId]: Buffer.from(peerKubeconfig(p)).toString('base64') },
+  };
+}
+
+export class RemoteSecretWriter {
+  private readonly api: CoreV1Api;
+  private wanted: readonly PeerRemote[] = [];
+  private running = false;
+  private again = false;
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(
+    kc: KubeConfig,
+    private readonly namespace: string,
+    private readonly isLeader: () => boolean,
+    private readonly log: Logger,
+  ) {
+    this.api = kc.makeApiClient(CoreV1Api);
+    // Also after a leadership change, and over a Secret someone edited or deleted.
+    this.timer = setInterval(() => this.sync(), RESYNC_MS);
+    this.timer.unref();
+  }
+
+  setPeerRemotes(remotes: readonly PeerRemote[]): void {
+    this.wanted = remotes;
+    this.sync();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+
+  private sync(): void {
+    if (!this.isLeader()) return;
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    this.running = true;
+    void this.write()
+      .catch((err: Error) => this.log.warn({ namespace: this.namespace }, `could not write the multicluster peers' remote Secrets: ${err.message}`))
+      .finally(() => {
+        this.running = false;
+        if (this.again) {
+          this.again = false;
+          this.sync();
+        }
+      });
+  }
+
+  private async write(): Promise<void> {
+    const ns = this.namespace;
+    const want = new Map(this.wanted.map((p) => [remoteSecretName(p.name), remoteSecret(p, ns)]));
+    for (const [name, body] of want) {
+      let cur: V1Secret | undefined;
+      try {
+        cur = await this.api.readNamespacedSecret({ name, namespace: ns });
+      } catch (err) {
+        if (statusOf(err) !== 404) throw new Error(`reading Secret ${ns}/${name}: ${apiErrorMessage(err)}`);
+      }
+      if (cur && !cur.metadata?.labels?.[MANAGED_BY_PEER]) {
+        this.log.warn({ secret: `${ns}/${name}` }, 'a remote Secret of that name exists and was not written by meshfed; left alone');
+        continue;
+      }
+      if (cur && JSON.stringify(cur.data) === JSON.stringify(body.data) && cur.metadata?.annotations?.[ANNOTATION_ISTIO_CLUSTER] === body.metadata!.annotations![ANNOTATION_ISTIO_CLUSTER]) continue;
+      try {
+        if (cur) await this.api.replaceNamespacedSecret({ name, namespace: ns, body: { ...body, metadata: { ...body.metadata, resourceVersion: cur.metadata?.resourceVersion } } });
+        else await this.api.createNamespacedSecret({ namespace: ns, body });
+        this.log.info({ secret: `${ns}/${name}` }, 'wrote the remote Secret of a multicluster peer');
+      } catch (err) {
+        throw new Error(`writing Secret ${ns}/${name}: ${apiErrorMessage(err)}`);
+      }
+    }
+    const mine = await this.api.listNamespacedSecret({ namespace: ns, labelSelector: MANAGED_BY_PEER });
+    for (const s of mine.items) {
+      const name = s.metadata?.name ?? '';
+      if (want.has(name)) continue;
+      try {
+        await this.api.deleteNamespacedSecret({ name, namespace: ns });
+        this.log.info({ secret: `${ns}/${name}` }, 'deleted the remote Secret of a multicluster peer that is gone');
+      } catch (err) {
+        if (statusOf(err) !== 404) throw new Error(`deleting Secret ${ns}/${name}: ${apiErrorMessage(err)}`);
+      }
+    }
+  }
+}
