@@ -10,11 +10,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { stringify } from 'yaml';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { TypeUrl } from '../../src/envoy/protos.js';
 import { startFakeApiServer, type FakeApiServer } from '../fixtures/kube-apiserver/index.js';
 import { testPki } from '../fixtures/kube-apiserver/pki.js';
-import { waitFor } from '../helpers/grpc-mesh.js';
 import { backends, type ClusterSpec, endpointSlice, namespace, pod, seedCluster } from '../helpers/kube-cluster.js';
 import { freePort } from '../helpers/ports.js';
 import { RawXdsClient, type SotwResponse } from '../helpers/raw-client.js';
@@ -139,17 +138,18 @@ afterAll(async () => {
 
 describe('two meshfed --kube processes joined by IstioMulticluster resources', () => {
   it('both CRs reach all three conditions True', async () => {
-    await waitFor('conditions True on both CRs', () => {
+    await vi.waitFor(() => {
       for (const s of sides) if (s.proc!.exitCode !== null) throw new Error(`${s.name} exited: ${s.out}`);
-      return ([[A(), 'cluster-b'], [B(), 'cluster-a']] as const).every(([s, peer]) =>
-        ['PublicMetadataExchangeReady', 'PrivateMetadataExchangeReady', 'RemoteAPIServerReady'].every((t) => condition(s, peer, t) === 'True'));
-    }, 30_000, 200).catch((err: Error) => {
+      for (const [s, peer] of [[A(), 'cluster-b'], [B(), 'cluster-a']] as const) {
+        for (const t of ['PublicMetadataExchangeReady', 'PrivateMetadataExchangeReady', 'RemoteAPIServerReady']) expect(condition(s, peer, t), `${s.name}'s ${peer} ${t}`).toBe('True');
+      }
+    }, { timeout: 30_000, interval: 200 }).catch((err: Error) => {
       throw new Error(`${err.message}\n--- A:\n${A().out.slice(-3000)}\n--- B:\n${B().out.slice(-3000)}`);
     });
   });
 
   it('A serves B\'s endpoints of foo as B\'s gateway (split horizon), beside its own pods', async () => {
-    await waitFor('B behind its gateway in A\'s EDS', async () => (await fooEndpointsOfA()).some((e) => e.startsWith(`${GATEWAY['cluster-b']}:15443 `)), 15_000, 200).catch((err: Error) => {
+    await vi.waitFor(async () => expect((await fooEndpointsOfA()).some((e) => e.startsWith(`${GATEWAY['cluster-b']}:15443 `)), 'B behind its gateway in A\'s EDS').toBe(true), { timeout: 15_000, interval: 200 }).catch((err: Error) => {
       throw new Error(`${err.message}\n--- A:\n${A().out.slice(-3000)}`);
     });
     expect(await fooEndpointsOfA()).toEqual(['10.1.0.1:9000 1', '10.1.0.2:9000 1', `${GATEWAY['cluster-b']}:15443 3`]);
@@ -164,9 +164,9 @@ describe('two meshfed --kube processes joined by IstioMulticluster resources', (
     for (const b of backends('10.2.0', 5)) B().api.upsert(pod(FOO, b));
     B().api.upsert(endpointSlice(FOO, 'foo-1', backends('10.2.0', 5)));
     // Bounded: the watch event crosses B's api-proxy to A's watch, then A's debounce (100 ms).
-    await waitFor('A follows', async () => (await fooEndpointsOfA()).includes(`${GATEWAY['cluster-b']}:15443 5`), 1000, 20);
+    await vi.waitFor(async () => expect(await fooEndpointsOfA()).toContain(`${GATEWAY['cluster-b']}:15443 5`), { timeout: 1000, interval: 20 });
     // Fewer, but not so many fewer that the remote guard holds them back as a mass withdrawal.
     B().api.upsert(endpointSlice(FOO, 'foo-1', backends('10.2.0', 3, 3)));
-    await waitFor('A follows again', async () => (await fooEndpointsOfA()).includes(`${GATEWAY['cluster-b']}:15443 3`), 1000, 20);
+    await vi.waitFor(async () => expect(await fooEndpointsOfA()).toContain(`${GATEWAY['cluster-b']}:15443 3`), { timeout: 1000, interval: 20 });
   });
 });

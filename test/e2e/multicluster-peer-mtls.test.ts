@@ -4,7 +4,7 @@
 // Same trust domain, two roots: the client verifies B's server against B's root, which joined A's cluster.local
 // bundle by the exchange; the SAN is the account of B's pods, learned through B's api-proxy.
 import client from 'prom-client';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ApiProxy } from '../../src/alliance/api-proxy/server.js';
 import { StaticPeerDirectory } from '../../src/alliance/static-peers.js';
 import { type Meshfed, startMeshfed } from '../../src/app.js';
@@ -13,7 +13,7 @@ import { memoryCaStore } from '../../src/pki/index.js';
 import { localKubeConfig } from '../../src/sources/kube/transport.js';
 import { startFakeApiServer, type FakeApiServer } from '../fixtures/kube-apiserver/index.js';
 import { testPki } from '../fixtures/kube-apiserver/pki.js';
-import { meshFile, waitFor } from '../helpers/grpc-mesh.js';
+import { meshFile } from '../helpers/grpc-mesh.js';
 import { freePort, MtlsClient, startWorkload, startXdsEchoServer, type Workload } from '../helpers/grpc-mtls.js';
 import { backends, type ClusterSpec, namespace, seedCluster } from '../helpers/kube-cluster.js';
 import { SERVER_NAME, startTlsMesh, type TlsMesh } from '../helpers/mesh-tls.js';
@@ -115,15 +115,15 @@ afterAll(async () => {
 
 describe('a multicluster peer joined by metadata exchange', () => {
   it('a proxyless gRPC client in A calls foo, which only B runs, over mTLS through B\'s gateway', async () => {
-    await waitFor('the exchange', () => meshA.peers.rows()[0]?.api?.status === 'True', 20_000, 100);
+    await vi.waitFor(() => expect(meshA.peers.rows()[0]?.api?.status, 'the api probe').toBe('True'), { timeout: 20_000, interval: 100 });
     expect(meshA.pki!.bundles.byDomain().get('cluster.local')).toContain(meshB.rootPem);
     const c = new MtlsClient(TARGET, await clientWl.bootstrap());
     channels.push(c);
-    const ok = await waitFor('an RPC over mTLS to B\'s foo', async () => {
+    const ok = await vi.waitFor(async () => {
       const r = await c.call(2000);
       if (!r.ok) throw new Error(r.value);
       return r;
-    }, 20_000, 200);
+    }, { timeout: 20_000, interval: 200 });
     expect(ok.value).toBe('foo@cluster-b');
   }, 60_000);
 });

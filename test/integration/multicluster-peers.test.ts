@@ -12,7 +12,7 @@ import { promisify } from 'node:util';
 import client from 'prom-client';
 import { decodeJwt } from 'jose';
 import { parse, stringify } from 'yaml';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { Meshfed } from '../../src/app.js';
 import { ApiProxy } from '../../src/alliance/api-proxy/server.js';
 import type { PeerRow } from '../../src/alliance/peers/controller.js';
@@ -22,7 +22,7 @@ import { CertificateAuthority, memoryCaStore } from '../../src/pki/index.js';
 import { localKubeConfig } from '../../src/sources/kube/transport.js';
 import { type FakeApiServer, type KubeObject, startFakeApiServer } from '../fixtures/kube-apiserver/index.js';
 import { testPki } from '../fixtures/kube-apiserver/pki.js';
-import { admin, backends, clusterStatus, type ClusterSpec, endpointSlice, endpointsOf, expectEqual, seedCluster, startKubeMeshfed, until } from '../helpers/kube-cluster.js';
+import { admin, backends, clusterStatus, type ClusterSpec, endpointSlice, endpointsOf, expectEqual, seedCluster, startKubeMeshfed } from '../helpers/kube-cluster.js';
 import { localIdentity, type PeerServer, startPeerServer } from '../helpers/peer-metadata.js';
 
 const run = promisify(execFile);
@@ -109,7 +109,7 @@ afterAll(async () => {
 
 describe('an IstioMulticluster peer', () => {
   it('reaches all three conditions True with Deckhouse\'s reasons, and caches the metadata in status', async () => {
-    await until('conditions', () => expectEqual(conditionOf('cluster-b', 'RemoteAPIServerReady')?.['status'], 'True'), 15_000);
+    await vi.waitFor(() => expectEqual(conditionOf('cluster-b', 'RemoteAPIServerReady')?.['status'], 'True'), { timeout: 15_000, interval: 20 }); // conditions
     const t = expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
     expect(statusOf('cluster-b')).toEqual({
       metadataCache: {
@@ -128,12 +128,12 @@ describe('an IstioMulticluster peer', () => {
     const before = statusOf('cluster-b')!.conditions!;
     await new Promise((r) => setTimeout(r, 1100)); // the next second: a rewritten time would differ
     await probed();
-    await until('probed again', () => expect(statusOf('cluster-b')!.conditions![0]!['lastProbeTime']).not.toBe(before[0]!['lastProbeTime']));
+    await vi.waitFor(() => expect(statusOf('cluster-b')!.conditions![0]!['lastProbeTime']).not.toBe(before[0]!['lastProbeTime']), { timeout: 10_000, interval: 20 }); // probed again
     expect(statusOf('cluster-b')!.conditions!.map((c) => c['lastTransitionTime'])).toEqual(before.map((c) => c['lastTransitionTime']));
   });
 
   it('joins the peer\'s cluster by itself: its endpoints on its network behind its gateway, its root in the local bundle', async () => {
-    await until('remote endpoints', () => expectEqual(remoteEndpoints().length, 10));
+    await vi.waitFor(() => expectEqual(remoteEndpoints().length, 10), { timeout: 10_000, interval: 20 }); // remote endpoints
     const c = await clusterStatus(m, 'cluster-b');
     expect(c).toMatchObject({ role: 'remote', state: 'synced', peer: 'cluster-b', secret: 'multicluster/cluster-b', server: `https://127.0.0.1:${proxyPort}`, network: 'network-b', domain: 'cluster.local' });
     expect(c.gateways).toEqual([{ network: 'network-b', address: '192.0.2.20', port: 15443, service: 'multicluster.json' }]);
@@ -151,11 +151,11 @@ describe('an IstioMulticluster peer', () => {
   });
 
   it('writes Istio\'s remote Secret for an istiod beside (--write-remote-secrets), which meshfed itself does not follow twice', async () => {
-    const secret = await until('the Secret', () => {
+    const secret = await vi.waitFor(() => {
       const s = local.get('v1', 'Secret', 'meshfed', 'istio-remote-secret-cluster-b');
       if (!s) throw new Error('not yet');
       return s as KubeObject & { data: Record<string, string> };
-    });
+    }, { timeout: 10_000, interval: 20 }); // the Secret
     expect(secret.metadata).toMatchObject({ labels: { 'istio/multiCluster': 'true' }, annotations: { 'networking.istio.io/cluster': 'cluster-b' } });
     const kubeconfig = parse(Buffer.from(secret.data['cluster-b']!, 'base64').toString()) as { clusters: Array<{ cluster: Record<string, string> }>; users: Array<{ user: { token: string } }> };
     expect(kubeconfig.clusters[0]!.cluster).toEqual({ server: `https://127.0.0.1:${proxyPort}`, 'certificate-authority-data': Buffer.from(peer.caPem).toString('base64') });
@@ -169,9 +169,9 @@ describe('an IstioMulticluster peer', () => {
 
   it('follows the peer\'s endpoints through the api-proxy watch', async () => {
     remote.upsert(endpointSlice(FOO, 'foo-1', backends('10.2.0', 11)));
-    await until('11 endpoints', () => expectEqual(remoteEndpoints().length, 11));
+    await vi.waitFor(() => expectEqual(remoteEndpoints().length, 11), { timeout: 10_000, interval: 20 }); // 11 endpoints
     remote.upsert(endpointSlice(FOO, 'foo-1', backends('10.2.0', 10)));
-    await until('10 endpoints', () => expectEqual(remoteEndpoints().length, 10));
+    await vi.waitFor(() => expectEqual(remoteEndpoints().length, 10), { timeout: 10_000, interval: 20 }); // 10 endpoints
   });
 });
 
@@ -179,7 +179,7 @@ describe('faults: nothing lost from the registry meanwhile', () => {
   const gaps: string[] = [];
   let poll: NodeJS.Timeout;
   beforeAll(async () => {
-    await until('remote endpoints', () => expectEqual(remoteEndpoints().length, 10));
+    await vi.waitFor(() => expectEqual(remoteEndpoints().length, 10), { timeout: 10_000, interval: 20 }); // remote endpoints
     poll = setInterval(() => {
       const n = remoteEndpoints().length;
       if (n !== 10) gaps.push(`${new Date().toISOString()}: ${n} endpoints of cluster-b`);
@@ -189,12 +189,12 @@ describe('faults: nothing lost from the registry meanwhile', () => {
 
   it('the api-proxy restarts: the cluster is kept (unreachable meanwhile), then synced again', async () => {
     await proxy.close();
-    await until('unreachable', async () => expectEqual((await clusterStatus(m, 'cluster-b')).state, 'unreachable'));
+    await vi.waitFor(async () => expectEqual((await clusterStatus(m, 'cluster-b')).state, 'unreachable'), { timeout: 10_000, interval: 20 }); // unreachable
     await probed();
     expect(conditionOf('cluster-b', 'RemoteAPIServerReady')).toMatchObject({ status: 'False', reason: 'RemoteAPIUnreachable' });
     proxy = startProxy();
     await proxy.listen('127.0.0.1', proxyPort);
-    await until('synced again', async () => expectEqual((await clusterStatus(m, 'cluster-b')).state, 'synced'));
+    await vi.waitFor(async () => expectEqual((await clusterStatus(m, 'cluster-b')).state, 'synced'), { timeout: 10_000, interval: 20 }); // synced again
     await probed();
     expect(conditionOf('cluster-b', 'RemoteAPIServerReady')).toMatchObject({ status: 'True', reason: 'RemoteAPIReachable' });
     expect(gaps).toEqual([]);
@@ -204,13 +204,13 @@ describe('faults: nothing lost from the registry meanwhile', () => {
     remote.faults.set({ kind: 'drop', path: /watch=true/ });
     remote.faults.set({ kind: 'stall' });
     try {
-      await until('stale', async () => expectEqual((await clusterStatus(m, 'cluster-b')).state, 'stale'), 15_000);
-      await until('demoted', () => expectEqual(remoteEndpoints().filter((e) => e.endsWith(' !p1')).length, 10));
+      await vi.waitFor(async () => expectEqual((await clusterStatus(m, 'cluster-b')).state, 'stale'), { timeout: 15_000, interval: 20 }); // stale
+      await vi.waitFor(() => expectEqual(remoteEndpoints().filter((e) => e.endsWith(' !p1')).length, 10), { timeout: 10_000, interval: 20 }); // demoted
       expect((await row()).imports).toBe('stale');
     } finally {
       remote.faults.set(null);
     }
-    await until('fresh', () => expectEqual(remoteEndpoints().filter((e) => e.endsWith(' !p1')).length, 0), 40_000);
+    await vi.waitFor(() => expectEqual(remoteEndpoints().filter((e) => e.endsWith(' !p1')).length, 0), { timeout: 40_000, interval: 20 }); // fresh
     expect(gaps).toEqual([]);
   }, 60_000);
 
@@ -220,11 +220,11 @@ describe('faults: nothing lost from the registry meanwhile', () => {
     Object.assign(tokenPolicy, { ttlSeconds: 365 * DAY, renewBeforeSeconds: 400 * DAY });
     await probed();
     Object.assign(tokenPolicy, { renewBeforeSeconds: 30 * DAY });
-    await until('swapped', async () => {
+    await vi.waitFor(async () => {
       const c = await clusterStatus(m, 'cluster-b');
       expect(c.rotating).toBe(false);
       expect(c.syncedAt).not.toBe(before.syncedAt);
-    });
+    }, { timeout: 10_000, interval: 20 }); // swapped
     expect(await clusterStatus(m, 'cluster-b')).toMatchObject({ state: 'synced', endpoints: 10 });
     expect(gaps).toEqual([]);
   });
@@ -233,13 +233,13 @@ describe('faults: nothing lost from the registry meanwhile', () => {
     peer.doc = { ...peer.doc, multicluster: { ...peer.doc.multicluster!, apiHost: '127.0.0.1:1' } };
     await probed();
     expect(conditionOf('cluster-b', 'RemoteAPIServerReady')).toMatchObject({ status: 'False', reason: 'RemoteAPIUnreachable' });
-    await until('new watches pending', async () => expect(await clusterStatus(m, 'cluster-b')).toMatchObject({ rotating: true, state: 'synced', server: `https://127.0.0.1:${proxyPort}` }));
+    await vi.waitFor(async () => expect(await clusterStatus(m, 'cluster-b')).toMatchObject({ rotating: true, state: 'synced', server: `https://127.0.0.1:${proxyPort}` }), { timeout: 10_000, interval: 20 }); // new watches pending
     const second = startProxy();
     const port2 = await second.listen('127.0.0.1', 0);
     try {
       peer.doc = { ...peer.doc, multicluster: { ...peer.doc.multicluster!, apiHost: `127.0.0.1:${port2}` } };
       await probed();
-      await until('swapped to the new apiHost', async () => expect(await clusterStatus(m, 'cluster-b')).toMatchObject({ rotating: false, state: 'synced', server: `https://127.0.0.1:${port2}` }));
+      await vi.waitFor(async () => expect(await clusterStatus(m, 'cluster-b')).toMatchObject({ rotating: false, state: 'synced', server: `https://127.0.0.1:${port2}` }), { timeout: 10_000, interval: 20 }); // swapped to the new apiHost
       // The old api-proxy going away now changes nothing.
       await proxy.close();
       await new Promise((r) => setTimeout(r, 300));
@@ -257,7 +257,7 @@ describe('faults: nothing lost from the registry meanwhile', () => {
     caB2.close();
     peer.doc = { ...peer.doc, rootCA: rootB + rootB2 };
     await probed();
-    await until('both roots', () => expectEqual(m.pki!.bundles.byDomain().get('cluster.local')?.includes(rootB2), true));
+    await vi.waitFor(() => expectEqual(m.pki!.bundles.byDomain().get('cluster.local')?.includes(rootB2), true), { timeout: 10_000, interval: 20 }); // both roots
     expect(m.pki!.bundles.byDomain().get('cluster.local')).toContain(rootB);
     expect(await clusterStatus(m, 'cluster-b')).toMatchObject({ syncedAt: before.syncedAt, rotating: false });
     expect(gaps).toEqual([]);
@@ -265,17 +265,17 @@ describe('faults: nothing lost from the registry meanwhile', () => {
 
   it('enableIngressGateway: false puts the peer\'s pods on the local network (flat), swapped make-before-break', async () => {
     await kubectl(['patch', 'istiomulticluster', 'cluster-b', '--type=merge', '-p', JSON.stringify({ spec: { enableIngressGateway: false } })]);
-    await until('flat', async () => expect(await clusterStatus(m, 'cluster-b')).toMatchObject({ network: 'network-a', gateways: [], rotating: false, endpoints: 10 }));
-    await until('registry', () => expectEqual(m.registry.snapshot.endpoints.get(HOST)!.filter((e) => e.clusterId === 'cluster-b').every((e) => e.network === 'network-a'), true));
+    await vi.waitFor(async () => expect(await clusterStatus(m, 'cluster-b')).toMatchObject({ network: 'network-a', gateways: [], rotating: false, endpoints: 10 }), { timeout: 10_000, interval: 20 }); // flat
+    await vi.waitFor(() => expectEqual(m.registry.snapshot.endpoints.get(HOST)!.filter((e) => e.clusterId === 'cluster-b').every((e) => e.network === 'network-a'), true), { timeout: 10_000, interval: 20 }); // registry
     expect(gaps).toEqual([]);
   });
 
   it('deleting the IstioMulticluster removes the cluster and the peer\'s root', async () => {
     clearInterval(poll);
     await kubectl(['delete', 'istiomulticluster', 'cluster-b']);
-    await until('cluster gone', () => expectEqual(remoteEndpoints().length, 0));
-    await until('root gone', () => expectEqual(m.pki!.bundles.byDomain().get('cluster.local')?.includes(rootB), false));
-    await until('remote Secret gone', () => expectEqual(local.get('v1', 'Secret', 'meshfed', 'istio-remote-secret-cluster-b'), undefined));
+    await vi.waitFor(() => expectEqual(remoteEndpoints().length, 0), { timeout: 10_000, interval: 20 }); // cluster gone
+    await vi.waitFor(() => expectEqual(m.pki!.bundles.byDomain().get('cluster.local')?.includes(rootB), false), { timeout: 10_000, interval: 20 }); // root gone
+    await vi.waitFor(() => expectEqual(local.get('v1', 'Secret', 'meshfed', 'istio-remote-secret-cluster-b'), undefined), { timeout: 10_000, interval: 20 }); // remote Secret gone
     expect(m.peers.rows()).toEqual([]);
   });
 });
