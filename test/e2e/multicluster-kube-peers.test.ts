@@ -55,7 +55,7 @@ const workloads: Workload[] = [];
 let barServer: MtlsEchoServer | undefined;
 let channel: MtlsClient | undefined;
 
-function start(s: Side, gateway: string): void {
+function start(s: Side, advertised: string): void {
   const pki = testPki();
   const cert = path.join(s.dir, 'api-proxy.crt');
   const key = path.join(s.dir, 'api-proxy.key');
@@ -64,7 +64,7 @@ function start(s: Side, gateway: string): void {
   const args = [
     'serve', '--kubeconfig', s.kubeconfig, '--namespace', 'meshfed', '--cluster-id', s.name, '--network', `network-${s.name}`,
     '--xds-address', `127.0.0.1:${s.xds}`, '--admin-address', '127.0.0.1:0', '--debug-address', `127.0.0.1:${s.debug}`,
-    '--metadata-address', `127.0.0.1:${s.metadata}`, '--advertise-gateway', gateway, '--peer-poll-interval', '1',
+    '--metadata-address', `127.0.0.1:${s.metadata}`, '--advertise-gateway', advertised, '--peer-poll-interval', '1',
     // The api-proxy with a certificate from files (as behind an Ingress), and its address published in multicluster.json.
     '--api-proxy-address', `127.0.0.1:${s.apiProxy}`, '--api-proxy-tls-cert', cert, '--api-proxy-tls-key', key, '--multicluster-api-host', `127.0.0.1:${s.apiProxy}`,
     // The mesh CA (a Secret in its apiserver, each cluster its own root) signs certificates for agents showing a token.
