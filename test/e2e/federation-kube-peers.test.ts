@@ -3,65 +3,40 @@
 // Public/PrivateMetadataExchangeReady=True; a proxyless gRPC client abc/foo in A (certificates from its `meshfed agent`)
 // calls bar in B through B's SNI gateway over mTLS, and bar (certificates from its agent) sees the client's SPIFFE id;
 // unlabelling B's Service withdraws the import from A; deleting A's CR drops B's root from A's trust bundle.
-import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
-import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import type { V1Secret } from '@kubernetes/client-node';
 import { TypeUrl } from '../../src/envoy/protos.js';
-import { DEFAULT_CA_SECRET, secretToMaterial } from '../../src/pki/kube-store.js';
-import { startFakeApiServer, type FakeApiServer, type KubeObject } from '../fixtures/kube-apiserver/index.js';
-import { type GatewayEvent, SniGateway } from '../fixtures/sni-gateway/gateway.js';
-import { SniRoutes, sniClusterName } from '../fixtures/sni-gateway/routes.js';
-import { XdsRoutes } from '../fixtures/sni-gateway/xds-routes.js';
-import { MtlsClient, type MtlsEchoServer, startMtlsEchoServer, startWorkload, type Workload } from '../helpers/grpc-mtls.js';
+import { startFakeApiServer, type KubeObject } from '../fixtures/kube-apiserver/index.js';
+import { sniClusterName } from '../fixtures/sni-gateway/routes.js';
+import { MtlsClient, type MtlsEchoServer, startMtlsEchoServer, type Workload } from '../helpers/grpc-mtls.js';
 import { namespace } from '../helpers/kube-cluster.js';
+import { CRDS, EastWestGateway, firstOkCall, kubectl, type KubeSide, kubeWorkload, spawnMeshfed } from '../helpers/kube-peers.js';
 import { SERVER_NAME } from '../helpers/mesh-tls.js';
 import { freePort } from '../helpers/ports.js';
 import { RawXdsClient, type SotwResponse } from '../helpers/raw-client.js';
 
-const run = promisify(execFile);
-const repo = path.resolve(import.meta.dirname, '../..');
-const KUBECTL = execFileSync('which', ['kubectl'], { encoding: 'utf8' }).trim();
-const CRDS = path.join(repo, 'deploy/kubernetes/crds');
 const FED = 'deckhouse.io/v1alpha1';
 const BAR = 'bar.xyz.svc.cluster-b.local';
 const BAR_CLUSTER = `outbound|9090||${BAR}`;
 
-interface Side {
+interface Side extends KubeSide {
   readonly name: 'cluster-a' | 'cluster-b';
-  readonly dir: string;
-  api: FakeApiServer;
-  kubeconfig: string;
   /** xDS over TLS (agents), and in plaintext (configuration only: proxyless gRPC, the gateway, these probes). */
   xds: number;
   plain: number;
   metadata: number;
-  proc?: ChildProcess;
-  out: string;
 }
 
 const sides: Side[] = [];
 const [A, B] = [() => sides[0]!, () => sides[1]!];
 
-async function kubectl(s: Side, args: string[], input?: object): Promise<string> {
-  let file: string | undefined;
-  if (input) {
-    file = path.join(s.dir, `in-${Math.random().toString(36).slice(2)}.yaml`);
-    writeFileSync(file, stringify(input));
-  }
-  const { stdout } = await run(KUBECTL, [...args, ...(file ? ['-f', file] : [])], { env: { ...process.env, KUBECONFIG: s.kubeconfig }, timeout: 20_000 });
-  return stdout;
-}
-
 const condition = (s: Side, peer: string, type: string): string | undefined =>
   ((s.api.get(FED, 'IstioFederation', undefined, peer)?.['status'] as { conditions?: Array<Record<string, string>> } | undefined)?.conditions ?? []).find((c) => c['type'] === type)?.['status'];
 
 /** B's gateway: the SNI gateway fixture, fed by B's xDS as a `router` of cluster-b; B advertises it to its peers. */
-const gateway = { routes: new SniRoutes(), events: [] as GatewayEvent[], server: undefined as SniGateway | undefined, xds: undefined as XdsRoutes | undefined };
+const gateway = new EastWestGateway();
 /** bar's pod in B listens here, on loopback; A's client reaches it only through the gateway. */
 let barPort: number;
 const workloads: Workload[] = [];
@@ -96,10 +71,7 @@ function start(s: Side, gateway: string): void {
     // The mesh CA (a Secret in its apiserver) signs workload certificates for agents that show a service-account token.
     '--xds-tls', '--server-dns-names', SERVER_NAME, '--xds-plaintext-address', `127.0.0.1:${s.plain}`,
   ];
-  const proc = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], { cwd: repo, stdio: ['ignore', 'pipe', 'pipe'] });
-  s.proc = proc;
-  proc.stdout!.on('data', (d: Buffer) => (s.out += d.toString()));
-  proc.stderr!.on('data', (d: Buffer) => (s.out += d.toString()));
+  spawnMeshfed(s, args);
 }
 
 const node = {
@@ -119,18 +91,9 @@ async function ask(typeUrl: string, names: string[], s = A()): Promise<SotwRespo
   }
 }
 
-/** `meshfed agent` for ns/sa of side `s`: a token from s's apiserver, meshfed's root from s's CA Secret. */
+/** `meshfed agent` for ns/sa of side `s`, which also trusts the peer's domain. */
 async function workload(s: Side, ns: string, sa: string, peerDomain: string): Promise<Workload> {
-  const rootPem = secretToMaterial(s.api.get('v1', 'Secret', 'meshfed', DEFAULT_CA_SECRET) as V1Secret)!.rootCertPem;
-  const w = await startWorkload({
-    mesh: { meshfed: { xdsPort: s.xds }, rootPem, plaintextPort: s.plain },
-    token: s.api.issueServiceAccountToken(ns, sa, { audiences: ['istio-ca'] }),
-    clusterId: s.name,
-    network: s.name,
-    namespace: ns,
-    serviceAccount: sa,
-    trustDomains: [peerDomain],
-  });
+  const w = await kubeWorkload(s, { xds: s.xds, plain: s.plain, network: s.name, namespace: ns, serviceAccount: sa, trustDomains: [peerDomain] });
   workloads.push(w);
   return w;
 }
@@ -153,9 +116,8 @@ beforeAll(async () => {
   barPort = await freePort();
   await kubectl(B(), ['apply'], bar());
   barPod().forEach((o) => B().api.upsert(o));
-  gateway.server = new SniGateway({ routes: gateway.routes, host: '127.0.0.1', port: 0, onEvent: (e) => gateway.events.push(e) });
   start(A(), '198.51.100.1:15443');
-  start(B(), `127.0.0.1:${await gateway.server.listen()}`);
+  start(B(), `127.0.0.1:${await gateway.listen()}`);
   await kubectl(A(), ['apply'], { apiVersion: FED, kind: 'IstioFederation', metadata: { name: 'cluster-b' }, spec: { trustDomain: 'cluster-b.local', metadataEndpoint: `http://127.0.0.1:${B().metadata}/metadata/` } });
   await kubectl(B(), ['apply'], { apiVersion: FED, kind: 'IstioFederation', metadata: { name: 'cluster-a' }, spec: { trustDomain: 'cluster-a.local', metadataEndpoint: `http://127.0.0.1:${A().metadata}/metadata/` } });
 }, 30_000);
@@ -163,8 +125,7 @@ beforeAll(async () => {
 afterAll(async () => {
   channel?.close();
   barServer?.stop();
-  gateway.xds?.close();
-  await gateway.server?.close();
+  await gateway.close();
   await Promise.all(workloads.map((w) => w.stop()));
   sides.forEach((s) => s.proc?.kill('SIGKILL'));
   await Promise.all(sides.map((s) => s.api.close()));
@@ -182,7 +143,7 @@ describe('two meshfed --kube processes federated by IstioFederation resources', 
     });
     await vi.waitFor(async () => expect((await ask(TypeUrl.Cluster, [])).resources.map((r) => r.name)).toContain(BAR_CLUSTER), { timeout: 5_000, interval: 200 });
     const eds = JSON.stringify((await ask(TypeUrl.Endpoint, [BAR_CLUSTER])).resources[0]?.body);
-    expect(eds).toContain(`"port_value":${gateway.server!.port}`); // B's gateway, not bar's pod
+    expect(eds).toContain(`"port_value":${gateway.port}`); // B's gateway, not bar's pod
     expect(await trustDomainsOfA()).toEqual(['cluster-a.local', 'cluster-b.local']);
   });
 
@@ -190,25 +151,17 @@ describe('two meshfed --kube processes federated by IstioFederation resources', 
     // The gateway learns bar's pod from B's xDS, as an Envoy gateway with only a bootstrap would.
     await vi.waitFor(() => ask(TypeUrl.Cluster, [], B()), { timeout: 10_000, interval: 100 }); // B's plaintext xDS port answers
     const sni = sniClusterName(9090, BAR);
-    gateway.xds = new XdsRoutes({
-      xds: `127.0.0.1:${B().plain}`,
-      node: { id: 'router~127.0.0.1~eastwest-1.istio-system~istio-system.svc.cluster-b.local', clusterId: 'cluster-b', network: 'cluster-b' },
-      routes: gateway.routes,
-    });
+    gateway.follow(`127.0.0.1:${B().plain}`, { id: 'router~127.0.0.1~eastwest-1.istio-system~istio-system.svc.cluster-b.local', clusterId: 'cluster-b', network: 'cluster-b' });
     await vi.waitFor(() => expect(gateway.routes.snapshot().get(sni), `the gateway's route ${sni}`).toEqual([{ address: '127.0.0.1', port: barPort }]), { timeout: 10_000, interval: 100 });
     // Each workload's certificate comes from its own cluster's CA, through its own agent.
     const [client, server] = await Promise.all([workload(A(), 'abc', 'foo', 'cluster-b.local'), workload(B(), 'xyz', 'bar', 'cluster-a.local')]);
     barServer = await startMtlsEchoServer(server.agent.files, barPort, 'bar@cluster-b');
     channel = new MtlsClient(`xds:///${BAR}:9090`, await client.bootstrap());
-    const ok = await vi.waitFor(async () => {
-      const r = await channel!.call(2000);
-      if (!r.ok) throw new Error(r.value);
-      return r;
-    }, { timeout: 20_000, interval: 200 });
+    const ok = await firstOkCall(channel);
     expect(ok.value).toBe('bar@cluster-b');
     expect(barServer.peerSans).toEqual(['URI:spiffe://cluster-a.local/ns/abc/sa/foo']);
     // The connection went through the gateway, which routed it by name without terminating TLS.
-    expect(gateway.events.flatMap((e) => (e.kind === 'forward' ? [[e.cluster, e.upstream.port]] : []))).toContainEqual([sni, barPort]);
+    expect(gateway.forwarded()).toContainEqual([sni, barPort]);
   }, 60_000);
 
   it('unlabelling the Service in B removes the import from A', async () => {
