@@ -1,7 +1,7 @@
 // EDS: a service port's endpoints as the proxy's network sees them (split horizon), grouped by
 // (priority, locality) in a stable order, with the endpoint metadata the proxy reads (Istio's)
 // and meshfed's provenance.
-import { compare, type MeshChanges, type MeshSnapshot, type Service } from '../model/mesh.js';
+import { compare, type MeshChanges, type MeshCluster, type MeshSnapshot, type Service } from '../model/mesh.js';
 import type { ProxyView } from '../model/proxy.js';
 import { TypeUrl } from '../envoy/protos.js';
 import { type GeneratedResource, type Generator, networkOfView, outboundClusterName, sniName, union } from './generator.js';
@@ -40,10 +40,23 @@ export const edsGenerator: Generator = {
   },
 };
 
-/** A gateway passes traffic through to the exported services of its own network. */
+/**
+ * A gateway passes traffic through to the services of its own network: the exported ones (all that
+ * federation peers may reach), and every one of a domain that also has a cluster on another network —
+ * multicluster: those clusters' proxies send each shared service through this gateway, as Istio's
+ * east-west gateway exposes `*.<domain>`.
+ */
 export function servedByGateway(mesh: MeshSnapshot, view: ProxyView, service: Service): boolean {
   const network = networkOfView(mesh, view);
-  return service.exported && network !== '' && service.clusters.some((id) => mesh.clusters.get(id)?.network === network);
+  if (network === '') return false;
+  const here = service.clusters.map((id) => mesh.clusters.get(id)).filter((c) => c?.network === network);
+  return here.length > 0 && (service.exported || here.some((c) => spansNetworks(mesh, c!)));
+}
+
+/** Whether another cluster of this cluster's domain sits on another network. */
+function spansNetworks(mesh: MeshSnapshot, cluster: MeshCluster): boolean {
+  for (const other of mesh.clusters.values()) if (other.domain === cluster.domain && other.network !== cluster.network) return true;
+  return false;
 }
 
 function localityGroups(planned: PlannedEndpoint[], service: Service, md: MetadataWanted): Record<string, unknown>[] {

@@ -11,12 +11,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { TypeUrl } from '../../src/envoy/protos.js';
-import { LABEL_EXPORTED } from '../../src/sources/kube/to-model.js';
 import { startFakeApiServer } from '../fixtures/kube-apiserver/index.js';
 import { testPki } from '../fixtures/kube-apiserver/pki.js';
 import { sniClusterName } from '../fixtures/sni-gateway/routes.js';
 import { MtlsClient, type MtlsEchoServer, startMtlsEchoServer, type Workload } from '../helpers/grpc-mtls.js';
-import { backends, type ClusterSpec, endpointSlice, namespace, pod, seedCluster, service } from '../helpers/kube-cluster.js';
+import { backends, type ClusterSpec, endpointSlice, namespace, pod, seedCluster } from '../helpers/kube-cluster.js';
 import { CRDS, EastWestGateway, firstOkCall, kubectl, type KubeSide, kubeWorkload, spawnMeshfed } from '../helpers/kube-peers.js';
 import { SERVER_NAME } from '../helpers/mesh-tls.js';
 import { freePort } from '../helpers/ports.js';
@@ -123,10 +122,8 @@ beforeAll(async () => {
   seedCluster(B().api, FOO, backends('10.2.0', 3));
   barPort = await freePort();
   seedCluster(B().api, BAR_SPEC(), [{ ip: '127.0.0.1', pod: 'bar-1' }]);
-  // meshfed's gateway passes through only exported services (src/generate/eds.ts servedByGateway), though A routes
-  // every service of B to B's gateway; Istio's east-west gateway exposes all of *.local. Until that is settled, bar
-  // is labelled exported so B's gateway has a route for it.
-  B().api.upsert({ ...service(BAR_SPEC()), metadata: { name: 'bar', namespace: 'abc', labels: { [LABEL_EXPORTED]: 'true' } } });
+  // bar is not exported: B's gateway passes it through because B's domain also has a cluster (A) on another
+  // network, whose proxies route every shared service through it (Istio's east-west gateway exposes *.local).
   gatewayOfB = `127.0.0.1:${await gateway.listen()}`;
   start(A(), '198.51.100.1:15443');
   start(B(), gatewayOfB);
