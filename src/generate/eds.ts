@@ -6,7 +6,7 @@ import type { ProxyView } from '../model/proxy.js';
 import { TypeUrl } from '../envoy/protos.js';
 import { type GeneratedResource, type Generator, networkOfView, outboundClusterName, sniName, union } from './generator.js';
 import { localityKey, networkGateways, type PlannedEndpoint, planEndpoints } from './split-horizon.js';
-import { tlsModes } from './tls.js';
+import { PLAINTEXT_MATCH, tlsModes } from './tls.js';
 
 const UINT32_MAX = 0xffff_ffff;
 
@@ -104,7 +104,7 @@ function mergeDuplicateAddresses(planned: PlannedEndpoint[]): PlannedEndpoint[] 
 
 /** Which endpoint metadata the proxy reads, for one service. */
 interface MetadataWanted {
-  /** `envoy.transport_socket_match`, read by the cluster's socket matches. */
+  /** `envoy.transport_socket_match` on plaintext endpoints, read by the cluster's socket match. */
   readonly tlsMode: boolean;
   /** `istio.workload`, read by Istio's telemetry in istio-proxy. */
   readonly workload: boolean;
@@ -132,9 +132,9 @@ function lbEndpoint(p: PlannedEndpoint, service: Service, want: MetadataWanted):
 function endpointMetadata(p: PlannedEndpoint, service: Service, want: MetadataWanted): Record<string, unknown> | undefined {
   const ep = p.endpoint;
   const md: Record<string, unknown> = {};
-  // Istio stamps tlsMode only on mTLS-capable pods (the `tlsMode-disabled` match is empty); a
-  // gateway always takes mTLS.
-  if (want.tlsMode && (!ep || ep.mtls)) md['envoy.transport_socket_match'] = { fields: { tlsMode: str('istio') } };
+  // Only a plaintext pod says so (the cluster's one match); an mTLS pod, and a gateway, which
+  // always takes mTLS, say nothing and get the cluster's default, TLS (fails closed, tls.ts).
+  if (want.tlsMode && ep && !ep.mtls) md['envoy.transport_socket_match'] = PLAINTEXT_MATCH;
   if (want.workload) md['istio'] = { fields: { workload: str(ep ? workload(ep.labels, service, p.clusterId) : `;;;;${p.clusterId}`) } };
   const provenance: Record<string, unknown> = {};
   if (want.provenance && ep?.provenance.peer) provenance['peer'] = str(ep.provenance.peer);

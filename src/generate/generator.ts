@@ -18,6 +18,11 @@ export interface Generator {
   affected(changes: MeshChanges): ReadonlySet<string> | 'all';
   /** The resources derived from one service for one view (none if it is gone), or with VIEW_RESOURCES the view-wide ones. */
   generate(mesh: MeshSnapshot, view: ProxyView, hostname: string): GeneratedResource[];
+  /**
+   * False while a view's view-wide resources are still being made outside the mesh (SDS: the
+   * identity's first certificate): a name they lack is pending, not gone. Absent: always ready.
+   */
+  ready?(view: ProxyView): boolean;
 }
 
 /** The view key of a type whose resources depend only on the role, except that a gateway's depend on its network. */

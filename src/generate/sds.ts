@@ -11,7 +11,8 @@
 // Certificates are not a function of the mesh: the generator reads what the PKI has already issued
 // (it never issues), and the PKI tells the store (XdsStore.refresh) when a certificate is issued or
 // renewed, or the bundle changes. While an identity's first certificate is being issued its view has
-// no secrets at all: the certificate and the bundle then arrive together, in one response.
+// no secrets at all, and is not ready (a delta stream is not told they do not exist): the certificate
+// and the bundle then arrive together, in one response.
 import { compare, type MeshChanges } from '../model/mesh.js';
 import type { ProxyView } from '../model/proxy.js';
 import { DEFAULT_SECRET, pemBlob, ROOTCA_PEM_SECRET, ROOTCA_SECRET } from '../envoy/names.js';
@@ -88,5 +89,6 @@ export function sdsGenerator(secrets: WorkloadSecrets | undefined): Generator {
       out.push({ name: ROOTCA_PEM_SECRET, body: { name: ROOTCA_PEM_SECRET, validation_context: { trusted_ca: { inline_bytes: Buffer.from(all) } } } });
       return out;
     },
+    ready: (view) => !secrets || !view.identity || secrets.certificate(view.identity) !== PENDING,
   };
 }

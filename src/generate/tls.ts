@@ -1,6 +1,6 @@
 // Upstream mTLS in Istio's form: SDS secrets for Envoy, certificate-provider instances for
 // proxyless gRPC (gRFC A29), both verifying the SPIFFE ids of the service's accounts.
-import { compare, type MeshSnapshot, type Service, type ServicePort } from '../model/mesh.js';
+import { compare, type Endpoint, type MeshSnapshot, type Service, type ServicePort } from '../model/mesh.js';
 import { ADS_NO_WAIT, type SdsConfig, sniName, trustDomainOf } from './generator.js';
 
 const UPSTREAM_TLS = 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext';
@@ -43,22 +43,48 @@ export function serviceSans(mesh: MeshSnapshot, service: Service): Array<{ exact
 /** Whether a service's live endpoints take mTLS: all of them (also when there are none), none, or some. */
 export type TlsModes = 'all' | 'none' | 'mixed';
 
+// Endpoint lists are immutable and replaced when they change, so a snapshot's CDS (every port)
+// and EDS (every view) share one answer per service.
+const modesMemo = new WeakMap<readonly Endpoint[], TlsModes>();
+
 export function tlsModes(mesh: MeshSnapshot, service: Service): TlsModes {
+  const endpoints = mesh.endpoints.get(service.hostname);
+  if (!endpoints) return 'all';
+  let modes = modesMemo.get(endpoints);
+  if (modes) return modes;
   let mtls = false;
   let plain = false;
-  for (const ep of mesh.endpoints.get(service.hostname) ?? []) {
+  for (const ep of endpoints) {
     if (ep.health === 'TERMINATING') continue;
     if (ep.mtls) mtls = true;
     else plain = true;
   }
-  return mtls && plain ? 'mixed' : plain ? 'none' : 'all';
+  modes = mtls && plain ? 'mixed' : plain ? 'none' : 'all';
+  modesMemo.set(endpoints, modes);
+  return modes;
 }
 
+/** The endpoint metadata (under `envoy.transport_socket_match`) that a mixed cluster's one socket match takes. */
+export const PLAINTEXT_MATCH = { fields: { tlsMode: { stringValue: 'disabled' } } };
+
 /**
- * Auto-mTLS as Istio does it, said once per cluster where it can be: endpoints labelled tlsMode
- * istio get mTLS, the others plaintext. Only a service that mixes both needs Envoy's socket
- * matches (and EDS's per-endpoint tlsMode metadata, see eds.ts); if every endpoint takes mTLS
- * the cluster has the TLS socket itself, if none does it has Envoy's default, plaintext.
+ * Auto-mTLS, said once per cluster where it can be: if every endpoint takes mTLS the cluster has
+ * the TLS socket, if none does it has Envoy's default, plaintext. A service that mixes both keeps
+ * the TLS socket as the cluster's default and adds ONE match, `tlsMode: disabled` → raw_buffer,
+ * which EDS stamps on its plaintext endpoints only (eds.ts). Envoy's Cluster proto
+ * (api/envoy/config/cluster/v3/cluster.proto, field `transport_socket_matches`; envoyproxy.io
+ * docs, api-v3/config/cluster/v3/cluster.proto): an endpoint's
+ * `envoy.transport_socket_match` metadata is matched against the list in order, then the
+ * locality's, and "barring any matches in the endpoint or locality metadata, the socket
+ * configuration fallbacks to use the ... transport_socket specified in this cluster".
+ *
+ * So an endpoint without the metadata gets TLS: it fails closed. Istio's shape (`tlsMode-istio`
+ * → TLS, an empty `tlsMode-disabled` match → plaintext) fails open: while Envoy warms an updated
+ * cluster, the old one takes the new assignment, and on mixed → all that assignment carries no
+ * metadata, so the old cluster would send every endpoint plaintext. Here: mixed → all, the old
+ * cluster sees no metadata and keeps TLS; all → mixed, the old TLS-only cluster ignores the
+ * metadata and a plaintext endpoint fails until the new cluster is warm; none → mixed, the old
+ * cluster stays plaintext as it was.
  */
 export function sidecarTransport(mesh: MeshSnapshot, service: Service, port: ServicePort, sds: SdsConfig): Record<string, unknown> {
   const modes = tlsModes(mesh, service);
@@ -66,9 +92,9 @@ export function sidecarTransport(mesh: MeshSnapshot, service: Service, port: Ser
   const tls = sidecarTlsSocket(mesh, service, port, sds);
   if (modes === 'all') return { transport_socket: tls };
   return {
+    transport_socket: tls,
     transport_socket_matches: [
-      { name: 'tlsMode-istio', match: { fields: { tlsMode: { stringValue: 'istio' } } }, transport_socket: tls },
-      { name: 'tlsMode-disabled', match: {}, transport_socket: { name: 'envoy.transport_sockets.raw_buffer', typed_config: { '@type': RAW_BUFFER } } },
+      { name: 'tlsMode-disabled', match: PLAINTEXT_MATCH, transport_socket: { name: 'envoy.transport_sockets.raw_buffer', typed_config: { '@type': RAW_BUFFER } } },
     ],
   };
 }

@@ -7,7 +7,9 @@
 //   and re-subscribing is how it asks again).
 // - Subscription changes apply whatever the nonce (the spec requires it).
 // - A subscribed name that does not exist is reported once in removed_resources, and sent
-//   when it appears.
+//   when it appears. While its table is not ready (SDS: the certificate is still being issued)
+//   a missing name is pending, not gone: its removal is held until the table is ready, and sent
+//   only if the name is still missing then (SotW says nothing either way).
 import { isFullState, shortType } from '../envoy/protos.js';
 import type { TypeGate } from './auth.js';
 import { overLimit } from './limits.js';
@@ -53,6 +55,8 @@ export class DeltaSubscription extends Subscription<DeltaRequest> {
   private chars = 0;
   /** Names to report in removed_resources at the next flush. */
   private readonly removedPending = new Set<string>();
+  /** Names missing from a table that was not ready: reported at its first change once it is, if still missing. */
+  private readonly awaitingReady = new Set<string>();
 
   constructor(typeUrl: string, table: TypeTable, gate: TypeGate | undefined, owner: SubscriptionOwner) {
     super(typeUrl, table, gate, owner, 'delta');
@@ -68,6 +72,16 @@ export class DeltaSubscription extends Subscription<DeltaRequest> {
 
   override pending(): boolean {
     return super.pending() || this.removedPending.size > 0;
+  }
+
+  override tableChanged(names: readonly string[], changedAt: number): void {
+    if (this.awaitingReady.size && this.table.ready) {
+      const held = [...this.awaitingReady];
+      this.awaitingReady.clear();
+      for (const n of held) if (!this.table.get(n) && this.sent.get(n) !== null && (this.names.has(n) || this.wildcard)) this.removedPending.add(n);
+      names = [...names, ...held];
+    }
+    super.tableChanged(names, changedAt);
   }
 
   /** A delta request reports no version: an ACK acknowledges the version we sent. */
@@ -133,7 +147,10 @@ export class DeltaSubscription extends Subscription<DeltaRequest> {
 
   protected compose(holdRemovals: boolean): Response | null {
     const toSend: Entry[] = [];
-    const removed = new Set(this.removedPending);
+    const ready = this.table.ready;
+    const removed = new Set<string>();
+    // A withheld name is refused, not pending: it is reported whatever the table's state.
+    for (const n of this.removedPending) (ready || this.withheld.has(n) ? removed : this.awaitingReady).add(n);
     this.removedPending.clear();
     const held: string[] = [];
     for (const n of this.takeDirty()) {
@@ -149,6 +166,8 @@ export class DeltaSubscription extends Subscription<DeltaRequest> {
           this.record(n, e);
           removed.delete(n);
         }
+      } else if (!ready) {
+        if (this.names.has(n) || this.sent.has(n)) this.awaitingReady.add(n); // pending, not gone
       } else if (this.names.has(n)) {
         if (this.sent.get(n) !== null) {
           removed.add(n);

@@ -99,7 +99,9 @@ export class XdsStore {
     if (!gen) return [];
     const updates = new Map<string, Entry | undefined>();
     const released: string[] = [];
+    let viewWide = false;
     for (const hostname of hostnames) {
+      if (hostname === VIEW_RESOURCES) viewWide = true;
       const before = slot.owned.get(hostname) ?? [];
       const resources = gen.generate(this.mesh, slot.view, hostname);
       const now = new Set(resources.map((r) => r.name));
@@ -117,6 +119,7 @@ export class XdsStore {
       const body = first === undefined ? undefined : gen.generate(this.mesh, slot.view, first).find((r) => r.name === name)?.body;
       updates.set(name, body && this.encode(slot.table, 'generated', name, body));
     }
+    if (viewWide && gen.ready) slot.table.setReady(gen.ready(slot.view));
     return slot.table.write('generated', updates);
   }
 

@@ -11,6 +11,13 @@ export class TypeTable {
   generation = 0;
   readonly watchers = new Set<TableWatcher>();
   idleSince = Date.now();
+  /**
+   * False while the view's resources are still being made outside the mesh (the generator says so,
+   * e.g. SDS while an identity's first certificate is issued): a name the table lacks is then
+   * pending, not gone, and a delta stream holds its removal until the table is ready.
+   */
+  private isReady = true;
+  private readyChanged = false;
   /** Generated resources, and raw resources from the mesh description, which win on a name clash. */
   private readonly generated = new Map<string, Entry>();
   private readonly raw = new Map<string, Entry>();
@@ -20,6 +27,17 @@ export class TypeTable {
     readonly typeUrl: string,
     readonly viewKey: string,
   ) {}
+
+  get ready(): boolean {
+    return this.isReady;
+  }
+
+  /** A change of readiness is published (to the watchers) with the next changes, even if there are none. */
+  setReady(ready: boolean): void {
+    if (ready === this.isReady) return;
+    this.isReady = ready;
+    this.readyChanged = true;
+  }
 
   get(name: string): Entry | undefined {
     return this.raw.get(name) ?? this.generated.get(name);
@@ -56,7 +74,8 @@ export class TypeTable {
 
   /** Tells the watchers; called once per store update with everything that changed. */
   publish(changed: readonly string[], changedAt: number): void {
-    if (changed.length === 0) return;
+    if (changed.length === 0 && !this.readyChanged) return;
+    this.readyChanged = false;
     this.generation++;
     this.bodies.clear();
     for (const w of this.watchers) w.tableChanged(changed, changedAt);

@@ -101,7 +101,7 @@ export const CASES: readonly GoldenCase[] = [
   {
     name: 'sidecar-one-network',
     about:
-      'One network, two clusters merged under one hostname: localities sorted with summed weights, UNHEALTHY kept with its status, TERMINATING dropped, mixed mTLS and plaintext pods so socket matches and tlsMode metadata (the plaintext pod without it), the cluster-a2 pod demoted (its locality at priority 1) and learnt from a peer (meshfed provenance), SANs of both accounts, HTTP/2 options and h2 ALPN for the grpc port, a TCP port without them.',
+      'One network, two clusters merged under one hostname: localities sorted with summed weights, UNHEALTHY kept with its status, TERMINATING dropped, mixed mTLS and plaintext pods so the TLS socket as the default of each cluster with one tlsMode-disabled socket match, and tlsMode disabled metadata on the plaintext pod only (the mTLS pods without it: no metadata fails closed to TLS), the cluster-a2 pod demoted (its locality at priority 1) and learnt from a peer (meshfed provenance), SANs of both accounts, HTTP/2 options and h2 ALPN for the grpc port, a TCP port without them.',
     node: sidecar('cluster-a', 'network-a', 'cluster.local'),
     patch: { '10.9.0.1': { priority: 1, provenance: { source: 'kube:cluster-a2', peer: 'meshfed-west', confirmedAt: Date.UTC(2026, 0, 2, 3, 4, 5) } } },
     mesh: {
@@ -141,7 +141,7 @@ export const CASES: readonly GoldenCase[] = [
   {
     name: 'sidecar-istio-worked-example',
     about:
-      "Istio's split-horizon example seen from network1: LCM of gateway counts 2, so the local pod weighs 2; network2's gateway 4 (two mTLS pods; the plaintext one dropped); each of network3's two gateways 3; network4 has no gateway, so (unlike Istio, which sends its pod IPs) it is dropped.",
+      "Istio's split-horizon example seen from network1: LCM of gateway counts 2, so the local pod weighs 2; network2's gateway 4 (two mTLS pods; the plaintext one dropped, so no endpoint here carries tlsMode metadata, yet the service mixes, so its clusters keep the TLS socket plus the tlsMode-disabled match); each of network3's two gateways 3; network4 has no gateway, so (unlike Istio, which sends its pod IPs) it is dropped.",
     node: sidecar('c1', 'network1', 'cluster.local'),
     mesh: istioWorkedExample,
   },

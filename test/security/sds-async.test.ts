@@ -1,6 +1,7 @@
 // Workload certificates are issued off the push path: a stream opening SDS for its identity asks the PKI, which
 // issues in the background (key generation on the libuv pool) and tells the store when the certificate is ready;
 // building or refreshing an SDS table only reads what was already issued.
+// A delta stream is never told a certificate that is still being issued does not exist.
 import * as grpc from '@grpc/grpc-js';
 import { X509Certificate } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -66,21 +67,43 @@ describe('SDS certificates issued off the push path', () => {
     vi.restoreAllMocks();
   });
 
-  it('a delta stream gets its certificate when it is ready, issued in the background too', async () => {
-    const issueSync = vi.spyOn(mesh.meshfed.pki!.ca, 'issue');
+  it('a delta stream is not told its pending certificate does not exist: it gets the certificate when it is ready, issued in the background too', async () => {
+    const { ca } = mesh.meshfed.pki!;
+    const issueSync = vi.spyOn(ca, 'issue');
+    // Issuance waits for the test, so the certificate is surely pending while the stream is served.
+    let release!: () => void;
+    const issuing = new Promise<void>((resolve) => (release = resolve));
+    const issue = ca.issueAsync.bind(ca);
+    const issueAsync = vi.spyOn(ca, 'issueAsync').mockImplementation(async (...args) => {
+      await issuing;
+      return issue(...args);
+    });
     const client = new grpc.Client(`127.0.0.1:${mesh.meshfed.xdsPort}`, grpc.credentials.createSsl(Buffer.from(mesh.rootPem)), { 'grpc.ssl_target_name_override': SERVER_NAME });
     const md = new grpc.Metadata();
     md.set('authorization', `Bearer ${token('abc', 'delta')}`);
     const s = new RawXdsStream<DeltaResponse>(client, '/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources', 'delta', md);
     open.push({ close: () => (s.close(), client.close()) });
-    s.send({ node: { id: 'delta-node' }, type_url: TypeUrl.Secret, resource_names_subscribe: ['default'] });
-    let res = await s.next(5000);
-    // A name that does not exist yet may be reported as such first (as any late resource), then sent.
-    if (res.resources.length === 0) {
-      expect(res.removed_resources).toEqual(['default']);
-      s.send({ type_url: TypeUrl.Secret, response_nonce: res.nonce });
-      res = await s.next(5000);
+    s.send({ node: { id: 'delta-node' }, type_url: TypeUrl.Secret, resource_names_subscribe: ['default', 'ROOTCA', 'no-such-secret'] });
+    // The stream has opened its SDS table (and asked for the certificate), so its answer is on its way.
+    await vi.waitFor(() => expect(issueAsync).toHaveBeenCalledTimes(1));
+    // A CDS request sent after that is answered after it: whatever the stream says about the
+    // pending secrets, it has said it by the time CDS is answered.
+    s.send({ type_url: TypeUrl.Cluster });
+    const before: DeltaResponse[] = [];
+    for (let r = await s.next(5000); ; r = await s.next(5000)) {
+      before.push(r);
+      if (r.type_url === TypeUrl.Cluster) break;
     }
+    expect(before.filter((r) => r.type_url === TypeUrl.Secret).map((r) => ({ resources: r.resources.map((x) => x.name), removed: r.removed_resources }))).toEqual([]);
+
+    release();
+    const res = await s.next(5000);
+    // Once the table is ready, a name that still does not exist is reported as such.
+    expect({ type: res.type_url, removed: res.removed_resources, names: res.resources.map((r) => r.name).sort() }).toEqual({
+      type: TypeUrl.Secret,
+      removed: ['no-such-secret'],
+      names: ['ROOTCA', 'default'],
+    });
     expect(leafOf(res.resources.find((r) => r.name === 'default')).subjectAltName).toContain(`URI:spiffe://${TD}/ns/abc/sa/delta`);
     expect(issueSync).not.toHaveBeenCalled();
     vi.restoreAllMocks();

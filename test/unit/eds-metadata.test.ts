@@ -1,7 +1,9 @@
 // Endpoint metadata only where the receiving proxy reads it: istio.workload for istio-proxy
-// (it announces ISTIO_VERSION), the tlsMode socket-match key only where the cluster has socket
-// matches (a service mixing mTLS and plaintext endpoints). Envoy must still pick the right socket
-// for every endpoint, and equal views still share one table and its bytes.
+// (it announces ISTIO_VERSION), the tlsMode socket-match key only where the cluster has a socket
+// match (a service mixing mTLS and plaintext endpoints), and then only on plaintext endpoints.
+// Envoy must still pick the right socket for every endpoint, also while it warms a cluster whose
+// shape changed (the old cluster with the new assignment), and equal views still share one table
+// and its bytes.
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { TypeUrl } from '../../src/envoy/protos.js';
@@ -71,14 +73,21 @@ const generator = (typeUrl: string): ReturnType<typeof createGenerators>[number]
 
 function lbEndpoints(mesh: MeshSnapshot, v: ProxyView, name: string): LbEndpoint[] {
   const [cla] = generator(TypeUrl.Endpoint).generate(mesh, v, host(name));
-  return (cla!.body['endpoints'] as Array<{ lb_endpoints: LbEndpoint[] }>).flatMap((g) => g.lb_endpoints);
+  const groups = cla!.body['endpoints'] as Array<{ lb_endpoints: LbEndpoint[]; metadata?: unknown }>;
+  // Envoy also matches a locality's metadata; meshfed sends none, so socketFor may skip that step.
+  expect(groups.map((g) => g.metadata)).toEqual(groups.map(() => undefined));
+  return groups.flatMap((g) => g.lb_endpoints);
 }
 
 function cluster(mesh: MeshSnapshot, v: ProxyView, name: string): Body {
   return generator(TypeUrl.Cluster).generate(mesh, v, host(name))[0]!.body;
 }
 
-/** The socket Envoy takes for an endpoint: the first socket match whose fields the endpoint's tlsMode metadata holds, else the cluster's socket. */
+/**
+ * The socket Envoy takes for an endpoint (Cluster.transport_socket_matches in Envoy's cluster.proto):
+ * the first socket match whose fields the endpoint's `envoy.transport_socket_match` metadata holds
+ * (an empty match holds for all), else the cluster's transport_socket, else plaintext.
+ */
 function socketFor(c: Body, ep: LbEndpoint): string {
   const md = ep.metadata?.filter_metadata['envoy.transport_socket_match']?.fields ?? {};
   const matches = (c['transport_socket_matches'] as SocketMatch[] | undefined) ?? [];
@@ -103,7 +112,7 @@ describe('EDS endpoint metadata', () => {
     expect(lbEndpoints(mesh, view('grpc'), 'mixed').every((e) => e.metadata === undefined)).toBe(true);
   });
 
-  it('sends tlsMode only where socket matches read it (a service mixing mTLS and plaintext), and Envoy still picks TLS for exactly the mTLS endpoints', () => {
+  it('sends tlsMode only where the socket match reads it (plaintext endpoints of a service mixing mTLS and plaintext), and Envoy still picks TLS for exactly the mTLS endpoints', () => {
     const mtls = new Set(['10.0.0.1', '10.0.0.2', '10.0.2.1', '192.0.2.2']); // 192.0.2.2: cluster b's gateway, mTLS passthrough
     for (const v of [view('istioProxy'), view('plainEnvoy')]) {
       const tlsModes = (name: string): Array<Array<string | undefined>> =>
@@ -113,8 +122,8 @@ describe('EDS endpoint metadata', () => {
       expect(matches('secure')).toBeUndefined();
       expect(tlsModes('plain')).toEqual([['10.0.1.1', undefined], ['10.0.1.2', undefined]]);
       expect(matches('plain')).toBeUndefined();
-      expect(tlsModes('mixed')).toEqual([['10.0.2.1', 'istio'], ['10.0.2.2', undefined], ['192.0.2.2', 'istio']]);
-      expect(matches('mixed')).toEqual(['tlsMode-istio', 'tlsMode-disabled']);
+      expect(tlsModes('mixed')).toEqual([['10.0.2.1', undefined], ['10.0.2.2', 'disabled'], ['192.0.2.2', undefined]]);
+      expect(matches('mixed')).toEqual(['tlsMode-disabled']);
       for (const name of ['secure', 'plain', 'mixed']) {
         const c = cluster(mesh, v, name);
         for (const ep of lbEndpoints(mesh, v, name)) {
@@ -152,9 +161,39 @@ describe('EDS endpoint metadata', () => {
     apply(meshText(false));
     expect(state()).toEqual({ socket: TLS, matches: undefined, tlsModes: [undefined, undefined, undefined] });
     apply(meshText(true));
-    expect(state()).toEqual({ socket: undefined, matches: ['tlsMode-istio', 'tlsMode-disabled'], tlsModes: ['istio', undefined, 'istio'] });
+    expect(state()).toEqual({ socket: TLS, matches: ['tlsMode-disabled'], tlsModes: [undefined, 'disabled', undefined] });
+  });
+
+  it('never sends an mTLS endpoint plaintext while Envoy warms a cluster whose TLS mode changed: the old cluster with the new assignment', () => {
+    // While an updated cluster warms, the old one stays active and takes the new assignment.
+    type Mode = 'all' | 'mixed' | 'none';
+    const modes: Mode[] = ['all', 'mixed', 'none'];
+    const meshes = new Map(modes.map((m) => [m, snapshotOf(modeText(m))] as const));
+    for (const v of [view('istioProxy'), view('plainEnvoy')]) {
+      for (const from of modes) {
+        for (const to of modes) {
+          const oldCluster = cluster(meshes.get(from)!, v, 'mixed');
+          const newMesh = meshes.get(to)!;
+          const mtls = new Set([...newMesh.endpoints.get(host('mixed'))!.filter((e) => e.mtls).map((e) => e.address), '192.0.2.2']);
+          for (const ep of lbEndpoints(newMesh, v, 'mixed')) {
+            const address = ep.endpoint.address.socket_address.address;
+            if (!mtls.has(address)) continue;
+            // A cluster that had no socket (none) sent plaintext before and still does: no service that had mTLS loses it.
+            const want = from === 'none' ? RAW : TLS;
+            expect({ from, to, address, socket: socketFor(oldCluster, ep) }).toEqual({ from, to, address, socket: want });
+          }
+        }
+      }
+    }
   });
 });
+
+/** Service `mixed` with every endpoint on mTLS (all), its second pod plaintext (mixed), or every endpoint plaintext (none). */
+function modeText(mode: 'all' | 'mixed' | 'none'): string {
+  const mesh = JSON.parse(meshText(mode === 'mixed')) as { services: Array<{ name: string; endpoints: Array<{ mtls: boolean }> }> };
+  if (mode === 'none') for (const ep of mesh.services.find((s) => s.name === 'mixed')!.endpoints) ep.mtls = false;
+  return JSON.stringify(mesh);
+}
 
 describe('EDS views', () => {
   const mesh = snapshotOf(meshText());

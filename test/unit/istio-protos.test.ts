@@ -13,7 +13,7 @@ import { WorkloadSelectorSchema } from '../../src/gen/istio/networking/v1alpha3/
 import { WorkloadEntrySchema } from '../../src/gen/istio/networking/v1alpha3/workload_entry_pb.js';
 import { WorkloadSelectorSchema as TypeWorkloadSelectorSchema } from '../../src/gen/istio/type/v1beta1/selector_pb.js';
 import { IstioCertificateRequestSchema, IstioCertificateResponseSchema } from '../../src/gen/istio/v1/auth/ca_pb.js';
-import { scanFields } from '../../src/xds/wire.js';
+import { scanFields } from '../helpers/wire.js';
 
 const workloadEntry = {
   address: '192.0.2.2',
