@@ -217,6 +217,7 @@ export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> 
     maxPrivateBytes: PEER_DEFAULTS.maxPrivateBytes,
     source: new FederationSource(registry, { ...KUBE_DEFAULTS.remote, ...opts.kube?.remote, ...fed.remote }, log.child({ module: 'federation-source' })),
     apiToken: fed.apiToken,
+    multiclusterOrigins: [...(opts.config ? ['file' as const] : []), ...(opts.kube && fed.watchMulticlusterCrs !== false ? ['kube' as const] : [])],
     log: log.child({ module: 'peers' }),
   });
   registerPeerMetrics(metrics.registry, () => peers.rows());
@@ -258,9 +259,9 @@ export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> 
       ? (remoteSecretWriter = new RemoteSecretWriter(localKubeConfig(opts.kube.kubeconfig), fed.writeRemoteSecrets, () => leadership.isLeader(), log.child({ module: 'remote-secret-writer' })))
       : undefined;
     peers.useRemoteClusters({
-      setPeerRemotes: (r) => {
+      setPeerRemotes: (r, declared) => {
         k.setPeerRemotes(r);
-        writer?.setPeerRemotes(r);
+        writer?.setPeerRemotes(r, declared);
       },
       clusterStatus: (id) => k.clusterStatus(id),
     });

@@ -36,7 +36,11 @@ export interface PeerStatus {
 
 /** Where multicluster peers' remote clusters go: the kube source (the second input beside remote Secrets). */
 export interface RemoteClusterSink {
-  setPeerRemotes(remotes: readonly PeerRemote[]): void;
+  /**
+   * `remotes`: the peers whose metadata names a cluster now; `declared`: the names of every declared multicluster
+   * peer, polled or not (undefined until each origin has declared its peers), so a writer removes only what is gone.
+   */
+  setPeerRemotes(remotes: readonly PeerRemote[], declared: ReadonlySet<string> | undefined): void;
   clusterStatus(id: string): ClusterStatus | undefined;
 }
 
@@ -54,6 +58,8 @@ export interface PeerControllerOptions {
   readonly status?: StatusSink;
   /** The multicluster `api` token's lifetime and renewal (default Deckhouse's: 366 days, re-minted under 30 left). */
   readonly apiToken?: ApiTokenPolicy;
+  /** The origins that declare multicluster peers (mesh file, CRs): until each has, no peer counts as gone. Default none. */
+  readonly multiclusterOrigins?: readonly PeerOrigin[];
   readonly log: Logger;
 }
 
@@ -181,6 +187,8 @@ export class PeerController implements PeerDirectory {
   private readonly statusSinks = new Map<PeerKind, StatusSink>();
   private remoteSink: RemoteClusterSink | undefined;
   private warnedNoRemotes = false;
+  /** The declared multicluster peers as last handed over (names, or '?' while not known). */
+  private declaredKey = '';
 
   private readonly o: PeerControllerOptions;
 
@@ -236,7 +244,6 @@ export class PeerController implements PeerDirectory {
       if (peer.spec.kind === 'federation') this.o.source.remove(peer.spec.name);
       else remotesChanged = true;
     }
-    if (remotesChanged) this.pushRemotes();
     for (const [key, { spec, origin }] of wanted) {
       const peer = this.peers.get(key);
       if (peer && peer.origin === origin && JSON.stringify(peer.spec) === JSON.stringify(spec)) continue;
@@ -250,6 +257,15 @@ export class PeerController implements PeerDirectory {
       this.peers.set(key, p);
       p.kick();
     }
+    if (remotesChanged || this.declaredMulticlusters().key !== this.declaredKey) this.pushRemotes();
+  }
+
+  /** Every declared multicluster peer's name, once every origin of them has declared its peers. */
+  private declaredMulticlusters(): { names: ReadonlySet<string> | undefined; key: string } {
+    const known = (this.o.multiclusterOrigins ?? []).every((o) => this.specs.has(`${o}/multicluster`));
+    if (!known) return { names: undefined, key: '?' };
+    const names = [...this.peers.values()].filter((p) => p.spec.kind === 'multicluster').map((p) => p.spec.name).sort();
+    return { names: new Set(names), key: JSON.stringify(names) };
   }
 
   /** PeerDirectory: the peers this cluster federates or joins with, by the UUID their public metadata gave. */
@@ -451,7 +467,9 @@ export class PeerController implements PeerDirectory {
       this.warnedNoRemotes ||= remotes.length > 0;
       return;
     }
-    this.remoteSink.setPeerRemotes(remotes);
+    const declared = this.declaredMulticlusters();
+    this.declaredKey = declared.key;
+    this.remoteSink.setPeerRemotes(remotes, declared.names);
   }
 
   private async finish(peer: Peer, probes: Probe[], withCache: boolean): Promise<void> {

@@ -66,7 +66,7 @@ export class IstioPeerWatch implements StatusSink {
   }
 
   private async discover(): Promise<void> {
-    let served = false;
+    let served: boolean | undefined;
     try {
       served = (await this.client.groupVersions('deckhouse.io')).includes('v1alpha1');
     } catch (err) {
@@ -78,6 +78,9 @@ export class IstioPeerWatch implements StatusSink {
       return;
     }
     this.log.debug(`deckhouse.io/v1alpha1 is not served (${this.kind} CRD not installed): retrying in a minute`);
+    // No CRD, no CR: none of these peers is declared (so a writer may remove what it wrote for ones that are gone).
+    if (served === false && this.kind === 'IstioMulticluster') this.controller?.setPeers('kube', [], 'multicluster');
+    else if (served === false) this.controller?.setPeers('kube', []);
     this.retry = setTimeout(() => void this.discover(), DISCOVERY_RETRY_MS);
     this.retry.unref();
   }

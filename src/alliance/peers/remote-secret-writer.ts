@@ -1,8 +1,10 @@
 // --write-remote-secrets: Istio's remote Secret for each multicluster peer, as Deckhouse writes it (deckhouse.md §3),
 // so an istiod beside meshfed watches the same remote clusters: `istio-remote-secret-<name>`, label
 // istio/multiCluster=true, annotation networking.istio.io/cluster=<clusterID>, data <clusterID> = the kubeconfig
-// (https://<apiHost>, the CR's CA settings, the `api` token). Written by the Lease holder only; Secrets it wrote for
-// peers that are gone are deleted. meshfed's own kube source ignores them (MANAGED_BY_PEER): it has the peer itself.
+// (https://<apiHost>, the CR's CA settings, the `api` token). Written by the Lease holder only. A Secret it wrote is
+// deleted only once its peer is no longer declared (CR or mesh-file entry gone), never because the peer has not
+// polled yet (a restart, a metadata outage): istiod would drop that cluster. meshfed's own kube source ignores
+// them (MANAGED_BY_PEER): it has the peer itself.
 import { CoreV1Api, type KubeConfig, type V1Secret } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { apiErrorMessage, statusOf } from '../../kube/api-error.js';
@@ -31,6 +33,8 @@ export function remoteSecret(p: PeerRemote, namespace: string): V1Secret {
 export class RemoteSecretWriter {
   private readonly api: CoreV1Api;
   private wanted: readonly PeerRemote[] = [];
+  /** Names of every declared multicluster peer; undefined until every origin has declared its peers. */
+  private declared: ReadonlySet<string> | undefined;
   private running = false;
   private again = false;
   private readonly timer: NodeJS.Timeout;
@@ -47,8 +51,10 @@ export class RemoteSecretWriter {
     this.timer.unref();
   }
 
-  setPeerRemotes(remotes: readonly PeerRemote[]): void {
+  /** `remotes`: the peers with metadata to write; `declared`: every declared peer's name (undefined: not known yet). */
+  setPeerRemotes(remotes: readonly PeerRemote[], declared: ReadonlySet<string> | undefined): void {
     this.wanted = remotes;
+    this.declared = declared;
     this.sync();
   }
 
@@ -97,10 +103,13 @@ export class RemoteSecretWriter {
         throw new Error(`writing Secret ${ns}/${name}: ${apiErrorMessage(err)}`);
       }
     }
+    const declared = this.declared;
+    if (!declared) return;
     const mine = await this.api.listNamespacedSecret({ namespace: ns, labelSelector: MANAGED_BY_PEER });
     for (const s of mine.items) {
       const name = s.metadata?.name ?? '';
-      if (want.has(name)) continue;
+      const peer = s.metadata?.labels?.[MANAGED_BY_PEER] ?? '';
+      if (want.has(name) || declared.has(peer)) continue;
       try {
         await this.api.deleteNamespacedSecret({ name, namespace: ns });
         this.log.info({ secret: `${ns}/${name}` }, 'deleted the remote Secret of a multicluster peer that is gone');

@@ -1,0 +1,58 @@
+// --write-remote-secrets against a (fake) apiserver: the Secrets Istio's istiod reads for multicluster peers.
+// What a restarted leader, a peer that has not polled yet, and odd peer names do to them.
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { RemoteSecretWriter, remoteSecret } from '../../src/alliance/peers/remote-secret-writer.js';
+import { createLogger } from '../../src/log.js';
+import type { PeerRemote } from '../../src/sources/kube/remote-secrets.js';
+import { localKubeConfig } from '../../src/sources/kube/transport.js';
+import { type FakeApiServer, type KubeObject, startFakeApiServer } from '../fixtures/kube-apiserver/index.js';
+
+const NS = 'meshfed';
+const dir = mkdtempSync(path.join(tmpdir(), 'meshfed-rsw-'));
+let api: FakeApiServer;
+let writer: RemoteSecretWriter | undefined;
+
+const remote = (name: string, token = `token-${name}`): PeerRemote => ({
+  name, clusterId: `cluster-${name}`, server: `https://api.${name}.example.com`, token, network: `network-${name}`, rootCaPem: '', gateways: [],
+});
+const secretOf = (name: string): (KubeObject & { data?: Record<string, string> }) | undefined => api.get('v1', 'Secret', NS, `istio-remote-secret-${name}`) as never;
+const seed = (p: PeerRemote): void => void api.upsert(remoteSecret(p, NS) as KubeObject);
+const start = (): RemoteSecretWriter => (writer = new RemoteSecretWriter(localKubeConfig(api.writeKubeconfig(dir)), NS, () => true, createLogger('silent')));
+
+beforeAll(async () => {
+  api = await startFakeApiServer({ clusterName: 'local' });
+});
+afterEach(() => {
+  writer?.stop();
+  for (const s of api.list('v1', 'Secret', NS)) api.remove('v1', 'Secret', NS, s.metadata.name);
+});
+afterAll(async () => {
+  await api?.close();
+});
+
+describe('the remote Secret writer after a leader restart', () => {
+  it('keeps the Secret of a declared peer that has not polled yet, and deletes only the one of a peer that is gone', async () => {
+    // Written by the previous leader for b, c and d; d's IstioMulticluster has since been deleted.
+    for (const n of ['b', 'c', 'd']) seed(remote(n, 'old'));
+    // The new leader: b has polled (a new token), c's metadata endpoint is down so far.
+    start().setPeerRemotes([remote('b')], new Set(['b', 'c']));
+    await vi.waitFor(() => expect(secretOf('d')).toBeUndefined(), { timeout: 10_000, interval: 20 }); // d deleted
+    expect(Buffer.from(secretOf('b')!.data!['cluster-b']!, 'base64').toString()).toContain('token-b');
+    expect(secretOf('c')).toBeDefined();
+    expect(Buffer.from(secretOf('c')!.data!['cluster-c']!, 'base64').toString()).toContain('token: old');
+  });
+
+  it('deletes nothing while the declared peers are not known yet (their custom resources not listed)', async () => {
+    for (const n of ['b', 'c']) seed(remote(n, 'old'));
+    const w = start();
+    w.setPeerRemotes([remote('b')], undefined);
+    await vi.waitFor(() => expect(Buffer.from(secretOf('b')!.data!['cluster-b']!, 'base64').toString()).toContain('token-b'), { timeout: 10_000, interval: 20 }); // b written
+    await new Promise((r) => setTimeout(r, 200));
+    expect(secretOf('c')).toBeDefined();
+    w.setPeerRemotes([remote('b')], new Set(['b']));
+    await vi.waitFor(() => expect(secretOf('c')).toBeUndefined(), { timeout: 10_000, interval: 20 }); // c gone once known
+  });
+});
