@@ -9,6 +9,7 @@ import { createLogger } from '../../src/log.js';
 import type { PeerRemote } from '../../src/sources/kube/remote-secrets.js';
 import { localKubeConfig } from '../../src/sources/kube/transport.js';
 import { type FakeApiServer, type KubeObject, startFakeApiServer } from '../fixtures/kube-apiserver/index.js';
+import { localIdentity } from '../helpers/peer-metadata.js';
 
 const NS = 'meshfed';
 const dir = mkdtempSync(path.join(tmpdir(), 'meshfed-rsw-'));
@@ -54,5 +55,37 @@ describe('the remote Secret writer after a leader restart', () => {
     expect(secretOf('c')).toBeDefined();
     w.setPeerRemotes([remote('b')], new Set(['b']));
     await vi.waitFor(() => expect(secretOf('c')).toBeUndefined(), { timeout: 10_000, interval: 20 }); // c gone once known
+  });
+});
+
+describe('the api token kept in a remote Secret (Deckhouse\'s token lifecycle)', () => {
+  const A_UUID = '11111111-1111-4111-8111-111111111111';
+  const B_UUID = '22222222-2222-4222-8222-222222222222';
+  const DAY = 24 * 3600;
+  const idA = localIdentity(A_UUID);
+  const policy = { ttlSeconds: 366 * DAY, renewBeforeSeconds: 30 * DAY };
+  const stored = async (token: string, aud = B_UUID): Promise<string | undefined> => {
+    seed(remote('b', token));
+    return (await start().storedToken('b', aud, idA.publicPem, policy))?.token;
+  };
+
+  it('is taken up again when it is an `api` token for the peer, signed with the own key, with more than 30 days left', async () => {
+    const token = await idA.mint(B_UUID, 'api', 300 * DAY);
+    expect(await stored(token)).toBe(token);
+  });
+
+  it('is not, for another audience, another signer, another scope, or under 30 days left', async () => {
+    expect(await stored(await idA.mint(B_UUID, 'api', 300 * DAY), A_UUID)).toBeUndefined();
+    expect(await stored(await localIdentity(A_UUID).mint(B_UUID, 'api', 300 * DAY))).toBeUndefined();
+    expect(await stored(await idA.mint(B_UUID, 'private-multicluster', 300 * DAY))).toBeUndefined();
+    expect(await stored(await idA.mint(B_UUID, 'api', 29 * DAY))).toBeUndefined();
+    expect(await stored('not a token')).toBeUndefined();
+  });
+
+  it('is not read from a Secret meshfed did not write', async () => {
+    const token = await idA.mint(B_UUID, 'api', 300 * DAY);
+    const s = remoteSecret(remote('b', token), NS);
+    api.upsert({ ...s, metadata: { ...s.metadata, labels: { 'istio/multiCluster': 'true' } } } as KubeObject);
+    expect(await start().storedToken('b', B_UUID, idA.publicPem, policy)).toBeUndefined();
   });
 });

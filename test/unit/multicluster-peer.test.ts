@@ -223,6 +223,30 @@ describe('the controller with a multicluster peer', () => {
     expect(remotes.at(-1)![0]).toMatchObject({ network: undefined, gateways: [] });
   });
 
+  it('takes up the api token kept from before a restart (its remote Secret) instead of minting one', async () => {
+    const kept = await idA.mint(B_UUID, 'api', 300 * DAY);
+    const asked: string[] = [];
+    const registry = new Registry({ quietMs: 0, maxMs: 0 }, () => undefined, silent);
+    const handed: PeerRemote[][] = [];
+    const c = new PeerController({
+      localTrustDomain: 'cluster.local', mintToken: idA.mint, isLeader: () => true, pollIntervalMs: 3_600_000, fetchTimeoutMs: 2000, maxPublicBytes: 1 << 20, maxPrivateBytes: 1 << 20,
+      source: new FederationSource(registry, { staleAfterMs: 1e6, withdrawAfterMs: 2e6, maxDropShare: 0.5, confirmAfterMs: 1e6, dropWindowMs: 1e4 }, silent),
+      storedApiToken: (name, aud) => (asked.push(`${name} ${aud}`), Promise.resolve({ token: kept, audience: aud, exp: decodeJwt(kept).exp! })),
+      log: silent,
+    });
+    try {
+      c.useRemoteClusters({ setPeerRemotes: (r) => handed.push([...r]), clusterStatus: () => undefined });
+      await new Promise<void>((resolve) => {
+        const off = c.onProbe(() => (off(), resolve()));
+        c.setPeers('file', [{ name: 'b', metadataEndpoint: peer.endpoint, metadata: { ca: peer.caPem }, enableIngressGateway: true }], 'multicluster');
+      });
+      expect(handed.at(-1)![0]!.token).toBe(kept);
+      expect(asked).toEqual([`b ${B_UUID}`]);
+    } finally {
+      c.stop();
+    }
+  });
+
   it('removing the peer removes its remote cluster', () => {
     ctl.setPeers('file', [], 'multicluster');
     expect(remotes.at(-1)).toEqual([]);

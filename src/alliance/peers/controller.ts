@@ -58,6 +58,8 @@ export interface PeerControllerOptions {
   readonly status?: StatusSink;
   /** The multicluster `api` token's lifetime and renewal (default Deckhouse's: 366 days, re-minted under 30 left). */
   readonly apiToken?: ApiTokenPolicy;
+  /** The `api` token kept for a peer from before (its remote Secret), if it may be reused; asked once per peer. */
+  readonly storedApiToken?: (peer: string, audience: string) => Promise<HeldToken | undefined>;
   /** The origins that declare multicluster peers (mesh file, CRs): until each has, no peer counts as gone. Default none. */
   readonly multiclusterOrigins?: readonly PeerOrigin[];
   readonly log: Logger;
@@ -119,6 +121,8 @@ class Peer {
   fetchError: 0 | 1 = 0;
   /** Multicluster: the `api` token kept for the remote cluster, and the cluster handed to the kube source. */
   apiToken: HeldToken | undefined;
+  /** Whether the stored token (storedApiToken) has been looked for. */
+  storedTokenRead = false;
   remote: PeerRemote | undefined;
   private timer: NodeJS.Timeout | undefined;
   private running = false;
@@ -428,6 +432,11 @@ export class PeerController implements PeerDirectory {
    */
   private async joinRemote(peer: Peer, spec: MulticlusterPeerSpec, pub: PublicMetadata, priv: MulticlusterMetadata, tls: PeerTls): Promise<Probe> {
     try {
+      if (!peer.apiToken && !peer.storedTokenRead && this.o.storedApiToken) {
+        peer.storedTokenRead = true;
+        peer.apiToken = await this.o.storedApiToken(spec.name, pub.clusterUUID);
+        if (peer.apiToken) this.o.log.info({ peer: spec.name }, 'multicluster peer: reusing the api token of its remote Secret');
+      }
       peer.apiToken = await apiToken(peer.apiToken, pub.clusterUUID, this.o.mintToken, this.o.apiToken ?? DECKHOUSE_API_TOKEN);
     } catch (err) {
       return { type: API_READY, status: 'False', reason: 'TokenGenerationFailed', message: (err as Error).message };

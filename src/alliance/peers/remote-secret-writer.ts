@@ -7,7 +7,9 @@
 // them (MANAGED_BY_PEER): it has the peer itself.
 import { CoreV1Api, type KubeConfig, type V1Secret } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
+import { parse } from 'yaml';
 import { apiErrorMessage, statusOf } from '../../kube/api-error.js';
+import { type ApiTokenPolicy, type HeldToken, storedApiToken } from './api-token.js';
 import { LABEL_MULTICLUSTER, MANAGED_BY_PEER, type PeerRemote, peerKubeconfig } from '../../sources/kube/remote-secrets.js';
 
 const RESYNC_MS = 60_000;
@@ -60,6 +62,33 @@ export class RemoteSecretWriter {
 
   stop(): void {
     clearInterval(this.timer);
+  }
+
+  /**
+   * The `api` token in the peer's Secret, if it may be kept (storedApiToken): found as Deckhouse's merge hook finds
+   * it (the annotation names the data key, else the first key; its kubeconfig's first users[].user.token).
+   */
+  async storedToken(peer: string, audience: string, publicKeyPem: string, policy: ApiTokenPolicy): Promise<HeldToken | undefined> {
+    let s: V1Secret;
+    try {
+      s = await this.api.readNamespacedSecret({ name: remoteSecretName(peer), namespace: this.namespace });
+    } catch (err) {
+      if (statusOf(err) !== 404) this.log.warn({ peer }, `could not read the remote Secret of multicluster peer ${peer}: ${apiErrorMessage(err)}`);
+      return undefined;
+    }
+    if (s.metadata?.labels?.[MANAGED_BY_PEER] === undefined) return undefined;
+    const key = s.metadata.annotations?.[ANNOTATION_ISTIO_CLUSTER] ?? Object.keys(s.data ?? {}).sort()[0];
+    const value = key === undefined ? undefined : s.data?.[key];
+    if (!value) return undefined;
+    try {
+      let text = Buffer.from(value, 'base64').toString('utf8');
+      // Deckhouse also accepts a kubeconfig that is base64 once more.
+      if (!/^\s*(apiVersion|kind|clusters|users|contexts|current-context|preferences)\s*:|^\s*\{/m.test(text)) text = Buffer.from(text, 'base64').toString('utf8');
+      const token = (parse(text) as { users?: Array<{ user?: { token?: unknown } }> } | null)?.users?.[0]?.user?.token;
+      return typeof token === 'string' ? await storedApiToken(token, audience, publicKeyPem, policy) : undefined;
+    } catch {
+      return undefined;
+    }
   }
 
   private sync(): void {
