@@ -208,6 +208,7 @@ export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> 
   let alliance: Alliance | undefined;
   const peers = new PeerController({
     localTrustDomain: opts.pki?.trustDomain ?? opts.kube?.clusterDomain ?? KUBE_DEFAULTS.clusterDomain,
+    localClusterDomain: opts.kube ? (opts.kube.clusterDomain ?? KUBE_DEFAULTS.clusterDomain) : undefined,
     // The alliance identity starts after the sources (it reads the mesh): until then, and without it, no minter.
     mintToken: (...args) => (fed.mintToken ?? alliance?.mintToken ?? NO_MINTER)(...args),
     isLeader: fed.isLeader ?? (() => leadership.isLeader()),

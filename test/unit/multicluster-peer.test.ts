@@ -247,6 +247,27 @@ describe('the controller with a multicluster peer', () => {
     }
   });
 
+  it('refuses the peer when the cluster domain is not the trust domain: its root would be filed under the wrong one', async () => {
+    const registry = new Registry({ quietMs: 0, maxMs: 0 }, () => undefined, silent);
+    const handed: PeerRemote[][] = [];
+    const c = new PeerController({
+      localTrustDomain: 'td.example', localClusterDomain: 'cluster.local', mintToken: idA.mint, isLeader: () => true, pollIntervalMs: 3_600_000, fetchTimeoutMs: 2000, maxPublicBytes: 1 << 20, maxPrivateBytes: 1 << 20,
+      source: new FederationSource(registry, { staleAfterMs: 1e6, withdrawAfterMs: 2e6, maxDropShare: 0.5, confirmAfterMs: 1e6, dropWindowMs: 1e4 }, silent),
+      log: silent,
+    });
+    try {
+      c.useRemoteClusters({ setPeerRemotes: (r) => handed.push([...r]), clusterStatus: () => undefined });
+      await new Promise<void>((resolve) => {
+        const off = c.onProbe(() => (off(), resolve()));
+        c.setPeers('file', [{ name: 'b', metadataEndpoint: peer.endpoint, metadata: { ca: peer.caPem }, enableIngressGateway: true }], 'multicluster');
+      });
+      expect(c.rows()[0]!.public).toEqual({ status: 'False', reason: 'ClusterDomainNotTrustDomain', message: expect.stringContaining('domain cluster.local is not its trust domain td.example') });
+      expect(handed.flat()).toEqual([]);
+    } finally {
+      c.stop();
+    }
+  });
+
   it('removing the peer removes its remote cluster', () => {
     ctl.setPeers('file', [], 'multicluster');
     expect(remotes.at(-1)).toEqual([]);

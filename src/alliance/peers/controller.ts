@@ -47,6 +47,8 @@ export interface RemoteClusterSink {
 export interface PeerControllerOptions {
   /** This cluster's trust domain: a federation peer claiming it is refused; multicluster peers share it. */
   readonly localTrustDomain: string;
+  /** With Kubernetes discovery, the local cluster domain (default the trust domain); multicluster peers need both equal. */
+  readonly localClusterDomain?: string;
   readonly mintToken: TokenMinter;
   /** True on the replica that writes status (Lease-elected); every replica fetches and serves. */
   readonly isLeader: () => boolean;
@@ -349,9 +351,19 @@ export class PeerController implements PeerDirectory {
     this.o.source.stop();
   }
 
-  private refusal(spec: PeerSpec): string | undefined {
+  private refusal(spec: PeerSpec): { reason: string; message: string } | undefined {
     if (spec.kind === 'federation' && spec.trustDomain.toLowerCase() === this.o.localTrustDomain.toLowerCase()) {
-      return `spec.trustDomain ${spec.trustDomain} is this cluster's own trust domain; a federation peer must have its own`;
+      return { reason: 'LocalTrustDomain', message: `spec.trustDomain ${spec.trustDomain} is this cluster's own trust domain; a federation peer must have its own` };
+    }
+    // The mesh model files a cluster's root under its cluster domain, which it takes for its trust domain (as for the
+    // clusters of remote Secrets): a peer's services are <svc>.<ns>.svc.<cluster domain>, its root must join the
+    // local trust domain's. Both hold only when the two are one.
+    const domain = this.o.localClusterDomain ?? this.o.localTrustDomain;
+    if (spec.kind === 'multicluster' && domain.toLowerCase() !== this.o.localTrustDomain.toLowerCase()) {
+      return {
+        reason: 'ClusterDomainNotTrustDomain',
+        message: `this cluster's domain ${domain} is not its trust domain ${this.o.localTrustDomain}; a multicluster peer shares both (give --trust-domain ${domain}, or leave it out)`,
+      };
     }
     return undefined;
   }
@@ -381,9 +393,9 @@ export class PeerController implements PeerDirectory {
 
     const refused = this.refusal(spec);
     if (refused) {
-      this.o.source.remove(spec.name);
+      if (spec.kind === 'federation') this.o.source.remove(spec.name);
       peer.fetchError = 1;
-      return this.finish(peer, [{ type: PUBLIC_READY, status: 'False', reason: 'LocalTrustDomain', message: refused }, awaiting('the peer is refused')], false);
+      return this.finish(peer, [{ type: PUBLIC_READY, status: 'False', ...refused }, awaiting('the peer is refused'), ...pendingApi], false);
     }
 
     const pub = await fetchJson(`${base}/public/public.json`, { tls, timeoutMs: this.o.fetchTimeoutMs, maxBytes: this.o.maxPublicBytes });
