@@ -11,7 +11,7 @@ import type { FederationSource } from '../../sources/federation/federation-sourc
 import type { ClusterStatus } from '../../sources/kube/kube-source.js';
 import type { PeerRemote } from '../../sources/kube/remote-secrets.js';
 import { multiclusterClusterId } from '../exporter/documents.js';
-import type { FederationMetadata, FederationPeerSpec, MulticlusterMetadata, MulticlusterPeerSpec, PeerDirectory, PublicMetadata, TokenMinter } from '../types.js';
+import type { FederationMetadata, FederationPeerSpec, MulticlusterMetadata, MulticlusterPeerSpec, PeerDirectory, PublicMetadata, TokenMinter, TokenScope } from '../types.js';
 import { type ApiTokenPolicy, apiToken, DECKHOUSE_API_TOKEN, type HeldToken } from './api-token.js';
 import { API_READY, type Condition, mergeConditions, PRIVATE_READY, type Probe, PUBLIC_READY } from './conditions.js';
 import { fetchJson, type FetchFailure, type PeerTls } from './fetch.js';
@@ -115,6 +115,10 @@ const rfc3339 = (t = Date.now()): string => new Date(t).toISOString().replace(/\
 
 const keyOf = (kind: PeerKind, name: string): string => `${kind}/${name}`;
 
+/** Which kind of peer may present a token of each scope. */
+const SCOPE_KIND: Readonly<Record<TokenScope, PeerKind>> = { api: 'multicluster', 'private-multicluster': 'multicluster', 'private-federation': 'federation' };
+let peersAdded = 0;
+
 class Peer {
   conditions: Condition[] = [];
   publicCache: PublicMetadata | undefined;
@@ -126,6 +130,9 @@ class Peer {
   /** Whether the stored token (storedApiToken) has been looked for. */
   storedTokenRead = false;
   remote: PeerRemote | undefined;
+  /** Declaration order: the CR's creationTimestamp (else when first seen), then the order added. */
+  readonly since: number;
+  readonly seq = ++peersAdded;
   private timer: NodeJS.Timeout | undefined;
   private running = false;
   private again = false;
@@ -135,7 +142,14 @@ class Peer {
     public spec: PeerSpec,
     readonly origin: PeerOrigin,
     private readonly ctl: PeerController,
-  ) {}
+  ) {
+    this.since = spec.createdAt ?? Date.now();
+  }
+
+  /** Whether this peer was declared before `other`. */
+  before(other: Peer): boolean {
+    return this.since !== other.since ? this.since < other.since : this.seq < other.seq;
+  }
 
   get key(): string {
     return keyOf(this.spec.kind, this.spec.name);
@@ -275,9 +289,19 @@ export class PeerController implements PeerDirectory {
   }
 
   /** PeerDirectory: the peers this cluster federates or joins with, by the UUID their public metadata gave. */
-  publicMetadata(clusterUUID: string): PublicMetadata | undefined {
-    for (const p of this.peers.values()) if (p.publicCache?.clusterUUID === clusterUUID && !this.refusal(p.spec)) return p.publicCache;
-    return undefined;
+  publicMetadata(clusterUUID: string, scope?: TokenScope): PublicMetadata | undefined {
+    const p = this.holder(clusterUUID);
+    return p && (!scope || SCOPE_KIND[scope] === p.spec.kind) ? p.publicCache : undefined;
+  }
+
+  /** The peer a clusterUUID belongs to: of those whose public.json claims it, the one declared first. */
+  private holder(clusterUUID: string, except?: Peer): Peer | undefined {
+    let first: Peer | undefined;
+    for (const p of this.peers.values()) {
+      if (p === except || p.publicCache?.clusterUUID !== clusterUUID || this.refusal(p.spec)) continue;
+      if (!first || p.before(first)) first = p;
+    }
+    return first;
   }
 
   /** Called after every probe of any peer (tests and status pages wait on it). */
@@ -405,7 +429,26 @@ export class PeerController implements PeerDirectory {
       return failed([p, awaiting('public metadata is not available'), ...pendingApi], `public metadata of peer ${spec.name}: ${p.message}`);
     }
     if (stale()) return;
+    // A clusterUUID is one peer's: another claiming it could lock that peer out, or be sent tokens minted for it.
+    const uuid = pubChecked.value.clusterUUID;
+    const owner = this.holder(uuid, peer);
+    if (owner?.before(peer)) {
+      peer.publicCache = undefined;
+      this.drop(peer);
+      const p: Probe = { type: PUBLIC_READY, status: 'False', reason: 'DuplicateClusterUUID', message: `clusterUUID ${uuid} is already held by ${owner.spec.kind} peer ${owner.spec.name}, declared first` };
+      peer.fetchError = 1;
+      this.o.log.warn({ peer: spec.name, kind: spec.kind, holder: owner.spec.name }, `peer ${spec.name} refused: ${p.message}`);
+      return this.finish(peer, [p, awaiting('the peer is refused'), ...pendingApi], false);
+    }
     peer.publicCache = pubChecked.value;
+    // Peers declared later that took the UUID meanwhile (this one had not polled yet) lose it, now.
+    for (const q of this.peers.values()) {
+      if (q !== peer && q.publicCache?.clusterUUID === uuid) {
+        q.publicCache = undefined;
+        this.drop(q);
+        q.kick();
+      }
+    }
     const pubOk: Probe = { type: PUBLIC_READY, status: 'True', reason: 'Succeeded', message: text.publicOk };
 
     const scope = spec.kind === 'federation' ? 'private-federation' : 'private-multicluster';
@@ -479,6 +522,15 @@ export class PeerController implements PeerDirectory {
     const kind = (got.body as { kind?: unknown } | null)?.kind;
     if (kind !== 'APIVersions') return { type: API_READY, status: 'False', reason: 'RemoteAPIUnexpectedResponse', message: `GET ${url}: expected kind APIVersions, got ${JSON.stringify(kind ?? '')}` };
     return { type: API_READY, status: 'True', reason: 'RemoteAPIReachable', message: `GET ${url} returned HTTP 200 with kind APIVersions` };
+  }
+
+  /** What a refused peer must no longer have: a federation peer's imports, a multicluster peer's remote cluster. */
+  private drop(peer: Peer): void {
+    if (peer.spec.kind === 'federation') this.o.source.remove(peer.spec.name);
+    else if (peer.remote) {
+      peer.remote = undefined;
+      this.pushRemotes();
+    }
   }
 
   private pushRemotes(): void {

@@ -10,6 +10,7 @@ import { DEFAULT_LIMITS, KubeClient } from '../../sources/kube/transport.js';
 import type { PeerStatus, PeerController, StatusSink } from './controller.js';
 
 interface IstioPeerObj extends KubeObj {
+  readonly metadata: KubeObj['metadata'] & { readonly creationTimestamp?: string };
   readonly spec: { trustDomain?: string; metadataEndpoint: string; metadata?: { ca?: string; insecureSkipVerify?: boolean }; enableIngressGateway?: boolean };
   readonly status?: { conditions?: unknown[] };
 }
@@ -113,11 +114,15 @@ export class IstioPeerWatch implements StatusSink {
     if (!this.informer.synced || !this.controller) return;
     const objs = [...this.objects.values()];
     const metadata = (o: IstioPeerObj) => ({ ca: o.spec.metadata?.ca, insecureSkipVerify: o.spec.metadata?.insecureSkipVerify });
+    const createdAt = (o: IstioPeerObj) => {
+      const t = Date.parse(o.metadata.creationTimestamp ?? '');
+      return Number.isNaN(t) ? {} : { createdAt: t };
+    };
     if (this.kind === 'IstioMulticluster') {
       // enableIngressGateway defaults to true (the CRD's default; also when the CRD is not the one that sets it).
-      this.controller.setPeers('kube', objs.map((o) => ({ name: o.metadata.name, metadataEndpoint: o.spec.metadataEndpoint, metadata: metadata(o), enableIngressGateway: o.spec.enableIngressGateway !== false })), 'multicluster');
+      this.controller.setPeers('kube', objs.map((o) => ({ name: o.metadata.name, metadataEndpoint: o.spec.metadataEndpoint, metadata: metadata(o), enableIngressGateway: o.spec.enableIngressGateway !== false, ...createdAt(o) })), 'multicluster');
     } else {
-      this.controller.setPeers('kube', objs.map((o) => ({ name: o.metadata.name, trustDomain: o.spec.trustDomain ?? '', metadataEndpoint: o.spec.metadataEndpoint, metadata: metadata(o) })));
+      this.controller.setPeers('kube', objs.map((o) => ({ name: o.metadata.name, trustDomain: o.spec.trustDomain ?? '', metadataEndpoint: o.spec.metadataEndpoint, metadata: metadata(o), ...createdAt(o) })));
     }
   }
 }
