@@ -103,6 +103,12 @@ describe('a peer\'s remote cluster beside the remote Secrets', () => {
     expect(bySecret.refused).toEqual([{ secret: 'multicluster/b', id: 'cluster-b', reason: 'already named by meshfed/istio-remote-secret-x' }]);
     expect(bySecret.remotes.get('cluster-b')).toEqual({ secret: 'meshfed/istio-remote-secret-x' });
   });
+
+  it('gives a cluster id two peers name to the one handed first (declared first), not the one whose name sorts first', () => {
+    const v = view([remote({ name: 'z' }), remote({ name: 'a', server: 'https://api.a.example.com' })]);
+    expect(v.remotes.get('cluster-b')!.peer!.name).toBe('z');
+    expect(v.refused).toEqual([{ secret: 'multicluster/a', id: 'cluster-b', reason: 'already named by multicluster/z' }]);
+  });
 });
 
 describe('the controller with a multicluster peer', () => {

@@ -7,6 +7,7 @@ import { verifyPeerToken } from '../../src/alliance/tokens/tokens.js';
 import type { PeerDirectory, TokenScope } from '../../src/alliance/types.js';
 import { Registry } from '../../src/registry/registry.js';
 import { FederationSource } from '../../src/sources/federation/federation-source.js';
+import type { ClusterStatus } from '../../src/sources/kube/kube-source.js';
 import type { PeerRemote } from '../../src/sources/kube/remote-secrets.js';
 import { localIdentity, type PeerServer, startPeerServer } from '../helpers/peer-metadata.js';
 
@@ -20,7 +21,7 @@ let fed: PeerServer;
 let ctl: PeerController;
 let handed: PeerRemote[][];
 
-function controller(): PeerController {
+function controller(clusterStatus: PeerControllerStatus = () => undefined): PeerController {
   const registry = new Registry({ quietMs: 0, maxMs: 0 }, () => undefined, silent);
   const c = new PeerController({
     localTrustDomain: 'cluster.local', mintToken: idA.mint, isLeader: () => true, pollIntervalMs: 3_600_000, fetchTimeoutMs: 2000, maxPublicBytes: 1 << 20, maxPrivateBytes: 1 << 20,
@@ -28,9 +29,10 @@ function controller(): PeerController {
     log: silent,
   });
   handed = [];
-  c.useRemoteClusters({ setPeerRemotes: (r) => handed.push([...r]), clusterStatus: () => undefined });
+  c.useRemoteClusters({ setPeerRemotes: (r) => handed.push([...r]), clusterStatus });
   return c;
 }
+type PeerControllerStatus = (id: string) => ClusterStatus | undefined;
 const row = (name: string) => ctl.rows().find((r) => r.name === name);
 
 beforeAll(async () => {
@@ -79,5 +81,41 @@ describe('one clusterUUID, two peers', () => {
     }, { timeout: 10_000, interval: 20 }); // aaa refused
     expect(row('aaa')?.clusterUUID).toBeUndefined();
     expect(ctl.publicMetadata(B_UUID, 'api')).toEqual({ clusterUUID: B_UUID, authnKeyPub: 'peer key', rootCA: 'root-b' });
+  });
+});
+
+describe('one cluster id, two multicluster peers', () => {
+  let other: PeerServer;
+  beforeAll(async () => {
+    other = await startPeerServer({ uuid: F_UUID, rootCA: 'root-c', ingressGateways: [{ address: '192.0.2.40', port: 15443 }], publicServices: [], multicluster: { apiHost: '127.0.0.2:1', networkName: 'network-c', clusterID: 'cluster-b' } }, () => [idA]);
+    mc.doc = { ...mc.doc, multicluster: { ...mc.doc.multicluster!, clusterID: 'cluster-b' } };
+  });
+  afterAll(async () => {
+    mc.doc = { ...mc.doc, multicluster: { apiHost: '127.0.0.1:1', networkName: 'network-b' } };
+    await other?.close();
+  });
+
+  it('the peer declared first keeps the cluster; the other, though its name sorts first, is refused (DuplicateClusterID)', async () => {
+    const status = (id: string): ClusterStatus => ({ cluster: id, role: 'remote', state: 'synced', peer: 'bbb', server: 'https://127.0.0.1:1', endpoints: 3 } as ClusterStatus);
+    ctl = controller(status);
+    ctl.setPeers('file', [
+      { name: 'aaa', metadataEndpoint: other.endpoint, metadata: { ca: other.caPem }, enableIngressGateway: true, createdAt: 2000 },
+      { name: 'bbb', metadataEndpoint: mc.endpoint, metadata: { ca: mc.caPem }, enableIngressGateway: true, createdAt: 1000 },
+    ], 'multicluster');
+    await vi.waitFor(() => {
+      expect(row('aaa')?.api).toEqual({ status: 'False', reason: 'DuplicateClusterID', message: 'clusterID cluster-b is already held by multicluster peer bbb, declared first' });
+      expect(row('bbb')?.private.status).toBe('True');
+      expect(handed.at(-1)?.map((r) => `${r.name} ${r.server}`)).toEqual(['bbb https://127.0.0.1:1']);
+    }, { timeout: 10_000, interval: 20 }); // aaa refused
+    // Only the peer whose cluster it is shows it as its remote cluster.
+    expect(row('bbb')?.remoteCluster).toMatchObject({ id: 'cluster-b', state: 'synced' });
+    expect(row('aaa')?.remoteCluster).toBeUndefined();
+  });
+
+  it('a peer does not show a cluster a remote Secret holds as its own', async () => {
+    ctl = controller((id) => ({ cluster: id, role: 'remote', state: 'synced', secret: 'meshfed/istio-remote-secret-x', endpoints: 3 } as ClusterStatus));
+    ctl.setPeers('file', [{ name: 'bbb', metadataEndpoint: mc.endpoint, metadata: { ca: mc.caPem }, enableIngressGateway: true }], 'multicluster');
+    await vi.waitFor(() => expect(row('bbb')?.private.status).toBe('True'), { timeout: 10_000, interval: 20 }); // polled
+    expect(row('bbb')?.remoteCluster).toBeUndefined();
   });
 });

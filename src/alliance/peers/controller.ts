@@ -330,7 +330,9 @@ export class PeerController implements PeerDirectory {
           fetchError: p.fetchError,
         };
         if (p.spec.kind === 'multicluster') {
-          const c = p.remote && this.remoteSink?.clusterStatus(p.remote.clusterId);
+          // Only the cluster this peer joined: a remote Secret or another peer may name the same id.
+          const found = p.remote && this.remoteSink?.clusterStatus(p.remote.clusterId);
+          const c = found?.peer === p.spec.name ? found : undefined;
           return {
             ...common,
             trustDomain: this.o.localTrustDomain,
@@ -497,9 +499,23 @@ export class PeerController implements PeerDirectory {
       return { type: API_READY, status: 'False', reason: 'TokenGenerationFailed', message: (err as Error).message };
     }
     const server = apiServerUrl(priv.apiHost);
+    const clusterId = priv.clusterID ?? multiclusterClusterId(this.o.localTrustDomain, pub.clusterUUID);
+    // A cluster id is one peer's, the one declared first: another publishing it would take that cluster over.
+    const owner = this.clusterHolder(clusterId, peer);
+    if (owner?.before(peer)) {
+      this.drop(peer);
+      this.o.log.warn({ peer: spec.name, holder: owner.spec.name, clusterId }, `multicluster peer ${spec.name} refused: cluster id ${clusterId} is peer ${owner.spec.name}'s`);
+      return { type: API_READY, status: 'False', reason: 'DuplicateClusterID', message: `clusterID ${clusterId} is already held by multicluster peer ${owner.spec.name}, declared first` };
+    }
+    for (const q of this.peers.values()) {
+      if (q !== peer && q.remote?.clusterId === clusterId) {
+        this.drop(q);
+        q.kick();
+      }
+    }
     const remote: PeerRemote = {
       name: spec.name,
-      clusterId: priv.clusterID ?? multiclusterClusterId(this.o.localTrustDomain, pub.clusterUUID),
+      clusterId,
       server,
       ca: tls.ca,
       insecureSkipVerify: tls.insecureSkipVerify,
@@ -524,6 +540,13 @@ export class PeerController implements PeerDirectory {
     return { type: API_READY, status: 'True', reason: 'RemoteAPIReachable', message: `GET ${url} returned HTTP 200 with kind APIVersions` };
   }
 
+  /** The multicluster peer a cluster id belongs to: of those whose remote cluster has it, the one declared first. */
+  private clusterHolder(clusterId: string, except: Peer): Peer | undefined {
+    let first: Peer | undefined;
+    for (const p of this.peers.values()) if (p !== except && p.remote?.clusterId === clusterId && (!first || p.before(first))) first = p;
+    return first;
+  }
+
   /** What a refused peer must no longer have: a federation peer's imports, a multicluster peer's remote cluster. */
   private drop(peer: Peer): void {
     if (peer.spec.kind === 'federation') this.o.source.remove(peer.spec.name);
@@ -534,7 +557,10 @@ export class PeerController implements PeerDirectory {
   }
 
   private pushRemotes(): void {
-    const remotes = [...this.peers.values()].flatMap((p) => (p.spec.kind === 'multicluster' && p.remote ? [p.remote] : []));
+    // In declaration order: of two naming one cluster id, the kube source keeps the first.
+    const remotes = [...this.peers.values()]
+      .sort((a, b) => (a.before(b) ? -1 : 1))
+      .flatMap((p) => (p.spec.kind === 'multicluster' && p.remote ? [p.remote] : []));
     if (!this.remoteSink) {
       if (remotes.length && !this.warnedNoRemotes) this.o.log.warn('multicluster peers are probed, but their clusters are watched only with Kubernetes discovery (--kube)');
       this.warnedNoRemotes ||= remotes.length > 0;

@@ -70,12 +70,13 @@ export function peerKubeconfig(p: Pick<PeerRemote, 'clusterId' | 'server' | 'ca'
 
 /**
  * Adds the peers' clusters to a Secrets view. A cluster id already named by a Secret (or the local id, or an
- * earlier peer) is refused for the peer: hand-made Secrets win, as the first Secret wins among Secrets.
+ * earlier peer: `peers` come in the order they were declared) is refused for the peer: hand-made Secrets win, as
+ * the first Secret wins among Secrets.
  */
 export function addPeerRemotes(view: SecretsView, peers: Iterable<PeerRemote>, localId: string, domain: string, localNetwork: string): SecretsView {
   const remotes = new Map(view.remotes);
   const refused = [...view.refused];
-  for (const p of [...peers].sort((a, b) => (a.name < b.name ? -1 : 1))) {
+  for (const p of peers) {
     const secret = `multicluster/${p.name}`;
     const owner = p.clusterId === localId ? 'this is the local cluster\'s own id' : remotes.has(p.clusterId) ? `already named by ${remotes.get(p.clusterId)!.secret}` : undefined;
     if (owner) {
