@@ -267,6 +267,7 @@ export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> 
         writer?.setPeerRemotes(r, declared);
       },
       clusterStatus: (id) => k.clusterStatus(id),
+      networkOwner: (network, except) => k.networkOwner(network, except),
     });
     readiness.push({ name: 'kubernetes', check: () => k.readiness() });
     metrics.remoteClusters(CLUSTER_STATES, () =>

@@ -5,7 +5,7 @@ import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { decodeJwt } from 'jose';
 import { pino } from 'pino';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { apiToken, DECKHOUSE_API_TOKEN, keepApiToken } from '../../src/alliance/peers/api-token.js';
 import { PeerController, type PeerRow } from '../../src/alliance/peers/controller.js';
 import { apiServerUrl, checkMulticluster } from '../../src/alliance/peers/metadata.js';
@@ -40,6 +40,14 @@ describe('multicluster.json checks', () => {
     expect(checkMulticluster({ ...ok, clusterID: 'a/b' }, true)).toMatchObject({ ok: false });
     expect(checkMulticluster({ ...ok, networkName: 'net\nwork' }, true)).toMatchObject({ ok: false, message: expect.stringContaining('networkName') });
     expect(checkMulticluster({ ...ok, clusterID: 'cluster-local-123' }, true)).toMatchObject({ ok: true, value: { clusterID: 'cluster-local-123' } });
+  });
+  it('caps ingressGateways and requires an IP or DNS name and a port 1-65535 for each', () => {
+    const gw = (address: string, port = 15443) => ({ ...ok, ingressGateways: [{ address, port }] });
+    expect(checkMulticluster({ ...ok, ingressGateways: Array.from({ length: 257 }, (_, i) => ({ address: `192.0.2.${i % 250}`, port: 15443 })) }, true)).toEqual({ ok: false, message: 'multicluster.json: 257 ingressGateways, more than 256' });
+    for (const bad of [gw('a b'), gw('http://x'), gw('-x.example.com'), gw('x'.repeat(64) + '.com'), gw('192.0.2.1', 0), gw('192.0.2.1', 65536)]) {
+      expect(checkMulticluster(bad, true)).toMatchObject({ ok: false, message: expect.stringMatching(/^multicluster.json: ingressGateways\[0\]/) });
+    }
+    for (const good of [gw('192.0.2.1'), gw('2001:db8::1'), gw('gw.b.example.com'), gw('gw-1.b.example.com', 65535)]) expect(checkMulticluster(good, true)).toMatchObject({ ok: true });
   });
   it('probes https://<apiHost>/api unless apiHost names its scheme (Deckhouse\'s rule)', () => {
     expect(apiServerUrl('api.b.example.com:8443/')).toBe('https://api.b.example.com:8443');
@@ -272,6 +280,22 @@ describe('the controller with a multicluster peer', () => {
     } finally {
       c.stop();
     }
+  });
+
+  it('refuses a networkName that is the local network or another cluster\'s (InvalidPrivateMetadata), keeping the remote cluster as it was', async () => {
+    ctl.setPeers('file', [{ name: 'b', metadataEndpoint: peer.endpoint, metadata: { ca: peer.caPem }, enableIngressGateway: true }], 'multicluster');
+    await vi.waitFor(() => expect(remotes.at(-1)?.[0]).toMatchObject({ network: 'network-b' }), { timeout: 10_000, interval: 20 }); // through its gateways
+    await probe();
+    const owners: Record<string, string> = { 'network-b': 'the local cluster cluster-a' };
+    ctl.useRemoteClusters({ setPeerRemotes: (r) => remotes.push([...r]), clusterStatus: () => undefined, networkOwner: (net) => owners[net] });
+    const n = remotes.length;
+    try {
+      expect((await probe()).private).toEqual({ status: 'False', reason: 'InvalidPrivateMetadata', message: 'multicluster.json: networkName network-b is the network of the local cluster cluster-a; a peer reached through its gateways needs its own; the remote cluster keeps being watched with the last good metadata' });
+      expect(remotes.length).toBe(n);
+    } finally {
+      delete owners['network-b'];
+    }
+    expect((await probe()).private).toMatchObject({ status: 'True' });
   });
 
   it('removing the peer removes its remote cluster', () => {

@@ -36,6 +36,8 @@ export interface PeerStatus {
 
 /** Where multicluster peers' remote clusters go: the kube source (the second input beside remote Secrets). */
 export interface RemoteClusterSink {
+  /** The cluster whose network this is (the local one, a remote Secret's), other than `except`; a peer may not claim it. */
+  networkOwner?(network: string, except: string): string | undefined;
   /**
    * `remotes`: the peers whose metadata names a cluster now; `declared`: the names of every declared multicluster
    * peer, polled or not (undefined until each origin has declared its peers), so a writer removes only what is gone.
@@ -464,8 +466,9 @@ export class PeerController implements PeerDirectory {
     const doc = spec.kind === 'federation' ? 'federation.json' : 'multicluster.json';
     const priv = await fetchJson(`${base}/private/${doc}`, { tls, bearer: token, timeoutMs: this.o.fetchTimeoutMs, maxBytes: this.o.maxPrivateBytes });
     const privChecked = !priv.ok ? undefined : spec.kind === 'federation' ? checkFederation(priv.body) : checkMulticluster(priv.body, spec.enableIngressGateway);
-    if (!priv.ok || !privChecked?.ok) {
-      const p = failure(PRIVATE_READY, priv, privChecked, 'InvalidPrivateMetadata');
+    const clash = privChecked?.ok && spec.kind === 'multicluster' && spec.enableIngressGateway ? this.networkClash(peer, privChecked.value as MulticlusterMetadata, pubChecked.value) : undefined;
+    if (!priv.ok || !privChecked?.ok || clash) {
+      const p = clash ? { type: PRIVATE_READY, status: 'False' as const, reason: 'InvalidPrivateMetadata', message: clash } : failure(PRIVATE_READY, priv, privChecked, 'InvalidPrivateMetadata');
       return failed([pubOk, p, ...pendingApi], `private metadata of peer ${spec.name}: ${p.message}`);
     }
     if (stale()) return;
@@ -538,6 +541,14 @@ export class PeerController implements PeerDirectory {
     const kind = (got.body as { kind?: unknown } | null)?.kind;
     if (kind !== 'APIVersions') return { type: API_READY, status: 'False', reason: 'RemoteAPIUnexpectedResponse', message: `GET ${url}: expected kind APIVersions, got ${JSON.stringify(kind ?? '')}` };
     return { type: API_READY, status: 'True', reason: 'RemoteAPIReachable', message: `GET ${url} returned HTTP 200 with kind APIVersions` };
+  }
+
+  /** Why a peer's networkName may not be used: it is the local network's, or another cluster's (its gateways would be theirs). */
+  private networkClash(peer: Peer, priv: MulticlusterMetadata, pub: PublicMetadata): string | undefined {
+    const own = priv.clusterID ?? multiclusterClusterId(this.o.localTrustDomain, pub.clusterUUID);
+    const other = [...this.peers.values()].find((q) => q !== peer && q.remote?.network === priv.networkName && q.remote.clusterId !== own);
+    const owner = other ? `multicluster peer ${other.spec.name}` : this.remoteSink?.networkOwner?.(priv.networkName, own);
+    return owner && `multicluster.json: networkName ${priv.networkName} is the network of ${owner}; a peer reached through its gateways needs its own`;
   }
 
   /** The multicluster peer a cluster id belongs to: of those whose remote cluster has it, the one declared first. */
