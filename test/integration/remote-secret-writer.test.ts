@@ -3,7 +3,7 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { RemoteSecretWriter, remoteSecret } from '../../src/alliance/peers/remote-secret-writer.js';
 import { createLogger } from '../../src/log.js';
 import type { PeerRemote } from '../../src/sources/kube/remote-secrets.js';
@@ -11,7 +11,9 @@ import { localKubeConfig } from '../../src/sources/kube/transport.js';
 import { type FakeApiServer, type KubeObject, startFakeApiServer } from '../fixtures/kube-apiserver/index.js';
 import { localIdentity } from '../helpers/peer-metadata.js';
 
-const NS = 'meshfed';
+/** A namespace per test: a writer of an earlier test may still be finishing its round. */
+let NS = 'meshfed';
+let tests = 0;
 const dir = mkdtempSync(path.join(tmpdir(), 'meshfed-rsw-'));
 let api: FakeApiServer;
 let writer: RemoteSecretWriter | undefined;
@@ -21,15 +23,15 @@ const remote = (name: string, token = `token-${name}`): PeerRemote => ({
 });
 const secretOf = (name: string): (KubeObject & { data?: Record<string, string> }) | undefined => api.get('v1', 'Secret', NS, `istio-remote-secret-${name}`) as never;
 const seed = (p: PeerRemote): void => void api.upsert(remoteSecret(p, NS) as KubeObject);
-const start = (): RemoteSecretWriter => (writer = new RemoteSecretWriter(localKubeConfig(api.writeKubeconfig(dir)), NS, () => true, createLogger('silent')));
+const start = (): RemoteSecretWriter => (writer?.stop(), writer = new RemoteSecretWriter(localKubeConfig(api.writeKubeconfig(dir)), NS, () => true, createLogger('silent')));
 
 beforeAll(async () => {
   api = await startFakeApiServer({ clusterName: 'local' });
 });
-afterEach(() => {
-  writer?.stop();
-  for (const s of api.list('v1', 'Secret', NS)) api.remove('v1', 'Secret', NS, s.metadata.name);
+beforeEach(() => {
+  NS = `meshfed-${++tests}`;
 });
+afterEach(() => writer?.stop());
 afterAll(async () => {
   await api?.close();
 });
@@ -55,6 +57,29 @@ describe('the remote Secret writer after a leader restart', () => {
     expect(secretOf('c')).toBeDefined();
     w.setPeerRemotes([remote('b')], new Set(['b']));
     await vi.waitFor(() => expect(secretOf('c')).toBeUndefined(), { timeout: 10_000, interval: 20 }); // c gone once known
+  });
+});
+
+describe('peer names the apiserver would refuse in a Secret', () => {
+  it('writes each Secret on its own: a name too long for a Secret is skipped, one too long for a label value is written', async () => {
+    const long = 'p'.repeat(100);
+    const tooLong = 'q'.repeat(240);
+    start().setPeerRemotes([remote(tooLong), remote(long), remote('b')], new Set([tooLong, long, 'b']));
+    await vi.waitFor(() => expect(secretOf('b')).toBeDefined(), { timeout: 10_000, interval: 20 }); // b written
+    const s = secretOf(long)!;
+    expect(s.metadata).toMatchObject({ labels: { 'istio/multiCluster': 'true', 'meshfed.io/multicluster-peer': 'true' }, annotations: { 'meshfed.io/multicluster-peer': long } });
+    expect(api.list('v1', 'Secret', NS)).toHaveLength(2);
+  });
+
+  it('still knows a Secret an older meshfed labelled with the peer\'s name, and rewrites it', async () => {
+    const s = remoteSecret(remote('c', 'old'), NS);
+    api.upsert({ ...s, metadata: { ...s.metadata, labels: { 'istio/multiCluster': 'true', 'meshfed.io/multicluster-peer': 'c' }, annotations: { 'networking.istio.io/cluster': 'cluster-c' } } } as KubeObject);
+    const w = start();
+    w.setPeerRemotes([], new Set(['c']));
+    await new Promise((r) => setTimeout(r, 200));
+    expect(secretOf('c')).toBeDefined(); // declared: kept
+    w.setPeerRemotes([remote('c')], new Set(['c']));
+    await vi.waitFor(() => expect(secretOf('c')!.metadata.annotations).toMatchObject({ 'meshfed.io/multicluster-peer': 'c' }), { timeout: 10_000, interval: 20 }); // rewritten
   });
 });
 

@@ -17,6 +17,9 @@ export const ANNOTATION_ISTIO_CLUSTER = 'networking.istio.io/cluster';
 
 export const remoteSecretName = (peer: string): string => `istio-remote-secret-${peer}`;
 
+/** The peer a Secret meshfed wrote is for: the annotation, else (written by an older meshfed) the label's value. */
+const peerOf = (s: V1Secret): string => s.metadata?.annotations?.[MANAGED_BY_PEER] ?? s.metadata?.labels?.[MANAGED_BY_PEER] ?? '';
+
 export function remoteSecret(p: PeerRemote, namespace: string): V1Secret {
   return {
     apiVersion: 'v1',
@@ -24,8 +27,9 @@ export function remoteSecret(p: PeerRemote, namespace: string): V1Secret {
     metadata: {
       name: remoteSecretName(p.name),
       namespace,
-      labels: { [LABEL_MULTICLUSTER]: 'true', [MANAGED_BY_PEER]: p.name },
-      annotations: { [ANNOTATION_ISTIO_CLUSTER]: p.clusterId },
+      // The peer's name is no label value (those are at most 63 characters): a fixed label finds the Secrets.
+      labels: { [LABEL_MULTICLUSTER]: 'true', [MANAGED_BY_PEER]: 'true' },
+      annotations: { [ANNOTATION_ISTIO_CLUSTER]: p.clusterId, [MANAGED_BY_PEER]: p.name },
     },
     type: 'Opaque',
     data: { [p.clusterId]: Buffer.from(peerKubeconfig(p)).toString('base64') },
@@ -111,25 +115,18 @@ export class RemoteSecretWriter {
 
   private async write(): Promise<void> {
     const ns = this.namespace;
-    const want = new Map(this.wanted.map((p) => [remoteSecretName(p.name), remoteSecret(p, ns)]));
+    const want = new Map<string, V1Secret>();
+    for (const p of this.wanted) {
+      const name = remoteSecretName(p.name);
+      // Each Secret on its own: one peer's unusable name or a failed write does not stop the others.
+      if (name.length > 253) this.log.warn({ peer: p.name }, `multicluster peer ${p.name}: no remote Secret, its name ${name.slice(0, 40)}… is longer than 253 characters`);
+      else want.set(name, remoteSecret(p, ns));
+    }
     for (const [name, body] of want) {
-      let cur: V1Secret | undefined;
       try {
-        cur = await this.api.readNamespacedSecret({ name, namespace: ns });
+        await this.writeOne(name, body);
       } catch (err) {
-        if (statusOf(err) !== 404) throw new Error(`reading Secret ${ns}/${name}: ${apiErrorMessage(err)}`);
-      }
-      if (cur && !cur.metadata?.labels?.[MANAGED_BY_PEER]) {
-        this.log.warn({ secret: `${ns}/${name}` }, 'a remote Secret of that name exists and was not written by meshfed; left alone');
-        continue;
-      }
-      if (cur && JSON.stringify(cur.data) === JSON.stringify(body.data) && cur.metadata?.annotations?.[ANNOTATION_ISTIO_CLUSTER] === body.metadata!.annotations![ANNOTATION_ISTIO_CLUSTER]) continue;
-      try {
-        if (cur) await this.api.replaceNamespacedSecret({ name, namespace: ns, body: { ...body, metadata: { ...body.metadata, resourceVersion: cur.metadata?.resourceVersion } } });
-        else await this.api.createNamespacedSecret({ namespace: ns, body });
-        this.log.info({ secret: `${ns}/${name}` }, 'wrote the remote Secret of a multicluster peer');
-      } catch (err) {
-        throw new Error(`writing Secret ${ns}/${name}: ${apiErrorMessage(err)}`);
+        this.log.warn({ secret: `${ns}/${name}` }, `could not write the remote Secret ${ns}/${name}: ${apiErrorMessage(err)}`);
       }
     }
     const declared = this.declared;
@@ -137,14 +134,32 @@ export class RemoteSecretWriter {
     const mine = await this.api.listNamespacedSecret({ namespace: ns, labelSelector: MANAGED_BY_PEER });
     for (const s of mine.items) {
       const name = s.metadata?.name ?? '';
-      const peer = s.metadata?.labels?.[MANAGED_BY_PEER] ?? '';
-      if (want.has(name) || declared.has(peer)) continue;
+      if (want.has(name) || declared.has(peerOf(s))) continue;
       try {
         await this.api.deleteNamespacedSecret({ name, namespace: ns });
         this.log.info({ secret: `${ns}/${name}` }, 'deleted the remote Secret of a multicluster peer that is gone');
       } catch (err) {
-        if (statusOf(err) !== 404) throw new Error(`deleting Secret ${ns}/${name}: ${apiErrorMessage(err)}`);
+        if (statusOf(err) !== 404) this.log.warn({ secret: `${ns}/${name}` }, `could not delete the remote Secret ${ns}/${name}: ${apiErrorMessage(err)}`);
       }
     }
+  }
+
+  private async writeOne(name: string, body: V1Secret): Promise<void> {
+    const ns = this.namespace;
+    let cur: V1Secret | undefined;
+    try {
+      cur = await this.api.readNamespacedSecret({ name, namespace: ns });
+    } catch (err) {
+      if (statusOf(err) !== 404) throw err;
+    }
+    if (cur && cur.metadata?.labels?.[MANAGED_BY_PEER] === undefined) {
+      this.log.warn({ secret: `${ns}/${name}` }, 'a remote Secret of that name exists and was not written by meshfed; left alone');
+      return;
+    }
+    const same = (k: string) => cur?.metadata?.annotations?.[k] === body.metadata!.annotations![k];
+    if (cur && JSON.stringify(cur.data) === JSON.stringify(body.data) && same(ANNOTATION_ISTIO_CLUSTER) && same(MANAGED_BY_PEER) && cur.metadata?.labels?.[MANAGED_BY_PEER] === 'true') return;
+    if (cur) await this.api.replaceNamespacedSecret({ name, namespace: ns, body: { ...body, metadata: { ...body.metadata, resourceVersion: cur.metadata?.resourceVersion } } });
+    else await this.api.createNamespacedSecret({ namespace: ns, body });
+    this.log.info({ secret: `${ns}/${name}` }, 'wrote the remote Secret of a multicluster peer');
   }
 }

@@ -18,8 +18,9 @@ export const MULTICLUSTER_SELECTOR = `${LABEL_MULTICLUSTER}=true`;
 export const ANNOTATION_NETWORK = 'meshfed.io/network';
 export const ANNOTATION_DOMAIN = 'meshfed.io/cluster-domain';
 /**
- * On a remote Secret meshfed wrote for a multicluster peer (--write-remote-secrets), the peer's name. meshfed's own
- * kube source skips such Secrets: it watches the peer's cluster from the peer itself, with its network and root.
+ * On a remote Secret meshfed wrote for a multicluster peer (--write-remote-secrets): a label (value `true`; an older
+ * meshfed put the peer's name there) and an annotation with the peer's name. meshfed's own kube source skips such
+ * Secrets: it watches the peer's cluster from the peer itself, with its network and root.
  */
 export const MANAGED_BY_PEER = 'meshfed.io/multicluster-peer';
 
