@@ -117,6 +117,9 @@ const rfc3339 = (t = Date.now()): string => new Date(t).toISOString().replace(/\
 
 const keyOf = (kind: PeerKind, name: string): string => `${kind}/${name}`;
 
+/** Stands for the user and password of a metadataEndpoint that had them (the peer is refused). */
+export const REDACTED_USER = 'redacted';
+
 /** Which kind of peer may present a token of each scope. */
 const SCOPE_KIND: Readonly<Record<TokenScope, PeerKind>> = { api: 'multicluster', 'private-multicluster': 'multicluster', 'private-federation': 'federation' };
 let peersAdded = 0;
@@ -380,6 +383,9 @@ export class PeerController implements PeerDirectory {
   }
 
   private refusal(spec: PeerSpec): { reason: string; message: string } | undefined {
+    if (URL.canParse(spec.metadataEndpoint) && new URL(spec.metadataEndpoint).username !== '') {
+      return { reason: 'InvalidMetadataEndpoint', message: 'spec.metadataEndpoint must have no user or password (user:pass@)' };
+    }
     if (spec.kind === 'federation' && spec.trustDomain.toLowerCase() === this.o.localTrustDomain.toLowerCase()) {
       return { reason: 'LocalTrustDomain', message: `spec.trustDomain ${spec.trustDomain} is this cluster's own trust domain; a federation peer must have its own` };
     }

@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import { DEFAULT_BACKOFF, ResourceInformer } from '../../sources/kube/informer.js';
 import { type KubeObj, pathOf } from '../../sources/kube/objects.js';
 import { DEFAULT_LIMITS, KubeClient } from '../../sources/kube/transport.js';
-import type { PeerStatus, PeerController, StatusSink } from './controller.js';
+import { type PeerStatus, type PeerController, REDACTED_USER, type StatusSink } from './controller.js';
 
 interface IstioPeerObj extends KubeObj {
   readonly metadata: KubeObj['metadata'] & { readonly creationTimestamp?: string };
@@ -114,15 +114,28 @@ export class IstioPeerWatch implements StatusSink {
     if (!this.informer.synced || !this.controller) return;
     const objs = [...this.objects.values()];
     const metadata = (o: IstioPeerObj) => ({ ca: o.spec.metadata?.ca, insecureSkipVerify: o.spec.metadata?.insecureSkipVerify });
+    // A user or password in the URL is refused (the controller says so on the CR), and never carried on: the endpoint
+    // is in logs, metrics, /debug/peers and status.
+    const endpoint = (o: IstioPeerObj): string => {
+      try {
+        const u = new URL(o.spec.metadataEndpoint);
+        if (u.username === '' && u.password === '') return o.spec.metadataEndpoint;
+        u.username = REDACTED_USER;
+        u.password = '';
+        return u.toString();
+      } catch {
+        return o.spec.metadataEndpoint;
+      }
+    };
     const createdAt = (o: IstioPeerObj) => {
       const t = Date.parse(o.metadata.creationTimestamp ?? '');
       return Number.isNaN(t) ? {} : { createdAt: t };
     };
     if (this.kind === 'IstioMulticluster') {
       // enableIngressGateway defaults to true (the CRD's default; also when the CRD is not the one that sets it).
-      this.controller.setPeers('kube', objs.map((o) => ({ name: o.metadata.name, metadataEndpoint: o.spec.metadataEndpoint, metadata: metadata(o), enableIngressGateway: o.spec.enableIngressGateway !== false, ...createdAt(o) })), 'multicluster');
+      this.controller.setPeers('kube', objs.map((o) => ({ name: o.metadata.name, metadataEndpoint: endpoint(o), metadata: metadata(o), enableIngressGateway: o.spec.enableIngressGateway !== false, ...createdAt(o) })), 'multicluster');
     } else {
-      this.controller.setPeers('kube', objs.map((o) => ({ name: o.metadata.name, trustDomain: o.spec.trustDomain ?? '', metadataEndpoint: o.spec.metadataEndpoint, metadata: metadata(o), ...createdAt(o) })));
+      this.controller.setPeers('kube', objs.map((o) => ({ name: o.metadata.name, trustDomain: o.spec.trustDomain ?? '', metadataEndpoint: endpoint(o), metadata: metadata(o), ...createdAt(o) })));
     }
   }
 }
