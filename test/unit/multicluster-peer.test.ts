@@ -5,10 +5,12 @@ import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { decodeJwt } from 'jose';
 import { pino } from 'pino';
+import client from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { apiToken, DECKHOUSE_API_TOKEN, keepApiToken } from '../../src/alliance/peers/api-token.js';
 import { PeerController, type PeerRow } from '../../src/alliance/peers/controller.js';
 import { apiServerUrl, checkMulticluster } from '../../src/alliance/peers/metadata.js';
+import { registerPeerMetrics } from '../../src/alliance/peers/metrics.js';
 import { peerTable } from '../../src/cli/status.js';
 import { Registry } from '../../src/registry/registry.js';
 import { FederationSource } from '../../src/sources/federation/federation-source.js';
@@ -135,6 +137,8 @@ describe('the controller with a multicluster peer', () => {
     ctl.pollAll();
   });
   const apiCondition = async (): Promise<PeerRow['api']> => (await probe()).api;
+  const metrics = new client.Registry();
+  const apiCheckError = async (): Promise<number | undefined> => (await metrics.getSingleMetric('meshfed_multicluster_api_host_check_error_count')!.get()).values[0]?.value;
 
   beforeAll(async () => {
     const pki = testPki();
@@ -161,6 +165,7 @@ describe('the controller with a multicluster peer', () => {
       log: silent,
     });
     ctl.useRemoteClusters({ setPeerRemotes: (r) => remotes.push([...r]), clusterStatus: () => undefined });
+    registerPeerMetrics(metrics, () => ctl.rows());
     ctl.setPeers('file', [{ name: 'b', metadataEndpoint: peer.endpoint, metadata: { ca: peer.caPem }, enableIngressGateway: true }], 'multicluster');
   });
   afterAll(async () => {
@@ -200,6 +205,7 @@ describe('the controller with a multicluster peer', () => {
   it('maps the probe\'s outcome to Deckhouse\'s reasons', async () => {
     answer = { status: 403, body: 'forbidden' };
     expect(await apiCondition()).toMatchObject({ status: 'False', reason: 'RemoteAPIBadResponse' });
+    expect(await apiCheckError()).toBe(1);
     answer = { status: 200, body: '<html>' };
     expect(await apiCondition()).toMatchObject({ status: 'False', reason: 'RemoteAPIInvalidResponse' });
     answer = { status: 200, body: JSON.stringify({ kind: 'Status' }) };
@@ -216,6 +222,7 @@ describe('the controller with a multicluster peer', () => {
       expect(r.public).toMatchObject({ status: 'False', reason: 'NonOKResponse' });
       expect(r.private).toEqual({ status: 'Unknown', reason: 'AwaitingPublic', message: 'Public metadata exchange has not succeeded yet.' });
       expect(r.api).toEqual({ status: 'Unknown', reason: 'AwaitingPrivate', message: 'Private metadata exchange has not succeeded yet.' });
+      expect(await apiCheckError()).toBe(0); // not probed: no probe failed
     } finally {
       peer.fault = 'none';
     }
@@ -321,11 +328,11 @@ describe('meshfed status with a multicluster peer', () => {
       name: 'cluster-b', kind: 'multicluster', origin: 'kube', trustDomain: 'cluster.local', metadataEndpoint: 'https://m.b/metadata/', clusterUUID: B_UUID,
       public: cond('True', 'Succeeded'), private: cond('True', 'Succeeded'), api: cond('False', 'RemoteAPIUnreachable', 'GET https://api.b/api: connect ECONNREFUSED'),
       remoteCluster: { id: 'cluster-b', server: 'https://api.b', network: 'network-b', state: 'stale', endpoints: 10, rotating: true },
-      lastSuccess: '2026-12-03T13:00:00Z', fetchError: 0, servicesImported: 0, gateways: ['192.0.2.20:15443'], imports: 'stale', refusedServices: [],
+      lastSuccess: '2026-12-03T13:00:00Z', fetchError: 0, gateways: ['192.0.2.20:15443'],
     }]);
     const [head, row, , problem] = table.split('\n');
     expect(head).toMatch(/^NAME\s+KIND\s+TRUST DOMAIN\s+UUID\s+PUBLIC\s+PRIVATE\s+API\s+LAST SUCCESS\s+SERVICES\s+GATEWAYS\s+REMOTE CLUSTER\s+IMPORTS$/);
-    expect(row).toMatch(new RegExp(`^cluster-b\\s+multicluster\\s+cluster.local\\s+${B_UUID}\\s+Ready\\s+Ready\\s+RemoteAPIUnreachable\\s+\\S+\\s+-\\s+192.0.2.20:15443\\s+cluster-b stale \\(rotating\\) 10 endpoints\\s+stale$`));
+    expect(row).toMatch(new RegExp(`^cluster-b\\s+multicluster\\s+cluster.local\\s+${B_UUID}\\s+Ready\\s+Ready\\s+RemoteAPIUnreachable\\s+\\S+\\s+-\\s+192.0.2.20:15443\\s+cluster-b stale \\(rotating\\) 10 endpoints\\s+-$`));
     expect(problem).toBe('  cluster-b: RemoteAPIUnreachable: GET https://api.b/api: connect ECONNREFUSED');
   });
 });

@@ -104,12 +104,15 @@ export interface PeerRow {
   };
   readonly lastSuccess?: string;
   readonly fetchError: 0 | 1;
-  readonly servicesImported: number;
   readonly gateways: readonly string[];
-  /** fresh, stale (demoted) or withdrawn: what the last good imports (or the remote cluster's endpoints) are doing. */
-  readonly imports: 'none' | 'fresh' | 'stale' | 'withdrawn';
+  /** Since when the federation source (or the remote cluster's watches) could not reach the peer. */
   readonly unreachableSince?: string;
-  readonly refusedServices: readonly string[];
+  /** Federation peers only (a multicluster peer imports nothing: remoteCluster says what its endpoints do). */
+  readonly servicesImported?: number;
+  /** Federation peers only: fresh, stale (demoted) or withdrawn, what the last good imports are doing. */
+  readonly imports?: 'none' | 'fresh' | 'stale' | 'withdrawn';
+  /** Federation peers only. */
+  readonly refusedServices?: readonly string[];
 }
 
 /** Whole-second RFC 3339, as Kubernetes writes times. */
@@ -351,11 +354,8 @@ export class PeerController implements PeerDirectory {
               rotating: c.rotating,
               lastError: c.lastError,
             },
-            servicesImported: 0,
             gateways: (p.remote?.gateways ?? []).map((g) => `${g.address}:${g.port}`),
-            imports: !c ? 'none' : c.state === 'stale' ? 'stale' : c.state === 'withdrawn' ? 'withdrawn' : c.syncedAt ? 'fresh' : 'none',
             unreachableSince: c && c.stalenessSeconds > 0 ? new Date(Date.now() - c.stalenessSeconds * 1000).toISOString() : undefined,
-            refusedServices: [],
           };
         }
         const imp = this.o.source.status(p.spec.name);
