@@ -305,6 +305,33 @@ describe('the controller with a multicluster peer', () => {
     expect((await probe()).private).toMatchObject({ status: 'True' });
   });
 
+  it('after a restart with the peer\'s metadata endpoint down, watches its remote cluster from the metadata its CR\'s status caches', async () => {
+    const registry = new Registry({ quietMs: 0, maxMs: 0 }, () => undefined, silent);
+    const handed: PeerRemote[][] = [];
+    const c = new PeerController({
+      localTrustDomain: 'cluster.local', mintToken: idA.mint, isLeader: () => true, pollIntervalMs: 3_600_000, fetchTimeoutMs: 2000, maxPublicBytes: 1 << 20, maxPrivateBytes: 1 << 20,
+      source: new FederationSource(registry, { staleAfterMs: 1e6, withdrawAfterMs: 2e6, maxDropShare: 0.5, confirmAfterMs: 1e6, dropWindowMs: 1e4 }, silent),
+      log: silent,
+    });
+    const cache = {
+      public: { clusterUUID: B_UUID, authnKeyPub: 'peer key', rootCA: 'root-b' },
+      private: { ingressGateways: [{ address: '192.0.2.20', port: 15443 }], apiHost: 'api.b.example.com', networkName: 'network-b', clusterID: 'cluster-b' },
+    };
+    c.useStatusSink({ conditions: () => undefined, metadataCache: () => cache, patch: () => Promise.resolve() }, 'multicluster');
+    try {
+      c.useRemoteClusters({ setPeerRemotes: (r) => handed.push([...r]), clusterStatus: () => undefined });
+      await new Promise<void>((resolve) => {
+        const off = c.onProbe(() => (off(), resolve()));
+        c.setPeers('kube', [{ name: 'b', metadataEndpoint: 'https://127.0.0.1:1/metadata/', enableIngressGateway: true }], 'multicluster');
+      });
+      expect(c.rows()[0]!.public).toMatchObject({ status: 'False', reason: 'FetchFailed', message: expect.stringContaining('the remote cluster keeps being watched with the last good metadata') });
+      expect(handed.at(-1)).toEqual([expect.objectContaining({ name: 'b', clusterId: 'cluster-b', server: 'https://api.b.example.com', network: 'network-b', rootCaPem: 'root-b' })]);
+      expect(decodeJwt(handed.at(-1)![0]!.token)).toMatchObject({ scope: 'api', aud: B_UUID });
+    } finally {
+      c.stop();
+    }
+  });
+
   it('removing the peer removes its remote cluster', () => {
     ctl.setPeers('file', [], 'multicluster');
     expect(remotes.at(-1)).toEqual([]);

@@ -25,6 +25,8 @@ export type PeerSpec = ({ readonly kind: 'federation' } & FederationPeerSpec) | 
 export interface StatusSink {
   /** The CR's current status.conditions, so conditions of other types are kept. */
   conditions(name: string): readonly unknown[] | undefined;
+  /** The CR's status.metadataCache (as last written), unchecked. */
+  metadataCache?(name: string): { public?: unknown; private?: unknown } | undefined;
   patch(name: string, status: PeerStatus): Promise<void>;
 }
 
@@ -135,6 +137,8 @@ class Peer {
   fetchError: 0 | 1 = 0;
   /** Multicluster: the `api` token kept for the remote cluster, and the cluster handed to the kube source. */
   apiToken: HeldToken | undefined;
+  /** Whether the remote cluster came from the metadata cached in the CR's status (fromStatus). */
+  joinedFromStatus = false;
   /** Whether the stored token (storedApiToken) has been looked for. */
   storedTokenRead = false;
   remote: PeerRemote | undefined;
@@ -419,6 +423,8 @@ export class PeerController implements PeerDirectory {
       // A federation peer's imports go stale by the fetch; a multicluster peer's remote cluster is kept as it was
       // (its own watches say whether it is reachable), as a remote Secret's is while nobody edits it.
       if (spec.kind === 'federation') this.o.source.unreachable(spec.name);
+      else await this.fromStatus(peer, spec, tls);
+      if (stale()) return;
       const kept = spec.kind === 'federation' ? KEPT[this.o.source.status(spec.name)?.phase ?? 'none'] : peer.remote ? 'the remote cluster keeps being watched with the last good metadata' : '';
       probes = probes.map((p) => (p.status === 'False' && p.reason !== 'AwaitingPublic' && kept ? { ...p, message: `${p.message}; ${kept}` } : p));
       this.o.log.warn({ peer: spec.name, kind: spec.kind, endpoint: spec.metadataEndpoint, reasons: probes.map((p) => p.reason) }, log);
@@ -497,6 +503,36 @@ export class PeerController implements PeerDirectory {
    * (its watches keep the last good credentials serving until new ones sync).
    */
   private async joinRemote(peer: Peer, spec: MulticlusterPeerSpec, pub: PublicMetadata, priv: MulticlusterMetadata, tls: PeerTls): Promise<Probe> {
+    const refused = await this.useRemote(peer, spec, pub, priv, tls);
+    if (refused || !peer.apiToken) return refused ?? { type: API_READY, status: 'False', reason: 'TokenGenerationFailed', message: 'no api token' };
+    const url = `${apiServerUrl(priv.apiHost)}/api`;
+    const got = await fetchJson(url, { tls, bearer: peer.apiToken.token, timeoutMs: this.o.fetchTimeoutMs, maxBytes: this.o.maxPublicBytes });
+    if (!got.ok) {
+      const reason = got.reason === 'FetchFailed' ? 'RemoteAPIUnreachable' : got.reason === 'NonOKResponse' ? 'RemoteAPIBadResponse' : 'RemoteAPIInvalidResponse';
+      return { type: API_READY, status: 'False', reason, message: got.message };
+    }
+    const kind = (got.body as { kind?: unknown } | null)?.kind;
+    if (kind !== 'APIVersions') return { type: API_READY, status: 'False', reason: 'RemoteAPIUnexpectedResponse', message: `GET ${url}: expected kind APIVersions, got ${JSON.stringify(kind ?? '')}` };
+    return { type: API_READY, status: 'True', reason: 'RemoteAPIReachable', message: `GET ${url} returned HTTP 200 with kind APIVersions` };
+  }
+
+  /**
+   * A restarted meshfed whose peer's metadata endpoint is down: the remote cluster from the metadata the CR's status
+   * caches (Deckhouse renders from it too), rather than none until the endpoint is back. Once per peer.
+   */
+  private async fromStatus(peer: Peer, spec: MulticlusterPeerSpec, tls: PeerTls): Promise<void> {
+    if (peer.remote || peer.joinedFromStatus || peer.origin !== 'kube') return;
+    const cache = this.statusSinks.get('multicluster')?.metadataCache?.(spec.name);
+    const pub = checkPublic(cache?.public);
+    const priv = checkMulticluster(cache?.private, spec.enableIngressGateway);
+    if (!pub.ok || !priv.ok || this.holder(pub.value.clusterUUID, peer)?.before(peer)) return;
+    if (await this.useRemote(peer, spec, pub.value, priv.value, tls)) return;
+    peer.joinedFromStatus = true;
+    this.o.log.info({ peer: spec.name }, 'multicluster peer: its metadata endpoint fails; its remote cluster is watched with the metadata cached in its status');
+  }
+
+  /** The remote cluster handed to the kube source: the `api` token, the cluster id (one peer's), the kubeconfig. A Probe when refused. */
+  private async useRemote(peer: Peer, spec: MulticlusterPeerSpec, pub: PublicMetadata, priv: MulticlusterMetadata, tls: PeerTls): Promise<Probe | undefined> {
     try {
       if (!peer.apiToken && !peer.storedTokenRead && this.o.storedApiToken) {
         peer.storedTokenRead = true;
@@ -538,15 +574,7 @@ export class PeerController implements PeerDirectory {
       peer.remote = remote;
       this.pushRemotes();
     }
-    const url = `${server}/api`;
-    const got = await fetchJson(url, { tls, bearer: peer.apiToken.token, timeoutMs: this.o.fetchTimeoutMs, maxBytes: this.o.maxPublicBytes });
-    if (!got.ok) {
-      const reason = got.reason === 'FetchFailed' ? 'RemoteAPIUnreachable' : got.reason === 'NonOKResponse' ? 'RemoteAPIBadResponse' : 'RemoteAPIInvalidResponse';
-      return { type: API_READY, status: 'False', reason, message: got.message };
-    }
-    const kind = (got.body as { kind?: unknown } | null)?.kind;
-    if (kind !== 'APIVersions') return { type: API_READY, status: 'False', reason: 'RemoteAPIUnexpectedResponse', message: `GET ${url}: expected kind APIVersions, got ${JSON.stringify(kind ?? '')}` };
-    return { type: API_READY, status: 'True', reason: 'RemoteAPIReachable', message: `GET ${url} returned HTTP 200 with kind APIVersions` };
+    return undefined;
   }
 
   /** Why a peer's networkName may not be used: it is the local network's, or another cluster's (its gateways would be theirs). */

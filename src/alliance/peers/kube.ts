@@ -12,7 +12,7 @@ import { type PeerStatus, type PeerController, REDACTED_USER, type StatusSink } 
 interface IstioPeerObj extends KubeObj {
   readonly metadata: KubeObj['metadata'] & { readonly creationTimestamp?: string };
   readonly spec: { trustDomain?: string; metadataEndpoint: string; metadata?: { ca?: string; insecureSkipVerify?: boolean }; enableIngressGateway?: boolean };
-  readonly status?: { conditions?: unknown[] };
+  readonly status?: { conditions?: unknown[]; metadataCache?: { public?: unknown; private?: unknown } };
 }
 
 type PeerCrd = 'IstioFederation' | 'IstioMulticluster';
@@ -89,6 +89,11 @@ export class IstioPeerWatch implements StatusSink {
   conditions(name: string): readonly unknown[] | undefined {
     const c = this.objects.get(`/${name}`)?.status?.conditions;
     return Array.isArray(c) ? c : undefined;
+  }
+
+  metadataCache(name: string): { public?: unknown; private?: unknown } | undefined {
+    const c = this.objects.get(`/${name}`)?.status?.metadataCache;
+    return typeof c === 'object' && c !== null ? c : undefined;
   }
 
   async patch(name: string, status: PeerStatus): Promise<void> {
