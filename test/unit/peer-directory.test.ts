@@ -84,6 +84,22 @@ describe('one clusterUUID, two peers', () => {
   });
 });
 
+describe('one clusterUUID, after a restart', () => {
+  it('a peer declared later is refused before any token is minted for the UUID an earlier one\'s CR status caches, while that one\'s endpoint is down', async () => {
+    ctl = controller();
+    const cache = { public: { clusterUUID: B_UUID, authnKeyPub: 'peer key', rootCA: 'root-b' } };
+    ctl.useStatusSink({ conditions: () => undefined, metadataCache: (name) => (name === 'bbb' ? cache : undefined), patch: () => Promise.resolve() }, 'multicluster');
+    const before = mc.privateRequests.length;
+    ctl.setPeers('kube', [
+      { name: 'aaa', metadataEndpoint: mc.endpoint, metadata: { ca: mc.caPem }, enableIngressGateway: true, createdAt: 2000 },
+      { name: 'bbb', metadataEndpoint: 'https://127.0.0.1:1/metadata/', enableIngressGateway: true, createdAt: 1000 },
+    ], 'multicluster');
+    await vi.waitFor(() => expect(row('aaa')?.public).toMatchObject({ status: 'False', reason: 'DuplicateClusterUUID', message: `clusterUUID ${B_UUID} is already held by multicluster peer bbb, declared first` }), { timeout: 10_000, interval: 20 }); // aaa refused
+    expect(mc.privateRequests.length).toBe(before);
+    expect(ctl.publicMetadata(B_UUID)).toBeUndefined();
+  });
+});
+
 describe('one cluster id, two multicluster peers', () => {
   let other: PeerServer;
   beforeAll(async () => {

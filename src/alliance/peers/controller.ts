@@ -316,6 +316,19 @@ export class PeerController implements PeerDirectory {
     return first;
   }
 
+  /**
+   * A peer declared earlier that has not fetched its public.json since a restart, whose CR's status caches this UUID:
+   * it still holds the UUID (an impostor polled first must not be sent tokens minted for it meanwhile).
+   */
+  private cachedHolder(clusterUUID: string, except: Peer): Peer | undefined {
+    for (const p of this.peers.values()) {
+      if (p === except || p.publicCache || p.origin !== 'kube' || !p.before(except) || this.refusal(p.spec)) continue;
+      const cached = this.statusSinks.get(p.spec.kind)?.metadataCache?.(p.spec.name)?.public as { clusterUUID?: unknown } | undefined;
+      if (cached?.clusterUUID === clusterUUID) return p;
+    }
+    return undefined;
+  }
+
   /** Called after every probe of any peer (tests and status pages wait on it). */
   onProbe(fn: () => void): () => void {
     this.probeListeners.add(fn);
@@ -447,7 +460,7 @@ export class PeerController implements PeerDirectory {
     if (stale()) return;
     // A clusterUUID is one peer's: another claiming it could lock that peer out, or be sent tokens minted for it.
     const uuid = pubChecked.value.clusterUUID;
-    const owner = this.holder(uuid, peer);
+    const owner = this.holder(uuid, peer) ?? this.cachedHolder(uuid, peer);
     if (owner?.before(peer)) {
       peer.publicCache = undefined;
       this.drop(peer);
@@ -504,9 +517,9 @@ export class PeerController implements PeerDirectory {
    */
   private async joinRemote(peer: Peer, spec: MulticlusterPeerSpec, pub: PublicMetadata, priv: MulticlusterMetadata, tls: PeerTls): Promise<Probe> {
     const refused = await this.useRemote(peer, spec, pub, priv, tls);
-    if (refused || !peer.apiToken) return refused ?? { type: API_READY, status: 'False', reason: 'TokenGenerationFailed', message: 'no api token' };
+    if (refused) return refused;
     const url = `${apiServerUrl(priv.apiHost)}/api`;
-    const got = await fetchJson(url, { tls, bearer: peer.apiToken.token, timeoutMs: this.o.fetchTimeoutMs, maxBytes: this.o.maxPublicBytes });
+    const got = await fetchJson(url, { tls, bearer: peer.apiToken!.token, timeoutMs: this.o.fetchTimeoutMs, maxBytes: this.o.maxPublicBytes });
     if (!got.ok) {
       const reason = got.reason === 'FetchFailed' ? 'RemoteAPIUnreachable' : got.reason === 'NonOKResponse' ? 'RemoteAPIBadResponse' : 'RemoteAPIInvalidResponse';
       return { type: API_READY, status: 'False', reason, message: got.message };
