@@ -103,7 +103,7 @@ export class RemoteSecretWriter {
     }
     this.running = true;
     void this.write()
-      .catch((err: Error) => this.log.warn({ namespace: this.namespace }, `could not write the multicluster peers' remote Secrets: ${err.message}`))
+      .catch((err: unknown) => this.log.warn({ namespace: this.namespace }, `could not list the multicluster peers' remote Secrets: ${apiErrorMessage(err)}`))
       .finally(() => {
         this.running = false;
         if (this.again) {
