@@ -31,7 +31,7 @@ import { XDS_LIMITS, type XdsLimits } from './xds/limits.js';
 import { XdsStore } from './xds/store.js';
 import { PEER_DEFAULTS, PeerController } from './alliance/peers/controller.js';
 import { IstioPeerWatch } from './alliance/peers/kube.js';
-import type { ApiTokenPolicy } from './alliance/peers/api-token.js';
+import { type ApiTokenPolicy, DECKHOUSE_API_TOKEN } from './alliance/peers/api-token.js';
 import { RemoteSecretWriter } from './alliance/peers/remote-secret-writer.js';
 import { registerPeerMetrics } from './alliance/peers/metrics.js';
 import type { TokenMinter } from './alliance/types.js';
@@ -208,6 +208,7 @@ export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> 
   let alliance: Alliance | undefined;
   const peers = new PeerController({
     localTrustDomain: opts.pki?.trustDomain ?? opts.kube?.clusterDomain ?? KUBE_DEFAULTS.clusterDomain,
+    localClusterDomain: opts.kube ? (opts.kube.clusterDomain ?? KUBE_DEFAULTS.clusterDomain) : undefined,
     // The alliance identity starts after the sources (it reads the mesh): until then, and without it, no minter.
     mintToken: (...args) => (fed.mintToken ?? alliance?.mintToken ?? NO_MINTER)(...args),
     isLeader: fed.isLeader ?? (() => leadership.isLeader()),
@@ -217,6 +218,9 @@ export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> 
     maxPrivateBytes: PEER_DEFAULTS.maxPrivateBytes,
     source: new FederationSource(registry, { ...KUBE_DEFAULTS.remote, ...opts.kube?.remote, ...fed.remote }, log.child({ module: 'federation-source' })),
     apiToken: fed.apiToken,
+    // The token in a peer's remote Secret is one this cluster minted (verified with its own key) before a restart.
+    storedApiToken: (peer, aud) => (remoteSecretWriter && alliance ? remoteSecretWriter.storedToken(peer, aud, alliance.authnKeyPub, fed.apiToken ?? DECKHOUSE_API_TOKEN) : Promise.resolve(undefined)),
+    multiclusterOrigins: [...(opts.config ? ['file' as const] : []), ...(opts.kube && fed.watchMulticlusterCrs !== false ? ['kube' as const] : [])],
     log: log.child({ module: 'peers' }),
   });
   registerPeerMetrics(metrics.registry, () => peers.rows());
@@ -258,11 +262,12 @@ export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> 
       ? (remoteSecretWriter = new RemoteSecretWriter(localKubeConfig(opts.kube.kubeconfig), fed.writeRemoteSecrets, () => leadership.isLeader(), log.child({ module: 'remote-secret-writer' })))
       : undefined;
     peers.useRemoteClusters({
-      setPeerRemotes: (r) => {
+      setPeerRemotes: (r, declared) => {
         k.setPeerRemotes(r);
-        writer?.setPeerRemotes(r);
+        writer?.setPeerRemotes(r, declared);
       },
       clusterStatus: (id) => k.clusterStatus(id),
+      networkOwner: (network, except) => k.networkOwner(network, except),
     });
     readiness.push({ name: 'kubernetes', check: () => k.readiness() });
     metrics.remoteClusters(CLUSTER_STATES, () =>

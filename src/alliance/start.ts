@@ -94,7 +94,7 @@ export async function startAlliance(o: AllianceOptions, deps: AllianceDeps): Pro
   const stops: Array<() => void> = [];
   let metadataPort: number | undefined;
   // The exporter and the api-proxy read the same directory, whichever usePeers() installed last.
-  const livePeers: PeerDirectory = { publicMetadata: (uuid) => peers.publicMetadata(uuid) };
+  const livePeers: PeerDirectory = { publicMetadata: (uuid, scope) => peers.publicMetadata(uuid, scope) };
   const e = o.exporter;
   if (e) {
     const pki = deps.pki;

@@ -51,7 +51,8 @@ export type TokenScope = 'private-federation' | 'private-multicluster' | 'api';
  * (or a mesh-file entry), with the public metadata fetched from them. A token whose `sub` is not here is refused.
  */
 export interface PeerDirectory {
-  publicMetadata(clusterUUID: string): PublicMetadata | undefined;
+  /** With a scope: only a peer of the kind the scope is for (`api`, `private-multicluster`: multicluster peers; `private-federation`: federation peers). */
+  publicMetadata(clusterUUID: string, scope?: TokenScope): PublicMetadata | undefined;
 }
 
 /** Mints a compact EdDSA JWS for a peer (`aud`), with this cluster's UUID as `sub`. */
@@ -77,6 +78,8 @@ export interface FederationPeerSpec {
   /** Base URL of the peer's metadata, e.g. `https://istio-metadata.example.com/metadata/`. */
   readonly metadataEndpoint: string;
   readonly metadata?: PeerEndpointTrust;
+  /** When it was declared (the CR's creationTimestamp, ms): of two peers claiming one clusterUUID, the first keeps it. */
+  readonly createdAt?: number;
 }
 
 /**
@@ -90,4 +93,6 @@ export interface MulticlusterPeerSpec {
   readonly metadata?: PeerEndpointTrust;
   /** Reach the peer's pods through its ingress gateways (default true); false: a flat network, pod IPs directly. */
   readonly enableIngressGateway: boolean;
+  /** As FederationPeerSpec's. */
+  readonly createdAt?: number;
 }

@@ -43,11 +43,11 @@ export function peerTable(rows: readonly PeerRow[]): string {
     cond(r.private),
     r.api ? cond(r.api) : '-',
     r.lastSuccess ?? 'never',
-    r.kind === 'multicluster' ? '-' : String(r.servicesImported),
+    r.servicesImported === undefined ? '-' : String(r.servicesImported),
     r.gateways.join(',') || '-',
     // A multicluster peer's cluster: its id, sync state and endpoints, as /debug/clusters shows them.
     r.remoteCluster ? `${r.remoteCluster.id} ${r.remoteCluster.state}${r.remoteCluster.rotating ? ' (rotating)' : ''} ${r.remoteCluster.endpoints} endpoints` : '-',
-    r.imports,
+    r.imports ?? '-',
   ]);
   const widths = head.map((h, i) => Math.max(h.length, ...lines.map((l) => (l[i] ?? '').length)));
   const fmt = (cells: string[]): string => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]! + 2))).join('').trimEnd();

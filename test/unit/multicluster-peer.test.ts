@@ -5,10 +5,12 @@ import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { decodeJwt } from 'jose';
 import { pino } from 'pino';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import client from 'prom-client';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { apiToken, DECKHOUSE_API_TOKEN, keepApiToken } from '../../src/alliance/peers/api-token.js';
 import { PeerController, type PeerRow } from '../../src/alliance/peers/controller.js';
 import { apiServerUrl, checkMulticluster } from '../../src/alliance/peers/metadata.js';
+import { registerPeerMetrics } from '../../src/alliance/peers/metrics.js';
 import { peerTable } from '../../src/cli/status.js';
 import { Registry } from '../../src/registry/registry.js';
 import { FederationSource } from '../../src/sources/federation/federation-source.js';
@@ -40,6 +42,14 @@ describe('multicluster.json checks', () => {
     expect(checkMulticluster({ ...ok, clusterID: 'a/b' }, true)).toMatchObject({ ok: false });
     expect(checkMulticluster({ ...ok, networkName: 'net\nwork' }, true)).toMatchObject({ ok: false, message: expect.stringContaining('networkName') });
     expect(checkMulticluster({ ...ok, clusterID: 'cluster-local-123' }, true)).toMatchObject({ ok: true, value: { clusterID: 'cluster-local-123' } });
+  });
+  it('caps ingressGateways and requires an IP or DNS name and a port 1-65535 for each', () => {
+    const gw = (address: string, port = 15443) => ({ ...ok, ingressGateways: [{ address, port }] });
+    expect(checkMulticluster({ ...ok, ingressGateways: Array.from({ length: 257 }, (_, i) => ({ address: `192.0.2.${i % 250}`, port: 15443 })) }, true)).toEqual({ ok: false, message: 'multicluster.json: 257 ingressGateways, more than 256' });
+    for (const bad of [gw('a b'), gw('http://x'), gw('-x.example.com'), gw('x'.repeat(64) + '.com'), gw('192.0.2.1', 0), gw('192.0.2.1', 65536)]) {
+      expect(checkMulticluster(bad, true)).toMatchObject({ ok: false, message: expect.stringMatching(/^multicluster.json: ingressGateways\[0\]/) });
+    }
+    for (const good of [gw('192.0.2.1'), gw('2001:db8::1'), gw('gw.b.example.com'), gw('gw-1.b.example.com', 65535)]) expect(checkMulticluster(good, true)).toMatchObject({ ok: true });
   });
   it('probes https://<apiHost>/api unless apiHost names its scheme (Deckhouse\'s rule)', () => {
     expect(apiServerUrl('api.b.example.com:8443/')).toBe('https://api.b.example.com:8443');
@@ -103,6 +113,12 @@ describe('a peer\'s remote cluster beside the remote Secrets', () => {
     expect(bySecret.refused).toEqual([{ secret: 'multicluster/b', id: 'cluster-b', reason: 'already named by meshfed/istio-remote-secret-x' }]);
     expect(bySecret.remotes.get('cluster-b')).toEqual({ secret: 'meshfed/istio-remote-secret-x' });
   });
+
+  it('gives a cluster id two peers name to the one handed first (declared first), not the one whose name sorts first', () => {
+    const v = view([remote({ name: 'z' }), remote({ name: 'a', server: 'https://api.a.example.com' })]);
+    expect(v.remotes.get('cluster-b')!.peer!.name).toBe('z');
+    expect(v.refused).toEqual([{ secret: 'multicluster/a', id: 'cluster-b', reason: 'already named by multicluster/z' }]);
+  });
 });
 
 describe('the controller with a multicluster peer', () => {
@@ -121,6 +137,8 @@ describe('the controller with a multicluster peer', () => {
     ctl.pollAll();
   });
   const apiCondition = async (): Promise<PeerRow['api']> => (await probe()).api;
+  const metrics = new client.Registry();
+  const apiCheckError = async (): Promise<number | undefined> => (await metrics.getSingleMetric('meshfed_multicluster_api_host_check_error_count')!.get()).values[0]?.value;
 
   beforeAll(async () => {
     const pki = testPki();
@@ -147,6 +165,7 @@ describe('the controller with a multicluster peer', () => {
       log: silent,
     });
     ctl.useRemoteClusters({ setPeerRemotes: (r) => remotes.push([...r]), clusterStatus: () => undefined });
+    registerPeerMetrics(metrics, () => ctl.rows());
     ctl.setPeers('file', [{ name: 'b', metadataEndpoint: peer.endpoint, metadata: { ca: peer.caPem }, enableIngressGateway: true }], 'multicluster');
   });
   afterAll(async () => {
@@ -186,6 +205,7 @@ describe('the controller with a multicluster peer', () => {
   it('maps the probe\'s outcome to Deckhouse\'s reasons', async () => {
     answer = { status: 403, body: 'forbidden' };
     expect(await apiCondition()).toMatchObject({ status: 'False', reason: 'RemoteAPIBadResponse' });
+    expect(await apiCheckError()).toBe(1);
     answer = { status: 200, body: '<html>' };
     expect(await apiCondition()).toMatchObject({ status: 'False', reason: 'RemoteAPIInvalidResponse' });
     answer = { status: 200, body: JSON.stringify({ kind: 'Status' }) };
@@ -202,6 +222,7 @@ describe('the controller with a multicluster peer', () => {
       expect(r.public).toMatchObject({ status: 'False', reason: 'NonOKResponse' });
       expect(r.private).toEqual({ status: 'Unknown', reason: 'AwaitingPublic', message: 'Public metadata exchange has not succeeded yet.' });
       expect(r.api).toEqual({ status: 'Unknown', reason: 'AwaitingPrivate', message: 'Private metadata exchange has not succeeded yet.' });
+      expect(await apiCheckError()).toBe(0); // not probed: no probe failed
     } finally {
       peer.fault = 'none';
     }
@@ -221,6 +242,94 @@ describe('the controller with a multicluster peer', () => {
     ctl.setPeers('file', [{ name: 'b', metadataEndpoint: peer.endpoint, metadata: { ca: peer.caPem }, enableIngressGateway: false }], 'multicluster');
     await probe();
     expect(remotes.at(-1)![0]).toMatchObject({ network: undefined, gateways: [] });
+  });
+
+  it('takes up the api token kept from before a restart (its remote Secret) instead of minting one', async () => {
+    const kept = await idA.mint(B_UUID, 'api', 300 * DAY);
+    const asked: string[] = [];
+    const registry = new Registry({ quietMs: 0, maxMs: 0 }, () => undefined, silent);
+    const handed: PeerRemote[][] = [];
+    const c = new PeerController({
+      localTrustDomain: 'cluster.local', mintToken: idA.mint, isLeader: () => true, pollIntervalMs: 3_600_000, fetchTimeoutMs: 2000, maxPublicBytes: 1 << 20, maxPrivateBytes: 1 << 20,
+      source: new FederationSource(registry, { staleAfterMs: 1e6, withdrawAfterMs: 2e6, maxDropShare: 0.5, confirmAfterMs: 1e6, dropWindowMs: 1e4 }, silent),
+      storedApiToken: (name, aud) => (asked.push(`${name} ${aud}`), Promise.resolve({ token: kept, audience: aud, exp: decodeJwt(kept).exp! })),
+      log: silent,
+    });
+    try {
+      c.useRemoteClusters({ setPeerRemotes: (r) => handed.push([...r]), clusterStatus: () => undefined });
+      await new Promise<void>((resolve) => {
+        const off = c.onProbe(() => (off(), resolve()));
+        c.setPeers('file', [{ name: 'b', metadataEndpoint: peer.endpoint, metadata: { ca: peer.caPem }, enableIngressGateway: true }], 'multicluster');
+      });
+      expect(handed.at(-1)![0]!.token).toBe(kept);
+      expect(asked).toEqual([`b ${B_UUID}`]);
+    } finally {
+      c.stop();
+    }
+  });
+
+  it('refuses the peer when the cluster domain is not the trust domain: its root would be filed under the wrong one', async () => {
+    const registry = new Registry({ quietMs: 0, maxMs: 0 }, () => undefined, silent);
+    const handed: PeerRemote[][] = [];
+    const c = new PeerController({
+      localTrustDomain: 'td.example', localClusterDomain: 'cluster.local', mintToken: idA.mint, isLeader: () => true, pollIntervalMs: 3_600_000, fetchTimeoutMs: 2000, maxPublicBytes: 1 << 20, maxPrivateBytes: 1 << 20,
+      source: new FederationSource(registry, { staleAfterMs: 1e6, withdrawAfterMs: 2e6, maxDropShare: 0.5, confirmAfterMs: 1e6, dropWindowMs: 1e4 }, silent),
+      log: silent,
+    });
+    try {
+      c.useRemoteClusters({ setPeerRemotes: (r) => handed.push([...r]), clusterStatus: () => undefined });
+      await new Promise<void>((resolve) => {
+        const off = c.onProbe(() => (off(), resolve()));
+        c.setPeers('file', [{ name: 'b', metadataEndpoint: peer.endpoint, metadata: { ca: peer.caPem }, enableIngressGateway: true }], 'multicluster');
+      });
+      expect(c.rows()[0]!.public).toEqual({ status: 'False', reason: 'ClusterDomainNotTrustDomain', message: expect.stringContaining('domain cluster.local is not its trust domain td.example') });
+      expect(handed.flat()).toEqual([]);
+    } finally {
+      c.stop();
+    }
+  });
+
+  it('refuses a networkName that is the local network or another cluster\'s (InvalidPrivateMetadata), keeping the remote cluster as it was', async () => {
+    ctl.setPeers('file', [{ name: 'b', metadataEndpoint: peer.endpoint, metadata: { ca: peer.caPem }, enableIngressGateway: true }], 'multicluster');
+    await vi.waitFor(() => expect(remotes.at(-1)?.[0]).toMatchObject({ network: 'network-b' }), { timeout: 10_000, interval: 20 }); // through its gateways
+    await probe();
+    const owners: Record<string, string> = { 'network-b': 'the local cluster cluster-a' };
+    ctl.useRemoteClusters({ setPeerRemotes: (r) => remotes.push([...r]), clusterStatus: () => undefined, networkOwner: (net) => owners[net] });
+    const n = remotes.length;
+    try {
+      expect((await probe()).private).toEqual({ status: 'False', reason: 'InvalidPrivateMetadata', message: 'multicluster.json: networkName network-b is the network of the local cluster cluster-a; a peer reached through its gateways needs its own; the remote cluster keeps being watched with the last good metadata' });
+      expect(remotes.length).toBe(n);
+    } finally {
+      delete owners['network-b'];
+    }
+    expect((await probe()).private).toMatchObject({ status: 'True' });
+  });
+
+  it('after a restart with the peer\'s metadata endpoint down, watches its remote cluster from the metadata its CR\'s status caches', async () => {
+    const registry = new Registry({ quietMs: 0, maxMs: 0 }, () => undefined, silent);
+    const handed: PeerRemote[][] = [];
+    const c = new PeerController({
+      localTrustDomain: 'cluster.local', mintToken: idA.mint, isLeader: () => true, pollIntervalMs: 3_600_000, fetchTimeoutMs: 2000, maxPublicBytes: 1 << 20, maxPrivateBytes: 1 << 20,
+      source: new FederationSource(registry, { staleAfterMs: 1e6, withdrawAfterMs: 2e6, maxDropShare: 0.5, confirmAfterMs: 1e6, dropWindowMs: 1e4 }, silent),
+      log: silent,
+    });
+    const cache = {
+      public: { clusterUUID: B_UUID, authnKeyPub: 'peer key', rootCA: 'root-b' },
+      private: { ingressGateways: [{ address: '192.0.2.20', port: 15443 }], apiHost: 'api.b.example.com', networkName: 'network-b', clusterID: 'cluster-b' },
+    };
+    c.useStatusSink({ conditions: () => undefined, metadataCache: () => cache, patch: () => Promise.resolve() }, 'multicluster');
+    try {
+      c.useRemoteClusters({ setPeerRemotes: (r) => handed.push([...r]), clusterStatus: () => undefined });
+      await new Promise<void>((resolve) => {
+        const off = c.onProbe(() => (off(), resolve()));
+        c.setPeers('kube', [{ name: 'b', metadataEndpoint: 'https://127.0.0.1:1/metadata/', enableIngressGateway: true }], 'multicluster');
+      });
+      expect(c.rows()[0]!.public).toMatchObject({ status: 'False', reason: 'FetchFailed', message: expect.stringContaining('the remote cluster keeps being watched with the last good metadata') });
+      expect(handed.at(-1)).toEqual([expect.objectContaining({ name: 'b', clusterId: 'cluster-b', server: 'https://api.b.example.com', network: 'network-b', rootCaPem: 'root-b' })]);
+      expect(decodeJwt(handed.at(-1)![0]!.token)).toMatchObject({ scope: 'api', aud: B_UUID });
+    } finally {
+      c.stop();
+    }
   });
 
   it('removing the peer removes its remote cluster', () => {
@@ -246,11 +355,11 @@ describe('meshfed status with a multicluster peer', () => {
       name: 'cluster-b', kind: 'multicluster', origin: 'kube', trustDomain: 'cluster.local', metadataEndpoint: 'https://m.b/metadata/', clusterUUID: B_UUID,
       public: cond('True', 'Succeeded'), private: cond('True', 'Succeeded'), api: cond('False', 'RemoteAPIUnreachable', 'GET https://api.b/api: connect ECONNREFUSED'),
       remoteCluster: { id: 'cluster-b', server: 'https://api.b', network: 'network-b', state: 'stale', endpoints: 10, rotating: true },
-      lastSuccess: '2026-12-03T13:00:00Z', fetchError: 0, servicesImported: 0, gateways: ['192.0.2.20:15443'], imports: 'stale', refusedServices: [],
+      lastSuccess: '2026-12-03T13:00:00Z', fetchError: 0, gateways: ['192.0.2.20:15443'],
     }]);
     const [head, row, , problem] = table.split('\n');
     expect(head).toMatch(/^NAME\s+KIND\s+TRUST DOMAIN\s+UUID\s+PUBLIC\s+PRIVATE\s+API\s+LAST SUCCESS\s+SERVICES\s+GATEWAYS\s+REMOTE CLUSTER\s+IMPORTS$/);
-    expect(row).toMatch(new RegExp(`^cluster-b\\s+multicluster\\s+cluster.local\\s+${B_UUID}\\s+Ready\\s+Ready\\s+RemoteAPIUnreachable\\s+\\S+\\s+-\\s+192.0.2.20:15443\\s+cluster-b stale \\(rotating\\) 10 endpoints\\s+stale$`));
+    expect(row).toMatch(new RegExp(`^cluster-b\\s+multicluster\\s+cluster.local\\s+${B_UUID}\\s+Ready\\s+Ready\\s+RemoteAPIUnreachable\\s+\\S+\\s+-\\s+192.0.2.20:15443\\s+cluster-b stale \\(rotating\\) 10 endpoints\\s+-$`));
     expect(problem).toBe('  cluster-b: RemoteAPIUnreachable: GET https://api.b/api: connect ECONNREFUSED');
   });
 });

@@ -1,7 +1,10 @@
 // The `api` token a multicluster peer's remote cluster is watched with (Deckhouse's kubeconfig token, deckhouse.md §3):
 // minted for 366 days and kept, because a new token means new watches; re-minted once fewer than 30 days are left,
-// or when the peer's UUID (the token's audience) changes.
-import { decodeJwt } from 'jose';
+// or when the peer's UUID (the token's audience) changes. With --write-remote-secrets the token in the peer's remote
+// Secret is taken up again at start (Deckhouse's merge hook does the same), so a restart or a new leader does not
+// mint a new one and rewrite every Secret (istiod then restarts its watches of that cluster).
+import { compactVerify, decodeJwt } from 'jose';
+import { parseEd25519PublicKey } from '../identity/keys.js';
 import { API_TOKEN_TTL_S } from '../tokens/tokens.js';
 import type { TokenMinter } from '../types.js';
 
@@ -34,4 +37,20 @@ export async function apiToken(held: HeldToken | undefined, audience: string, mi
   const token = await mint(audience, 'api', policy.ttlSeconds);
   const exp = decodeJwt(token).exp;
   return { token, audience, exp: typeof exp === 'number' ? exp : nowS + policy.ttlSeconds };
+}
+
+/**
+ * A token found in a remote Secret, if it may be kept: an `api` token for `audience`, signed with this cluster's own
+ * key (`publicKeyPem`, Deckhouse's label or the standard one), with enough time left by the policy.
+ */
+export async function storedApiToken(token: string, audience: string, publicKeyPem: string, policy: ApiTokenPolicy, now = Date.now()): Promise<HeldToken | undefined> {
+  try {
+    await compactVerify(token, parseEd25519PublicKey(publicKeyPem), { algorithms: ['EdDSA'] });
+    const claims = decodeJwt(token);
+    if (claims.aud !== audience || claims['scope'] !== 'api' || typeof claims.exp !== 'number') return undefined;
+    const held: HeldToken = { token, audience, exp: claims.exp };
+    return keepApiToken(held, audience, Math.floor(now / 1000), policy) ? held : undefined;
+  } catch {
+    return undefined;
+  }
 }

@@ -11,7 +11,7 @@ import type { FederationSource } from '../../sources/federation/federation-sourc
 import type { ClusterStatus } from '../../sources/kube/kube-source.js';
 import type { PeerRemote } from '../../sources/kube/remote-secrets.js';
 import { multiclusterClusterId } from '../exporter/documents.js';
-import type { FederationMetadata, FederationPeerSpec, MulticlusterMetadata, MulticlusterPeerSpec, PeerDirectory, PublicMetadata, TokenMinter } from '../types.js';
+import type { FederationMetadata, FederationPeerSpec, MulticlusterMetadata, MulticlusterPeerSpec, PeerDirectory, PublicMetadata, TokenMinter, TokenScope } from '../types.js';
 import { type ApiTokenPolicy, apiToken, DECKHOUSE_API_TOKEN, type HeldToken } from './api-token.js';
 import { API_READY, type Condition, mergeConditions, PRIVATE_READY, type Probe, PUBLIC_READY } from './conditions.js';
 import { fetchJson, type FetchFailure, type PeerTls } from './fetch.js';
@@ -25,6 +25,8 @@ export type PeerSpec = ({ readonly kind: 'federation' } & FederationPeerSpec) | 
 export interface StatusSink {
   /** The CR's current status.conditions, so conditions of other types are kept. */
   conditions(name: string): readonly unknown[] | undefined;
+  /** The CR's status.metadataCache (as last written), unchecked. */
+  metadataCache?(name: string): { public?: unknown; private?: unknown } | undefined;
   patch(name: string, status: PeerStatus): Promise<void>;
 }
 
@@ -36,13 +38,21 @@ export interface PeerStatus {
 
 /** Where multicluster peers' remote clusters go: the kube source (the second input beside remote Secrets). */
 export interface RemoteClusterSink {
-  setPeerRemotes(remotes: readonly PeerRemote[]): void;
+  /** The cluster whose network this is (the local one, a remote Secret's), other than `except`; a peer may not claim it. */
+  networkOwner?(network: string, except: string): string | undefined;
+  /**
+   * `remotes`: the peers whose metadata names a cluster now; `declared`: the names of every declared multicluster
+   * peer, polled or not (undefined until each origin has declared its peers), so a writer removes only what is gone.
+   */
+  setPeerRemotes(remotes: readonly PeerRemote[], declared: ReadonlySet<string> | undefined): void;
   clusterStatus(id: string): ClusterStatus | undefined;
 }
 
 export interface PeerControllerOptions {
   /** This cluster's trust domain: a federation peer claiming it is refused; multicluster peers share it. */
   readonly localTrustDomain: string;
+  /** With Kubernetes discovery, the local cluster domain (default the trust domain); multicluster peers need both equal. */
+  readonly localClusterDomain?: string;
   readonly mintToken: TokenMinter;
   /** True on the replica that writes status (Lease-elected); every replica fetches and serves. */
   readonly isLeader: () => boolean;
@@ -54,6 +64,10 @@ export interface PeerControllerOptions {
   readonly status?: StatusSink;
   /** The multicluster `api` token's lifetime and renewal (default Deckhouse's: 366 days, re-minted under 30 left). */
   readonly apiToken?: ApiTokenPolicy;
+  /** The `api` token kept for a peer from before (its remote Secret), if it may be reused; asked once per peer. */
+  readonly storedApiToken?: (peer: string, audience: string) => Promise<HeldToken | undefined>;
+  /** The origins that declare multicluster peers (mesh file, CRs): until each has, no peer counts as gone. Default none. */
+  readonly multiclusterOrigins?: readonly PeerOrigin[];
   readonly log: Logger;
 }
 
@@ -92,18 +106,28 @@ export interface PeerRow {
   };
   readonly lastSuccess?: string;
   readonly fetchError: 0 | 1;
-  readonly servicesImported: number;
   readonly gateways: readonly string[];
-  /** fresh, stale (demoted) or withdrawn: what the last good imports (or the remote cluster's endpoints) are doing. */
-  readonly imports: 'none' | 'fresh' | 'stale' | 'withdrawn';
+  /** Since when the federation source (or the remote cluster's watches) could not reach the peer. */
   readonly unreachableSince?: string;
-  readonly refusedServices: readonly string[];
+  /** Federation peers only (a multicluster peer imports nothing: remoteCluster says what its endpoints do). */
+  readonly servicesImported?: number;
+  /** Federation peers only: fresh, stale (demoted) or withdrawn, what the last good imports are doing. */
+  readonly imports?: 'none' | 'fresh' | 'stale' | 'withdrawn';
+  /** Federation peers only. */
+  readonly refusedServices?: readonly string[];
 }
 
 /** Whole-second RFC 3339, as Kubernetes writes times. */
 const rfc3339 = (t = Date.now()): string => new Date(t).toISOString().replace(/\.\d+Z$/, 'Z');
 
 const keyOf = (kind: PeerKind, name: string): string => `${kind}/${name}`;
+
+/** Stands for the user and password of a metadataEndpoint that had them (the peer is refused). */
+export const REDACTED_USER = 'redacted';
+
+/** Which kind of peer may present a token of each scope. */
+const SCOPE_KIND: Readonly<Record<TokenScope, PeerKind>> = { api: 'multicluster', 'private-multicluster': 'multicluster', 'private-federation': 'federation' };
+let peersAdded = 0;
 
 class Peer {
   conditions: Condition[] = [];
@@ -113,7 +137,14 @@ class Peer {
   fetchError: 0 | 1 = 0;
   /** Multicluster: the `api` token kept for the remote cluster, and the cluster handed to the kube source. */
   apiToken: HeldToken | undefined;
+  /** Whether the remote cluster came from the metadata cached in the CR's status (fromStatus). */
+  joinedFromStatus = false;
+  /** Whether the stored token (storedApiToken) has been looked for. */
+  storedTokenRead = false;
   remote: PeerRemote | undefined;
+  /** Declaration order: the CR's creationTimestamp (else when first seen), then the order added. */
+  readonly since: number;
+  readonly seq = ++peersAdded;
   private timer: NodeJS.Timeout | undefined;
   private running = false;
   private again = false;
@@ -123,7 +154,14 @@ class Peer {
     public spec: PeerSpec,
     readonly origin: PeerOrigin,
     private readonly ctl: PeerController,
-  ) {}
+  ) {
+    this.since = spec.createdAt ?? Date.now();
+  }
+
+  /** Whether this peer was declared before `other`. */
+  before(other: Peer): boolean {
+    return this.since !== other.since ? this.since < other.since : this.seq < other.seq;
+  }
 
   get key(): string {
     return keyOf(this.spec.kind, this.spec.name);
@@ -181,6 +219,8 @@ export class PeerController implements PeerDirectory {
   private readonly statusSinks = new Map<PeerKind, StatusSink>();
   private remoteSink: RemoteClusterSink | undefined;
   private warnedNoRemotes = false;
+  /** The declared multicluster peers as last handed over (names, or '?' while not known). */
+  private declaredKey = '';
 
   private readonly o: PeerControllerOptions;
 
@@ -236,7 +276,6 @@ export class PeerController implements PeerDirectory {
       if (peer.spec.kind === 'federation') this.o.source.remove(peer.spec.name);
       else remotesChanged = true;
     }
-    if (remotesChanged) this.pushRemotes();
     for (const [key, { spec, origin }] of wanted) {
       const peer = this.peers.get(key);
       if (peer && peer.origin === origin && JSON.stringify(peer.spec) === JSON.stringify(spec)) continue;
@@ -250,11 +289,43 @@ export class PeerController implements PeerDirectory {
       this.peers.set(key, p);
       p.kick();
     }
+    if (remotesChanged || this.declaredMulticlusters().key !== this.declaredKey) this.pushRemotes();
+  }
+
+  /** Every declared multicluster peer's name, once every origin of them has declared its peers. */
+  private declaredMulticlusters(): { names: ReadonlySet<string> | undefined; key: string } {
+    const known = (this.o.multiclusterOrigins ?? []).every((o) => this.specs.has(`${o}/multicluster`));
+    if (!known) return { names: undefined, key: '?' };
+    const names = [...this.peers.values()].filter((p) => p.spec.kind === 'multicluster').map((p) => p.spec.name).sort();
+    return { names: new Set(names), key: JSON.stringify(names) };
   }
 
   /** PeerDirectory: the peers this cluster federates or joins with, by the UUID their public metadata gave. */
-  publicMetadata(clusterUUID: string): PublicMetadata | undefined {
-    for (const p of this.peers.values()) if (p.publicCache?.clusterUUID === clusterUUID && !this.refusal(p.spec)) return p.publicCache;
+  publicMetadata(clusterUUID: string, scope?: TokenScope): PublicMetadata | undefined {
+    const p = this.holder(clusterUUID);
+    return p && (!scope || SCOPE_KIND[scope] === p.spec.kind) ? p.publicCache : undefined;
+  }
+
+  /** The peer a clusterUUID belongs to: of those whose public.json claims it, the one declared first. */
+  private holder(clusterUUID: string, except?: Peer): Peer | undefined {
+    let first: Peer | undefined;
+    for (const p of this.peers.values()) {
+      if (p === except || p.publicCache?.clusterUUID !== clusterUUID || this.refusal(p.spec)) continue;
+      if (!first || p.before(first)) first = p;
+    }
+    return first;
+  }
+
+  /**
+   * A peer declared earlier that has not fetched its public.json since a restart, whose CR's status caches this UUID:
+   * it still holds the UUID (an impostor polled first must not be sent tokens minted for it meanwhile).
+   */
+  private cachedHolder(clusterUUID: string, except: Peer): Peer | undefined {
+    for (const p of this.peers.values()) {
+      if (p === except || p.publicCache || p.origin !== 'kube' || !p.before(except) || this.refusal(p.spec)) continue;
+      const cached = this.statusSinks.get(p.spec.kind)?.metadataCache?.(p.spec.name)?.public as { clusterUUID?: unknown } | undefined;
+      if (cached?.clusterUUID === clusterUUID) return p;
+    }
     return undefined;
   }
 
@@ -284,7 +355,9 @@ export class PeerController implements PeerDirectory {
           fetchError: p.fetchError,
         };
         if (p.spec.kind === 'multicluster') {
-          const c = p.remote && this.remoteSink?.clusterStatus(p.remote.clusterId);
+          // Only the cluster this peer joined: a remote Secret or another peer may name the same id.
+          const found = p.remote && this.remoteSink?.clusterStatus(p.remote.clusterId);
+          const c = found?.peer === p.spec.name ? found : undefined;
           return {
             ...common,
             trustDomain: this.o.localTrustDomain,
@@ -298,11 +371,8 @@ export class PeerController implements PeerDirectory {
               rotating: c.rotating,
               lastError: c.lastError,
             },
-            servicesImported: 0,
             gateways: (p.remote?.gateways ?? []).map((g) => `${g.address}:${g.port}`),
-            imports: !c ? 'none' : c.state === 'stale' ? 'stale' : c.state === 'withdrawn' ? 'withdrawn' : c.syncedAt ? 'fresh' : 'none',
             unreachableSince: c && c.stalenessSeconds > 0 ? new Date(Date.now() - c.stalenessSeconds * 1000).toISOString() : undefined,
-            refusedServices: [],
           };
         }
         const imp = this.o.source.status(p.spec.name);
@@ -329,9 +399,22 @@ export class PeerController implements PeerDirectory {
     this.o.source.stop();
   }
 
-  private refusal(spec: PeerSpec): string | undefined {
+  private refusal(spec: PeerSpec): { reason: string; message: string } | undefined {
+    if (URL.canParse(spec.metadataEndpoint) && new URL(spec.metadataEndpoint).username !== '') {
+      return { reason: 'InvalidMetadataEndpoint', message: 'spec.metadataEndpoint must have no user or password (user:pass@)' };
+    }
     if (spec.kind === 'federation' && spec.trustDomain.toLowerCase() === this.o.localTrustDomain.toLowerCase()) {
-      return `spec.trustDomain ${spec.trustDomain} is this cluster's own trust domain; a federation peer must have its own`;
+      return { reason: 'LocalTrustDomain', message: `spec.trustDomain ${spec.trustDomain} is this cluster's own trust domain; a federation peer must have its own` };
+    }
+    // The mesh model files a cluster's root under its cluster domain, which it takes for its trust domain (as for the
+    // clusters of remote Secrets): a peer's services are <svc>.<ns>.svc.<cluster domain>, its root must join the
+    // local trust domain's. Both hold only when the two are one.
+    const domain = this.o.localClusterDomain ?? this.o.localTrustDomain;
+    if (spec.kind === 'multicluster' && domain.toLowerCase() !== this.o.localTrustDomain.toLowerCase()) {
+      return {
+        reason: 'ClusterDomainNotTrustDomain',
+        message: `this cluster's domain ${domain} is not its trust domain ${this.o.localTrustDomain}; a multicluster peer shares both (give --trust-domain ${domain}, or leave it out)`,
+      };
     }
     return undefined;
   }
@@ -353,6 +436,8 @@ export class PeerController implements PeerDirectory {
       // A federation peer's imports go stale by the fetch; a multicluster peer's remote cluster is kept as it was
       // (its own watches say whether it is reachable), as a remote Secret's is while nobody edits it.
       if (spec.kind === 'federation') this.o.source.unreachable(spec.name);
+      else await this.fromStatus(peer, spec, tls);
+      if (stale()) return;
       const kept = spec.kind === 'federation' ? KEPT[this.o.source.status(spec.name)?.phase ?? 'none'] : peer.remote ? 'the remote cluster keeps being watched with the last good metadata' : '';
       probes = probes.map((p) => (p.status === 'False' && p.reason !== 'AwaitingPublic' && kept ? { ...p, message: `${p.message}; ${kept}` } : p));
       this.o.log.warn({ peer: spec.name, kind: spec.kind, endpoint: spec.metadataEndpoint, reasons: probes.map((p) => p.reason) }, log);
@@ -361,9 +446,9 @@ export class PeerController implements PeerDirectory {
 
     const refused = this.refusal(spec);
     if (refused) {
-      this.o.source.remove(spec.name);
+      if (spec.kind === 'federation') this.o.source.remove(spec.name);
       peer.fetchError = 1;
-      return this.finish(peer, [{ type: PUBLIC_READY, status: 'False', reason: 'LocalTrustDomain', message: refused }, awaiting('the peer is refused')], false);
+      return this.finish(peer, [{ type: PUBLIC_READY, status: 'False', ...refused }, awaiting('the peer is refused'), ...pendingApi], false);
     }
 
     const pub = await fetchJson(`${base}/public/public.json`, { tls, timeoutMs: this.o.fetchTimeoutMs, maxBytes: this.o.maxPublicBytes });
@@ -373,7 +458,26 @@ export class PeerController implements PeerDirectory {
       return failed([p, awaiting('public metadata is not available'), ...pendingApi], `public metadata of peer ${spec.name}: ${p.message}`);
     }
     if (stale()) return;
+    // A clusterUUID is one peer's: another claiming it could lock that peer out, or be sent tokens minted for it.
+    const uuid = pubChecked.value.clusterUUID;
+    const owner = this.holder(uuid, peer) ?? this.cachedHolder(uuid, peer);
+    if (owner?.before(peer)) {
+      peer.publicCache = undefined;
+      this.drop(peer);
+      const p: Probe = { type: PUBLIC_READY, status: 'False', reason: 'DuplicateClusterUUID', message: `clusterUUID ${uuid} is already held by ${owner.spec.kind} peer ${owner.spec.name}, declared first` };
+      peer.fetchError = 1;
+      this.o.log.warn({ peer: spec.name, kind: spec.kind, holder: owner.spec.name }, `peer ${spec.name} refused: ${p.message}`);
+      return this.finish(peer, [p, awaiting('the peer is refused'), ...pendingApi], false);
+    }
     peer.publicCache = pubChecked.value;
+    // Peers declared later that took the UUID meanwhile (this one had not polled yet) lose it, now.
+    for (const q of this.peers.values()) {
+      if (q !== peer && q.publicCache?.clusterUUID === uuid) {
+        q.publicCache = undefined;
+        this.drop(q);
+        q.kick();
+      }
+    }
     const pubOk: Probe = { type: PUBLIC_READY, status: 'True', reason: 'Succeeded', message: text.publicOk };
 
     const scope = spec.kind === 'federation' ? 'private-federation' : 'private-multicluster';
@@ -387,8 +491,9 @@ export class PeerController implements PeerDirectory {
     const doc = spec.kind === 'federation' ? 'federation.json' : 'multicluster.json';
     const priv = await fetchJson(`${base}/private/${doc}`, { tls, bearer: token, timeoutMs: this.o.fetchTimeoutMs, maxBytes: this.o.maxPrivateBytes });
     const privChecked = !priv.ok ? undefined : spec.kind === 'federation' ? checkFederation(priv.body) : checkMulticluster(priv.body, spec.enableIngressGateway);
-    if (!priv.ok || !privChecked?.ok) {
-      const p = failure(PRIVATE_READY, priv, privChecked, 'InvalidPrivateMetadata');
+    const clash = privChecked?.ok && spec.kind === 'multicluster' && spec.enableIngressGateway ? this.networkClash(peer, privChecked.value as MulticlusterMetadata, pubChecked.value) : undefined;
+    if (!priv.ok || !privChecked?.ok || clash) {
+      const p = clash ? { type: PRIVATE_READY, status: 'False' as const, reason: 'InvalidPrivateMetadata', message: clash } : failure(PRIVATE_READY, priv, privChecked, 'InvalidPrivateMetadata');
       return failed([pubOk, p, ...pendingApi], `private metadata of peer ${spec.name}: ${p.message}`);
     }
     if (stale()) return;
@@ -411,15 +516,64 @@ export class PeerController implements PeerDirectory {
    * (its watches keep the last good credentials serving until new ones sync).
    */
   private async joinRemote(peer: Peer, spec: MulticlusterPeerSpec, pub: PublicMetadata, priv: MulticlusterMetadata, tls: PeerTls): Promise<Probe> {
+    const refused = await this.useRemote(peer, spec, pub, priv, tls);
+    if (refused) return refused;
+    const url = `${apiServerUrl(priv.apiHost)}/api`;
+    const got = await fetchJson(url, { tls, bearer: peer.apiToken!.token, timeoutMs: this.o.fetchTimeoutMs, maxBytes: this.o.maxPublicBytes });
+    if (!got.ok) {
+      const reason = got.reason === 'FetchFailed' ? 'RemoteAPIUnreachable' : got.reason === 'NonOKResponse' ? 'RemoteAPIBadResponse' : 'RemoteAPIInvalidResponse';
+      return { type: API_READY, status: 'False', reason, message: got.message };
+    }
+    const kind = (got.body as { kind?: unknown } | null)?.kind;
+    if (kind !== 'APIVersions') return { type: API_READY, status: 'False', reason: 'RemoteAPIUnexpectedResponse', message: `GET ${url}: expected kind APIVersions, got ${JSON.stringify(kind ?? '')}` };
+    return { type: API_READY, status: 'True', reason: 'RemoteAPIReachable', message: `GET ${url} returned HTTP 200 with kind APIVersions` };
+  }
+
+  /**
+   * A restarted meshfed whose peer's metadata endpoint is down: the remote cluster from the metadata the CR's status
+   * caches (Deckhouse renders from it too), rather than none until the endpoint is back. Once per peer.
+   */
+  private async fromStatus(peer: Peer, spec: MulticlusterPeerSpec, tls: PeerTls): Promise<void> {
+    if (peer.remote || peer.joinedFromStatus || peer.origin !== 'kube') return;
+    const cache = this.statusSinks.get('multicluster')?.metadataCache?.(spec.name);
+    const pub = checkPublic(cache?.public);
+    const priv = checkMulticluster(cache?.private, spec.enableIngressGateway);
+    if (!pub.ok || !priv.ok || this.holder(pub.value.clusterUUID, peer)?.before(peer)) return;
+    if (await this.useRemote(peer, spec, pub.value, priv.value, tls)) return;
+    peer.joinedFromStatus = true;
+    this.o.log.info({ peer: spec.name }, 'multicluster peer: its metadata endpoint fails; its remote cluster is watched with the metadata cached in its status');
+  }
+
+  /** The remote cluster handed to the kube source: the `api` token, the cluster id (one peer's), the kubeconfig. A Probe when refused. */
+  private async useRemote(peer: Peer, spec: MulticlusterPeerSpec, pub: PublicMetadata, priv: MulticlusterMetadata, tls: PeerTls): Promise<Probe | undefined> {
     try {
+      if (!peer.apiToken && !peer.storedTokenRead && this.o.storedApiToken) {
+        peer.storedTokenRead = true;
+        peer.apiToken = await this.o.storedApiToken(spec.name, pub.clusterUUID);
+        if (peer.apiToken) this.o.log.info({ peer: spec.name }, 'multicluster peer: reusing the api token of its remote Secret');
+      }
       peer.apiToken = await apiToken(peer.apiToken, pub.clusterUUID, this.o.mintToken, this.o.apiToken ?? DECKHOUSE_API_TOKEN);
     } catch (err) {
       return { type: API_READY, status: 'False', reason: 'TokenGenerationFailed', message: (err as Error).message };
     }
     const server = apiServerUrl(priv.apiHost);
+    const clusterId = priv.clusterID ?? multiclusterClusterId(this.o.localTrustDomain, pub.clusterUUID);
+    // A cluster id is one peer's, the one declared first: another publishing it would take that cluster over.
+    const owner = this.clusterHolder(clusterId, peer);
+    if (owner?.before(peer)) {
+      this.drop(peer);
+      this.o.log.warn({ peer: spec.name, holder: owner.spec.name, clusterId }, `multicluster peer ${spec.name} refused: cluster id ${clusterId} is peer ${owner.spec.name}'s`);
+      return { type: API_READY, status: 'False', reason: 'DuplicateClusterID', message: `clusterID ${clusterId} is already held by multicluster peer ${owner.spec.name}, declared first` };
+    }
+    for (const q of this.peers.values()) {
+      if (q !== peer && q.remote?.clusterId === clusterId) {
+        this.drop(q);
+        q.kick();
+      }
+    }
     const remote: PeerRemote = {
       name: spec.name,
-      clusterId: priv.clusterID ?? multiclusterClusterId(this.o.localTrustDomain, pub.clusterUUID),
+      clusterId,
       server,
       ca: tls.ca,
       insecureSkipVerify: tls.insecureSkipVerify,
@@ -433,25 +587,46 @@ export class PeerController implements PeerDirectory {
       peer.remote = remote;
       this.pushRemotes();
     }
-    const url = `${server}/api`;
-    const got = await fetchJson(url, { tls, bearer: peer.apiToken.token, timeoutMs: this.o.fetchTimeoutMs, maxBytes: this.o.maxPublicBytes });
-    if (!got.ok) {
-      const reason = got.reason === 'FetchFailed' ? 'RemoteAPIUnreachable' : got.reason === 'NonOKResponse' ? 'RemoteAPIBadResponse' : 'RemoteAPIInvalidResponse';
-      return { type: API_READY, status: 'False', reason, message: got.message };
+    return undefined;
+  }
+
+  /** Why a peer's networkName may not be used: it is the local network's, or another cluster's (its gateways would be theirs). */
+  private networkClash(peer: Peer, priv: MulticlusterMetadata, pub: PublicMetadata): string | undefined {
+    const own = priv.clusterID ?? multiclusterClusterId(this.o.localTrustDomain, pub.clusterUUID);
+    const other = [...this.peers.values()].find((q) => q !== peer && q.remote?.network === priv.networkName && q.remote.clusterId !== own);
+    const owner = other ? `multicluster peer ${other.spec.name}` : this.remoteSink?.networkOwner?.(priv.networkName, own);
+    return owner && `multicluster.json: networkName ${priv.networkName} is the network of ${owner}; a peer reached through its gateways needs its own`;
+  }
+
+  /** The multicluster peer a cluster id belongs to: of those whose remote cluster has it, the one declared first. */
+  private clusterHolder(clusterId: string, except: Peer): Peer | undefined {
+    let first: Peer | undefined;
+    for (const p of this.peers.values()) if (p !== except && p.remote?.clusterId === clusterId && (!first || p.before(first))) first = p;
+    return first;
+  }
+
+  /** What a refused peer must no longer have: a federation peer's imports, a multicluster peer's remote cluster. */
+  private drop(peer: Peer): void {
+    if (peer.spec.kind === 'federation') this.o.source.remove(peer.spec.name);
+    else if (peer.remote) {
+      peer.remote = undefined;
+      this.pushRemotes();
     }
-    const kind = (got.body as { kind?: unknown } | null)?.kind;
-    if (kind !== 'APIVersions') return { type: API_READY, status: 'False', reason: 'RemoteAPIUnexpectedResponse', message: `GET ${url}: expected kind APIVersions, got ${JSON.stringify(kind ?? '')}` };
-    return { type: API_READY, status: 'True', reason: 'RemoteAPIReachable', message: `GET ${url} returned HTTP 200 with kind APIVersions` };
   }
 
   private pushRemotes(): void {
-    const remotes = [...this.peers.values()].flatMap((p) => (p.spec.kind === 'multicluster' && p.remote ? [p.remote] : []));
+    // In declaration order: of two naming one cluster id, the kube source keeps the first.
+    const remotes = [...this.peers.values()]
+      .sort((a, b) => (a.before(b) ? -1 : 1))
+      .flatMap((p) => (p.spec.kind === 'multicluster' && p.remote ? [p.remote] : []));
     if (!this.remoteSink) {
       if (remotes.length && !this.warnedNoRemotes) this.o.log.warn('multicluster peers are probed, but their clusters are watched only with Kubernetes discovery (--kube)');
       this.warnedNoRemotes ||= remotes.length > 0;
       return;
     }
-    this.remoteSink.setPeerRemotes(remotes);
+    const declared = this.declaredMulticlusters();
+    this.declaredKey = declared.key;
+    this.remoteSink.setPeerRemotes(remotes, declared.names);
   }
 
   private async finish(peer: Peer, probes: Probe[], withCache: boolean): Promise<void> {

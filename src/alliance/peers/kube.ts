@@ -7,11 +7,12 @@ import type { Logger } from 'pino';
 import { DEFAULT_BACKOFF, ResourceInformer } from '../../sources/kube/informer.js';
 import { type KubeObj, pathOf } from '../../sources/kube/objects.js';
 import { DEFAULT_LIMITS, KubeClient } from '../../sources/kube/transport.js';
-import type { PeerStatus, PeerController, StatusSink } from './controller.js';
+import { type PeerStatus, type PeerController, REDACTED_USER, type StatusSink } from './controller.js';
 
 interface IstioPeerObj extends KubeObj {
+  readonly metadata: KubeObj['metadata'] & { readonly creationTimestamp?: string };
   readonly spec: { trustDomain?: string; metadataEndpoint: string; metadata?: { ca?: string; insecureSkipVerify?: boolean }; enableIngressGateway?: boolean };
-  readonly status?: { conditions?: unknown[] };
+  readonly status?: { conditions?: unknown[]; metadataCache?: { public?: unknown; private?: unknown } };
 }
 
 type PeerCrd = 'IstioFederation' | 'IstioMulticluster';
@@ -66,7 +67,7 @@ export class IstioPeerWatch implements StatusSink {
   }
 
   private async discover(): Promise<void> {
-    let served = false;
+    let served: boolean | undefined;
     try {
       served = (await this.client.groupVersions('deckhouse.io')).includes('v1alpha1');
     } catch (err) {
@@ -78,6 +79,9 @@ export class IstioPeerWatch implements StatusSink {
       return;
     }
     this.log.debug(`deckhouse.io/v1alpha1 is not served (${this.kind} CRD not installed): retrying in a minute`);
+    // No CRD, no CR: none of these peers is declared (so a writer may remove what it wrote for ones that are gone).
+    if (served === false && this.kind === 'IstioMulticluster') this.controller?.setPeers('kube', [], 'multicluster');
+    else if (served === false) this.controller?.setPeers('kube', []);
     this.retry = setTimeout(() => void this.discover(), DISCOVERY_RETRY_MS);
     this.retry.unref();
   }
@@ -85,6 +89,11 @@ export class IstioPeerWatch implements StatusSink {
   conditions(name: string): readonly unknown[] | undefined {
     const c = this.objects.get(`/${name}`)?.status?.conditions;
     return Array.isArray(c) ? c : undefined;
+  }
+
+  metadataCache(name: string): { public?: unknown; private?: unknown } | undefined {
+    const c = this.objects.get(`/${name}`)?.status?.metadataCache;
+    return typeof c === 'object' && c !== null ? c : undefined;
   }
 
   async patch(name: string, status: PeerStatus): Promise<void> {
@@ -110,11 +119,28 @@ export class IstioPeerWatch implements StatusSink {
     if (!this.informer.synced || !this.controller) return;
     const objs = [...this.objects.values()];
     const metadata = (o: IstioPeerObj) => ({ ca: o.spec.metadata?.ca, insecureSkipVerify: o.spec.metadata?.insecureSkipVerify });
+    // A user or password in the URL is refused (the controller says so on the CR), and never carried on: the endpoint
+    // is in logs, metrics, /debug/peers and status.
+    const endpoint = (o: IstioPeerObj): string => {
+      try {
+        const u = new URL(o.spec.metadataEndpoint);
+        if (u.username === '' && u.password === '') return o.spec.metadataEndpoint;
+        u.username = REDACTED_USER;
+        u.password = '';
+        return u.toString();
+      } catch {
+        return o.spec.metadataEndpoint;
+      }
+    };
+    const createdAt = (o: IstioPeerObj) => {
+      const t = Date.parse(o.metadata.creationTimestamp ?? '');
+      return Number.isNaN(t) ? {} : { createdAt: t };
+    };
     if (this.kind === 'IstioMulticluster') {
       // enableIngressGateway defaults to true (the CRD's default; also when the CRD is not the one that sets it).
-      this.controller.setPeers('kube', objs.map((o) => ({ name: o.metadata.name, metadataEndpoint: o.spec.metadataEndpoint, metadata: metadata(o), enableIngressGateway: o.spec.enableIngressGateway !== false })), 'multicluster');
+      this.controller.setPeers('kube', objs.map((o) => ({ name: o.metadata.name, metadataEndpoint: endpoint(o), metadata: metadata(o), enableIngressGateway: o.spec.enableIngressGateway !== false, ...createdAt(o) })), 'multicluster');
     } else {
-      this.controller.setPeers('kube', objs.map((o) => ({ name: o.metadata.name, trustDomain: o.spec.trustDomain ?? '', metadataEndpoint: o.spec.metadataEndpoint, metadata: metadata(o) })));
+      this.controller.setPeers('kube', objs.map((o) => ({ name: o.metadata.name, trustDomain: o.spec.trustDomain ?? '', metadataEndpoint: endpoint(o), metadata: metadata(o), ...createdAt(o) })));
     }
   }
 }

@@ -1,6 +1,7 @@
 // Checks of what a peer publishes, before any of it reaches status, the trust bundle or the mesh.
 // Deckhouse requires the three public fields and the presence of the two private lists; the
 // entries are checked too here, since they end up as gateways and hostnames in every proxy.
+import net from 'node:net';
 import type { FederationMetadata, IngressGateway, MulticlusterMetadata, PublicMetadata, PublicService } from '../types.js';
 import { portProtocol } from './protocol.js';
 
@@ -42,10 +43,16 @@ export function checkFederation(body: unknown): Checked<Required<FederationMetad
   return { ok: true, value: { ingressGateways, publicServices } };
 }
 
+/** More gateways than any real cluster has: each is an endpoint in every proxy's EDS. */
+export const MAX_INGRESS_GATEWAYS = 256;
+const DNS_NAME = /^(?=.{1,253}$)[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*\.?$/i;
+
 function checkGateways(gws: unknown[], doc: string): IngressGateway[] | { ok: false; message: string } {
+  if (gws.length > MAX_INGRESS_GATEWAYS) return { ok: false, message: `${doc}: ${gws.length} ingressGateways, more than ${MAX_INGRESS_GATEWAYS}` };
   const out: IngressGateway[] = [];
   for (const [i, g] of gws.entries()) {
     if (!isObject(g) || !nonEmpty(g['address']) || !isPort(g['port'])) return { ok: false, message: `${doc}: ingressGateways[${i}] needs an address and a port (1-65535)` };
+    if (net.isIP(g['address']) === 0 && !DNS_NAME.test(g['address'])) return { ok: false, message: `${doc}: ingressGateways[${i}].address is neither an IP address nor a DNS name` };
     out.push({ address: g['address'], port: g['port'] });
   }
   return out;

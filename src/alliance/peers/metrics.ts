@@ -4,6 +4,8 @@ import client from 'prom-client';
 import type { PeerRow } from './controller.js';
 
 const IMPORTS = ['none', 'fresh', 'stale', 'withdrawn'] as const;
+/** RemoteAPIServerReady reasons of a `GET /api` that was made and failed. */
+const API_PROBE_FAILURES = new Set(['RemoteAPIUnreachable', 'RemoteAPIBadResponse', 'RemoteAPIInvalidResponse', 'RemoteAPIUnexpectedResponse']);
 
 export function registerPeerMetrics(registry: client.Registry, allRows: () => readonly PeerRow[]): void {
   const rows = (): PeerRow[] => allRows().filter((r) => r.kind === 'federation');
@@ -25,7 +27,8 @@ export function registerPeerMetrics(registry: client.Registry, allRows: () => re
     registers: [registry],
     collect() {
       this.reset();
-      for (const r of multiclusters()) this.set({ multicluster_name: r.name }, r.api?.status === 'True' ? 0 : 1);
+      // Only a probe that failed: not one never made (AwaitingPrivate) or a peer refused before probing.
+      for (const r of multiclusters()) this.set({ multicluster_name: r.name }, r.api?.status === 'False' && API_PROBE_FAILURES.has(r.api.reason) ? 1 : 0);
     },
   });
   new client.Gauge({
@@ -45,7 +48,7 @@ export function registerPeerMetrics(registry: client.Registry, allRows: () => re
     registers: [registry],
     collect() {
       this.reset();
-      for (const r of rows()) for (const s of IMPORTS) this.set({ federation_name: r.name, state: s }, r.imports === s ? 1 : 0);
+      for (const r of rows()) for (const s of IMPORTS) this.set({ federation_name: r.name, state: s }, (r.imports ?? 'none') === s ? 1 : 0);
     },
   });
   new client.Gauge({
@@ -55,7 +58,7 @@ export function registerPeerMetrics(registry: client.Registry, allRows: () => re
     registers: [registry],
     collect() {
       this.reset();
-      for (const r of rows()) this.set({ federation_name: r.name }, r.servicesImported);
+      for (const r of rows()) this.set({ federation_name: r.name }, r.servicesImported ?? 0);
     },
   });
 }

@@ -68,6 +68,8 @@ export function metadataEndpointProblem(v: string): string | undefined {
   }
   if (u.protocol !== 'https:' && u.protocol !== 'http:') return `"${v}" must be an https (or http) URL`;
   if (u.hostname === '') return `"${v}" has no host`;
+  // Not echoed: a password would reach every log line and status that prints the endpoint.
+  if (u.username !== '' || u.password !== '') return 'must have no user or password (user:pass@)';
   if (u.search !== '' || u.hash !== '' || v.includes('?') || v.includes('#')) return `"${v}" must have no query or fragment`;
   return undefined;
 }

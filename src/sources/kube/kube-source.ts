@@ -172,6 +172,13 @@ export class KubeSource {
     this.scheduleReconcile();
   }
 
+  /** Which cluster (`local cluster <id>` or `cluster <id>`) has this network, other than `except`. */
+  networkOwner(network: string, except: string): string | undefined {
+    if ((this.opts.network ?? this.local.network ?? this.opts.clusterId) === network) return `the local cluster ${this.opts.clusterId}`;
+    for (const [id, r] of this.remotes) if (id !== except && r.network === network) return `cluster ${id}`;
+    return undefined;
+  }
+
   /** One cluster's state (a multicluster peer's row shows its remote cluster's). */
   clusterStatus(id: string): ClusterStatus | undefined {
     return this.remotes.get(id)?.status(this.opts.remoteSyncTimeoutMs);

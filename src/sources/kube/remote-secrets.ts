@@ -18,8 +18,9 @@ export const MULTICLUSTER_SELECTOR = `${LABEL_MULTICLUSTER}=true`;
 export const ANNOTATION_NETWORK = 'meshfed.io/network';
 export const ANNOTATION_DOMAIN = 'meshfed.io/cluster-domain';
 /**
- * On a remote Secret meshfed wrote for a multicluster peer (--write-remote-secrets), the peer's name. meshfed's own
- * kube source skips such Secrets: it watches the peer's cluster from the peer itself, with its network and root.
+ * On a remote Secret meshfed wrote for a multicluster peer (--write-remote-secrets): a label (value `true`; an older
+ * meshfed put the peer's name there) and an annotation with the peer's name. meshfed's own kube source skips such
+ * Secrets: it watches the peer's cluster from the peer itself, with its network and root.
  */
 export const MANAGED_BY_PEER = 'meshfed.io/multicluster-peer';
 
@@ -70,12 +71,13 @@ export function peerKubeconfig(p: Pick<PeerRemote, 'clusterId' | 'server' | 'ca'
 
 /**
  * Adds the peers' clusters to a Secrets view. A cluster id already named by a Secret (or the local id, or an
- * earlier peer) is refused for the peer: hand-made Secrets win, as the first Secret wins among Secrets.
+ * earlier peer: `peers` come in the order they were declared) is refused for the peer: hand-made Secrets win, as
+ * the first Secret wins among Secrets.
  */
 export function addPeerRemotes(view: SecretsView, peers: Iterable<PeerRemote>, localId: string, domain: string, localNetwork: string): SecretsView {
   const remotes = new Map(view.remotes);
   const refused = [...view.refused];
-  for (const p of [...peers].sort((a, b) => (a.name < b.name ? -1 : 1))) {
+  for (const p of peers) {
     const secret = `multicluster/${p.name}`;
     const owner = p.clusterId === localId ? 'this is the local cluster\'s own id' : remotes.has(p.clusterId) ? `already named by ${remotes.get(p.clusterId)!.secret}` : undefined;
     if (owner) {
