@@ -52,7 +52,14 @@ export default defineConfig(
     rules: {
       'no-restricted-imports': [
         'error',
-        { patterns: [{ group: ['**/pki/*', '**/generate/sds.js', '**/auth/*'], message: 'src/xds takes authorization from the StreamPolicy the app supplies' }] },
+        {
+          patterns: [
+            {
+              group: ['**/pki/*', '**/generate/sds.js', '**/auth/*'],
+              message: 'src/xds takes authorization from the StreamPolicy the app supplies',
+            },
+          ],
+        },
       ],
     },
   },

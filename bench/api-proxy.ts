@@ -35,7 +35,12 @@ if (process.argv[2] === 'proxy-child') {
       peers: new StaticPeerDirectory([{ clusterUUID: a.peer.uuid, authnKeyPub: a.peer.pubPem, rootCA: '' }]),
       apiProxy: { host: '127.0.0.1', port: 0, tls: { certFile: a.certFile, keyFile: a.keyFile } },
     },
-    { kubeConfig: localKubeConfig(a.kubeconfig), snapshot: () => EMPTY_SNAPSHOT, metrics: new client.Registry(), log: createLogger('silent') },
+    {
+      kubeConfig: localKubeConfig(a.kubeconfig),
+      snapshot: () => EMPTY_SNAPSHOT,
+      metrics: new client.Registry(),
+      log: createLogger('silent'),
+    },
   );
   process.on('message', (m) => {
     if (m === 'stats') process.send!({ cpu: process.cpuUsage(), rss: process.memoryUsage().rss });
@@ -53,7 +58,12 @@ async function main(events: number): Promise<void> {
   const peer = deckhousePeer('5e3b1c2a-9d8f-4e7a-b6c5-0a1b2c3d4e5f');
   writeFileSync(path.join(dir, 'tls.crt'), pki.serverCertPem);
   writeFileSync(path.join(dir, 'tls.key'), pki.serverKeyPem);
-  const args: ChildArgs = { kubeconfig: api.writeKubeconfig(dir), certFile: path.join(dir, 'tls.crt'), keyFile: path.join(dir, 'tls.key'), peer: { uuid: peer.uuid, pubPem: peer.pubPem } };
+  const args: ChildArgs = {
+    kubeconfig: api.writeKubeconfig(dir),
+    certFile: path.join(dir, 'tls.crt'),
+    keyFile: path.join(dir, 'tls.key'),
+    peer: { uuid: peer.uuid, pubPem: peer.pubPem },
+  };
   const child = fork(fileURLToPath(import.meta.url), ['proxy-child', JSON.stringify(args)], { execArgv: ['--import', 'tsx'] });
   const reply = <T>(): Promise<T> => new Promise((resolve) => child.once('message', (m) => resolve(m as T)));
   const { port } = await reply<{ port: number }>();
@@ -65,7 +75,13 @@ async function main(events: number): Promise<void> {
 
   const now = Math.floor(Date.now() / 1000);
   const token = handMadeToken(peer, { ...deckhouseClaims(peer.uuid, OWN_UUID, 'api', now), exp: now + 3600 });
-  const slice = (i: number) => ({ apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice', metadata: { name: 'bench-1', namespace: 'bench' }, addressType: 'IPv4', endpoints: [{ addresses: [`10.0.${(i >> 8) & 255}.${i & 255}`] }] });
+  const slice = (i: number) => ({
+    apiVersion: 'discovery.k8s.io/v1',
+    kind: 'EndpointSlice',
+    metadata: { name: 'bench-1', namespace: 'bench' },
+    addressType: 'IPv4',
+    endpoints: [{ addresses: [`10.0.${(i >> 8) & 255}.${i & 255}`] }],
+  });
   api.upsert(slice(0));
   const rv = api.resourceVersion;
   const watchPath = `/apis/discovery.k8s.io/v1/namespaces/bench/endpointslices?watch=true&resourceVersion=${rv}`;
@@ -110,12 +126,14 @@ async function main(events: number): Promise<void> {
   added.sort((a, b) => a - b);
   const q = (p: number): number => added[Math.min(added.length - 1, Math.floor(p * added.length))]!;
   const cpuMs = (after.cpu.user + after.cpu.system - before.cpu.user - before.cpu.system) / 1000;
-  console.log(JSON.stringify({
-    events,
-    addedLatencyUs: { p50: Math.round(q(0.5)), p99: Math.round(q(0.99)) },
-    proxyCpuMsPer1000Events: Math.round((cpuMs / events) * 1000 * 10) / 10,
-    proxyRssMiB: Math.round(after.rss / 2 ** 20),
-  }));
+  console.log(
+    JSON.stringify({
+      events,
+      addedLatencyUs: { p50: Math.round(q(0.5)), p99: Math.round(q(0.99)) },
+      proxyCpuMsPer1000Events: Math.round((cpuMs / events) * 1000 * 10) / 10,
+      proxyRssMiB: Math.round(after.rss / 2 ** 20),
+    }),
+  );
   child.send('exit');
   await new Promise((r) => (child as ChildProcess).once('exit', r));
   await api.close();

@@ -35,7 +35,12 @@ const entries = (gen: Generator, hostnames: Iterable<string>): ReturnType<typeof
   [...hostnames].flatMap((h) => gen.generate(snapshot, view, h).map((r) => encodeEntry(gen.typeUrl, r.name, r.body)));
 function sotw(gen: Generator): Buffer {
   const anys = entries(gen, snapshot.services.keys()).map((e) => e.any);
-  return new MessageWriter().string(F.versionInfo, '1').raw(encodeRepeated(F.resources, anys)).string(F.typeUrl, gen.typeUrl).string(F.nonce, '1').finish();
+  return new MessageWriter()
+    .string(F.versionInfo, '1')
+    .raw(encodeRepeated(F.resources, anys))
+    .string(F.typeUrl, gen.typeUrl)
+    .string(F.nonce, '1')
+    .finish();
 }
 function delta(gen: Generator, hostnames: Iterable<string>, nonce: string): Buffer {
   const resources = entries(gen, hostnames).map((e) => e.deltaBytes());

@@ -128,9 +128,15 @@ function startClient(i: number): void {
     bytesByType[short] = (bytesByType[short] ?? 0) + buf.length;
     if (h.typeUrl === TypeUrl.Cluster) {
       clusters = names(buf, delta);
-      call.write(delta ? encodeDelta({ type_url: h.typeUrl, response_nonce: h.nonce }) : encodeSotw({ type_url: h.typeUrl, version_info: h.version, response_nonce: h.nonce }));
+      call.write(
+        delta
+          ? encodeDelta({ type_url: h.typeUrl, response_nonce: h.nonce })
+          : encodeSotw({ type_url: h.typeUrl, version_info: h.version, response_nonce: h.nonce }),
+      );
       if (!edsRequest) {
-        edsRequest = delta ? { type_url: TypeUrl.Endpoint, resource_names_subscribe: clusters } : { type_url: TypeUrl.Endpoint, resource_names: clusters };
+        edsRequest = delta
+          ? { type_url: TypeUrl.Endpoint, resource_names_subscribe: clusters }
+          : { type_url: TypeUrl.Endpoint, resource_names: clusters };
         call.write(delta ? encodeDelta(edsRequest) : encodeSotw(edsRequest));
       }
     } else if (h.typeUrl === TypeUrl.Endpoint) {
@@ -148,7 +154,11 @@ function startClient(i: number): void {
     errors++;
     send({ type: 'error', message: `client ${id}: ${err.message}` });
   });
-  call.write(delta ? encodeDelta({ node: node(id), type_url: TypeUrl.Cluster }) : encodeSotw({ node: node(id), type_url: TypeUrl.Cluster, resource_names: [] }));
+  call.write(
+    delta
+      ? encodeDelta({ node: node(id), type_url: TypeUrl.Cluster })
+      : encodeSotw({ node: node(id), type_url: TypeUrl.Cluster, resource_names: [] }),
+  );
 }
 
 process.on('message', (m: { type: string; config?: WorkerConfig }) => {

@@ -5,7 +5,12 @@ import { TypeUrl } from '../src/envoy/protos.js';
 import { RawXdsClient, type SotwResponse } from '../test/helpers/raw-client.js';
 
 /** Calls `onCla` per ClusterLoadAssignment received (name, JSON body); exits the process if the stream ends. */
-export function edsClient(address: string, names: readonly string[], onCla: (name: string, body: string) => void, node: object = { id: 'bench-eds' }): { close(): void } {
+export function edsClient(
+  address: string,
+  names: readonly string[],
+  onCla: (name: string, body: string) => void,
+  node: object = { id: 'bench-eds' },
+): { close(): void } {
   // One SotW response carries every CLA: about 8 MiB at 50,000 endpoints, over grpc-js's 4 MiB default.
   const xds = new RawXdsClient(address, { 'grpc.max_receive_message_length': -1 });
   const stream = xds.sotw('ads');

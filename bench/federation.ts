@@ -48,7 +48,9 @@ function startPeer(p: number, importer: DeckhousePeer): Promise<ExporterUnderTes
 /** The importer's mesh file with the first `n` peers. */
 const importerMesh = (peers: readonly ExporterUnderTest[], n: number): Record<string, unknown> => ({
   clusters: [{ id: 'cluster-a', network: 'net-a', domain: 'cluster-a.local' }],
-  federations: peers.slice(0, n).map((x, i) => ({ name: peerId(i + 1), trustDomain: peerDomain(i + 1), metadataEndpoint: x.url('/metadata/') })),
+  federations: peers
+    .slice(0, n)
+    .map((x, i) => ({ name: peerId(i + 1), trustDomain: peerDomain(i + 1), metadataEndpoint: x.url('/metadata/') })),
 });
 
 async function heapUsed(admin: number): Promise<number> {
@@ -79,9 +81,34 @@ async function main(): Promise<void> {
   const [xds, admin] = [await freePort(), await freePort()];
   const server = spawn(
     process.execPath,
-    ['--import', 'tsx', 'src/cli/main.ts', 'serve', '--config', file.file, '--cluster-id', 'cluster-a', '--trust-domain', 'cluster-a.local',
-      '--cluster-uuid', IMPORTER_UUID, '--authn-key-dir', keyDir, '--metadata-address', '127.0.0.1:0', '--peer-poll-interval', '3600',
-      '--xds-address', `127.0.0.1:${xds}`, '--admin-address', `127.0.0.1:${admin}`, '--debug-address', '127.0.0.1:0', '--log-level', 'warn'],
+    [
+      '--import',
+      'tsx',
+      'src/cli/main.ts',
+      'serve',
+      '--config',
+      file.file,
+      '--cluster-id',
+      'cluster-a',
+      '--trust-domain',
+      'cluster-a.local',
+      '--cluster-uuid',
+      IMPORTER_UUID,
+      '--authn-key-dir',
+      keyDir,
+      '--metadata-address',
+      '127.0.0.1:0',
+      '--peer-poll-interval',
+      '3600',
+      '--xds-address',
+      `127.0.0.1:${xds}`,
+      '--admin-address',
+      `127.0.0.1:${admin}`,
+      '--debug-address',
+      '127.0.0.1:0',
+      '--log-level',
+      'warn',
+    ],
     { cwd: path.dirname(import.meta.dirname), stdio: ['ignore', 'inherit', 'inherit'] },
   );
   const pid = server.pid!;
@@ -95,15 +122,24 @@ async function main(): Promise<void> {
     const ready = await until(async () => (await fetch(`http://127.0.0.1:${admin}/readyz`).catch(() => undefined))?.status === 200, 60_000);
     if (!ready) throw new Error('meshfed was not ready within 60 s');
     const names = peers.flatMap((_, i) => Array.from({ length: SERVICES }, (_, s) => importName(i + 1, s)));
-    const node = { id: 'sidecar~10.250.0.1~bench-1.bench~bench.svc.cluster-a.local', metadata: { fields: { CLUSTER_ID: { string_value: 'cluster-a' } } } };
-    eds = edsClient(`127.0.0.1:${xds}`, names, (name, body) => {
-      // An import is served once its CLA names its peer's gateway.
-      const before = held.size;
-      if (countIps(body) > 0 && body.includes(`"address":"${peerGateway(Number(/\.peer-(\d+)\.local$/.exec(name)?.[1]))}"`)) held.add(name);
-      else held.delete(name);
-      if (held.size !== before) lastChange = Date.now();
-      if (held.size === target && !reachedAt) reachedAt = performance.now();
-    }, node);
+    const node = {
+      id: 'sidecar~10.250.0.1~bench-1.bench~bench.svc.cluster-a.local',
+      metadata: { fields: { CLUSTER_ID: { string_value: 'cluster-a' } } },
+    };
+    eds = edsClient(
+      `127.0.0.1:${xds}`,
+      names,
+      (name, body) => {
+        // An import is served once its CLA names its peer's gateway.
+        const before = held.size;
+        if (countIps(body) > 0 && body.includes(`"address":"${peerGateway(Number(/\.peer-(\d+)\.local$/.exec(name)?.[1]))}"`))
+          held.add(name);
+        else held.delete(name);
+        if (held.size !== before) lastChange = Date.now();
+        if (held.size === target && !reachedAt) reachedAt = performance.now();
+      },
+      node,
+    );
     const quiet = (): Promise<void> => new Promise((r) => setTimeout(r, 2000));
     const sample = async (): Promise<{ rss: number; heap: number }> => {
       await quiet();
@@ -133,15 +169,26 @@ async function main(): Promise<void> {
 
 function print(rows: readonly Row[]): void {
   const mib = (b: number): string => `${(b / 2 ** 20).toFixed(1)} MiB`;
-  console.log(`\n== federation import: ${SERVICES} public services per peer (each row: the peers after a step; time and CPU: that step's) ==`);
+  console.log(
+    `\n== federation import: ${SERVICES} public services per peer (each row: the peers after a step; time and CPU: that step's) ==`,
+  );
   const line = (cells: readonly string[]): void => console.log(cells.map((c, i) => c.padEnd([7, 10, 21, 12, 13, 0][i]!)).join(''));
   line(['peers', 'imported', 'write → all in EDS', 'server CPU', 'RSS', 'heap used']);
   for (const r of rows) {
-    line([String(r.peers), String(r.peers * SERVICES), r.ms === undefined ? '-' : `${r.ms.toFixed(0)} ms`, r.cpu === undefined ? '-' : `${r.cpu.toFixed(2)} s`, mib(r.rss), mib(r.heap)]);
+    line([
+      String(r.peers),
+      String(r.peers * SERVICES),
+      r.ms === undefined ? '-' : `${r.ms.toFixed(0)} ms`,
+      r.cpu === undefined ? '-' : `${r.cpu.toFixed(2)} s`,
+      mib(r.rss),
+      mib(r.heap),
+    ]);
   }
   const [base, last] = [rows[0]!, rows.at(-1)!];
   // Heap is read without a forced GC: a few MiB of garbage either way; more peers divide it down.
-  console.log(`per peer (0 → ${last.peers} peers): RSS +${mib((last.rss - base.rss) / last.peers)}, heap +${mib((last.heap - base.heap) / last.peers)}`);
+  console.log(
+    `per peer (0 → ${last.peers} peers): RSS +${mib((last.rss - base.rss) / last.peers)}, heap +${mib((last.heap - base.heap) / last.peers)}`,
+  );
 }
 
 await main();

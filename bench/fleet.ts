@@ -21,13 +21,25 @@ export interface Fleet {
 }
 
 /** `clients` proxies of one kind against `address`, in `procs` worker processes, started together. */
-export async function launchFleet(address: string, kind: WorkerConfig['kind'], clients: number, procs: number, expect: number, children: ChildProcess[]): Promise<Fleet> {
+export async function launchFleet(
+  address: string,
+  kind: WorkerConfig['kind'],
+  clients: number,
+  procs: number,
+  expect: number,
+  children: ChildProcess[],
+): Promise<Fleet> {
   const fleet: Fleet = { workers: [], synced: [], updates: new Map(), errors: [], stats: [], start: 0 };
   const per = Math.ceil(clients / procs);
   const n = Math.ceil(clients / per);
   await Promise.all(Array.from({ length: n }, () => forkWorker(fleet, children)));
   fleet.start = Date.now();
-  fleet.workers.forEach((child, w) => child.send({ type: 'start', config: { address, kind, count: Math.min(per, clients - w * per), offset: w * per, expect } satisfies WorkerConfig }));
+  fleet.workers.forEach((child, w) =>
+    child.send({
+      type: 'start',
+      config: { address, kind, count: Math.min(per, clients - w * per), offset: w * per, expect } satisfies WorkerConfig,
+    }),
+  );
   return fleet;
 }
 

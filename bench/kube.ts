@@ -38,7 +38,8 @@ const SLICES = Number(args.slices);
 const PER_SLICE = Number(args.endpoints);
 const TOTAL = SERVICES * SLICES * PER_SLICE;
 
-const ip = (svc: number, slice: number, ep: number, gen = 0): string => `10.${gen * 20 + (svc >> 8)}.${svc & 255}.${slice * PER_SLICE + ep + 1}`;
+const ip = (svc: number, slice: number, ep: number, gen = 0): string =>
+  `10.${gen * 20 + (svc >> 8)}.${svc & 255}.${slice * PER_SLICE + ep + 1}`;
 const host = (svc: number): string => `svc-${svc}.bench.svc.cluster.local`;
 const clusterOf = (svc: number): string => `outbound|8080||${host(svc)}`;
 
@@ -56,10 +57,19 @@ function slice(svc: number, s: number, gens: readonly number[]): KubeObject {
 function seed(api: FakeApiServer): void {
   api.upsert({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'bench' } });
   for (let n = 0; n < 10; n++) {
-    api.upsert({ apiVersion: 'v1', kind: 'Node', metadata: { name: `node-${n}`, labels: { 'topology.kubernetes.io/region': 'r1', 'topology.kubernetes.io/zone': `z${n % 3}` } } });
+    api.upsert({
+      apiVersion: 'v1',
+      kind: 'Node',
+      metadata: { name: `node-${n}`, labels: { 'topology.kubernetes.io/region': 'r1', 'topology.kubernetes.io/zone': `z${n % 3}` } },
+    });
   }
   for (let svc = 0; svc < SERVICES; svc++) {
-    api.upsert({ apiVersion: 'v1', kind: 'Service', metadata: { name: `svc-${svc}`, namespace: 'bench' }, spec: { ports: [{ name: 'grpc', port: 8080, targetPort: 9000 }] } });
+    api.upsert({
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { name: `svc-${svc}`, namespace: 'bench' },
+      spec: { ports: [{ name: 'grpc', port: 8080, targetPort: 9000 }] },
+    });
     for (let s = 0; s < SLICES; s++) api.upsert(slice(svc, s, Array<number>(PER_SLICE).fill(0)));
   }
 }
@@ -76,8 +86,24 @@ async function startServer(api: FakeApiServer): Promise<Server> {
   const [xds, admin, debug] = [await freePort(), await freePort(), await freePort()];
   const proc = spawn(
     process.execPath,
-    ['--import', 'tsx', 'src/cli/main.ts', 'serve', '--kubeconfig', api.writeKubeconfig(dir), '--cluster-id', 'bench', '--log-level', 'warn',
-      '--xds-address', `127.0.0.1:${xds}`, '--admin-address', `127.0.0.1:${admin}`, '--debug-address', `127.0.0.1:${debug}`],
+    [
+      '--import',
+      'tsx',
+      'src/cli/main.ts',
+      'serve',
+      '--kubeconfig',
+      api.writeKubeconfig(dir),
+      '--cluster-id',
+      'bench',
+      '--log-level',
+      'warn',
+      '--xds-address',
+      `127.0.0.1:${xds}`,
+      '--admin-address',
+      `127.0.0.1:${admin}`,
+      '--debug-address',
+      `127.0.0.1:${debug}`,
+    ],
     { stdio: ['ignore', 'inherit', 'inherit'] },
   );
   return { pid: proc.pid!, xds, debug, stop: () => proc.kill('SIGTERM') };
@@ -112,25 +138,32 @@ async function main(): Promise<void> {
     const inRegistry = await until(async () => (await registryEndpoints(server)) >= TOTAL, 300_000);
     const registryMs = Date.now() - t0;
     const names = Array.from({ length: SERVICES }, (_, i) => clusterOf(i));
-    eds = edsClient(`127.0.0.1:${server.xds}`, names, (name, body) => {
-      xdsTotal += countIps(body) - (perCla.get(name) ?? 0);
-      perCla.set(name, countIps(body));
-      const waiting = watchers.get(name);
-      for (const [newIp, at] of waiting ?? []) {
-        if (body.includes(`"${newIp}"`)) {
-          delays.push(Date.now() - at);
-          waiting!.delete(newIp);
-          pending--;
+    eds = edsClient(
+      `127.0.0.1:${server.xds}`,
+      names,
+      (name, body) => {
+        xdsTotal += countIps(body) - (perCla.get(name) ?? 0);
+        perCla.set(name, countIps(body));
+        const waiting = watchers.get(name);
+        for (const [newIp, at] of waiting ?? []) {
+          if (body.includes(`"${newIp}"`)) {
+            delays.push(Date.now() - at);
+            waiting!.delete(newIp);
+            pending--;
+          }
         }
-      }
-    }, { id: 'bench-kube-eds' });
+      },
+      { id: 'bench-kube-eds' },
+    );
     const inXds = await until(() => xdsTotal >= TOTAL, 120_000);
     const xdsMs = Date.now() - t0;
     const afterSync = procStats(server.pid);
     console.log(`\n== kube-sync (${TOTAL} endpoints, ${SERVICES * SLICES} slices) ==`);
     console.log(`  process start → registry holds all: ${inRegistry ? `${registryMs} ms` : 'TIMEOUT'} (includes ~1-2 s of tsx start-up)`);
     console.log(`  process start → an xDS client holds all (fresh ADS stream after the registry): ${inXds ? `${xdsMs} ms` : 'TIMEOUT'}`);
-    console.log(`  meshfed peak RSS: ${(afterSync.peakRssBytes / 2 ** 20).toFixed(0)} MiB, CPU so far ${afterSync.cpuSeconds.toFixed(1)} s`);
+    console.log(
+      `  meshfed peak RSS: ${(afterSync.peakRssBytes / 2 ** 20).toFixed(0)} MiB, CPU so far ${afterSync.cpuSeconds.toFixed(1)} s`,
+    );
     if (args.scenario === 'kube-sync') return;
 
     const rate = Number(args.rate);
@@ -169,9 +202,13 @@ async function main(): Promise<void> {
     delays.sort((a, b) => a - b);
     const q = (p: number): number => delays[Math.min(delays.length - 1, Math.floor(p * delays.length))] ?? NaN;
     console.log(`\n== kube-churn (${rate} endpoint changes/s for ${duration} s) ==`);
-    console.log(`  changes written: ${changes}; seen by the xDS client: ${delays.length}; superseded before seen: ${superseded}; never seen: ${pending}`);
+    console.log(
+      `  changes written: ${changes}; seen by the xDS client: ${delays.length}; superseded before seen: ${superseded}; never seen: ${pending}`,
+    );
     console.log(`  push delay (apiserver write → EDS response): p50 ${q(0.5)} ms, p99 ${q(0.99)} ms, max ${delays.at(-1)} ms`);
-    console.log(`  meshfed CPU: ${cpu.toFixed(1)} s over ${duration} s (${((cpu / duration) * 100).toFixed(0)} % of a core); peak RSS ${(procStats(server.pid).peakRssBytes / 2 ** 20).toFixed(0)} MiB`);
+    console.log(
+      `  meshfed CPU: ${cpu.toFixed(1)} s over ${duration} s (${((cpu / duration) * 100).toFixed(0)} % of a core); peak RSS ${(procStats(server.pid).peakRssBytes / 2 ** 20).toFixed(0)} MiB`,
+    );
   } finally {
     eds?.close();
     server.stop();

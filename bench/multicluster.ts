@@ -40,13 +40,21 @@ const log = createLogger('warn');
 function seed(api: FakeApiServer, peer: number): void {
   for (const ns of ['kube-system', 'meshfed', 'bench']) api.upsert({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
   for (let s = 0; s < SERVICES; s++) {
-    api.upsert({ apiVersion: 'v1', kind: 'Service', metadata: { name: `svc-${s}`, namespace: 'bench' }, spec: { type: 'ClusterIP', ports: [{ name: 'grpc', port: 8080, targetPort: 9000, protocol: 'TCP' }] } });
+    api.upsert({
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { name: `svc-${s}`, namespace: 'bench' },
+      spec: { type: 'ClusterIP', ports: [{ name: 'grpc', port: 8080, targetPort: 9000, protocol: 'TCP' }] },
+    });
     const slice: KubeObject = {
       apiVersion: 'discovery.k8s.io/v1',
       kind: 'EndpointSlice',
       metadata: { name: `svc-${s}-1`, namespace: 'bench', labels: { 'kubernetes.io/service-name': `svc-${s}` } },
       addressType: 'IPv4',
-      endpoints: Array.from({ length: PER_SERVICE }, (_, e) => ({ addresses: [`10.${peer + 1}.${s & 255}.${e + 1}`], conditions: { ready: true } })),
+      endpoints: Array.from({ length: PER_SERVICE }, (_, e) => ({
+        addresses: [`10.${peer + 1}.${s & 255}.${e + 1}`],
+        conditions: { ready: true },
+      })),
       ports: [{ name: 'grpc', port: 9000, protocol: 'TCP' }],
     };
     api.upsert(slice);
@@ -68,15 +76,39 @@ async function main(): Promise<void> {
   const [metadataPort, debugPort] = [await freePort(), await freePort()];
   const proc = spawn(
     process.execPath,
-    ['--import', 'tsx', 'src/cli/main.ts', 'serve', '--kubeconfig', local.writeKubeconfig(dir), '--cluster-id', 'bench', '--config', mesh, '--log-level', 'warn',
-      '--xds-address', '127.0.0.1:0', '--admin-address', '127.0.0.1:0', '--debug-address', `127.0.0.1:${debugPort}`,
-      '--metadata-address', `127.0.0.1:${metadataPort}`, '--peer-poll-interval', '60'],
+    [
+      '--import',
+      'tsx',
+      'src/cli/main.ts',
+      'serve',
+      '--kubeconfig',
+      local.writeKubeconfig(dir),
+      '--cluster-id',
+      'bench',
+      '--config',
+      mesh,
+      '--log-level',
+      'warn',
+      '--xds-address',
+      '127.0.0.1:0',
+      '--admin-address',
+      '127.0.0.1:0',
+      '--debug-address',
+      `127.0.0.1:${debugPort}`,
+      '--metadata-address',
+      `127.0.0.1:${metadataPort}`,
+      '--peer-poll-interval',
+      '60',
+    ],
     { cwd: path.resolve(import.meta.dirname, '..'), stdio: ['ignore', 'inherit', 'inherit'] },
   );
   const peers: Peer[] = [];
   try {
     // meshfed's identity, as the peers learn it (their allow-lists): its public.json.
-    const pub = await until(async () => (await (await fetch(`http://127.0.0.1:${metadataPort}/metadata/public/public.json`)).json()) as PublicMetadata, 60_000);
+    const pub = await until(
+      async () => (await (await fetch(`http://127.0.0.1:${metadataPort}/metadata/public/public.json`)).json()) as PublicMetadata,
+      60_000,
+    );
     const publicKey = createPublicKey(pub.authnKeyPub.replace(/ED25519 PUBLIC KEY/g, 'PUBLIC KEY'));
     const trusted = [{ uuid: pub.clusterUUID, publicKey } as unknown as LocalIdentity];
     const directory: PeerDirectory = { publicMetadata: (uuid) => (uuid === pub.clusterUUID ? pub : undefined) };
@@ -86,10 +118,23 @@ async function main(): Promise<void> {
       const api = await startFakeApiServer({ clusterName: `peer-${i}` });
       seed(api, i);
       const uuid = `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`;
-      const proxy = new ApiProxy({ clusterUuid: uuid, peers: directory, kubeConfig: localKubeConfig(api.writeKubeconfig(dir)), tls: { cert: pki.serverCertPem, key: pki.serverKeyPem }, metrics: new client.Registry(), log });
+      const proxy = new ApiProxy({
+        clusterUuid: uuid,
+        peers: directory,
+        kubeConfig: localKubeConfig(api.writeKubeconfig(dir)),
+        tls: { cert: pki.serverCertPem, key: pki.serverKeyPem },
+        metrics: new client.Registry(),
+        log,
+      });
       const port = await proxy.listen('127.0.0.1', 0);
       const metadata = await startPeerServer(
-        { uuid, rootCA: pki.caPem, ingressGateways: [{ address: `192.0.2.${i + 1}`, port: 15443 }], publicServices: [], multicluster: { apiHost: `127.0.0.1:${port}`, networkName: `network-${i}`, clusterID: `peer-${i}` } },
+        {
+          uuid,
+          rootCA: pki.caPem,
+          ingressGateways: [{ address: `192.0.2.${i + 1}`, port: 15443 }],
+          publicServices: [],
+          multicluster: { apiHost: `127.0.0.1:${port}`, networkName: `network-${i}`, clusterID: `peer-${i}` },
+        },
         () => trusted,
         { tls: false },
       );
@@ -99,10 +144,13 @@ async function main(): Promise<void> {
     await sleep(SETTLE_MS);
     const base = procStats(proc.pid!);
     const t0 = Date.now();
-    writeFileSync(mesh, stringify({
-      clusters: [],
-      multiclusters: peers.map((p, i) => ({ name: `peer-${i}`, metadataEndpoint: p.metadata.endpoint, metadata: { ca: pki.caPem } })),
-    }));
+    writeFileSync(
+      mesh,
+      stringify({
+        clusters: [],
+        multiclusters: peers.map((p, i) => ({ name: `peer-${i}`, metadataEndpoint: p.metadata.endpoint, metadata: { ca: pki.caPem } })),
+      }),
+    );
     const want = SERVICES * PER_SERVICE;
     await until(async () => {
       const remote = (await clusters(debugPort)).filter((c) => c.role === 'remote' && c.state === 'synced' && c.endpoints === want);
@@ -112,17 +160,19 @@ async function main(): Promise<void> {
     await sleep(SETTLE_MS);
     const after = procStats(proc.pid!);
     const perPeer = (after.rssBytes - base.rssBytes) / PEERS;
-    process.stdout.write(`${JSON.stringify({
-      scenario: 'multicluster-memory',
-      peers: PEERS,
-      endpointsPerPeer: want,
-      joinedAllMs: joinedMs,
-      rssBaseMiB: +(base.rssBytes / 2 ** 20).toFixed(1),
-      rssAfterMiB: +(after.rssBytes / 2 ** 20).toFixed(1),
-      peakRssMiB: +(after.peakRssBytes / 2 ** 20).toFixed(1),
-      rssPerRemoteClusterKiB: Math.round(perPeer / 1024),
-      rssPerRemoteEndpointBytes: Math.round(perPeer / want),
-    })}\n`);
+    process.stdout.write(
+      `${JSON.stringify({
+        scenario: 'multicluster-memory',
+        peers: PEERS,
+        endpointsPerPeer: want,
+        joinedAllMs: joinedMs,
+        rssBaseMiB: +(base.rssBytes / 2 ** 20).toFixed(1),
+        rssAfterMiB: +(after.rssBytes / 2 ** 20).toFixed(1),
+        peakRssMiB: +(after.peakRssBytes / 2 ** 20).toFixed(1),
+        rssPerRemoteClusterKiB: Math.round(perPeer / 1024),
+        rssPerRemoteEndpointBytes: Math.round(perPeer / want),
+      })}\n`,
+    );
   } finally {
     proc.kill('SIGKILL');
     await Promise.all(peers.flatMap((p) => [p.proxy.close(), p.metadata.close(), p.api.close()]));

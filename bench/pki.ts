@@ -8,13 +8,21 @@ import { parseArgs } from 'node:util';
 import { CertificateAuthority, memoryCaStore, type KeyType } from '../src/pki/index.js';
 
 const { values: args } = parseArgs({
-  options: { seconds: { type: 'string', default: '3' }, rsa: { type: 'boolean', default: false }, 'rsa-ca': { type: 'boolean', default: false } },
+  options: {
+    seconds: { type: 'string', default: '3' },
+    rsa: { type: 'boolean', default: false },
+    'rsa-ca': { type: 'boolean', default: false },
+  },
 });
 const SECONDS = Number(args.seconds);
 
 async function rate(label: string, caKey: KeyType, leafKey: KeyType, mode: 'sync' | 'async'): Promise<void> {
   const ca = await CertificateAuthority.open({ trustDomain: 'cluster.local', store: memoryCaStore(), keyType: caKey });
-  const id = (i: number): { trustDomain: string; namespace: string; serviceAccount: string } => ({ trustDomain: 'cluster.local', namespace: `ns${i % 100}`, serviceAccount: `sa${i}` });
+  const id = (i: number): { trustDomain: string; namespace: string; serviceAccount: string } => ({
+    trustDomain: 'cluster.local',
+    namespace: `ns${i % 100}`,
+    serviceAccount: `sa${i}`,
+  });
   for (let i = 0; i < (leafKey === 'rsa' ? 1 : 50); i++) ca.issue(id(i), { keyType: leafKey }); // warm up
   const end = performance.now() + SECONDS * 1000;
   const start = performance.now();
@@ -43,17 +51,30 @@ async function peculiarRate(withKeygen: boolean): Promise<void> {
   const alg = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
   const caKeys = await subtle.generateKey(alg, false, ['sign', 'verify']);
   const caCert = await x509.X509CertificateGenerator.createSelfSigned({
-    name: 'O=cluster.local', keys: caKeys, signingAlgorithm: alg, notAfter: new Date(Date.now() + 365 * 86400e3),
-    extensions: [new x509.BasicConstraintsExtension(true, undefined, true), new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true)],
+    name: 'O=cluster.local',
+    keys: caKeys,
+    signingAlgorithm: alg,
+    notAfter: new Date(Date.now() + 365 * 86400e3),
+    extensions: [
+      new x509.BasicConstraintsExtension(true, undefined, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+    ],
   });
   const caKeyId = await x509.AuthorityKeyIdentifierExtension.create(caCert);
   const leafKeys = await subtle.generateKey(alg, true, ['sign', 'verify']);
   const issueOne = async (i: number): Promise<string> => {
     const keys = withKeygen ? await subtle.generateKey(alg, true, ['sign', 'verify']) : leafKeys;
     const cert = await x509.X509CertificateGenerator.create({
-      serialNumber: randomBytes(16).toString('hex').replace(/^[89a-f]/, '1'), subject: '', issuer: caCert.subject,
-      notBefore: new Date(Date.now() - 300_000), notAfter: new Date(Date.now() + 86400e3),
-      publicKey: keys.publicKey, signingKey: caKeys.privateKey, signingAlgorithm: alg,
+      serialNumber: randomBytes(16)
+        .toString('hex')
+        .replace(/^[89a-f]/, '1'),
+      subject: '',
+      issuer: caCert.subject,
+      notBefore: new Date(Date.now() - 300_000),
+      notAfter: new Date(Date.now() + 86400e3),
+      publicKey: keys.publicKey,
+      signingKey: caKeys.privateKey,
+      signingAlgorithm: alg,
       extensions: [
         new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment, true),
         new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]),

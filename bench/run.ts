@@ -74,9 +74,27 @@ async function startMeshfed(): Promise<{ proc: ChildProcess; xds: number; admin:
   const [xds, admin] = [await freePort(), await freePort()];
   const proc = spawn(
     process.execPath,
-    [...(process.env['BENCH_PROF'] ? ['--cpu-prof', '--cpu-prof-dir', process.env['BENCH_PROF']] : []), '--import', 'tsx', 'src/cli/main.ts', 'serve', '--config', meshFile, '--enable-admin-api', '--log-level', 'warn', '--xds-address', `127.0.0.1:${xds}`, '--admin-address', `127.0.0.1:${admin}`, '--debug-address', '127.0.0.1:0',
+    [
+      ...(process.env['BENCH_PROF'] ? ['--cpu-prof', '--cpu-prof-dir', process.env['BENCH_PROF']] : []),
+      '--import',
+      'tsx',
+      'src/cli/main.ts',
+      'serve',
+      '--config',
+      meshFile,
+      '--enable-admin-api',
+      '--log-level',
+      'warn',
+      '--xds-address',
+      `127.0.0.1:${xds}`,
+      '--admin-address',
+      `127.0.0.1:${admin}`,
+      '--debug-address',
+      '127.0.0.1:0',
       // Every simulated proxy connects from 127.0.0.1.
-      '--max-connections-per-address', String(CLIENTS + 100)],
+      '--max-connections-per-address',
+      String(CLIENTS + 100),
+    ],
     { cwd: repo, stdio: ['ignore', 'inherit', 'inherit'] },
   );
   children.push(proc);
@@ -96,7 +114,10 @@ async function startMeshfed(): Promise<{ proc: ChildProcess; xds: number; admin:
 async function startBare(): Promise<{ proc: ChildProcess; xds: number }> {
   const xds = await freePort();
   // stdin carries churn changes (see bench/bare-server.ts).
-  const proc = spawn(process.execPath, ['--import', 'tsx', 'bench/bare-server.ts', meshFile, String(xds)], { cwd: repo, stdio: ['pipe', 'pipe', 'inherit'] });
+  const proc = spawn(process.execPath, ['--import', 'tsx', 'bench/bare-server.ts', meshFile, String(xds)], {
+    cwd: repo,
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
   children.push(proc);
   await new Promise<void>((resolve) => proc.stdout!.once('data', () => resolve()));
   return { proc, xds };
@@ -141,7 +162,8 @@ function adminClient(port: number): (services: object[]) => Promise<void> {
 async function metric(adminPort: number, name: string, filter = ''): Promise<number> {
   const text = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
   let sum = 0;
-  for (const line of text.split('\n')) if (line.startsWith(name) && line.includes(filter) && !line.startsWith('#')) sum += Number(line.split(' ').pop());
+  for (const line of text.split('\n'))
+    if (line.startsWith(name) && line.includes(filter) && !line.startsWith('#')) sum += Number(line.split(' ').pop());
   return sum;
 }
 
@@ -169,7 +191,13 @@ function pushReport(before: Record<string, number>, after: Record<string, number
 }
 
 /** Applies changes to distinct services at `rate` per second; returns delays until every client had each. */
-async function churn(apply: (s: object[]) => Promise<void>, fleet: Fleet, changes: number, rate: number, firstService: number): Promise<{ delays: number[]; missing: number }> {
+async function churn(
+  apply: (s: object[]) => Promise<void>,
+  fleet: Fleet,
+  changes: number,
+  rate: number,
+  firstService: number,
+): Promise<{ delays: number[]; missing: number }> {
   const sentAt = new Map<string, number>();
   const interval = 1000 / rate;
   const t0 = Date.now();
@@ -248,7 +276,14 @@ async function scenarioBare(): Promise<Report> {
   const byType = perClient(await bytesByType(fleet));
   stopFleet(fleet);
   bare.proc.kill('SIGKILL');
-  return { scenario: 'bare', allSynced: ok ? 'yes' : `no (${fleet.synced.length}/${CLIENTS})`, initialSyncMs: syncMs, ...byType, serverCpuS: end.cpuSeconds, serverPeakRss: end.peakRssBytes };
+  return {
+    scenario: 'bare',
+    allSynced: ok ? 'yes' : `no (${fleet.synced.length}/${CLIENTS})`,
+    initialSyncMs: syncMs,
+    ...byType,
+    serverCpuS: end.cpuSeconds,
+    serverPeakRss: end.peakRssBytes,
+  };
 }
 
 /** The churn baseline: the same changes as scenarioChurn, each fanned out once as the same bytes to every Delta stream. */
@@ -261,7 +296,8 @@ async function scenarioBareChurn(): Promise<Report> {
   const bytesBefore = await bytesByType(fleet);
   const rate = Number(args.rate);
   const changes = Number(args.duration) * rate;
-  const apply = (services: object[]): Promise<void> => new Promise((resolve) => bare.proc.stdin!.write(JSON.stringify({ services }) + '\n', () => resolve()));
+  const apply = (services: object[]): Promise<void> =>
+    new Promise((resolve) => bare.proc.stdin!.write(JSON.stringify({ services }) + '\n', () => resolve()));
   const { delays, missing } = await churn(apply, fleet, changes, rate, 101);
   const byType = perClient(await bytesByType(fleet), bytesBefore);
   const end = procStats(bare.proc.pid!);
@@ -339,12 +375,18 @@ async function scenarioSoak(): Promise<Report> {
   const fleet = await launchFleet(address, 'delta', CLIENTS, WORKERS, SERVICES, children);
   const ok = await within(() => fleet.synced.length === CLIENTS, 180_000);
   const apply = adminClient(server.xds);
-  const [duration, rate, sampleMs, rotateMs] = [Number(args.duration), Number(args.rate), Number(args.sample) * 1000, Number(args.rotate) * 1000];
+  const [duration, rate, sampleMs, rotateMs] = [
+    Number(args.duration),
+    Number(args.rate),
+    Number(args.sample) * 1000,
+    Number(args.rotate) * 1000,
+  ];
   // RSS from /proc, and V8's used heap from meshfed's default Prometheus metrics (what GC keeps).
   const series: Array<{ t: number; rss: number; heap: number }> = [];
   const t0 = Date.now();
   const heapUsed = (): Promise<number> => metric(server.admin, 'nodejs_heap_size_used_bytes');
-  const sample = async (): Promise<void> => void series.push({ t: (Date.now() - t0) / 1000, rss: procStats(pid).rssBytes, heap: await heapUsed() });
+  const sample = async (): Promise<void> =>
+    void series.push({ t: (Date.now() - t0) / 1000, rss: procStats(pid).rssBytes, heap: await heapUsed() });
   let [changes, rotations, joined, nextSample, nextRotate] = [0, 0, 0, t0, t0 + rotateMs];
   while (Date.now() < t0 + duration * 1000) {
     const now = Date.now();
@@ -416,15 +458,27 @@ function print(r: Report): void {
   console.log(`\n== ${r['scenario']} ==`);
   for (const [k, v] of Object.entries(r)) {
     if (k === 'scenario' || v === undefined) continue;
-    const shown = typeof v === 'number' ? (/Rss|Heap|bytes/i.test(k) ? mb(v) : /Ms$/.test(k) ? `${v.toFixed(0)} ms` : /CpuS$/.test(k) ? s(v * 1000) : Number.isInteger(v) ? String(v) : v.toFixed(2)) : v;
+    const shown =
+      typeof v === 'number'
+        ? /Rss|Heap|bytes/i.test(k)
+          ? mb(v)
+          : /Ms$/.test(k)
+            ? `${v.toFixed(0)} ms`
+            : /CpuS$/.test(k)
+              ? s(v * 1000)
+              : Number.isInteger(v)
+                ? String(v)
+                : v.toFixed(2)
+        : v;
     console.log(`  ${k.padEnd(28)} ${shown}`);
   }
 }
 
-
 const reports: Report[] = [];
 const which = args.scenario;
-console.log(`meshfed bench: ${CLIENTS} clients in ${WORKERS} processes, ${SERVICES} services × ${ENDPOINTS} endpoints, ${os.cpus().length} cores`);
+console.log(
+  `meshfed bench: ${CLIENTS} clients in ${WORKERS} processes, ${SERVICES} services × ${ENDPOINTS} endpoints, ${os.cpus().length} cores`,
+);
 if (which === 'scale' || which === 'all') {
   reports.push(await scenarioScale());
   print(reports.at(-1)!);

@@ -48,7 +48,10 @@ else worker();
 /** The store and the xDS server, as startMeshfed wires them for a plaintext port (no PKI: no secrets). */
 function serving(): { store: XdsStore; xds: XdsServer; listen: () => Promise<void> } {
   const metrics = new Metrics();
-  const store = new XdsStore([...createGenerators({ sdsConfig: 'ads' }), ...istioGenerators({ namespace: 'meshfed', trustDomain: '' })], metrics);
+  const store = new XdsStore(
+    [...createGenerators({ sdsConfig: 'ads' }), ...istioGenerators({ namespace: 'meshfed', trustDomain: '' })],
+    metrics,
+  );
   // Every simulated proxy connects from 127.0.0.1.
   const xds = new XdsServer({ store, observer: metrics, log, policy: meshStreamPolicy, limits: { maxConnectionsPerAddress: 1_000_000 } });
   const server = new grpc.Server({
@@ -58,7 +61,9 @@ function serving(): { store: XdsStore; xds: XdsServer; listen: () => Promise<voi
   });
   xds.register(server);
   const listen = (): Promise<void> =>
-    new Promise((resolve, reject) => server.bindAsync(`127.0.0.1:${PORT}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())));
+    new Promise((resolve, reject) =>
+      server.bindAsync(`127.0.0.1:${PORT}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())),
+    );
   return { store, xds, listen };
 }
 

@@ -44,7 +44,14 @@ const args = benchArgs(USAGE, ['sotw', 'delta'], {
   rate: '2',
 });
 const KIND = args.scenario as 'sotw' | 'delta';
-const [CLIENTS, SERVICES, ENDPOINTS, CHANGES, RATE, N] = [args.clients, args.services, args.endpoints, args.changes, args.rate, args.workers].map(Number) as [number, number, number, number, number, number];
+const [CLIENTS, SERVICES, ENDPOINTS, CHANGES, RATE, N] = [
+  args.clients,
+  args.services,
+  args.endpoints,
+  args.changes,
+  args.rate,
+  args.workers,
+].map(Number) as [number, number, number, number, number, number];
 const PER_PROC = Math.ceil(CLIENTS / Number(args['client-procs']));
 const CLIENT_PROCS = Math.ceil(CLIENTS / PER_PROC);
 
@@ -69,7 +76,10 @@ interface Server {
 
 async function startServer(workers: number): Promise<Server> {
   const port = await freePort();
-  const proc = spawn(process.execPath, ['--import', 'tsx', 'bench/workers-server.ts', meshFile, String(port), String(workers)], { cwd: repo, stdio: ['pipe', 'pipe', 'inherit'] });
+  const proc = spawn(process.execPath, ['--import', 'tsx', 'bench/workers-server.ts', meshFile, String(port), String(workers)], {
+    cwd: repo,
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
   children.push(proc);
   const waiting: Array<{ prefix: string; resolve: (rest: string) => void }> = [];
   createInterface({ input: proc.stdout! }).on('line', (l) => {
@@ -77,7 +87,9 @@ async function startServer(workers: number): Promise<Server> {
     if (i >= 0) waiting.splice(i, 1)[0]!.resolve(l.slice(l.indexOf(' ') + 1));
   });
   const line = (prefix: string): Promise<string> => new Promise((resolve) => waiting.push({ prefix, resolve }));
-  const exited = new Promise<never>((_, reject) => proc.once('exit', (code) => reject(new Error(`the server exited (${code}) before it was ready`))));
+  const exited = new Promise<never>((_, reject) =>
+    proc.once('exit', (code) => reject(new Error(`the server exited (${code}) before it was ready`))),
+  );
   const { pids } = JSON.parse(await Promise.race([line('ready'), exited])) as { pids: number[] };
   exited.catch(() => {}); // later exits are ours
   return { proc, address: `127.0.0.1:${port}`, pids, line, command: (cmd) => void proc.stdin!.write(JSON.stringify(cmd) + '\n') };
@@ -118,8 +130,15 @@ async function churn(server: Server, fleet: Fleet): Promise<{ delays: number[]; 
  * so the servers' stream counts show which process answered.
  */
 async function probe(address: string): Promise<{ hash: string; close(): void }> {
-  const client = new grpc.Client(address, grpc.credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1, 'grpc.max_receive_message_length': -1 });
-  const call = client.makeBidiStreamRequest<Buffer, Buffer>('/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources', (b) => b, (b) => b);
+  const client = new grpc.Client(address, grpc.credentials.createInsecure(), {
+    'grpc.use_local_subchannel_pool': 1,
+    'grpc.max_receive_message_length': -1,
+  });
+  const call = client.makeBidiStreamRequest<Buffer, Buffer>(
+    '/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources',
+    (b) => b,
+    (b) => b,
+  );
   const close = (): void => {
     call.cancel();
     client.close();
@@ -131,11 +150,20 @@ async function probe(address: string): Promise<{ hash: string; close(): void }> 
       const got = new Map<string, Buffer[]>();
       call.on('error', reject);
       call.on('data', (buf: Buffer) => {
-        const r = DiscoveryResponse.decode(buf) as unknown as { type_url: string; version_info: string; nonce: string; resources: Array<{ value: Uint8Array }> };
-        got.set(r.type_url, r.resources.map((a) => Buffer.from(a.value)));
+        const r = DiscoveryResponse.decode(buf) as unknown as {
+          type_url: string;
+          version_info: string;
+          nonce: string;
+          resources: Array<{ value: Uint8Array }>;
+        };
+        got.set(
+          r.type_url,
+          r.resources.map((a) => Buffer.from(a.value)),
+        );
         if (r.type_url === TypeUrl.Cluster) {
           request({ type_url: r.type_url, version_info: r.version_info, response_nonce: r.nonce });
-          if (!got.has(TypeUrl.Endpoint)) request({ type_url: TypeUrl.Endpoint, resource_names: Array.from({ length: SERVICES }, (_, i) => clusterName(i)) });
+          if (!got.has(TypeUrl.Endpoint))
+            request({ type_url: TypeUrl.Endpoint, resource_names: Array.from({ length: SERVICES }, (_, i) => clusterName(i)) });
         }
         if (got.get(TypeUrl.Cluster)?.length === SERVICES && got.get(TypeUrl.Endpoint)?.length === SERVICES) {
           const h = createHash('sha256');
@@ -175,7 +203,11 @@ async function probes(server: Server, workers: number): Promise<string> {
 /** CPU seconds of every server process (primary and workers), and the sum of their peak RSS. */
 function serverStats(s: Server): { cpu: number; primaryCpu: number; peakRss: number } {
   const all = s.pids.map(procStats);
-  return { cpu: all.reduce((a, p) => a + p.cpuSeconds, 0), primaryCpu: all[0]!.cpuSeconds, peakRss: all.reduce((a, p) => a + p.peakRssBytes, 0) };
+  return {
+    cpu: all.reduce((a, p) => a + p.cpuSeconds, 0),
+    primaryCpu: all[0]!.cpuSeconds,
+    peakRss: all.reduce((a, p) => a + p.peakRssBytes, 0),
+  };
 }
 
 async function measure(workers: number): Promise<Report> {
@@ -228,17 +260,24 @@ function print(r: Report): void {
   for (const [k, v] of Object.entries(r)) {
     if (k === 'mode' || v === undefined) continue;
     const shown =
-      typeof v !== 'number' ? v
-      : /Rss|bytes/i.test(k) ? `${(v / 1024 / 1024).toFixed(2)} MB`
-      : /Ms$/.test(k) ? `${v.toFixed(0)} ms`
-      : /CpuS$/.test(k) ? `${v.toFixed(2)} s`
-      : Number.isInteger(v) ? String(v)
-      : v.toFixed(1);
+      typeof v !== 'number'
+        ? v
+        : /Rss|bytes/i.test(k)
+          ? `${(v / 1024 / 1024).toFixed(2)} MB`
+          : /Ms$/.test(k)
+            ? `${v.toFixed(0)} ms`
+            : /CpuS$/.test(k)
+              ? `${v.toFixed(2)} s`
+              : Number.isInteger(v)
+                ? String(v)
+                : v.toFixed(1);
     console.log(`  ${k.padEnd(24)} ${shown}`);
   }
 }
 
-console.log(`meshfed workers bench: ${CLIENTS} ${KIND} clients in ${CLIENT_PROCS} processes, ${SERVICES} services × ${ENDPOINTS} endpoints, ${os.cpus().length} cores`);
+console.log(
+  `meshfed workers bench: ${CLIENTS} ${KIND} clients in ${CLIENT_PROCS} processes, ${SERVICES} services × ${ENDPOINTS} endpoints, ${os.cpus().length} cores`,
+);
 const reports: Report[] = [];
 for (const workers of N === 1 ? [1] : [1, N]) {
   reports.push(await measure(workers));
@@ -248,12 +287,21 @@ if (reports.length === 2) {
   const [one, many] = reports as [Report, Report];
   const throughput = Number(one['initialSyncMs']) / Number(many['initialSyncMs']);
   const hash = (r: Report, k: string): string => String(r[k]).split(' ')[0]!;
-  const same = ['resourcesAfterSync', 'resourcesAfterChanges'].every((k) => !hash(one, k).startsWith('DIFFER') && hash(one, k) === hash(many, k));
-  const was = (k: string, unit: string, digits = 0): string => `${Number(one[k]).toFixed(digits)} → ${Number(many[k]).toFixed(digits)} ${unit}`;
+  const same = ['resourcesAfterSync', 'resourcesAfterChanges'].every(
+    (k) => !hash(one, k).startsWith('DIFFER') && hash(one, k) === hash(many, k),
+  );
+  const was = (k: string, unit: string, digits = 0): string =>
+    `${Number(one[k]).toFixed(digits)} → ${Number(many[k]).toFixed(digits)} ${unit}`;
   console.log(`\n  same resources in both modes: ${same ? 'yes' : 'NO'}`);
-  console.log(`  1 → ${N} processes: initial sync ${was('initialSyncMs', 'ms')}, server CPU for it ${was('syncCpuS', 's', 2)}, change p99 ${was('changeP99Ms', 'ms')}`);
+  console.log(
+    `  1 → ${N} processes: initial sync ${was('initialSyncMs', 'ms')}, server CPU for it ${was('syncCpuS', 's', 2)}, change p99 ${was('changeP99Ms', 'ms')}`,
+  );
   console.log(`  serving throughput, ${N} processes ÷ 1: ${throughput.toFixed(2)}× (initial sync wall time)`);
-  const verdict = !same ? 'no verdict: the modes served different resources' : throughput >= ADOPT_AT ? `adopt (≥ ${ADOPT_AT}×)` : `do not adopt (< ${ADOPT_AT}×)`;
+  const verdict = !same
+    ? 'no verdict: the modes served different resources'
+    : throughput >= ADOPT_AT
+      ? `adopt (≥ ${ADOPT_AT}×)`
+      : `do not adopt (< ${ADOPT_AT}×)`;
   console.log(`  verdict${N === 2 ? '' : ` (the rule is for 2 processes; this is ${N})`}: ${verdict}`);
   reports.push({ mode: 'ratio', workers: N, throughput, same: same ? 'yes' : 'no', verdict });
 }

@@ -18,7 +18,9 @@ const tscFlags = args.filter((a) => a.startsWith('-'));
 
 fs.rmSync(out, { recursive: true, force: true });
 const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
-const res = spawnSync(process.execPath, [tsc, '-p', path.join(ROOT, 'tsconfig.build.json'), '--outDir', out, ...tscFlags], { stdio: 'inherit' });
+const res = spawnSync(process.execPath, [tsc, '-p', path.join(ROOT, 'tsconfig.build.json'), '--outDir', out, ...tscFlags], {
+  stdio: 'inherit',
+});
 if (res.status !== 0) {
   process.stderr.write(`build: tsc failed (${res.signal ?? `exit ${String(res.status)}`})\n`);
   process.exit(1);

@@ -43,13 +43,23 @@ const LISTENER = `${HOST}:8080`;
 const NODE = {
   id: 'sidecar~10.0.0.1~bystander.abc~abc.svc.cluster.local',
   user_agent_name: 'envoy',
-  metadata: { fields: { CLUSTER_ID: { stringValue: 'cluster-a' }, NETWORK: { stringValue: 'network-a' }, NAMESPACE: { stringValue: 'abc' } } },
+  metadata: {
+    fields: { CLUSTER_ID: { stringValue: 'cluster-a' }, NETWORK: { stringValue: 'network-a' }, NAMESPACE: { stringValue: 'abc' } },
+  },
 };
 
 function meshText(address: string): string {
   return JSON.stringify({
     clusters: [{ id: 'cluster-a', network: 'network-a', domain: 'cluster.local' }],
-    services: [{ name: 'foo', namespace: 'abc', cluster: 'cluster-a', ports: [{ name: 'grpc', port: 8080, protocol: 'GRPC' }], endpoints: [{ address }] }],
+    services: [
+      {
+        name: 'foo',
+        namespace: 'abc',
+        cluster: 'cluster-a',
+        ports: [{ name: 'grpc', port: 8080, protocol: 'GRPC' }],
+        endpoints: [{ address }],
+      },
+    ],
   });
 }
 
@@ -111,7 +121,12 @@ function randomNames(r: Rng): string[] {
 function randomNode(r: Rng): object | undefined {
   if (r.chance(0.2)) return undefined;
   if (r.chance(0.5)) return NODE;
-  return { id: randomString(r), cluster: randomString(r), user_agent_name: randomString(r), metadata: { fields: { [randomString(r)]: { stringValue: randomString(r) } } } };
+  return {
+    id: randomString(r),
+    cluster: randomString(r),
+    user_agent_name: randomString(r),
+    metadata: { fields: { [randomString(r)]: { stringValue: randomString(r) } } },
+  };
 }
 
 function validRequest(r: Rng, delta: boolean): Buffer {
@@ -122,7 +137,11 @@ function validRequest(r: Rng, delta: boolean): Buffer {
     ...(r.chance(0.1) && { error_detail: { code: r.int(17), message: randomString(r) } }),
   };
   if (!delta) {
-    const m = DiscoveryRequest.fromObject({ ...common, version_info: r.chance(0.5) ? '' : randomString(r), resource_names: randomNames(r) });
+    const m = DiscoveryRequest.fromObject({
+      ...common,
+      version_info: r.chance(0.5) ? '' : randomString(r),
+      resource_names: randomNames(r),
+    });
     return Buffer.from(DiscoveryRequest.encode(m).finish());
   }
   const m = DeltaDiscoveryRequest.fromObject({
@@ -167,7 +186,22 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzResult> {
   const [xds, admin, debug] = [await freePort(), await freePort(), await freePort()];
   const server: ChildProcess = spawn(
     process.execPath,
-    ['--import', 'tsx', 'src/cli/main.ts', 'serve', '--config', file, '--log-level', process.env['FUZZ_LOG'] ?? 'error', '--xds-address', `127.0.0.1:${xds}`, '--admin-address', `127.0.0.1:${admin}`, '--debug-address', `127.0.0.1:${debug}`],
+    [
+      '--import',
+      'tsx',
+      'src/cli/main.ts',
+      'serve',
+      '--config',
+      file,
+      '--log-level',
+      process.env['FUZZ_LOG'] ?? 'error',
+      '--xds-address',
+      `127.0.0.1:${xds}`,
+      '--admin-address',
+      `127.0.0.1:${admin}`,
+      '--debug-address',
+      `127.0.0.1:${debug}`,
+    ],
     { cwd: repo, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let output = '';
@@ -182,12 +216,22 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzResult> {
   let rssStart = 0;
   let rssPeak = 0;
   const fail = (why: string): never => {
-    throw new FuzzFailure(`fuzz failed (seed ${o.seed}, after ${cases} cases; last: ${lastCase}): ${why}\n--- server output (tail) ---\n${output}`);
+    throw new FuzzFailure(
+      `fuzz failed (seed ${o.seed}, after ${cases} cases; last: ${lastCase}): ${why}\n--- server output (tail) ---\n${output}`,
+    );
   };
   // Its own connection, as a real proxy has: the fuzzed clients share theirs.
   const bystanderClient = new RawXdsClient(`127.0.0.1:${xds}`, { 'grpc.use_local_subchannel_pool': 1 });
   try {
-    await until(() => fetch(`http://127.0.0.1:${admin}/readyz`).then((res) => res.ok, () => false), 30_000, () => fail(`meshfed did not start: ${server.exitCode}`));
+    await until(
+      () =>
+        fetch(`http://127.0.0.1:${admin}/readyz`).then(
+          (res) => res.ok,
+          () => false,
+        ),
+      30_000,
+      () => fail(`meshfed did not start: ${server.exitCode}`),
+    );
     const bystander = bystanderClient.sotw();
     bystander.send({ node: NODE, type_url: TypeUrl.Endpoint, resource_names: [CLUSTER] });
     /** Reads (and ACKs) the bystander's responses until one carries the address. */
@@ -198,11 +242,22 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzResult> {
         try {
           res = await bystander.next(Math.max(1, deadline - Date.now()));
         } catch (e) {
-          const syncz = await fetch(`http://127.0.0.1:${debug}/debug/syncz`).then((x) => x.text(), (x: Error) => x.message);
+          const syncz = await fetch(`http://127.0.0.1:${debug}/debug/syncz`).then(
+            (x) => x.text(),
+            (x: Error) => x.message,
+          );
           const i = syncz.indexOf('bystander');
-          return fail(`the bystander did not receive ${address}: ${(e as Error).message}; got ${bystander.responses.length}; status ${JSON.stringify(bystander.status)} syncz: ${syncz.slice(Math.max(0, i - 300), i + 600)}`);
+          return fail(
+            `the bystander did not receive ${address}: ${(e as Error).message}; got ${bystander.responses.length}; status ${JSON.stringify(bystander.status)} syncz: ${syncz.slice(Math.max(0, i - 300), i + 600)}`,
+          );
         }
-        bystander.send({ node: NODE, type_url: TypeUrl.Endpoint, resource_names: [CLUSTER], version_info: res.version_info, response_nonce: res.nonce });
+        bystander.send({
+          node: NODE,
+          type_url: TypeUrl.Endpoint,
+          resource_names: [CLUSTER],
+          version_info: res.version_info,
+          response_nonce: res.nonce,
+        });
         if (JSON.stringify(res.resources).includes(`"${address}"`)) return;
       }
     };
@@ -213,12 +268,16 @@ export async function runFuzz(o: FuzzOptions): Promise<FuzzResult> {
     const check = async (): Promise<void> => {
       if (server.exitCode !== null || server.signalCode !== null) fail(`meshfed exited (${server.exitCode ?? server.signalCode})`);
       for (const page of ['/healthz', '/metrics']) {
-        const got = await fetch(`http://127.0.0.1:${admin}${page}`, { signal: AbortSignal.timeout(5000) }).then((res) => res.status, (e: Error) => e.message);
+        const got = await fetch(`http://127.0.0.1:${admin}${page}`, { signal: AbortSignal.timeout(5000) }).then(
+          (res) => res.status,
+          (e: Error) => e.message,
+        );
         if (got !== 200) fail(`${page}: ${got}`);
       }
       const rss = procStats(server.pid!).rssBytes;
       rssPeak = Math.max(rssPeak, rss);
-      if (rss - rssStart > (o.maxRssGrowthMiB ?? 256) * MiB) fail(`RSS grew from ${(rssStart / MiB).toFixed(0)} to ${(rss / MiB).toFixed(0)} MiB`);
+      if (rss - rssStart > (o.maxRssGrowthMiB ?? 256) * MiB)
+        fail(`RSS grew from ${(rssStart / MiB).toFixed(0)} to ${(rss / MiB).toFixed(0)} MiB`);
       const address = `10.1.${(++updates >> 8) & 255}.${updates & 255}`;
       await writeFile(file, meshText(address));
       await sees(address);
@@ -277,12 +336,20 @@ async function until(cond: () => Promise<boolean>, timeoutMs: number, onTimeout:
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(path.resolve(process.argv[1])).href) {
-  const { values } = parseArgs({ options: { seconds: { type: 'string', default: '30' }, seed: { type: 'string' }, 'max-rss-growth-mib': { type: 'string', default: '256' } } });
+  const { values } = parseArgs({
+    options: {
+      seconds: { type: 'string', default: '30' },
+      seed: { type: 'string' },
+      'max-rss-growth-mib': { type: 'string', default: '256' },
+    },
+  });
   const seed = values.seed !== undefined ? Number(values.seed) : Date.now() % 2 ** 31;
   console.log(`meshfed fuzz: seed ${seed}, ${values.seconds} s (replay: npm run fuzz -- --seconds ${values.seconds} --seed ${seed})`);
   try {
     const res = await runFuzz({ seconds: Number(values.seconds), seed, maxRssGrowthMiB: Number(values['max-rss-growth-mib']) });
-    console.log(`ok: ${res.cases} cases, ${res.bystanderUpdates} bystander updates, server RSS ${res.rssStartMiB.toFixed(0)} → peak ${res.rssPeakMiB.toFixed(0)} MiB`);
+    console.log(
+      `ok: ${res.cases} cases, ${res.bystanderUpdates} bystander updates, server RSS ${res.rssStartMiB.toFixed(0)} → peak ${res.rssPeakMiB.toFixed(0)} MiB`,
+    );
     process.exit(0);
   } catch (e) {
     console.error(e instanceof FuzzFailure ? e.message : e);

@@ -12,7 +12,17 @@ import { createGenerators } from './generate/index.js';
 import { istioGenerators } from './generate/istio.js';
 import { PENDING, type WorkloadSecrets } from './generate/sds.js';
 import { TypeUrl } from './envoy/protos.js';
-import { CertificateAuthority, type CaStore, type KeyType, parseSpiffeId, serveSpiffeBundle, SPIFFE_BUNDLE_PATH, spiffeId, TrustBundles, WorkloadCertCache } from './pki/index.js';
+import {
+  CertificateAuthority,
+  type CaStore,
+  type KeyType,
+  parseSpiffeId,
+  serveSpiffeBundle,
+  SPIFFE_BUNDLE_PATH,
+  spiffeId,
+  TrustBundles,
+  WorkloadCertCache,
+} from './pki/index.js';
 import { MeshAuthenticator, TokenReviewer } from './auth/authenticators.js';
 import { registerIstioCa } from './auth/istio-ca.js';
 import { meshStreamPolicy } from './auth/policy.js';
@@ -122,7 +132,12 @@ export interface FederationOptions {
 
 // A peer accepts our tokens only once it has fetched our public.json (its allow-list): federating needs this
 // cluster's exporter, and the exporter brings the identity that mints them.
-const NO_MINTER: TokenMinter = () => Promise.reject(new Error('no cluster identity to sign with: start meshfed with --metadata-address (peers authenticate this cluster by the key it publishes there)'));
+const NO_MINTER: TokenMinter = () =>
+  Promise.reject(
+    new Error(
+      'no cluster identity to sign with: start meshfed with --metadata-address (peers authenticate this cluster by the key it publishes there)',
+    ),
+  );
 
 export interface MeshfedPki {
   readonly ca: CertificateAuthority;
@@ -166,16 +181,21 @@ export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> 
   // An admin identity with a typo would never match, silently: only ids a mesh-CA certificate can carry.
   const td = opts.pki?.trustDomain;
   const badAdmin = opts.xdsTls && opts.adminIdentities?.find((id) => parseSpiffeId(id)?.trustDomain !== td);
-  if (badAdmin) throw new Error(`--admin-identities: "${badAdmin}" is not a SPIFFE id of trust domain ${td} (spiffe://${td}/ns/<namespace>/sa/<service account>)`);
+  if (badAdmin)
+    throw new Error(
+      `--admin-identities: "${badAdmin}" is not a SPIFFE id of trust domain ${td} (spiffe://${td}/ns/<namespace>/sa/<service account>)`,
+    );
   const log = opts.log ?? createLogger();
   const metrics = new Metrics();
-  const lease = opts.kube && (await LeaseLeadership.start({
-    kubeConfig: localKubeConfig(opts.kube.kubeconfig),
-    namespace: opts.kube.namespace ?? KUBE_DEFAULTS.namespace,
-    identity: opts.lease?.identity ?? defaultIdentity(),
-    durationMs: opts.lease?.durationMs,
-    log: log.child({ module: 'leader' }),
-  }));
+  const lease =
+    opts.kube &&
+    (await LeaseLeadership.start({
+      kubeConfig: localKubeConfig(opts.kube.kubeconfig),
+      namespace: opts.kube.namespace ?? KUBE_DEFAULTS.namespace,
+      identity: opts.lease?.identity ?? defaultIdentity(),
+      durationMs: opts.lease?.durationMs,
+      log: log.child({ module: 'leader' }),
+    }));
   const leadership = lease || SOLE_LEADER;
   const pki = opts.pki && (await openPki(opts.pki, leadership, log));
   const istio = {
@@ -216,11 +236,21 @@ export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> 
     fetchTimeoutMs: fed.fetchTimeoutMs ?? PEER_DEFAULTS.fetchTimeoutMs,
     maxPublicBytes: PEER_DEFAULTS.maxPublicBytes,
     maxPrivateBytes: PEER_DEFAULTS.maxPrivateBytes,
-    source: new FederationSource(registry, { ...KUBE_DEFAULTS.remote, ...opts.kube?.remote, ...fed.remote }, log.child({ module: 'federation-source' })),
+    source: new FederationSource(
+      registry,
+      { ...KUBE_DEFAULTS.remote, ...opts.kube?.remote, ...fed.remote },
+      log.child({ module: 'federation-source' }),
+    ),
     apiToken: fed.apiToken,
     // The token in a peer's remote Secret is one this cluster minted (verified with its own key) before a restart.
-    storedApiToken: (peer, aud) => (remoteSecretWriter && alliance ? remoteSecretWriter.storedToken(peer, aud, alliance.authnKeyPub, fed.apiToken ?? DECKHOUSE_API_TOKEN) : Promise.resolve(undefined)),
-    multiclusterOrigins: [...(opts.config ? ['file' as const] : []), ...(opts.kube && fed.watchMulticlusterCrs !== false ? ['kube' as const] : [])],
+    storedApiToken: (peer, aud) =>
+      remoteSecretWriter && alliance
+        ? remoteSecretWriter.storedToken(peer, aud, alliance.authnKeyPub, fed.apiToken ?? DECKHOUSE_API_TOKEN)
+        : Promise.resolve(undefined),
+    multiclusterOrigins: [
+      ...(opts.config ? ['file' as const] : []),
+      ...(opts.kube && fed.watchMulticlusterCrs !== false ? ['kube' as const] : []),
+    ],
     log: log.child({ module: 'peers' }),
   });
   registerPeerMetrics(metrics.registry, () => peers.rows());
@@ -228,25 +258,30 @@ export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> 
   let fileSource: FileSource | undefined;
   if (opts.config) {
     let lastError: MeshFileError | null = null;
-    const src: FileSource = new FileSource(opts.config, (mesh) => {
-      registry.setSource(src.source, mesh);
-      peers.setPeers('file', mesh.federations);
-      peers.setPeers('file', mesh.multiclusters, 'multicluster');
-    }, {
-      log: log.child({ module: 'file-source' }),
-      maxBytes: opts.maxConfigBytes,
-      onError: (err) => {
-        lastError = err;
-        metrics.configValid.set({ source: src.source }, err ? 0 : 1);
-        if (err) metrics.configErrors.inc({ source: src.source });
+    const src: FileSource = new FileSource(
+      opts.config,
+      (mesh) => {
+        registry.setSource(src.source, mesh);
+        peers.setPeers('file', mesh.federations);
+        peers.setPeers('file', mesh.multiclusters, 'multicluster');
       },
-    });
+      {
+        log: log.child({ module: 'file-source' }),
+        maxBytes: opts.maxConfigBytes,
+        onError: (err) => {
+          lastError = err;
+          metrics.configValid.set({ source: src.source }, err ? 0 : 1);
+          if (err) metrics.configErrors.inc({ source: src.source });
+        },
+      },
+    );
     fileSource = src;
     await src.start(); // the first read must succeed: there is no last good state yet
     metrics.configValid.set({ source: src.source }, 1);
     readiness.push({
       name: src.source,
-      check: () => (lastError ? { ready: true, detail: `serving the last good state; rejected edit: ${lastError.message}` } : { ready: true }),
+      check: () =>
+        lastError ? { ready: true, detail: `serving the last good state; rejected edit: ${lastError.message}` } : { ready: true },
     });
   } else if (!opts.kube) {
     registry.setSource(DEFAULT_MESH_SOURCE, meshToSource(loadDefaultMesh(), DEFAULT_MESH_SOURCE));
@@ -255,11 +290,21 @@ export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> 
   let kube: KubeSource | undefined;
   let remoteSecretWriter: RemoteSecretWriter | undefined;
   if (opts.kube) {
-    const k = (kube = new KubeSource({ ...KUBE_DEFAULTS, ...opts.kube, remote: { ...KUBE_DEFAULTS.remote, ...opts.kube.remote } }, registry, log.child({ module: 'kube' }), metrics));
+    const k = (kube = new KubeSource(
+      { ...KUBE_DEFAULTS, ...opts.kube, remote: { ...KUBE_DEFAULTS.remote, ...opts.kube.remote } },
+      registry,
+      log.child({ module: 'kube' }),
+      metrics,
+    ));
     k.start();
     // Multicluster peers' clusters are remote clusters like the Secrets' (the kube source's second input).
     const writer = fed.writeRemoteSecrets
-      ? (remoteSecretWriter = new RemoteSecretWriter(localKubeConfig(opts.kube.kubeconfig), fed.writeRemoteSecrets, () => leadership.isLeader(), log.child({ module: 'remote-secret-writer' })))
+      ? (remoteSecretWriter = new RemoteSecretWriter(
+          localKubeConfig(opts.kube.kubeconfig),
+          fed.writeRemoteSecrets,
+          () => leadership.isLeader(),
+          log.child({ module: 'remote-secret-writer' }),
+        ))
       : undefined;
     peers.useRemoteClusters({
       setPeerRemotes: (r, declared) => {
@@ -271,13 +316,22 @@ export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> 
     });
     readiness.push({ name: 'kubernetes', check: () => k.readiness() });
     metrics.remoteClusters(CLUSTER_STATES, () =>
-      k.clusters().clusters.filter((c) => c.role === 'remote').map((c) => ({ ...c, heldServices: c.heldUpdates.services })),
+      k
+        .clusters()
+        .clusters.filter((c) => c.role === 'remote')
+        .map((c) => ({ ...c, heldServices: c.heldUpdates.services })),
     );
   }
   let serviceEntries: ServiceEntrySource | undefined;
   if (opts.kube && opts.kube.serviceEntries !== false) {
     const k = { ...KUBE_DEFAULTS, ...opts.kube };
-    serviceEntries = new ServiceEntrySource(localKubeConfig(opts.kube.kubeconfig), { clusterId: k.clusterId, localDomain: k.clusterDomain }, registry, log.child({ module: 'serviceentries' }), metrics);
+    serviceEntries = new ServiceEntrySource(
+      localKubeConfig(opts.kube.kubeconfig),
+      { clusterId: k.clusterId, localDomain: k.clusterDomain },
+      registry,
+      log.child({ module: 'serviceentries' }),
+      metrics,
+    );
     serviceEntries.start();
   }
   let federations: IstioPeerWatch | undefined;
@@ -288,7 +342,11 @@ export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> 
   }
   let multiclusters: IstioPeerWatch | undefined;
   if (opts.kube && fed.watchMulticlusterCrs !== false) {
-    multiclusters = new IstioPeerWatch(localKubeConfig(opts.kube.kubeconfig), log.child({ module: 'istiomulticlusters' }), 'IstioMulticluster');
+    multiclusters = new IstioPeerWatch(
+      localKubeConfig(opts.kube.kubeconfig),
+      log.child({ module: 'istiomulticlusters' }),
+      'IstioMulticluster',
+    );
     peers.useStatusSink(multiclusters, 'multicluster');
     multiclusters.start(peers);
   }
@@ -333,7 +391,14 @@ export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> 
     peers.pollAll();
   }
 
-  const xds = new XdsServer({ store, observer: metrics, log: log.child({ module: 'xds' }), policy: meshStreamPolicy, sendBudgetBytes: opts.sendBudgetBytes, limits: opts.xdsLimits });
+  const xds = new XdsServer({
+    store,
+    observer: metrics,
+    log: log.child({ module: 'xds' }),
+    policy: meshStreamPolicy,
+    sendBudgetBytes: opts.sendBudgetBytes,
+    limits: opts.xdsLimits,
+  });
   const maxRequestBytes = opts.xdsLimits?.maxRequestBytes ?? XDS_LIMITS.maxRequestBytes;
   const grpcServer = new grpc.Server({
     // The admin API's whole-mesh requests may be larger; xDS requests are still held to the limit.
@@ -345,11 +410,17 @@ export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> 
   xds.register(grpcServer, authenticator);
   if (pki && authenticator instanceof MeshAuthenticator) {
     // istio-agent's CA API (CA_ADDR), authenticated as SDS is: only on the TLS port.
-    registerIstioCa(grpcServer, { ca: pki.ca, auth: authenticator, clusterId: opts.kube?.clusterId ?? opts.clusterId ?? KUBE_DEFAULTS.clusterId, log: log.child({ module: 'istio-ca' }) });
+    registerIstioCa(grpcServer, {
+      ca: pki.ca,
+      auth: authenticator,
+      clusterId: opts.kube?.clusterId ?? opts.clusterId ?? KUBE_DEFAULTS.clusterId,
+      log: log.child({ module: 'istio-ca' }),
+    });
   }
   if (opts.enableAdminApi) {
     const admins = opts.xdsTls ? (opts.adminIdentities ?? []) : undefined;
-    if (!admins) log.warn('the admin API (meshfed.v1.AdminService) is enabled on a plaintext port: anyone who reaches it can change the mesh');
+    if (!admins)
+      log.warn('the admin API (meshfed.v1.AdminService) is enabled on a plaintext port: anyone who reaches it can change the mesh');
     else if (admins.length === 0) log.warn('the admin API is enabled on a TLS port without --admin-identities: every call is refused');
     registerAdminApi(grpcServer, registry, log.child({ module: 'admin-api' }), {
       authenticator: admins && authenticator,
@@ -357,11 +428,24 @@ export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> 
       allowSecrets: opts.adminApiAllowSecrets ?? false,
     });
   }
-  const xdsPort = await bind('--xds-address', grpcServer, `${opts.xdsHost ?? DEFAULTS.xdsHost}:${opts.xdsPort ?? DEFAULTS.xdsPort}`, credentials);
+  const xdsPort = await bind(
+    '--xds-address',
+    grpcServer,
+    `${opts.xdsHost ?? DEFAULTS.xdsHost}:${opts.xdsPort ?? DEFAULTS.xdsPort}`,
+    credentials,
+  );
   let xdsPlaintextPort: number | undefined;
   if (plaintextServer) {
-    xds.register(plaintextServer, new PlaintextAuthenticator(opts.insecureDevIdentity ? (pki?.ca.trustDomain ?? DEV_TRUST_DOMAIN) : undefined));
-    xdsPlaintextPort = await bind('--xds-plaintext-address', plaintextServer, `${opts.xdsPlaintextHost ?? DEFAULTS.xdsHost}:${opts.xdsPlaintextPort ?? 0}`, grpc.ServerCredentials.createInsecure());
+    xds.register(
+      plaintextServer,
+      new PlaintextAuthenticator(opts.insecureDevIdentity ? (pki?.ca.trustDomain ?? DEV_TRUST_DOMAIN) : undefined),
+    );
+    xdsPlaintextPort = await bind(
+      '--xds-plaintext-address',
+      plaintextServer,
+      `${opts.xdsPlaintextHost ?? DEFAULTS.xdsHost}:${opts.xdsPlaintextPort ?? 0}`,
+      grpc.ServerCredentials.createInsecure(),
+    );
   }
 
   const debugHost = opts.debugHost ?? DEFAULTS.debugHost;
@@ -370,7 +454,9 @@ export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> 
       streams: () => xds.streams,
       pages: {
         '/debug/mesh': () => ({ ...describeMesh(registry), ...(serviceEntries && { serviceEntries: serviceEntries.status() }) }),
-        '/debug/clusters': kube ? () => kube.clusters() : new NeedsFlag('/debug/clusters shows Kubernetes discovery: start meshfed with --kube (or --kubeconfig <file>)'),
+        '/debug/clusters': kube
+          ? () => kube.clusters()
+          : new NeedsFlag('/debug/clusters shows Kubernetes discovery: start meshfed with --kube (or --kubeconfig <file>)'),
         '/debug/peers': () => ({ peers: peers.rows() }),
       },
       noSecrets: pki ? undefined : 'meshfed serves no secrets: the mesh CA is off (start meshfed with --trust-domain <td>)',
@@ -379,7 +465,9 @@ export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> 
   );
   // Embedded (tests, harnesses) without a debug port: any free one, so several instances never collide on the
   // CLI's fixed default.
-  const debugPort = await debug.listen(debugHost, opts.debugPort ?? 0).catch(listenError('--debug-address', `${debugHost}:${opts.debugPort ?? 0}`));
+  const debugPort = await debug
+    .listen(debugHost, opts.debugPort ?? 0)
+    .catch(listenError('--debug-address', `${debugHost}:${opts.debugPort ?? 0}`));
   const admin = new HttpPages(
     adminRoutes({
       metrics,
@@ -387,14 +475,18 @@ export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> 
       // The local trust domain's SPIFFE bundle (JWKS), for peers to poll.
       bundle: [
         SPIFFE_BUNDLE_PATH,
-        pki ? (_url, req, res) => serveSpiffeBundle(pki.bundles, req, res) : new NeedsFlag('the SPIFFE bundle needs the mesh CA: start meshfed with --trust-domain <td>'),
+        pki
+          ? (_url, req, res) => serveSpiffeBundle(pki.bundles, req, res)
+          : new NeedsFlag('the SPIFFE bundle needs the mesh CA: start meshfed with --trust-domain <td>'),
       ],
     }),
     log.child({ module: 'admin' }),
     adminNotFound(`${debugHost}:${debugPort}`),
   );
   const adminHost = opts.adminHost ?? DEFAULTS.adminHost;
-  const adminPort = await admin.listen(adminHost, opts.adminPort ?? DEFAULTS.adminPort).catch(listenError('--admin-address', `${adminHost}:${opts.adminPort ?? DEFAULTS.adminPort}`));
+  const adminPort = await admin
+    .listen(adminHost, opts.adminPort ?? DEFAULTS.adminPort)
+    .catch(listenError('--admin-address', `${adminHost}:${opts.adminPort ?? DEFAULTS.adminPort}`));
 
   let stopping: Promise<void> | undefined;
   const stop = (graceMs = 5000): Promise<void> =>
@@ -431,7 +523,19 @@ export async function startMeshfed(opts: MeshfedOptions = {}): Promise<Meshfed> 
       await alliance?.close();
     })());
 
-  log.info({ xdsPort, xdsPlaintextPort, xdsTls: !!opts.xdsTls, adminPort, debugPort, metadataPort: alliance?.metadataPort, apiProxyPort: alliance?.apiProxyPort, config: opts.config ?? DEFAULT_MESH_SOURCE }, 'meshfed is serving');
+  log.info(
+    {
+      xdsPort,
+      xdsPlaintextPort,
+      xdsTls: !!opts.xdsTls,
+      adminPort,
+      debugPort,
+      metadataPort: alliance?.metadataPort,
+      apiProxyPort: alliance?.apiProxyPort,
+      config: opts.config ?? DEFAULT_MESH_SOURCE,
+    },
+    'meshfed is serving',
+  );
   return { xdsPort, xdsPlaintextPort, adminPort, debugPort, pki, leadership, registry, store, xds, metrics, log, alliance, peers, stop };
 }
 
@@ -450,7 +554,12 @@ async function openPki(o: NonNullable<MeshfedOptions['pki']>, leadership: Leader
     onStoreError: (err) => caLog.warn(err.message),
     onWaiting: () => caLog.info({ store: o.caStore.describe }, 'waiting for the leader to create the CA'),
   });
-  ca.onChange(() => caLog.info({ store: o.caStore.describe, roots: ca.roots.length, next: ca.nextRoot !== undefined, generation: ca.generation }, 'CA roots or signer changed'));
+  ca.onChange(() =>
+    caLog.info(
+      { store: o.caStore.describe, roots: ca.roots.length, next: ca.nextRoot !== undefined, generation: ca.generation },
+      'CA roots or signer changed',
+    ),
+  );
   const certs = new WorkloadCertCache(ca, { ttlMs: o.workloadTtlMs, log: log.child({ module: 'workload-certs' }) });
   return { ca, certs, bundles: new TrustBundles(ca, { log: log.child({ module: 'trust-bundles' }) }) };
 }
@@ -475,9 +584,15 @@ function xdsTransport(
   pki: MeshfedPki | undefined,
   log: Logger,
   maxRequestBytes: number,
-): { credentials: grpc.ServerCredentials; plaintextServer: grpc.Server | undefined; authenticator: MeshAuthenticator | PlaintextAuthenticator } {
+): {
+  credentials: grpc.ServerCredentials;
+  plaintextServer: grpc.Server | undefined;
+  authenticator: MeshAuthenticator | PlaintextAuthenticator;
+} {
   if (opts.insecureDevIdentity) {
-    log.warn('--insecure-dev-identity: plaintext xDS streams get the secrets of whatever identity their node metadata claims; never use this outside development');
+    log.warn(
+      '--insecure-dev-identity: plaintext xDS streams get the secrets of whatever identity their node metadata claims; never use this outside development',
+    );
   }
   if (!opts.xdsTls) {
     if (opts.tokenReview) log.warn('service-account tokens are only accepted over TLS (--xds-tls); the plaintext xDS port ignores them');
@@ -494,14 +609,23 @@ function xdsTransport(
   ca.onChange(() => credentials.refresh());
   const tokens =
     opts.tokenReview &&
-    new TokenReviewer({ kubeConfig: opts.tokenReview.kubeConfig, trustDomain: ca.trustDomain, audience: opts.tokenReview.audience ?? 'istio-ca', log: log.child({ module: 'token-review' }) });
+    new TokenReviewer({
+      kubeConfig: opts.tokenReview.kubeConfig,
+      trustDomain: ca.trustDomain,
+      audience: opts.tokenReview.audience ?? 'istio-ca',
+      log: log.child({ module: 'token-review' }),
+    });
   const plaintext =
-    opts.xdsPlaintextPort !== undefined ? new grpc.Server({ 'grpc.keepalive_permit_without_calls': 1, 'grpc.max_receive_message_length': maxRequestBytes }) : undefined;
+    opts.xdsPlaintextPort !== undefined
+      ? new grpc.Server({ 'grpc.keepalive_permit_without_calls': 1, 'grpc.max_receive_message_length': maxRequestBytes })
+      : undefined;
   return { credentials, plaintextServer: plaintext, authenticator: new MeshAuthenticator(ca.trustDomain, tokens) };
 }
 
 function bind(flag: string, server: grpc.Server, address: string, credentials: grpc.ServerCredentials): Promise<number> {
-  return new Promise<number>((resolve, reject) => server.bindAsync(address, credentials, (err, port) => (err ? reject(err) : resolve(port)))).catch(listenError(flag, address));
+  return new Promise<number>((resolve, reject) =>
+    server.bindAsync(address, credentials, (err, port) => (err ? reject(err) : resolve(port))),
+  ).catch(listenError(flag, address));
 }
 
 const LISTEN_ERRORS: Readonly<Record<string, string>> = {

@@ -21,10 +21,30 @@ const KNOWN_UNSERVED = new Set([
 
 export class Metrics implements XdsObserver {
   readonly registry = new client.Registry();
-  private readonly proxies = new client.Gauge({ name: 'meshfed_xds_connected_proxies', help: 'Open xDS streams', labelNames: ['kind'], registers: [this.registry] });
-  private readonly pushes = new client.Counter({ name: 'meshfed_xds_pushes_total', help: 'Responses written', labelNames: ['type'], registers: [this.registry] });
-  private readonly bytes = new client.Counter({ name: 'meshfed_xds_pushed_bytes_total', help: 'Response bytes written', labelNames: ['type'], registers: [this.registry] });
-  private readonly pushedResources = new client.Counter({ name: 'meshfed_xds_pushed_resources_total', help: 'Resources in written responses', labelNames: ['type'], registers: [this.registry] });
+  private readonly proxies = new client.Gauge({
+    name: 'meshfed_xds_connected_proxies',
+    help: 'Open xDS streams',
+    labelNames: ['kind'],
+    registers: [this.registry],
+  });
+  private readonly pushes = new client.Counter({
+    name: 'meshfed_xds_pushes_total',
+    help: 'Responses written',
+    labelNames: ['type'],
+    registers: [this.registry],
+  });
+  private readonly bytes = new client.Counter({
+    name: 'meshfed_xds_pushed_bytes_total',
+    help: 'Response bytes written',
+    labelNames: ['type'],
+    registers: [this.registry],
+  });
+  private readonly pushedResources = new client.Counter({
+    name: 'meshfed_xds_pushed_resources_total',
+    help: 'Resources in written responses',
+    labelNames: ['type'],
+    registers: [this.registry],
+  });
   private readonly latency = new client.Histogram({
     name: 'meshfed_xds_push_latency_seconds',
     help: 'From a change in a source to the response that carries it, debounce included',
@@ -32,17 +52,41 @@ export class Metrics implements XdsObserver {
     buckets: [0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.5, 1, 2.5, 5, 10, 30],
     registers: [this.registry],
   });
-  private readonly nacks = new client.Counter({ name: 'meshfed_xds_nacks_total', help: 'Responses proxies rejected', labelNames: ['type'], registers: [this.registry] });
-  private readonly unknown = new client.Counter({ name: 'meshfed_xds_unknown_type_requests_total', help: 'Requests for types meshfed does not serve', labelNames: ['type_url'], registers: [this.registry] });
+  private readonly nacks = new client.Counter({
+    name: 'meshfed_xds_nacks_total',
+    help: 'Responses proxies rejected',
+    labelNames: ['type'],
+    registers: [this.registry],
+  });
+  private readonly unknown = new client.Counter({
+    name: 'meshfed_xds_unknown_type_requests_total',
+    help: 'Requests for types meshfed does not serve',
+    labelNames: ['type_url'],
+    registers: [this.registry],
+  });
   private readonly limits = new client.Counter({
     name: 'meshfed_xds_limited_total',
     help: 'Requests and streams refused, or streams closed, at a limit (request-bytes, names, name-bytes, streams-per-connection, connections-per-address, idle-write-timeout)',
     labelNames: ['limit'],
     registers: [this.registry],
   });
-  private readonly malformedRequests = new client.Counter({ name: 'meshfed_xds_malformed_requests_total', help: 'Requests that could not be decoded', registers: [this.registry] });
-  private readonly encodes = new client.Counter({ name: 'meshfed_xds_resource_encodes_total', help: 'Resources encoded; changed="false" when the bytes came out the same', labelNames: ['type', 'changed'], registers: [this.registry] });
-  private readonly resourceCount = new client.Gauge({ name: 'meshfed_xds_resources', help: 'Resources held in the store, across views', labelNames: ['type'], registers: [this.registry] });
+  private readonly malformedRequests = new client.Counter({
+    name: 'meshfed_xds_malformed_requests_total',
+    help: 'Requests that could not be decoded',
+    registers: [this.registry],
+  });
+  private readonly encodes = new client.Counter({
+    name: 'meshfed_xds_resource_encodes_total',
+    help: 'Resources encoded; changed="false" when the bytes came out the same',
+    labelNames: ['type', 'changed'],
+    registers: [this.registry],
+  });
+  private readonly resourceCount = new client.Gauge({
+    name: 'meshfed_xds_resources',
+    help: 'Resources held in the store, across views',
+    labelNames: ['type'],
+    registers: [this.registry],
+  });
   private readonly denials = new client.Counter({
     name: 'meshfed_xds_denied_total',
     help: 'Streams refused: bad credentials (UNAUTHENTICATED), credentials that cannot be checked now (UNAVAILABLE), or a secret of another identity (PERMISSION_DENIED)',
@@ -55,15 +99,51 @@ export class Metrics implements XdsObserver {
     labelNames: ['reason'],
     registers: [this.registry],
   });
-  readonly configErrors = new client.Counter({ name: 'meshfed_config_errors_total', help: 'Rejected configuration loads', labelNames: ['source'], registers: [this.registry] });
-  readonly configValid = new client.Gauge({ name: 'meshfed_config_valid', help: '1 if the source\'s latest configuration was accepted', labelNames: ['source'], registers: [this.registry] });
+  readonly configErrors = new client.Counter({
+    name: 'meshfed_config_errors_total',
+    help: 'Rejected configuration loads',
+    labelNames: ['source'],
+    registers: [this.registry],
+  });
+  readonly configValid = new client.Gauge({
+    name: 'meshfed_config_valid',
+    help: "1 if the source's latest configuration was accepted",
+    labelNames: ['source'],
+    registers: [this.registry],
+  });
 
-  private readonly kubeRejected = new client.Counter({ name: 'meshfed_kube_rejected_objects_total', help: 'Objects from an apiserver rejected (bad JSON, wrong kind, malformed, oversized)', labelNames: ['cluster', 'kind', 'reason'], registers: [this.registry] });
+  private readonly kubeRejected = new client.Counter({
+    name: 'meshfed_kube_rejected_objects_total',
+    help: 'Objects from an apiserver rejected (bad JSON, wrong kind, malformed, oversized)',
+    labelNames: ['cluster', 'kind', 'reason'],
+    registers: [this.registry],
+  });
   private readClusters: () => readonly ClusterGauges[] = () => [];
-  private readonly clusterState = new client.Gauge({ name: 'meshfed_remote_cluster_state', help: '1 for the state each remote cluster is in', labelNames: ['cluster', 'state'], registers: [this.registry], collect: () => this.fillClusterGauges() });
-  private readonly clusterEndpoints = new client.Gauge({ name: 'meshfed_remote_cluster_endpoints', help: 'Endpoints accepted from each remote cluster', labelNames: ['cluster'], registers: [this.registry] });
-  private readonly clusterStaleness = new client.Gauge({ name: 'meshfed_remote_cluster_staleness_seconds', help: 'How long each remote cluster has been unreachable (0 when reachable)', labelNames: ['cluster'], registers: [this.registry] });
-  private readonly clusterHeld = new client.Gauge({ name: 'meshfed_remote_cluster_held_updates', help: 'Services whose mass withdrawal is held until confirmed, per remote cluster', labelNames: ['cluster'], registers: [this.registry] });
+  private readonly clusterState = new client.Gauge({
+    name: 'meshfed_remote_cluster_state',
+    help: '1 for the state each remote cluster is in',
+    labelNames: ['cluster', 'state'],
+    registers: [this.registry],
+    collect: () => this.fillClusterGauges(),
+  });
+  private readonly clusterEndpoints = new client.Gauge({
+    name: 'meshfed_remote_cluster_endpoints',
+    help: 'Endpoints accepted from each remote cluster',
+    labelNames: ['cluster'],
+    registers: [this.registry],
+  });
+  private readonly clusterStaleness = new client.Gauge({
+    name: 'meshfed_remote_cluster_staleness_seconds',
+    help: 'How long each remote cluster has been unreachable (0 when reachable)',
+    labelNames: ['cluster'],
+    registers: [this.registry],
+  });
+  private readonly clusterHeld = new client.Gauge({
+    name: 'meshfed_remote_cluster_held_updates',
+    help: 'Services whose mass withdrawal is held until confirmed, per remote cluster',
+    labelNames: ['cluster'],
+    registers: [this.registry],
+  });
 
   constructor() {
     client.collectDefaultMetrics({ register: this.registry });

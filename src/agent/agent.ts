@@ -97,7 +97,10 @@ export function startAgent(o: AgentOptions): Agent {
     await mkdir(path.join(o.outDir, 'roots'), { recursive: true });
     if (u.bundles) {
       bundles = u.bundles;
-      await write(...[...bundles].map(([td, pem]): [string, string] => [files.rootsOf(td), pem]), [files.roots, pemBlob([...bundles.values()])]);
+      await write(...[...bundles].map(([td, pem]): [string, string] => [files.rootsOf(td), pem]), [
+        files.roots,
+        pemBlob([...bundles.values()]),
+      ]);
       o.log.info({ trustDomains: [...bundles.keys()] }, 'trust bundle written');
     }
     if (u.cert) {
@@ -130,7 +133,13 @@ export function startAgent(o: AgentOptions): Agent {
     onUpdate,
   });
   sds.start();
-  const csr = o.csr ? startCsrClient(o, (u) => onUpdate(u), () => learnt) : undefined;
+  const csr = o.csr
+    ? startCsrClient(
+        o,
+        (u) => onUpdate(u),
+        () => learnt,
+      )
+    : undefined;
   return { ready, bootstrapPath: files.bootstrap, files, close: () => (sds.close(), csr?.close()) };
 }
 

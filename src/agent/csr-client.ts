@@ -58,9 +58,11 @@ export class CsrClient {
     try {
       const { privateKey, spki, keyPem } = await newKey();
       const chain = await this.request(buildCsr(privateKey, spki));
-      if (chain.length < 2) throw new Error(`meshfed returned a chain of ${chain.length} certificate(s); a leaf and the roots were expected`);
+      if (chain.length < 2)
+        throw new Error(`meshfed returned a chain of ${chain.length} certificate(s); a leaf and the roots were expected`);
       const leaf = new X509Certificate(chain[0]!);
-      if (!leaf.publicKey.export({ type: 'spki', format: 'der' }).equals(spki)) throw new Error('the certificate is not for the key this agent sent');
+      if (!leaf.publicKey.export({ type: 'spki', format: 'der' }).equals(spki))
+        throw new Error('the certificate is not for the key this agent sent');
       // The leaf and its CA chain; the last element is the root bundle, which goes to root-cert.pem via SDS.
       await this.opts.onCert({ certChainPem: chain.slice(0, -1).join(''), privateKeyPem: keyPem });
       this.lastError = undefined;
@@ -91,7 +93,11 @@ export class CsrClient {
     if (!this.client || roots !== this.clientRoots) {
       this.client?.close();
       this.clientRoots = roots;
-      this.client = new grpc.Client(o.address, grpc.credentials.createSsl(Buffer.from(roots)), o.serverName ? { 'grpc.ssl_target_name_override': o.serverName } : {});
+      this.client = new grpc.Client(
+        o.address,
+        grpc.credentials.createSsl(Buffer.from(roots)),
+        o.serverName ? { 'grpc.ssl_target_name_override': o.serverName } : {},
+      );
     }
     const req = create(IstioCertificateRequestSchema, { csr, validityDuration: BigInt(o.ttlSec ?? 0), metadata: { CertSigner: '' } });
     const client = this.client;
@@ -115,7 +121,11 @@ function newKey(): Promise<{ privateKey: KeyObject; spki: Buffer; keyPem: string
   return new Promise((resolve, reject) =>
     generateKeyPair('ec', { namedCurve: 'P-256' }, (err, publicKey, privateKey) => {
       if (err) return reject(err);
-      resolve({ privateKey, spki: publicKey.export({ type: 'spki', format: 'der' }), keyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string });
+      resolve({
+        privateKey,
+        spki: publicKey.export({ type: 'spki', format: 'der' }),
+        keyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string,
+      });
     }),
   );
 }

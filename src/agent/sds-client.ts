@@ -93,7 +93,12 @@ export class SdsClient {
       this.client.close();
       this.client = this.newClient();
     }
-    const call = this.client.makeBidiStreamRequest<Buffer, Buffer>(ADS_PATH, (b) => b, (b) => b, md);
+    const call = this.client.makeBidiStreamRequest<Buffer, Buffer>(
+      ADS_PATH,
+      (b) => b,
+      (b) => b,
+      md,
+    );
     this.call = call;
     let first = true;
     call.on('data', (bytes: Buffer) => {
@@ -134,7 +139,11 @@ export class SdsClient {
   }
 
   private async receive(call: grpc.ClientDuplexStream<Buffer, Buffer>, bytes: Buffer): Promise<void> {
-    const res = DiscoveryResponse.decode(bytes) as unknown as { version_info: string; nonce: string; resources: Array<{ value: Uint8Array }> };
+    const res = DiscoveryResponse.decode(bytes) as unknown as {
+      version_info: string;
+      nonce: string;
+      resources: Array<{ value: Uint8Array }>;
+    };
     try {
       const update = decodeSecrets(res.resources.map((r) => r.value));
       await this.opts.onUpdate(update);
@@ -174,7 +183,9 @@ export function decodeSecrets(values: readonly Uint8Array[]): SdsUpdate {
     } else if (s.name === ROOTCA_SECRET) {
       const v = s.validation_context?.custom_validator_config;
       if (!v?.typed_config) throw new Error('secret "ROOTCA" has no SPIFFE validator config');
-      const config = SPIFFE_CONFIG.decode(v.typed_config.value) as unknown as { trust_domains: Array<{ name: string; trust_bundle?: DataSource }> };
+      const config = SPIFFE_CONFIG.decode(v.typed_config.value) as unknown as {
+        trust_domains: Array<{ name: string; trust_bundle?: DataSource }>;
+      };
       bundles = new Map(config.trust_domains.map((td) => [td.name, text(td.trust_bundle)]));
     }
   }

@@ -98,11 +98,14 @@ export async function startAlliance(o: AllianceOptions, deps: AllianceDeps): Pro
   const e = o.exporter;
   if (e) {
     const pki = deps.pki;
-    if (!pki) throw new Error('the metadata exporter publishes the mesh CA\'s root: give --trust-domain (or --kube)');
+    if (!pki) throw new Error("the metadata exporter publishes the mesh CA's root: give --trust-domain (or --kube)");
     const clusterId = deps.kubeClusterId ?? o.localClusterId;
-    if (!clusterId) throw new Error('the metadata exporter needs the local cluster\'s id: give --cluster-id');
+    if (!clusterId) throw new Error("the metadata exporter needs the local cluster's id: give --cluster-id");
     if (!deps.kubeClusterId && !deps.snapshot().clusters.has(clusterId)) {
-      log.warn({ clusterId }, `metadata exporter: cluster ${clusterId} is not in the mesh (yet); it publishes no services or gateways (--cluster-id names the local cluster of the mesh file)`);
+      log.warn(
+        { clusterId },
+        `metadata exporter: cluster ${clusterId} is not in the mesh (yet); it publishes no services or gateways (--cluster-id names the local cluster of the mesh file)`,
+      );
     }
     exporter = new MetadataExporter({
       local: { clusterUuid, clusterDomain: pki.trustDomain, clusterId },
@@ -123,7 +126,10 @@ export async function startAlliance(o: AllianceOptions, deps: AllianceDeps): Pro
     });
     metadataPort = await exporter.listen(e.host, e.port);
     if (e.tls) stops.push(watchTls(e.tls, exporter, 'metadata exporter', log));
-    log.info({ metadataPort, scheme: exporter.scheme, federation: e.federation, multicluster: !!e.multiclusterApiHost }, 'metadata exporter is serving');
+    log.info(
+      { metadataPort, scheme: exporter.scheme, federation: e.federation, multicluster: !!e.multiclusterApiHost },
+      'metadata exporter is serving',
+    );
   }
   let apiProxy: ApiProxy | undefined;
   let apiProxyPort: number | undefined;
@@ -133,7 +139,10 @@ export async function startAlliance(o: AllianceOptions, deps: AllianceDeps): Pro
       if (!deps.kubeConfig) throw new Error('the api-proxy forwards to the local apiserver: give --kube or --kubeconfig');
       const files = 'certFile' in a.tls ? a.tls : undefined;
       const issue = !files && deps.pki?.issueServer;
-      if (!files && !issue) throw new Error('the api-proxy needs a certificate: give --api-proxy-tls-cert and --api-proxy-tls-key, or the mesh CA (--trust-domain or --kube)');
+      if (!files && !issue)
+        throw new Error(
+          'the api-proxy needs a certificate: give --api-proxy-tls-cert and --api-proxy-tls-key, or the mesh CA (--trust-domain or --kube)',
+        );
       const dnsNames = 'dnsNames' in a.tls ? a.tls.dnsNames : [];
       const issued = issue ? issue(dnsNames) : undefined;
       const first = issued ? { cert: issued.certChainPem, key: issued.privateKeyPem } : readTls(files!, 'api-proxy');

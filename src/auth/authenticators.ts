@@ -47,7 +47,8 @@ export class MeshAuthenticator implements StreamAuthenticator {
       const uris = spiffeUris(cert.subjectaltname);
       const id = uris.length === 1 ? parseSpiffeId(uris[0]!) : undefined;
       if (id) {
-        if (id.trustDomain !== this.trustDomain) return { kind: 'rejected', reason: `client certificate is for trust domain ${id.trustDomain}, not ${this.trustDomain}` };
+        if (id.trustDomain !== this.trustDomain)
+          return { kind: 'rejected', reason: `client certificate is for trust domain ${id.trustDomain}, not ${this.trustDomain}` };
         return { kind: 'authenticated', identity: identityOf(id.trustDomain, id.namespace, id.serviceAccount, 'certificate') };
       }
       if (uris.length > 1) return { kind: 'rejected', reason: 'client certificate has more than one SPIFFE id' };
@@ -56,7 +57,11 @@ export class MeshAuthenticator implements StreamAuthenticator {
     if (header === undefined) return { kind: 'anonymous' };
     const token = /^Bearer\s+(\S+)$/i.exec(String(header))?.[1];
     if (!token) return { kind: 'rejected', reason: 'authorization metadata is not "Bearer <token>"' };
-    if (!this.tokens) return { kind: 'rejected', reason: 'service-account tokens are not accepted: meshfed has no TokenReview access (--token-review-kubeconfig)' };
+    if (!this.tokens)
+      return {
+        kind: 'rejected',
+        reason: 'service-account tokens are not accepted: meshfed has no TokenReview access (--token-review-kubeconfig)',
+      };
     return this.tokens.review(token);
   }
 }
@@ -100,21 +105,28 @@ export class TokenReviewer implements TokenCheck {
     let timer: NodeJS.Timeout | undefined;
     try {
       const review = await Promise.race([
-        this.api.createTokenReview({ body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token, audiences: [this.opts.audience] } } }),
+        this.api.createTokenReview({
+          body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token, audiences: [this.opts.audience] } },
+        }),
         new Promise<never>((_, reject) => {
           timer = setTimeout(() => reject(new Error(`no answer within ${this.opts.timeoutMs ?? 5000} ms`)), this.opts.timeoutMs ?? 5000);
         }),
       ]);
       const status = review.status;
-      if (!status?.authenticated) return { kind: 'rejected', reason: `token rejected by TokenReview${status?.error ? `: ${status.error}` : ''}` };
+      if (!status?.authenticated)
+        return { kind: 'rejected', reason: `token rejected by TokenReview${status?.error ? `: ${status.error}` : ''}` };
       const audiences = status.audiences ?? [];
-      if (audiences.length && !audiences.includes(this.opts.audience)) return { kind: 'rejected', reason: `token is not for audience ${this.opts.audience}` };
+      if (audiences.length && !audiences.includes(this.opts.audience))
+        return { kind: 'rejected', reason: `token is not for audience ${this.opts.audience}` };
       const m = SA_USER.exec(status.user?.username ?? '');
       if (!m) return { kind: 'rejected', reason: `token belongs to ${status.user?.username ?? 'nobody'}, not a service account` };
       return { kind: 'authenticated', identity: identityOf(this.opts.trustDomain, m[1]!, m[2]!, 'token') };
     } catch (err) {
       const reason = `TokenReview at ${server} failed: ${(err as Error).message}`;
-      this.opts.log.error({ err: (err as Error).message, apiserver: server }, `${reason}; streams with service-account tokens get no secrets until it answers`);
+      this.opts.log.error(
+        { err: (err as Error).message, apiserver: server },
+        `${reason}; streams with service-account tokens get no secrets until it answers`,
+      );
       return { kind: 'unavailable', reason };
     } finally {
       clearTimeout(timer);

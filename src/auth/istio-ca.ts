@@ -47,13 +47,17 @@ export function registerIstioCa(server: grpc.Server, opts: IstioCaOptions): void
     },
   };
   server.addService(definition, {
-    CreateCertificate: (call: grpc.ServerUnaryCall<IstioCertificateRequest, IstioCertificateResponse>, done: grpc.sendUnaryData<IstioCertificateResponse>) => {
+    CreateCertificate: (
+      call: grpc.ServerUnaryCall<IstioCertificateRequest, IstioCertificateResponse>,
+      done: grpc.sendUnaryData<IstioCertificateResponse>,
+    ) => {
       createCertificate(call, opts).then(
         (res) => done(null, res),
         (err: Error & { code?: grpc.status }) => {
           const code = err.code ?? grpc.status.INTERNAL;
           if (code === grpc.status.INTERNAL) opts.log.error({ err }, 'issuing a certificate failed');
-          else opts.log.warn({ peer: call.getPeer(), code: grpc.status[code], reason: clip(err.message) }, 'refusing a certificate request');
+          else
+            opts.log.warn({ peer: call.getPeer(), code: grpc.status[code], reason: clip(err.message) }, 'refusing a certificate request');
           done({ code, details: clip(err.message) });
         },
       );
@@ -65,16 +69,26 @@ function fail(code: grpc.status, message: string): Error & { code: grpc.status }
   return Object.assign(new Error(message), { code });
 }
 
-async function createCertificate(call: grpc.ServerUnaryCall<IstioCertificateRequest, IstioCertificateResponse>, opts: IstioCaOptions): Promise<IstioCertificateResponse> {
+async function createCertificate(
+  call: grpc.ServerUnaryCall<IstioCertificateRequest, IstioCertificateResponse>,
+  opts: IstioCaOptions,
+): Promise<IstioCertificateResponse> {
   // The authenticator reads only the peer certificate and the metadata, which a unary call has too.
   const outcome = await opts.auth.authenticate(call as unknown as grpc.ServerDuplexStream<unknown, Buffer>);
   if (outcome.kind === 'unavailable') throw fail(grpc.status.UNAVAILABLE, outcome.reason);
   if (outcome.kind === 'rejected') throw fail(grpc.status.UNAUTHENTICATED, outcome.reason);
-  if (outcome.kind !== 'authenticated') throw fail(grpc.status.UNAUTHENTICATED, 'a certificate needs a service-account token (authorization: Bearer) or a mesh-CA client certificate');
+  if (outcome.kind !== 'authenticated')
+    throw fail(
+      grpc.status.UNAUTHENTICATED,
+      'a certificate needs a service-account token (authorization: Bearer) or a mesh-CA client certificate',
+    );
   const { identity } = outcome;
   const clusterId = String(call.metadata.get('clusterid')[0] ?? '');
   if (identity.via === 'token' && clusterId !== '' && clusterId !== opts.clusterId) {
-    throw fail(grpc.status.UNAUTHENTICATED, `ClusterID ${clip(clusterId, 256)} is not this cluster (${opts.clusterId}): meshfed reviews tokens of its own cluster only`);
+    throw fail(
+      grpc.status.UNAUTHENTICATED,
+      `ClusterID ${clip(clusterId, 256)} is not this cluster (${opts.clusterId}): meshfed reviews tokens of its own cluster only`,
+    );
   }
   const req = call.request;
   let spki: Buffer;
@@ -87,7 +101,11 @@ async function createCertificate(call: grpc.ServerUnaryCall<IstioCertificateRequ
   const max = opts.ca.workloadTtlMs;
   const asked = Number(req.validityDuration) * 1000;
   const ttlMs = asked > 0 ? Math.min(asked, max) : max;
-  const cert = opts.ca.certify({ trustDomain: identity.trustDomain, namespace: identity.namespace, serviceAccount: identity.serviceAccount }, spki, { ttlMs });
+  const cert = opts.ca.certify(
+    { trustDomain: identity.trustDomain, namespace: identity.namespace, serviceAccount: identity.serviceAccount },
+    spki,
+    { ttlMs },
+  );
   opts.log.debug({ identity: identity.spiffeId, notAfter: cert.notAfter.toISOString() }, 'certificate issued for a CSR');
   // Leaf, the CA chain, then every trusted root as one last element (istio-agent takes the last as
   // its root bundle and needs at least two).

@@ -32,7 +32,10 @@ export const meshStreamPolicy: StreamPolicy = {
       const { spiffeId, namespace, serviceAccount } = a.identity;
       return { ...v, identity: spiffeId, namespace, serviceAccount };
     }
-    const claimed = a.kind === 'node-metadata' ? validSpiffeId({ trustDomain: a.trustDomain, namespace: v.namespace, serviceAccount: v.serviceAccount }) : undefined;
+    const claimed =
+      a.kind === 'node-metadata'
+        ? validSpiffeId({ trustDomain: a.trustDomain, namespace: v.namespace, serviceAccount: v.serviceAccount })
+        : undefined;
     return claimed ? { ...v, identity: claimed } : v;
   },
 
@@ -43,7 +46,9 @@ export const meshStreamPolicy: StreamPolicy = {
       return {
         refuse(names) {
           const foreign = names.find((n) => isForeignSecret(n, id));
-          return foreign === undefined ? undefined : { code: Status.PERMISSION_DENIED, reason: 'foreign-secret', details: `${id} may not read the secret ${clip(foreign)}` };
+          return foreign === undefined
+            ? undefined
+            : { code: Status.PERMISSION_DENIED, reason: 'foreign-secret', details: `${id} may not read the secret ${clip(foreign)}` };
         },
       };
     }

@@ -26,11 +26,14 @@ export function caCommand(ca: Command, defaultNamespace: string): void {
       .option('--ca-dir <dir>', 'change CA files in this directory (Istio cacerts layout) instead of a Secret');
 
   common(ca.command('rotate'))
-    .description('step 1: store a new self-signed root beside the signing one; every replica trusts it from now on, nothing is signed with it yet')
+    .description(
+      'step 1: store a new self-signed root beside the signing one; every replica trusts it from now on, nothing is signed with it yet',
+    )
     .option('--trust-domain <td>', "the new root's organization (default: the current root's, else cluster.local)")
     .action((o: CaFlags) =>
       run('rotate', o, async (store, authority) => {
-        if (authority.nextRoot) throw new Error(`a root rotation is already in progress (next root ${name(authority.nextRoot)}): run \`meshfed ca activate\``);
+        if (authority.nextRoot)
+          throw new Error(`a root rotation is already in progress (next root ${name(authority.nextRoot)}): run \`meshfed ca activate\``);
         const td = o.trustDomain ?? organization(authority.signingRoot) ?? DEFAULT_TRUST_DOMAIN;
         const next = selfSignedRoot(td, { keyType: keyTypeOf(authority), ttlMs: DEFAULT_ROOT_TTL_MS, now: Date.now() });
         await authority.rotateRoot(next);
@@ -39,8 +42,15 @@ export function caCommand(ca: Command, defaultNamespace: string): void {
     );
 
   common(ca.command('activate'))
-    .description('step 2: the next root signs from now on (every workload certificate is re-issued); the old root stays trusted until certificates it signed have expired')
-    .option('--workload-cert-ttl <seconds>', 'the longest workload certificate lifetime the servers use: the old root stays trusted this long', positive, DEFAULT_WORKLOAD_TTL_MS / 1000)
+    .description(
+      'step 2: the next root signs from now on (every workload certificate is re-issued); the old root stays trusted until certificates it signed have expired',
+    )
+    .option(
+      '--workload-cert-ttl <seconds>',
+      'the longest workload certificate lifetime the servers use: the old root stays trusted this long',
+      positive,
+      DEFAULT_WORKLOAD_TTL_MS / 1000,
+    )
     .action((o: CaFlags) =>
       run('activate', o, async (store, authority) => {
         const next = authority.nextRoot;
@@ -89,7 +99,12 @@ const validTo = (pem: string): string => new Date(new X509Certificate(pem).valid
 
 /** The O= of a root meshfed made (its trust domain), if it has one. */
 function organization(pem: string): string | undefined {
-  return new X509Certificate(pem).subject.split('\n').find((l) => l.startsWith('O='))?.slice(2) || undefined;
+  return (
+    new X509Certificate(pem).subject
+      .split('\n')
+      .find((l) => l.startsWith('O='))
+      ?.slice(2) || undefined
+  );
 }
 
 /** The next root keeps the current CA's key type. */

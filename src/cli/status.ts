@@ -33,7 +33,20 @@ const cond = (c: PeerRow['public']): string => (c.status === 'True' ? 'Ready' : 
 
 export function peerTable(rows: readonly PeerRow[]): string {
   if (rows.length === 0) return 'no federation or multicluster peers\n';
-  const head = ['NAME', 'KIND', 'TRUST DOMAIN', 'UUID', 'PUBLIC', 'PRIVATE', 'API', 'LAST SUCCESS', 'SERVICES', 'GATEWAYS', 'REMOTE CLUSTER', 'IMPORTS'];
+  const head = [
+    'NAME',
+    'KIND',
+    'TRUST DOMAIN',
+    'UUID',
+    'PUBLIC',
+    'PRIVATE',
+    'API',
+    'LAST SUCCESS',
+    'SERVICES',
+    'GATEWAYS',
+    'REMOTE CLUSTER',
+    'IMPORTS',
+  ];
   const lines = rows.map((r) => [
     r.name,
     r.kind ?? 'federation',
@@ -46,13 +59,21 @@ export function peerTable(rows: readonly PeerRow[]): string {
     r.servicesImported === undefined ? '-' : String(r.servicesImported),
     r.gateways.join(',') || '-',
     // A multicluster peer's cluster: its id, sync state and endpoints, as /debug/clusters shows them.
-    r.remoteCluster ? `${r.remoteCluster.id} ${r.remoteCluster.state}${r.remoteCluster.rotating ? ' (rotating)' : ''} ${r.remoteCluster.endpoints} endpoints` : '-',
+    r.remoteCluster
+      ? `${r.remoteCluster.id} ${r.remoteCluster.state}${r.remoteCluster.rotating ? ' (rotating)' : ''} ${r.remoteCluster.endpoints} endpoints`
+      : '-',
     r.imports ?? '-',
   ]);
   const widths = head.map((h, i) => Math.max(h.length, ...lines.map((l) => (l[i] ?? '').length)));
-  const fmt = (cells: string[]): string => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]! + 2))).join('').trimEnd();
+  const fmt = (cells: string[]): string =>
+    cells
+      .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]! + 2)))
+      .join('')
+      .trimEnd();
   const problems = rows.flatMap((r) =>
-    [r.public, r.private, ...(r.api ? [r.api] : [])].filter((c) => c.status !== 'True' && c.message).map((c) => `  ${r.name}: ${c.reason}: ${c.message}`),
+    [r.public, r.private, ...(r.api ? [r.api] : [])]
+      .filter((c) => c.status !== 'True' && c.message)
+      .map((c) => `  ${r.name}: ${c.reason}: ${c.message}`),
   );
   return [fmt(head), ...lines.map(fmt), ...(problems.length ? ['', ...problems] : [])].join('\n') + '\n';
 }

@@ -39,7 +39,10 @@ export function cdsGenerator(opts: GeneratorOptions = DEFAULT_GENERATOR_OPTIONS)
       }
       return service.ports.map((port) => {
         const name = outboundClusterName(port.port, hostname);
-        return { name, body: view.role === 'grpc' ? grpcCluster(name, mesh, service, port) : sidecarCluster(name, mesh, service, port, opts) };
+        return {
+          name,
+          body: view.role === 'grpc' ? grpcCluster(name, mesh, service, port) : sidecarCluster(name, mesh, service, port, opts),
+        };
       });
     },
   };
@@ -56,17 +59,41 @@ function edsCluster(name: string, lbPolicy: string): Record<string, unknown> {
   };
 }
 
-function sidecarCluster(name: string, mesh: MeshSnapshot, service: Service, port: ServicePort, opts: GeneratorOptions): Record<string, unknown> {
+function sidecarCluster(
+  name: string,
+  mesh: MeshSnapshot,
+  service: Service,
+  port: ServicePort,
+  opts: GeneratorOptions,
+): Record<string, unknown> {
   const cluster: Record<string, unknown> = {
     ...edsCluster(name, 'LEAST_REQUEST'),
     // Istio lifts Envoy's default limits (1,024 connections, ...): the mesh applies its own policy.
     circuit_breakers: {
-      thresholds: [{ max_connections: { value: UINT32_MAX }, max_pending_requests: { value: UINT32_MAX }, max_requests: { value: UINT32_MAX }, max_retries: { value: UINT32_MAX }, track_remaining: true }],
+      thresholds: [
+        {
+          max_connections: { value: UINT32_MAX },
+          max_pending_requests: { value: UINT32_MAX },
+          max_requests: { value: UINT32_MAX },
+          max_retries: { value: UINT32_MAX },
+          track_remaining: true,
+        },
+      ],
     },
     ...sidecarTransport(mesh, service, port, opts.sdsConfig),
     metadata: {
       filter_metadata: {
-        istio: { fields: { services: { listValue: { values: [{ structValue: { fields: { host: str(service.hostname), name: str(service.name), namespace: str(service.namespace) } } }] } } } },
+        istio: {
+          fields: {
+            services: {
+              listValue: {
+                values: [
+                  { structValue: { fields: { host: str(service.hostname), name: str(service.name), namespace: str(service.namespace) } } },
+                ],
+              },
+            },
+          },
+        },
       },
     },
   };

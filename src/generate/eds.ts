@@ -74,7 +74,10 @@ function localityGroups(planned: PlannedEndpoint[], service: Service, md: Metada
     .map(([, g]) => {
       const { locality, priority } = g[0]!;
       const sorted = g.sort((a, b) => compare(a.address, b.address) || a.port - b.port);
-      const weight = Math.min(UINT32_MAX, sorted.reduce((n, p) => n + p.weight, 0));
+      const weight = Math.min(
+        UINT32_MAX,
+        sorted.reduce((n, p) => n + p.weight, 0),
+      );
       const rank = priorities.indexOf(priority);
       return {
         locality: { region: locality.region, zone: locality.zone, sub_zone: locality.subzone },
@@ -138,7 +141,8 @@ function endpointMetadata(p: PlannedEndpoint, service: Service, want: MetadataWa
   if (want.workload) md['istio'] = { fields: { workload: str(ep ? workload(ep.labels, service, p.clusterId) : `;;;;${p.clusterId}`) } };
   const provenance: Record<string, unknown> = {};
   if (want.provenance && ep?.provenance.peer) provenance['peer'] = str(ep.provenance.peer);
-  if (want.provenance && ep?.provenance.confirmedAt !== undefined) provenance['confirmed'] = str(new Date(ep.provenance.confirmedAt).toISOString());
+  if (want.provenance && ep?.provenance.confirmedAt !== undefined)
+    provenance['confirmed'] = str(new Date(ep.provenance.confirmedAt).toISOString());
   if (Object.keys(provenance).length) md['meshfed'] = { fields: provenance };
   return Object.keys(md).length ? md : undefined;
 }

@@ -17,7 +17,6 @@ const HCM = 'type.googleapis.com/envoy.extensions.filters.network.http_connectio
 const ROUTER = 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router';
 const DOWNSTREAM_TLS = 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext';
 
-
 const WILDCARDS = ['0.0.0.0', '[::]'];
 
 export function serverListenerName(address: string, port: number): string {

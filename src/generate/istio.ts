@@ -83,7 +83,8 @@ export function federationImport(mesh: MeshSnapshot, localTrustDomain: string, h
   const seen = new Map<string, Required<Gateway>>();
   for (const id of service.clusters) {
     const c = mesh.clusters.get(id);
-    for (const g of c?.gateways ?? []) seen.set(`${g.address} ${g.port}`, { address: g.address, port: g.port, network: g.network ?? c!.network });
+    for (const g of c?.gateways ?? [])
+      seen.set(`${g.address} ${g.port}`, { address: g.address, port: g.port, network: g.network ?? c!.network });
   }
   if (seen.size === 0) return undefined;
   const gateways = [...seen.values()].sort((a, b) => compare(a.address, b.address) || a.port - b.port);
@@ -137,7 +138,10 @@ const SAFE = 'bcdfghjklmnpqrstvwxz2456789';
 /** `<hostname with . → ->-<hash>`, at most 253 characters. */
 export function configName(hostname: string): string {
   const hash = [...String(fnv32a(hostname))].map((d) => SAFE[d.charCodeAt(0) % SAFE.length]).join('');
-  return `${hostname.replace(/\./g, '-').slice(0, MAX_NAME - hash.length - 1).replace(/-+$/, '')}-${hash}`;
+  return `${hostname
+    .replace(/\./g, '-')
+    .slice(0, MAX_NAME - hash.length - 1)
+    .replace(/-+$/, '')}-${hash}`;
 }
 
 function fnv32a(s: string): number {

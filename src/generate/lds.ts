@@ -4,7 +4,15 @@ import { compare, type MeshChanges, type MeshSnapshot } from '../model/mesh.js';
 import type { ProxyView } from '../model/proxy.js';
 import { TypeUrl } from '../envoy/protos.js';
 import { servedByGateway } from './eds.js';
-import { ADS_CONFIG_SOURCE, type GeneratedResource, type Generator, proxylessPorts, roleViewKey, sniName, VIEW_RESOURCES } from './generator.js';
+import {
+  ADS_CONFIG_SOURCE,
+  type GeneratedResource,
+  type Generator,
+  proxylessPorts,
+  roleViewKey,
+  sniName,
+  VIEW_RESOURCES,
+} from './generator.js';
 
 const HCM = 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager';
 const ROUTER = 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router';
@@ -18,7 +26,8 @@ export const GATEWAY_LISTENER = `0.0.0.0_${GATEWAY_PORT}`;
 export const ldsGenerator: Generator = {
   typeUrl: TypeUrl.Listener,
   viewKey: roleViewKey,
-  affected: (changes: MeshChanges) => (changes.clusters ? 'all' : changes.services.size ? new Set([...changes.services, VIEW_RESOURCES]) : changes.services),
+  affected: (changes: MeshChanges) =>
+    changes.clusters ? 'all' : changes.services.size ? new Set([...changes.services, VIEW_RESOURCES]) : changes.services,
   generate(mesh: MeshSnapshot, view: ProxyView, hostname: string): GeneratedResource[] {
     if (view.role === 'router') return hostname === VIEW_RESOURCES ? gatewayListener(mesh, view) : [];
     return proxylessPorts(mesh, view, hostname).map(({ name }) => ({
@@ -49,7 +58,9 @@ export const ldsGenerator: Generator = {
  */
 function gatewayListener(mesh: MeshSnapshot, view: ProxyView): GeneratedResource[] {
   const chains: Record<string, unknown>[] = [];
-  const services = [...mesh.services.values()].filter((s) => servedByGateway(mesh, view, s)).sort((a, b) => compare(a.hostname, b.hostname));
+  const services = [...mesh.services.values()]
+    .filter((s) => servedByGateway(mesh, view, s))
+    .sort((a, b) => compare(a.hostname, b.hostname));
   for (const service of services) {
     for (const port of service.ports) {
       const sni = sniName(port.port, service.hostname);

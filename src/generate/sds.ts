@@ -19,7 +19,6 @@ import { DEFAULT_SECRET, pemBlob, ROOTCA_PEM_SECRET, ROOTCA_SECRET } from '../en
 import { TypeUrl } from '../envoy/protos.js';
 import { type GeneratedResource, type Generator, VIEW_RESOURCES } from './generator.js';
 
-
 const SPIFFE_VALIDATOR = 'envoy.tls.cert_validator.spiffe';
 const SPIFFE_VALIDATOR_CONFIG = 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.SPIFFECertValidatorConfig';
 
@@ -86,7 +85,10 @@ export function sdsGenerator(secrets: WorkloadSecrets | undefined): Generator {
         },
       });
       const all = pemBlob(bundles.flatMap(([, roots]) => roots));
-      out.push({ name: ROOTCA_PEM_SECRET, body: { name: ROOTCA_PEM_SECRET, validation_context: { trusted_ca: { inline_bytes: Buffer.from(all) } } } });
+      out.push({
+        name: ROOTCA_PEM_SECRET,
+        body: { name: ROOTCA_PEM_SECRET, validation_context: { trusted_ca: { inline_bytes: Buffer.from(all) } } },
+      });
       return out;
     },
     ready: (view) => !secrets || !view.identity || secrets.certificate(view.identity) !== PENDING,

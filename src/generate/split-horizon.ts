@@ -47,7 +47,10 @@ function computeGateways(mesh: MeshSnapshot): NetworkGateways {
     for (const g of c.gateways) {
       const network = g.network ?? c.network;
       const gw = { address: g.address, port: g.port, clusterId: c.id };
-      for (const [map, k] of [[byCluster, networkCluster(network, c.id)], [byNetwork, network]] as const) {
+      for (const [map, k] of [
+        [byCluster, networkCluster(network, c.id)],
+        [byNetwork, network],
+      ] as const) {
         const list = map.get(k) ?? [];
         if (!list.some((x) => x.address === gw.address && x.port === gw.port)) list.push(gw);
         map.set(k, list);
@@ -64,7 +67,13 @@ function computeGateways(mesh: MeshSnapshot): NetworkGateways {
  * The endpoints of one service port as the proxy should see them. Terminating endpoints are
  * dropped; a router (gateway) sees only mTLS endpoints of its own network, for SNI passthrough.
  */
-export function planEndpoints(mesh: MeshSnapshot, view: ProxyView, service: Service, port: ServicePort, gateways: NetworkGateways): PlannedEndpoint[] {
+export function planEndpoints(
+  mesh: MeshSnapshot,
+  view: ProxyView,
+  service: Service,
+  port: ServicePort,
+  gateways: NetworkGateways,
+): PlannedEndpoint[] {
   const network = networkOfView(mesh, view);
   const proxyDomain = clusterOfView(mesh, view)?.domain;
   const federated = proxyDomain !== undefined && trustDomainOf(service.hostname) !== proxyDomain;
@@ -97,7 +106,16 @@ export function planEndpoints(mesh: MeshSnapshot, view: ProxyView, service: Serv
       const seen = viaGateway.get(key);
       if (seen) seen.weight += share;
       else {
-        const p: PlannedEndpoint = { address: g.address, port: g.port, weight: share, healthy: true, locality: ep.locality, priority, endpoint: undefined, clusterId: g.clusterId };
+        const p: PlannedEndpoint = {
+          address: g.address,
+          port: g.port,
+          weight: share,
+          healthy: true,
+          locality: ep.locality,
+          priority,
+          endpoint: undefined,
+          clusterId: g.clusterId,
+        };
         viaGateway.set(key, p);
         out.push(p);
       }

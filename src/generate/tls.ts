@@ -94,7 +94,11 @@ export function sidecarTransport(mesh: MeshSnapshot, service: Service, port: Ser
   return {
     transport_socket: tls,
     transport_socket_matches: [
-      { name: 'tlsMode-disabled', match: PLAINTEXT_MATCH, transport_socket: { name: 'envoy.transport_sockets.raw_buffer', typed_config: { '@type': RAW_BUFFER } } },
+      {
+        name: 'tlsMode-disabled',
+        match: PLAINTEXT_MATCH,
+        transport_socket: { name: 'envoy.transport_sockets.raw_buffer', typed_config: { '@type': RAW_BUFFER } },
+      },
     ],
   };
 }

@@ -8,9 +8,19 @@ import { ResourceSchema } from '../gen/istio/mcp/v1alpha1/resource_pb.js';
 
 export { ResourceSchema } from '../gen/istio/mcp/v1alpha1/resource_pb.js';
 export { MetadataSchema } from '../gen/istio/mcp/v1alpha1/metadata_pb.js';
-export { ServiceEntrySchema, ServicePortSchema, ServiceEntry_Location, ServiceEntry_Resolution } from '../gen/istio/networking/v1alpha3/service_entry_pb.js';
+export {
+  ServiceEntrySchema,
+  ServicePortSchema,
+  ServiceEntry_Location,
+  ServiceEntry_Resolution,
+} from '../gen/istio/networking/v1alpha3/service_entry_pb.js';
 export { WorkloadEntrySchema } from '../gen/istio/networking/v1alpha3/workload_entry_pb.js';
-export { DestinationRuleSchema, TrafficPolicySchema, ClientTLSSettingsSchema, ClientTLSSettings_TLSmode } from '../gen/istio/networking/v1alpha3/destination_rule_pb.js';
+export {
+  DestinationRuleSchema,
+  TrafficPolicySchema,
+  ClientTLSSettingsSchema,
+  ClientTLSSettings_TLSmode,
+} from '../gen/istio/networking/v1alpha3/destination_rule_pb.js';
 
 /** For proto3 JSON of a Resource and its body (debug pages, goldens). */
 export const ISTIO_REGISTRY = createRegistry(ResourceSchema, ServiceEntrySchema, DestinationRuleSchema);

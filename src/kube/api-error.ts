@@ -15,7 +15,8 @@ export function apiErrorMessage(err: unknown): string {
   const body = (err as { body?: unknown } | undefined)?.body;
   let message: unknown;
   try {
-    message = (typeof body === 'string' ? (JSON.parse(body) as { message?: unknown }) : (body as { message?: unknown } | undefined))?.message;
+    message = (typeof body === 'string' ? (JSON.parse(body) as { message?: unknown }) : (body as { message?: unknown } | undefined))
+      ?.message;
   } catch {
     // not a Status document
   }

@@ -82,11 +82,16 @@ export class LeaseLeadership implements Leadership {
     };
     // Bounded: a shutdown must not hang on an unreachable apiserver.
     let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('the apiserver did not answer in time')), this.durationMs / 3)));
+    const timeout = new Promise<never>(
+      (_, reject) => (timer = setTimeout(() => reject(new Error('the apiserver did not answer in time')), this.durationMs / 3)),
+    );
     try {
       await Promise.race([release(), timeout]);
     } catch (err) {
-      this.opts.log.warn({ lease: this.where, err: apiErrorMessage(err) }, 'could not release the Lease; another replica takes over once it expires');
+      this.opts.log.warn(
+        { lease: this.where, err: apiErrorMessage(err) },
+        'could not release the Lease; another replica takes over once it expires',
+      );
     } finally {
       clearTimeout(timer);
     }
@@ -110,7 +115,8 @@ export class LeaseLeadership implements Leadership {
       else this.set(false);
     } catch (err) {
       const message = apiErrorMessage(err);
-      if (message !== this.lastError) this.opts.log.warn({ lease: this.where, err: message }, 'could not take or renew the Lease; retrying');
+      if (message !== this.lastError)
+        this.opts.log.warn({ lease: this.where, err: message }, 'could not take or renew the Lease; retrying');
       this.lastError = message;
     } finally {
       clearTimeout(timer);
@@ -173,10 +179,13 @@ export class LeaseLeadership implements Leadership {
   /** Leading until 2/3 of the duration after this renewal's start, unless the next renewal comes first. */
   private renewed(startedAt: number): void {
     clearTimeout(this.deadlineTimer);
-    this.deadlineTimer = setTimeout(() => {
-      this.opts.log.warn({ lease: this.where }, 'could not renew the Lease in time; stepping down');
-      this.set(false);
-    }, Math.max(startedAt + (this.durationMs * 2) / 3 - Date.now(), 0));
+    this.deadlineTimer = setTimeout(
+      () => {
+        this.opts.log.warn({ lease: this.where }, 'could not renew the Lease in time; stepping down');
+        this.set(false);
+      },
+      Math.max(startedAt + (this.durationMs * 2) / 3 - Date.now(), 0),
+    );
     this.deadlineTimer.unref();
     this.set(true);
   }

@@ -120,7 +120,8 @@ export const EMPTY_SNAPSHOT: MeshSnapshot = {
  */
 export function endpointIdentities(endpoints: readonly Endpoint[] | undefined): string {
   const ids = new Set<string>();
-  for (const ep of endpoints ?? []) if (ep.health !== 'TERMINATING') ids.add(`${ep.clusterId} ${ep.serviceAccount} ${ep.mtls}${ep.sans ? ` ${ep.sans.join(',')}` : ''}`);
+  for (const ep of endpoints ?? [])
+    if (ep.health !== 'TERMINATING') ids.add(`${ep.clusterId} ${ep.serviceAccount} ${ep.mtls}${ep.sans ? ` ${ep.sans.join(',')}` : ''}`);
   return [...ids].sort().join('\n');
 }
 

@@ -1,7 +1,16 @@
 // The mesh CA of one trust domain: workload and server certificates, and root rotation in two steps.
 import { generateKeyPair } from 'node:crypto';
 import { checkIdentity, spiffeId, type Identity } from './identity.js';
-import { generateKey, loadSigner, rootsPem, selfSignedRoot, type CaMaterial, type ExtraRoot, type KeyType, type Signer } from './material.js';
+import {
+  generateKey,
+  loadSigner,
+  rootsPem,
+  selfSignedRoot,
+  type CaMaterial,
+  type ExtraRoot,
+  type KeyType,
+  type Signer,
+} from './material.js';
 import type { CaStore } from './store.js';
 import { SOLE_LEADER, type Leadership } from '../leader/index.js';
 import { buildCertificate, KeyUsage, OID, toPem } from './x509.js';
@@ -123,7 +132,11 @@ export class CertificateAuthority {
       if (opts.create === false) throw new Error(`no CA material in ${opts.store.describe}`);
       if (leadership.isLeader()) {
         const now = (opts.now ?? Date.now)();
-        const fresh = selfSignedRoot(opts.trustDomain, { keyType: opts.keyType ?? 'ec', ttlMs: opts.rootTtlMs ?? DEFAULT_ROOT_TTL_MS, now });
+        const fresh = selfSignedRoot(opts.trustDomain, {
+          keyType: opts.keyType ?? 'ec',
+          ttlMs: opts.rootTtlMs ?? DEFAULT_ROOT_TTL_MS,
+          now,
+        });
         material = await opts.store.createIfAbsent(fresh);
         break;
       }
@@ -194,7 +207,10 @@ export class CertificateAuthority {
     if (!dnsNames.length) throw new Error('a server certificate needs at least one DNS name');
     if (opts.identity) this.checkDomain(opts.identity);
     const { spki, keyPem } = generateKey(opts.keyType ?? this.keyType);
-    return this.sign(spki, keyPem, opts.identity ? [spiffeId(opts.identity)] : [], { ...opts, dnsNames: [...dnsNames, ...(opts.dnsNames ?? [])] });
+    return this.sign(spki, keyPem, opts.identity ? [spiffeId(opts.identity)] : [], {
+      ...opts,
+      dnsNames: [...dnsNames, ...(opts.dnsNames ?? [])],
+    });
   }
 
   /** The next root of a rotation in progress (trusted, not signing yet). */
@@ -271,7 +287,11 @@ export class CertificateAuthority {
     const retiring = active.extraRoots.filter((r) => r.until > now);
     // Dropping or adding a trusted root changes root-cert.pem, not the signer: no certificate is re-issued then.
     const [a, b] = [active.material, this.active.material];
-    const sameSigner = a.caCertPem === b.caCertPem && a.caKeyPem === b.caKeyPem && a.certChainPem === b.certChainPem && active.rootPem === this.active.rootPem;
+    const sameSigner =
+      a.caCertPem === b.caCertPem &&
+      a.caKeyPem === b.caKeyPem &&
+      a.certChainPem === b.certChainPem &&
+      active.rootPem === this.active.rootPem;
     const unchanged =
       sameSigner &&
       a.rootCertPem === b.rootCertPem &&
@@ -331,7 +351,9 @@ export class CertificateAuthority {
       const stored: CaMaterial = { ...this.active.material, rootCertPem: rootsPem(this.active.rootPem, kept) };
       this.active = { ...this.active, material: stored, extraRoots: kept };
       const withNext = this.pending ? { ...stored, next: this.pending.material } : stored;
-      this.store.save(withNext).catch((err: Error) => this.onStoreError(new Error(`storing the trusted roots in ${this.store.describe}: ${err.message}`)));
+      this.store
+        .save(withNext)
+        .catch((err: Error) => this.onStoreError(new Error(`storing the trusted roots in ${this.store.describe}: ${err.message}`)));
     }
     if (changed) this.emit();
     return changed;

@@ -75,7 +75,16 @@ export class WorkloadCertCache {
       e.wanted = wanted;
       return;
     }
-    const entry: Entry = { id, cert: undefined, generation: this.ca.generation, renewAt: 0, timer: undefined, issuing: false, failures: 0, wanted };
+    const entry: Entry = {
+      id,
+      cert: undefined,
+      generation: this.ca.generation,
+      renewAt: 0,
+      timer: undefined,
+      issuing: false,
+      failures: 0,
+      wanted,
+    };
     this.entries.set(key, entry);
     void this.issue(entry);
   }
@@ -125,7 +134,10 @@ export class WorkloadCertCache {
       if (!this.current(e)) return;
       const delay = Math.min(RETRY_FIRST_MS * 2 ** e.failures, RETRY_MAX_MS);
       e.failures++;
-      this.opts.log?.warn({ identity: spiffeId(e.id), failures: e.failures }, `workload certificate for ${spiffeId(e.id)} not issued: ${(err as Error).message}; retrying in ${delay / 1000} s`);
+      this.opts.log?.warn(
+        { identity: spiffeId(e.id), failures: e.failures },
+        `workload certificate for ${spiffeId(e.id)} not issued: ${(err as Error).message}; retrying in ${delay / 1000} s`,
+      );
       this.schedule(e, delay);
       return;
     }
@@ -159,7 +171,10 @@ export class WorkloadCertCache {
       try {
         fn(id);
       } catch (err) {
-        this.opts.log?.warn({ identity: spiffeId(id) }, `pushing the workload certificate of ${spiffeId(id)} failed: ${(err as Error).message}`);
+        this.opts.log?.warn(
+          { identity: spiffeId(id) },
+          `pushing the workload certificate of ${spiffeId(id)} failed: ${(err as Error).message}`,
+        );
       }
     }
   }

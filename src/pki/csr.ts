@@ -43,7 +43,8 @@ export function parseCsr(pemText: string): ParsedCsr {
     const [cri, alg, sig] = der.children(bytes, top);
     if (!cri || cri.tag !== 0x30 || !alg || alg.tag !== 0x30 || !sig || sig.tag !== 0x03) throw new Error('not a CertificationRequest');
     const [version, subject, pk] = der.children(bytes, cri);
-    if (!version || version.tag !== 0x02 || !subject || subject.tag !== 0x30 || !pk || pk.tag !== 0x30) throw new Error('not a CertificationRequestInfo');
+    if (!version || version.tag !== 0x02 || !subject || subject.tag !== 0x30 || !pk || pk.tag !== 0x30)
+      throw new Error('not a CertificationRequestInfo');
     const [algId] = der.children(bytes, alg);
     if (!algId || algId.tag !== 0x06) throw new Error('no signature algorithm');
     if (bytes[sig.contentStart] !== 0) throw new Error('signature has unused bits');
@@ -76,7 +77,9 @@ function checkKey(key: KeyObject): void {
     return;
   }
   if (key.asymmetricKeyType === 'ec' && (d.namedCurve === 'prime256v1' || d.namedCurve === 'secp384r1')) return;
-  throw new CsrError(`CSR key type ${key.asymmetricKeyType ?? 'unknown'}${d.namedCurve ? ` (${d.namedCurve})` : ''} is not accepted: RSA or EC P-256/P-384`);
+  throw new CsrError(
+    `CSR key type ${key.asymmetricKeyType ?? 'unknown'}${d.namedCurve ? ` (${d.namedCurve})` : ''} is not accepted: RSA or EC P-256/P-384`,
+  );
 }
 
 /**

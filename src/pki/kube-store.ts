@@ -81,7 +81,8 @@ export function kubeCaStore(kc: KubeConfig, namespace: string, secretName: strin
           ? await api.replaceNamespacedSecret({ name: source, namespace, body })
           : await api.createNamespacedSecret({ namespace, body });
       } catch (err) {
-        if (statusOf(err) === 409) throw new Error(`Secret ${namespace}/${source} changed since it was read; nothing was written, try again`);
+        if (statusOf(err) === 409)
+          throw new Error(`Secret ${namespace}/${source} changed since it was read; nothing was written, try again`);
         throw new Error(`writing Secret ${namespace}/${source}: ${apiErrorMessage(err)}`);
       }
     },
@@ -109,9 +110,14 @@ function watchSecrets(kc: KubeConfig, namespace: string, names: readonly string[
     };
     const watch = new GuardedWatch(client, 'Secret', () => {});
     void watch
-      .watch(`/api/v1/namespaces/${namespace}/secrets`, { fieldSelector: `metadata.name=${name}` }, (type) => {
-        if (type !== 'BOOKMARK') onChange();
-      }, again)
+      .watch(
+        `/api/v1/namespaces/${namespace}/secrets`,
+        { fieldSelector: `metadata.name=${name}` },
+        (type) => {
+          if (type !== 'BOOKMARK') onChange();
+        },
+        again,
+      )
       .then((c) => (stopped ? c.abort() : controllers.set(name, c)));
   };
   for (const name of names) follow(name, 0);

@@ -115,7 +115,11 @@ function signingRoot(roots: readonly string[], caPem: string, chainPem: string):
   if (roots.includes(caPem)) return caPem;
   if (roots.length === 1) return roots[0]!;
   try {
-    const top = new X509Certificate(splitPems(chainPem).filter((p) => !roots.includes(p)).at(-1) ?? caPem);
+    const top = new X509Certificate(
+      splitPems(chainPem)
+        .filter((p) => !roots.includes(p))
+        .at(-1) ?? caPem,
+    );
     return (
       roots.find((r) => {
         const root = new X509Certificate(r);
@@ -164,7 +168,8 @@ export function loadSigner(m: CaMaterial): Signer {
   certs.forEach((c, i) => {
     if (!c.ca) fail(`${describeCert(c)} is not a CA certificate`);
     const parent = certs[i + 1] ?? c; // the root signs itself
-    if (!c.checkIssued(parent) || !c.verify(parent.publicKey)) fail(`${describeCert(c)} is not signed by the next certificate in the chain`);
+    if (!c.checkIssued(parent) || !c.verify(parent.publicKey))
+      fail(`${describeCert(c)} is not signed by the next certificate in the chain`);
   });
   for (const [i, { pem: p }] of extraRoots.entries()) {
     let c: X509Certificate;

@@ -56,7 +56,9 @@ export function keyIdOf(spki: Buffer): Buffer {
   const top = der.read(spki, 0);
   const [, bits] = der.children(spki, top);
   if (!bits || bits.tag !== 0x03) throw new Error('not a SubjectPublicKeyInfo');
-  return createHash('sha1').update(spki.subarray(bits.contentStart + 1, bits.end)).digest();
+  return createHash('sha1')
+    .update(spki.subarray(bits.contentStart + 1, bits.end))
+    .digest();
 }
 
 export function signatureAlgorithm(key: KeyObject): { alg: Buffer; hash: string } {

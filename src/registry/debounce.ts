@@ -39,10 +39,13 @@ export class KeyDebouncer<K = string> {
   }
 
   private arm(delay: number): void {
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      this.fire(Date.now());
-    }, Math.max(0, delay));
+    this.timer = setTimeout(
+      () => {
+        this.timer = undefined;
+        this.fire(Date.now());
+      },
+      Math.max(0, delay),
+    );
   }
 
   private fire(now: number): void {

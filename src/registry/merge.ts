@@ -48,5 +48,3 @@ export function mergeService(contributions: readonly ServiceContribution[]): Mer
 function describe(p: ServicePort): string {
   return `${p.name}/${p.protocol}->${p.targetPort}`;
 }
-
-

@@ -2,7 +2,16 @@
 // list of what changed, so generators redo only what a change can affect.
 import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
-import { EMPTY_SNAPSHOT, type Endpoint, endpointIdentities, type MeshChanges, type MeshCluster, type MeshSnapshot, type RawResource, type Service } from '../model/mesh.js';
+import {
+  EMPTY_SNAPSHOT,
+  type Endpoint,
+  endpointIdentities,
+  type MeshChanges,
+  type MeshCluster,
+  type MeshSnapshot,
+  type RawResource,
+  type Service,
+} from '../model/mesh.js';
 import type { ServiceContribution, SourceMesh } from '../model/source.js';
 import { type DebounceOptions, KeyDebouncer } from './debounce.js';
 import { mergeService } from './merge.js';
@@ -130,12 +139,18 @@ export class Registry {
       for (const h of hostnames) {
         const merged = mergeService(contributions.get(h) ?? []);
         this.noteConflicts(h, merged?.conflicts ?? []);
-        const s = this.set(intern(this.serviceKeys, h, (): Key => ({ kind: 'service', hostname: h })), merged?.service, now, (v) =>
-          setOrDelete(this.live.services, h, v),
+        const s = this.set(
+          intern(this.serviceKeys, h, (): Key => ({ kind: 'service', hostname: h })),
+          merged?.service,
+          now,
+          (v) => setOrDelete(this.live.services, h, v),
         );
         const eps = merged?.endpoints.length ? merged.endpoints : undefined;
-        const e = this.set(intern(this.endpointKeys, h, (): Key => ({ kind: 'endpoints', hostname: h })), eps, now, (v) =>
-          setOrDelete(this.live.endpoints, h, v),
+        const e = this.set(
+          intern(this.endpointKeys, h, (): Key => ({ kind: 'endpoints', hostname: h })),
+          eps,
+          now,
+          (v) => setOrDelete(this.live.endpoints, h, v),
         );
         if (s || e) changedServices++;
       }
@@ -247,7 +262,10 @@ function keysOf(a: ReadonlyMap<string, unknown> | undefined, b: ReadonlyMap<stri
   return out;
 }
 
-function patched<V>(base: ReadonlyMap<string, V> | undefined, patch: ReadonlyMap<string, V | undefined> | undefined): ReadonlyMap<string, V> {
+function patched<V>(
+  base: ReadonlyMap<string, V> | undefined,
+  patch: ReadonlyMap<string, V | undefined> | undefined,
+): ReadonlyMap<string, V> {
   if (!patch?.size && base) return base; // nothing to change: no copy (a kube patch never carries raw resources)
   const out = new Map(base);
   for (const [k, v] of patch ?? []) setOrDelete(out, k, v);

@@ -22,7 +22,8 @@ export function validateText(text: string, file: string): FileReport {
   const syntax = docs.flatMap((d) => d.errors.map((e) => `${file}:${e.linePos?.[0].line ?? '?'}: ${firstLine(e.message)}`));
   if (syntax.length) return { ok: false, lines: syntax };
   const values = docs.map((d) => d.toJS() as unknown).filter((v) => v !== null && v !== undefined);
-  if (values.length === 0) return { ok: false, lines: [`${file}: nothing to validate (${text.trim() ? 'no document, only comments' : 'the file is empty'})`] };
+  if (values.length === 0)
+    return { ok: false, lines: [`${file}: nothing to validate (${text.trim() ? 'no document, only comments' : 'the file is empty'})`] };
   if (values.length === 1 && isEmptyMapping(values[0])) return { ok: false, lines: [`${file}: nothing to validate (an empty mapping)`] };
   if (values.length === 1 && isMeshDescription(values[0])) return validateMeshText(text, file);
 

@@ -54,11 +54,20 @@ export function validateJson(json: Readonly<Record<string, unknown>>, typeUrl = 
 
 /** Paths as the reader writes them (the file's spelling) and as the validator does (proto names) compare equal. */
 function normalize(path: string): string {
-  return path.replace(/(^|\.)([a-z][A-Za-z0-9]*)/g, (_m, dot: string, key: string) => dot + key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`));
+  return path.replace(
+    /(^|\.)([a-z][A-Za-z0-9]*)/g,
+    (_m, dot: string, key: string) => dot + key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`),
+  );
 }
 
 function under(path: string, prefix: string): boolean {
-  return prefix === '(root)' || path === prefix || path.startsWith(`${prefix}.`) || path.startsWith(`${prefix}[`) || path.startsWith(`${prefix}(`);
+  return (
+    prefix === '(root)' ||
+    path === prefix ||
+    path.startsWith(`${prefix}.`) ||
+    path.startsWith(`${prefix}[`) ||
+    path.startsWith(`${prefix}(`)
+  );
 }
 
 export interface DocumentReport {
@@ -69,13 +78,27 @@ export interface DocumentReport {
 
 /** A document holding one resource, a list of them, or a Bootstrap (with or without "@type"). */
 export function validateDocument(doc: unknown): DocumentReport[] {
-  const items = Array.isArray(doc) ? doc : doc && typeof doc === 'object' && Array.isArray((doc as { resources?: unknown }).resources) && !('@type' in doc) ? (doc as { resources: unknown[] }).resources : [doc];
+  const items = Array.isArray(doc)
+    ? doc
+    : doc && typeof doc === 'object' && Array.isArray((doc as { resources?: unknown }).resources) && !('@type' in doc)
+      ? (doc as { resources: unknown[] }).resources
+      : [doc];
   return items.map((item, i) => {
     if (!item || typeof item !== 'object') return { resource: `[${i}]`, errors: [{ path: '(root)', reason: 'expected an object' }] };
     const obj = item as Record<string, unknown>;
     const typeUrl = typeof obj['@type'] === 'string' ? obj['@type'] : looksLikeBootstrap(obj) ? BOOTSTRAP_TYPE : '';
-    const name = typeof obj['name'] === 'string' ? obj['name'] : typeof obj['cluster_name'] === 'string' ? obj['cluster_name'] : typeof obj['clusterName'] === 'string' ? obj['clusterName'] : '';
-    return { resource: `[${i}] ${typeUrl.slice(typeUrl.lastIndexOf('/') + 1) || '?'}${name ? ` ${name}` : ''}`, errors: validateJson(obj, typeUrl) };
+    const name =
+      typeof obj['name'] === 'string'
+        ? obj['name']
+        : typeof obj['cluster_name'] === 'string'
+          ? obj['cluster_name']
+          : typeof obj['clusterName'] === 'string'
+            ? obj['clusterName']
+            : '';
+    return {
+      resource: `[${i}] ${typeUrl.slice(typeUrl.lastIndexOf('/') + 1) || '?'}${name ? ` ${name}` : ''}`,
+      errors: validateJson(obj, typeUrl),
+    };
   });
 }
 

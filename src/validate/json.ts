@@ -33,7 +33,10 @@ export class JsonReader {
       case '.google.protobuf.Duration':
       case '.google.protobuf.Timestamp':
         if (typeof json === 'string') return this.time(type.fullName, json, path, errors);
-        if (!isObject(json)) return fail(`expected a ${type.name === 'Duration' ? 'duration like "5s"' : 'timestamp like "2024-01-01T00:00:00Z"'}, got ${describe(json)}`);
+        if (!isObject(json))
+          return fail(
+            `expected a ${type.name === 'Duration' ? 'duration like "5s"' : 'timestamp like "2024-01-01T00:00:00Z"'}, got ${describe(json)}`,
+          );
         break; // {seconds, nanos}: read as the message it is
       case '.google.protobuf.Struct':
         return isObject(json) ? struct(json) : fail(`expected a mapping, got ${describe(json)}`);
@@ -70,10 +73,12 @@ export class JsonReader {
     field.resolve();
     if (field.map) {
       if (!isObject(v)) return void errors.push({ path, reason: `expected a mapping, got ${describe(v)}` });
-      return Object.fromEntries(Object.entries(v).flatMap(([k, x]) => {
-        const read = this.single(field, x, `${path}[${JSON.stringify(k)}]`, errors);
-        return read === undefined ? [] : [[k, read]];
-      }));
+      return Object.fromEntries(
+        Object.entries(v).flatMap(([k, x]) => {
+          const read = this.single(field, x, `${path}[${JSON.stringify(k)}]`, errors);
+          return read === undefined ? [] : [[k, read]];
+        }),
+      );
     }
     if (field.repeated) {
       if (!Array.isArray(v)) return void errors.push({ path, reason: `expected a list, got ${describe(v)}` });
@@ -99,16 +104,21 @@ export class JsonReader {
       case 'bool':
         return typeof v === 'boolean' ? v : fail(`expected true or false, got ${describe(v)}`);
       case 'bytes':
-        return typeof v === 'string' && /^[A-Za-z0-9+/_-]*={0,2}$/.test(v.replace(/\s/g, '')) ? v : fail(`expected base64 text, got ${describe(v)}`);
+        return typeof v === 'string' && /^[A-Za-z0-9+/_-]*={0,2}$/.test(v.replace(/\s/g, ''))
+          ? v
+          : fail(`expected base64 text, got ${describe(v)}`);
       case 'double':
       case 'float':
-        return typeof v === 'number' || (typeof v === 'string' && ['NaN', 'Infinity', '-Infinity'].includes(v)) ? v : fail(`expected a number, got ${describe(v)}`);
+        return typeof v === 'number' || (typeof v === 'string' && ['NaN', 'Infinity', '-Infinity'].includes(v))
+          ? v
+          : fail(`expected a number, got ${describe(v)}`);
     }
     const range = INT_RANGE[field.type];
     if (!range) return v;
     const n = typeof v === 'number' && Number.isInteger(v) ? BigInt(v) : typeof v === 'string' && /^-?\d+$/.test(v) ? BigInt(v) : undefined;
     if (n === undefined) return fail(`expected an integer, got ${describe(v)}`);
-    if (n < range[0] || n > range[1]) return fail(`${String(n)} is out of range for ${field.type} (${String(range[0])} to ${String(range[1])})`);
+    if (n < range[0] || n > range[1])
+      return fail(`${String(n)} is out of range for ${field.type} (${String(range[0])} to ${String(range[1])})`);
     return v;
   }
 

@@ -15,7 +15,8 @@ export function rulesOf(field: protobuf.Field): FieldRules {
     const parsed = (field as unknown as { parsedOptions?: Array<Record<string, unknown>> }).parsedOptions ?? [];
     for (const opt of parsed) {
       const v = opt['(validate.rules)'];
-      if (v && typeof v === 'object') for (const [k, rule] of Object.entries(v as Record<string, Record<string, unknown>>)) r[k] = { ...r[k], ...rule };
+      if (v && typeof v === 'object')
+        for (const [k, rule] of Object.entries(v as Record<string, Record<string, unknown>>)) r[k] = { ...r[k], ...rule };
     }
     cache.set(field, r);
   }

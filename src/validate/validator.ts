@@ -53,7 +53,10 @@ export class Validator {
     if (skipRules) return;
     for (const oneof of type.oneofsArray) {
       if (oneofRequired(oneof) && !oneof.fieldsArray.some((f) => isSet(msg, f.name))) {
-        errors.push({ path: join(path, oneof.name), reason: `exactly one of ${oneof.fieldsArray.map((f) => f.name).join(', ')} is required` });
+        errors.push({
+          path: join(path, oneof.name),
+          reason: `exactly one of ${oneof.fieldsArray.map((f) => f.name).join(', ')} is required`,
+        });
       }
     }
   }
@@ -63,7 +66,12 @@ export class Validator {
     if (t && 'fieldsArray' in t) {
       const type = t as protobuf.Type;
       if (!set) {
-        if (rules['message']?.['required'] || rules['duration']?.['required'] || rules['timestamp']?.['required'] || rules['any']?.['required']) {
+        if (
+          rules['message']?.['required'] ||
+          rules['duration']?.['required'] ||
+          rules['timestamp']?.['required'] ||
+          rules['any']?.['required']
+        ) {
           errors.push({ path, reason: 'is required' });
         }
         return;
@@ -71,8 +79,10 @@ export class Validator {
       const msg = value as Msg;
       const scalar = WRAPPER_SCALAR[type.fullName];
       if (scalar && rules[scalar]) checkScalar(scalar, msg['value'], rules[scalar]!, path, errors);
-      if (type.fullName === '.google.protobuf.Duration' && rules['duration']) checkNanos(durationNanos(msg), rules['duration'], durationNanos, path, errors);
-      if (type.fullName === '.google.protobuf.Timestamp' && rules['timestamp']) checkNanos(durationNanos(msg), rules['timestamp'], durationNanos, path, errors);
+      if (type.fullName === '.google.protobuf.Duration' && rules['duration'])
+        checkNanos(durationNanos(msg), rules['duration'], durationNanos, path, errors);
+      if (type.fullName === '.google.protobuf.Timestamp' && rules['timestamp'])
+        checkNanos(durationNanos(msg), rules['timestamp'], durationNanos, path, errors);
       if (type.fullName === '.google.protobuf.Any' && rules['any']) checkAny(msg, rules['any'], path, errors);
       if (!rules['message']?.['skip']) this.walk(type, msg, path, errors);
       return;
@@ -94,20 +104,31 @@ export class Validator {
   private repeated(field: protobuf.Field, items: unknown[], rules: FieldRules, path: string, errors: ValidationError[]): void {
     const r = rules['repeated'];
     if (r && !(r['ignore_empty'] && items.length === 0)) {
-      if (typeof r['min_items'] !== 'undefined' && items.length < Number(r['min_items'])) errors.push({ path, reason: `must have at least ${String(r['min_items'])} item(s), has ${items.length}` });
-      if (typeof r['max_items'] !== 'undefined' && items.length > Number(r['max_items'])) errors.push({ path, reason: `must have at most ${String(r['max_items'])} item(s), has ${items.length}` });
-      if (r['unique'] && new Set(items.map((i) => JSON.stringify(i))).size !== items.length) errors.push({ path, reason: 'items must be unique' });
+      if (typeof r['min_items'] !== 'undefined' && items.length < Number(r['min_items']))
+        errors.push({ path, reason: `must have at least ${String(r['min_items'])} item(s), has ${items.length}` });
+      if (typeof r['max_items'] !== 'undefined' && items.length > Number(r['max_items']))
+        errors.push({ path, reason: `must have at most ${String(r['max_items'])} item(s), has ${items.length}` });
+      if (r['unique'] && new Set(items.map((i) => JSON.stringify(i))).size !== items.length)
+        errors.push({ path, reason: 'items must be unique' });
     }
     const itemRules = (r?.['items'] ?? {}) as FieldRules;
     items.forEach((item, i) => this.single(field, item, item !== null && item !== undefined, itemRules, `${path}[${i}]`, errors));
   }
 
-  private map(field: protobuf.Field, entries: Record<string, unknown> | undefined, rules: FieldRules, path: string, errors: ValidationError[]): void {
+  private map(
+    field: protobuf.Field,
+    entries: Record<string, unknown> | undefined,
+    rules: FieldRules,
+    path: string,
+    errors: ValidationError[],
+  ): void {
     const keys = Object.keys(entries ?? {});
     const r = rules['map'];
     if (r && !(r['ignore_empty'] && keys.length === 0)) {
-      if (typeof r['min_pairs'] !== 'undefined' && keys.length < Number(r['min_pairs'])) errors.push({ path, reason: `must have at least ${String(r['min_pairs'])} entr(ies), has ${keys.length}` });
-      if (typeof r['max_pairs'] !== 'undefined' && keys.length > Number(r['max_pairs'])) errors.push({ path, reason: `must have at most ${String(r['max_pairs'])} entr(ies), has ${keys.length}` });
+      if (typeof r['min_pairs'] !== 'undefined' && keys.length < Number(r['min_pairs']))
+        errors.push({ path, reason: `must have at least ${String(r['min_pairs'])} entr(ies), has ${keys.length}` });
+      if (typeof r['max_pairs'] !== 'undefined' && keys.length > Number(r['max_pairs']))
+        errors.push({ path, reason: `must have at most ${String(r['max_pairs'])} entr(ies), has ${keys.length}` });
     }
     const keyRules = (r?.['keys'] ?? {}) as FieldRules;
     const valueRules = (r?.['values'] ?? {}) as FieldRules;
@@ -158,15 +179,34 @@ function durationNanos(d: unknown): number {
 
 function checkIn(v: unknown, r: Record<string, unknown>, path: string, errors: ValidationError[]): void {
   const eq = (x: unknown): boolean => (typeof v === 'number' ? num(x) === v : x === v);
-  if (Array.isArray(r['in']) && r['in'].length && !r['in'].some(eq)) errors.push({ path, reason: `must be one of ${JSON.stringify(r['in'])}` });
-  if (Array.isArray(r['not_in']) && r['not_in'].some(eq)) errors.push({ path, reason: `must not be one of ${JSON.stringify(r['not_in'])}` });
+  if (Array.isArray(r['in']) && r['in'].length && !r['in'].some(eq))
+    errors.push({ path, reason: `must be one of ${JSON.stringify(r['in'])}` });
+  if (Array.isArray(r['not_in']) && r['not_in'].some(eq))
+    errors.push({ path, reason: `must not be one of ${JSON.stringify(r['not_in'])}` });
 }
 
 /** gt/gte/lt/lte with PGV's meaning: lt below gt describes the range outside [lt, gt]. */
-function checkRange(v: number, r: Record<string, unknown>, toNum: (x: unknown) => number, show: (x: unknown) => string, path: string, errors: ValidationError[]): void {
+function checkRange(
+  v: number,
+  r: Record<string, unknown>,
+  toNum: (x: unknown) => number,
+  show: (x: unknown) => string,
+  path: string,
+  errors: ValidationError[],
+): void {
   if ('const' in r && v !== toNum(r['const'])) errors.push({ path, reason: `must equal ${show(r['const'])}` });
-  const lower = 'gt' in r ? { v: toNum(r['gt']), incl: false, s: show(r['gt']) } : 'gte' in r ? { v: toNum(r['gte']), incl: true, s: show(r['gte']) } : undefined;
-  const upper = 'lt' in r ? { v: toNum(r['lt']), incl: false, s: show(r['lt']) } : 'lte' in r ? { v: toNum(r['lte']), incl: true, s: show(r['lte']) } : undefined;
+  const lower =
+    'gt' in r
+      ? { v: toNum(r['gt']), incl: false, s: show(r['gt']) }
+      : 'gte' in r
+        ? { v: toNum(r['gte']), incl: true, s: show(r['gte']) }
+        : undefined;
+  const upper =
+    'lt' in r
+      ? { v: toNum(r['lt']), incl: false, s: show(r['lt']) }
+      : 'lte' in r
+        ? { v: toNum(r['lte']), incl: true, s: show(r['lte']) }
+        : undefined;
   const aboveLower = lower ? (lower.incl ? v >= lower.v : v > lower.v) : true;
   const belowUpper = upper ? (upper.incl ? v <= upper.v : v < upper.v) : true;
   const lowerText = lower ? `${lower.incl ? '>=' : '>'} ${lower.s}` : '';

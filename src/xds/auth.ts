@@ -34,7 +34,9 @@ export class PlaintextAuthenticator implements StreamAuthenticator {
   constructor(private readonly devIdentityTrustDomain: string | undefined) {}
 
   authenticate(): Promise<AuthOutcome> {
-    return Promise.resolve(this.devIdentityTrustDomain ? { kind: 'node-metadata', trustDomain: this.devIdentityTrustDomain } : { kind: 'anonymous' });
+    return Promise.resolve(
+      this.devIdentityTrustDomain ? { kind: 'node-metadata', trustDomain: this.devIdentityTrustDomain } : { kind: 'anonymous' },
+    );
   }
 }
 

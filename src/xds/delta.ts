@@ -78,7 +78,8 @@ export class DeltaSubscription extends Subscription<DeltaRequest> {
     if (this.awaitingReady.size && this.table.ready) {
       const held = [...this.awaitingReady];
       this.awaitingReady.clear();
-      for (const n of held) if (!this.table.get(n) && this.sent.get(n) !== null && (this.names.has(n) || this.wildcard)) this.removedPending.add(n);
+      for (const n of held)
+        if (!this.table.get(n) && this.sent.get(n) !== null && (this.names.has(n) || this.wildcard)) this.removedPending.add(n);
       names = [...names, ...held];
     }
     super.tableChanged(names, changedAt);
@@ -159,7 +160,8 @@ export class DeltaSubscription extends Subscription<DeltaRequest> {
         continue;
       }
       const e = this.table.get(n);
-      if (!e && holdRemovals && this.sent.get(n)) held.push(n); // removed after LDS/RDS
+      if (!e && holdRemovals && this.sent.get(n))
+        held.push(n); // removed after LDS/RDS
       else if (e) {
         if (this.sent.get(n) !== e) {
           toSend.push(e);

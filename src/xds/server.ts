@@ -90,7 +90,12 @@ export class XdsServer {
    * Counts the stream on its connection (until its call is over, which for a peer that does not
    * read may be long after meshfed closed it), before anything costs more than a map lookup.
    */
-  private admit(call: grpc.ServerDuplexStream<unknown, Buffer>, auth: StreamAuthenticator, delta: boolean, fixedType: XdsTypeUrl | undefined): void {
+  private admit(
+    call: grpc.ServerDuplexStream<unknown, Buffer>,
+    auth: StreamAuthenticator,
+    delta: boolean,
+    fixedType: XdsTypeUrl | undefined,
+  ): void {
     const peer = call.getPeer();
     const conn = this.connections.admit(peer);
     if (typeof conn === 'string') {
@@ -105,7 +110,13 @@ export class XdsServer {
   }
 
   /** Requests wait in the call's buffer until the credentials are checked. */
-  private authenticate(call: grpc.ServerDuplexStream<unknown, Buffer>, auth: StreamAuthenticator, delta: boolean, fixedType: XdsTypeUrl | undefined, conn: Connection): void {
+  private authenticate(
+    call: grpc.ServerDuplexStream<unknown, Buffer>,
+    auth: StreamAuthenticator,
+    delta: boolean,
+    fixedType: XdsTypeUrl | undefined,
+    conn: Connection,
+  ): void {
     let cancelled = false;
     call.once('cancelled', () => (cancelled = true));
     auth.authenticate(call).then(
@@ -118,12 +129,19 @@ export class XdsServer {
       },
       (err: Error) => {
         this.opts.log.error({ err }, 'authenticating an xDS stream failed');
-        if (!cancelled) call.emit('error', { code: grpc.status.INTERNAL, details: `meshfed could not check the credentials: ${clip(err.message)}` });
+        if (!cancelled)
+          call.emit('error', { code: grpc.status.INTERNAL, details: `meshfed could not check the credentials: ${clip(err.message)}` });
       },
     );
   }
 
-  private open(call: grpc.ServerDuplexStream<unknown, Buffer>, delta: boolean, fixedType: XdsTypeUrl | undefined, auth: AuthOutcome, conn: Connection): void {
+  private open(
+    call: grpc.ServerDuplexStream<unknown, Buffer>,
+    delta: boolean,
+    fixedType: XdsTypeUrl | undefined,
+    auth: AuthOutcome,
+    conn: Connection,
+  ): void {
     const deps = {
       store: this.opts.store,
       budget: this.budget,
@@ -180,10 +198,16 @@ function decodeRequest(type: protobuf.Type, b: Buffer, limits: XdsLimits): objec
     if ('limit' in req) return req;
     // The node id shows in logs and debug pages for as long as the stream lives.
     const id = req.node?.id ?? '';
-    if (tooLong(id, limits.maxNameBytes)) return overLimit('name-bytes', `a node id of ${Buffer.byteLength(id)} bytes`, limits.maxNameBytes);
+    if (tooLong(id, limits.maxNameBytes))
+      return overLimit('name-bytes', `a node id of ${Buffer.byteLength(id)} bytes`, limits.maxNameBytes);
     if (type === DiscoveryRequest) return req;
     const delta = req as DeltaRequest;
-    return namesOverLimit([...delta.resource_names_subscribe, ...delta.resource_names_unsubscribe, ...Object.keys(delta.initial_resource_versions)], limits) ?? delta;
+    return (
+      namesOverLimit(
+        [...delta.resource_names_subscribe, ...delta.resource_names_unsubscribe, ...Object.keys(delta.initial_resource_versions)],
+        limits,
+      ) ?? delta
+    );
   } catch (err) {
     return { malformed: `cannot decode ${type.name}: ${(err as Error).message}` };
   }

@@ -184,7 +184,10 @@ export abstract class XdsStream<Req extends StreamRequest = StreamRequest, Sub e
 
   private nacked(typeUrl: string, nack: Nack): void {
     this.deps.observer.nacked(typeUrl, this.proxy?.id ?? '', nack.message);
-    this.deps.log.warn({ proxy: this.who, type: shortType(typeUrl), nonce: nack.nonce, message: clip(nack.message) }, 'proxy rejected a response');
+    this.deps.log.warn(
+      { proxy: this.who, type: shortType(typeUrl), nonce: nack.nonce, message: clip(nack.message) },
+      'proxy rejected a response',
+    );
   }
 
   /** The request's type, or undefined if the stream was failed or the type is ignored. */

@@ -255,7 +255,11 @@ export abstract class Subscription<Req extends XdsRequest = XdsRequest> implemen
    * generation (a first response, a full state), so encoded once for all of them.
    */
   protected body(entries: readonly Entry[], shared: boolean): Buffer {
-    const encode = (): Buffer => encodeRepeated(F.resources, entries.map((e) => this.encoded(e)));
+    const encode = (): Buffer =>
+      encodeRepeated(
+        F.resources,
+        entries.map((e) => this.encoded(e)),
+      );
     return shared ? this.table.cachedBody(`${this.protocol} ${this.subscriptionKey()}`, encode) : encode();
   }
 

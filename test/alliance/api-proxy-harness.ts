@@ -43,7 +43,12 @@ export async function startApiProxy(o: { peers: readonly DeckhousePeer[]; maxInF
       clusterUuid: OWN_UUID,
       keyStore: memoryAuthnKeyStore(),
       peers: new StaticPeerDirectory(o.peers.map((p) => ({ clusterUUID: p.uuid, authnKeyPub: p.pubPem, rootCA: 'unused' }))),
-      apiProxy: { host: '127.0.0.1', port: 0, tls: { certFile: path.join(dir, 'proxy.crt'), keyFile: path.join(dir, 'proxy.key') }, maxInFlightPerPeer: o.maxInFlightPerPeer },
+      apiProxy: {
+        host: '127.0.0.1',
+        port: 0,
+        tls: { certFile: path.join(dir, 'proxy.crt'), keyFile: path.join(dir, 'proxy.key') },
+        maxInFlightPerPeer: o.maxInFlightPerPeer,
+      },
     },
     { kubeConfig: localKubeConfig(api.writeKubeconfig(dir)), snapshot: () => EMPTY_SNAPSHOT, metrics, log: createLogger('silent') },
   );
@@ -60,14 +65,18 @@ export async function startApiProxy(o: { peers: readonly DeckhousePeer[]; maxInF
     },
     kubeconfig(token) {
       const file = path.join(dir, `kubeconfig-peer-${Math.random().toString(36).slice(2)}.yaml`);
-      writeFileSync(file, stringify({
-        apiVersion: 'v1',
-        kind: 'Config',
-        clusters: [{ name: 'peer', cluster: { server: url, 'certificate-authority-data': Buffer.from(pki.caPem).toString('base64') } }],
-        users: [{ name: 'peer', user: { token } }],
-        contexts: [{ name: 'peer', context: { cluster: 'peer', user: 'peer' } }],
-        'current-context': 'peer',
-      }), { mode: 0o600 });
+      writeFileSync(
+        file,
+        stringify({
+          apiVersion: 'v1',
+          kind: 'Config',
+          clusters: [{ name: 'peer', cluster: { server: url, 'certificate-authority-data': Buffer.from(pki.caPem).toString('base64') } }],
+          users: [{ name: 'peer', user: { token } }],
+          contexts: [{ name: 'peer', context: { cluster: 'peer', user: 'peer' } }],
+          'current-context': 'peer',
+        }),
+        { mode: 0o600 },
+      );
       return file;
     },
     async counter(name) {

@@ -32,7 +32,11 @@ export function deckhousePeer(uuid: string): DeckhousePeer {
 }
 
 /** A compact JWS over `claims` with `header`, signed as go-jose does for EdDSA (the PEM read as PKCS#8 DER). */
-export function handMadeToken(peer: DeckhousePeer, claims: Record<string, unknown>, header: Record<string, unknown> = { alg: 'EdDSA' }): string {
+export function handMadeToken(
+  peer: DeckhousePeer,
+  claims: Record<string, unknown>,
+  header: Record<string, unknown> = { alg: 'EdDSA' },
+): string {
   const key = createPrivateKey({ key: pemBody(peer.privPem), format: 'der', type: 'pkcs8' });
   const input = `${b64url(JSON.stringify(header))}.${b64url(JSON.stringify(claims))}`;
   return `${input}.${b64url(sign(null, Buffer.from(input), key))}`;
@@ -59,7 +63,10 @@ export function deckhouseClaims(from: string, to: string, scope: string, now = M
  * scope, exp, sub known, then the signature with the PKIX key under the `ED25519 PUBLIC KEY` label. Returns the
  * header and claims so a test can check there is nothing else in them.
  */
-export function deckhouseVerify(token: string, o: { ownUuid: string; scope: string; known: Record<string, string> }): { header: Record<string, unknown>; claims: Record<string, unknown> } {
+export function deckhouseVerify(
+  token: string,
+  o: { ownUuid: string; scope: string; known: Record<string, string> },
+): { header: Record<string, unknown>; claims: Record<string, unknown> } {
   const [h, p, s] = token.split('.');
   if (!h || !p || s === undefined || token.split('.').length !== 3) throw new Error('not a compact JWS');
   const header = JSON.parse(Buffer.from(h, 'base64url').toString()) as Record<string, unknown>;
@@ -69,7 +76,7 @@ export function deckhouseVerify(token: string, o: { ownUuid: string; scope: stri
   if (typeof claims['exp'] !== 'number' || claims['exp'] < Math.floor(Date.now() / 1000)) throw new Error('JWT token expired');
   const pem = o.known[String(claims['sub'])];
   if (!pem) throw new Error('JWT is signed for unknown source cluster');
-  if (!pem.startsWith('-----BEGIN ED25519 PUBLIC KEY-----')) throw new Error('authnKeyPub is not under Deckhouse\'s label');
+  if (!pem.startsWith('-----BEGIN ED25519 PUBLIC KEY-----')) throw new Error("authnKeyPub is not under Deckhouse's label");
   const key = createPublicKey({ key: pemBody(pem), format: 'der', type: 'spki' });
   if (header['alg'] !== 'EdDSA' || !verify(null, Buffer.from(`${h}.${p}`), key, Buffer.from(s, 'base64url'))) {
     throw new Error('cannot verify JWT token with known public key');
@@ -119,7 +126,13 @@ export interface ExporterMesh {
 const GOLDEN_MESH: ExporterMesh = { text: MESH_YAML, clusterId: 'cluster-b', trustDomain: 'cluster-b.local', uuid: OWN_UUID };
 
 /** meshfed with the exporter on loopback: cluster-b of MESH_YAML unless `mesh` says otherwise, trusting the given peers. */
-export async function startExporter(o: { peers: readonly DeckhousePeer[]; keyType?: KeyType; federation?: boolean; multiclusterApiHost?: string; mesh?: ExporterMesh }): Promise<ExporterUnderTest> {
+export async function startExporter(o: {
+  peers: readonly DeckhousePeer[];
+  keyType?: KeyType;
+  federation?: boolean;
+  multiclusterApiHost?: string;
+  mesh?: ExporterMesh;
+}): Promise<ExporterUnderTest> {
   const m = o.mesh ?? GOLDEN_MESH;
   const dir = mkdtempSync(path.join(os.tmpdir(), 'meshfed-exporter-'));
   const config = path.join(dir, 'mesh.yaml');

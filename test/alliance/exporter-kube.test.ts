@@ -72,7 +72,18 @@ describe('metadata exporter with --kube', () => {
     api.upsert(svc('bar', { 'federation.istio.deckhouse.io/public-service': '' }));
     api.upsert(svc('baz', { 'meshfed.io/exported': 'true' }));
     api.upsert(svc('secret-sauce', {}));
-    api.upsert({ apiVersion: 'v1', kind: 'Node', metadata: { name: 'node-a' }, status: { addresses: [{ type: 'InternalIP', address: '10.0.0.5' }, { type: 'ExternalIP', address: '203.0.113.5' }], conditions: [{ type: 'Ready', status: 'True' }] } });
+    api.upsert({
+      apiVersion: 'v1',
+      kind: 'Node',
+      metadata: { name: 'node-a' },
+      status: {
+        addresses: [
+          { type: 'InternalIP', address: '10.0.0.5' },
+          { type: 'ExternalIP', address: '203.0.113.5' },
+        ],
+        conditions: [{ type: 'Ready', status: 'True' }],
+      },
+    });
     api.upsert({
       apiVersion: 'v1',
       kind: 'Service',
@@ -89,18 +100,34 @@ describe('metadata exporter with --kube', () => {
     });
     const grpc = [{ name: 'grpc', port: 9090 }];
     // federation.json lists the labelled services and the gateway
-    await vi.waitFor(async () =>
-      expectEqual(await federation(), {
-        ingressGateways: [{ address: '203.0.113.5', port: 30443 }],
-        publicServices: [
-          { hostname: 'bar.xyz.svc.cluster-b.local', ports: grpc },
-          { hostname: 'baz.xyz.svc.cluster-b.local', ports: grpc },
-        ],
-      }), WAIT);
+    await vi.waitFor(
+      async () =>
+        expectEqual(await federation(), {
+          ingressGateways: [{ address: '203.0.113.5', port: 30443 }],
+          publicServices: [
+            { hostname: 'bar.xyz.svc.cluster-b.local', ports: grpc },
+            { hostname: 'baz.xyz.svc.cluster-b.local', ports: grpc },
+          ],
+        }),
+      WAIT,
+    );
     // Unlabelled: gone from the next answer; the node cordoned: no gateway.
     api.upsert(svc('bar', {}));
-    api.upsert({ apiVersion: 'v1', kind: 'Node', metadata: { name: 'node-a' }, spec: { unschedulable: true }, status: { addresses: [{ type: 'ExternalIP', address: '203.0.113.5' }] } });
+    api.upsert({
+      apiVersion: 'v1',
+      kind: 'Node',
+      metadata: { name: 'node-a' },
+      spec: { unschedulable: true },
+      status: { addresses: [{ type: 'ExternalIP', address: '203.0.113.5' }] },
+    });
     // federation.json follows
-    await vi.waitFor(async () => expectEqual(await federation(), { ingressGateways: [], publicServices: [{ hostname: 'baz.xyz.svc.cluster-b.local', ports: grpc }] }), WAIT);
+    await vi.waitFor(
+      async () =>
+        expectEqual(await federation(), {
+          ingressGateways: [],
+          publicServices: [{ hostname: 'baz.xyz.svc.cluster-b.local', ports: grpc }],
+        }),
+      WAIT,
+    );
   });
 });

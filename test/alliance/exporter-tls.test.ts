@@ -45,7 +45,12 @@ describe('metadata exporter TLS files', () => {
       debugPort: 0,
       log: log.log,
       pki: { trustDomain: 'cluster-b.local', caStore: memoryCaStore() },
-      alliance: { clusterUuid: 'u-1', keyStore: memoryAuthnKeyStore(), localClusterId: 'cluster-b', exporter: { host: '127.0.0.1', port: 0, federation: false, tls: { certFile, keyFile, reloadIntervalMs: 50 } } },
+      alliance: {
+        clusterUuid: 'u-1',
+        keyStore: memoryAuthnKeyStore(),
+        localClusterId: 'cluster-b',
+        exporter: { host: '127.0.0.1', port: 0, federation: false, tls: { certFile, keyFile, reloadIntervalMs: 50 } },
+      },
     });
   });
   afterAll(() => m?.stop(100));
@@ -64,7 +69,10 @@ describe('metadata exporter TLS files', () => {
     expect(first).not.toBe(serial(second.certPem));
 
     writeFileSync(certFile, 'garbage\n');
-    await vi.waitFor(() => expect(JSON.stringify(log.lines)).toMatch(/new TLS certificate or key is unusable \(the old pair keeps serving\)/), WAIT); // the broken files are reported
+    await vi.waitFor(
+      () => expect(JSON.stringify(log.lines)).toMatch(/new TLS certificate or key is unusable \(the old pair keeps serving\)/),
+      WAIT,
+    ); // the broken files are reported
     expect(await servedSerial(port, root.certPem)).toBe(serial(second.certPem));
   });
 });

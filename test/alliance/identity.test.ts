@@ -11,7 +11,8 @@ import { kubeClusterUuid } from '../../src/alliance/identity/cluster-uuid.js';
 import { startFakeApiServer, type FakeApiServer } from '../fixtures/kube-apiserver/index.js';
 
 const tmp = (): string => mkdtempSync(path.join(os.tmpdir(), 'meshfed-authn-'));
-const spki = (pem: string): Buffer => createPublicKey(pem.replace(/ED25519 PUBLIC KEY/g, 'PUBLIC KEY')).export({ type: 'spki', format: 'der' });
+const spki = (pem: string): Buffer =>
+  createPublicKey(pem.replace(/ED25519 PUBLIC KEY/g, 'PUBLIC KEY')).export({ type: 'spki', format: 'der' });
 
 describe('authn key pair in a directory', () => {
   it('is created once with Deckhouse labels (PKIX / PKCS#8), priv.pem 0600, and read back the same', async () => {
@@ -38,7 +39,7 @@ describe('authn key pair in a directory', () => {
     expect(c!.pubPem).toBe(a!.pubPem);
   });
 
-  it('reads the standard labels too, and publishes Deckhouse\'s', async () => {
+  it("reads the standard labels too, and publishes Deckhouse's", async () => {
     const dir = tmp();
     const { publicKey, privateKey } = generateKeyPairSync('ed25519');
     writeFileSync(path.join(dir, 'pub.pem'), publicKey.export({ type: 'spki', format: 'pem' }));
@@ -51,16 +52,23 @@ describe('authn key pair in a directory', () => {
   it('refuses broken files with one line naming the file', async () => {
     const garbage = tmp();
     writeFileSync(path.join(garbage, 'priv.pem'), 'not a key\n');
-    await expect(openAuthnKeys(dirAuthnKeyStore(garbage))).rejects.toThrow(`${path.join(garbage, 'priv.pem')}: not a PEM private key (PKCS#8)`);
+    await expect(openAuthnKeys(dirAuthnKeyStore(garbage))).rejects.toThrow(
+      `${path.join(garbage, 'priv.pem')}: not a PEM private key (PKCS#8)`,
+    );
 
     const rsa = tmp();
-    writeFileSync(path.join(rsa, 'priv.pem'), generateKeyPairSync('rsa', { modulusLength: 1024 }).privateKey.export({ type: 'pkcs8', format: 'pem' }));
+    writeFileSync(
+      path.join(rsa, 'priv.pem'),
+      generateKeyPairSync('rsa', { modulusLength: 1024 }).privateKey.export({ type: 'pkcs8', format: 'pem' }),
+    );
     await expect(openAuthnKeys(dirAuthnKeyStore(rsa))).rejects.toThrow(`${path.join(rsa, 'priv.pem')}: a rsa key, not Ed25519`);
 
     const mismatched = tmp();
     writeFileSync(path.join(mismatched, 'priv.pem'), generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }));
     writeFileSync(path.join(mismatched, 'pub.pem'), generateKeyPairSync('ed25519').publicKey.export({ type: 'spki', format: 'pem' }));
-    await expect(openAuthnKeys(dirAuthnKeyStore(mismatched))).rejects.toThrow(`${path.join(mismatched, 'pub.pem')}: not the public key of ${path.join(mismatched, 'priv.pem')}`);
+    await expect(openAuthnKeys(dirAuthnKeyStore(mismatched))).rejects.toThrow(
+      `${path.join(mismatched, 'pub.pem')}: not the public key of ${path.join(mismatched, 'priv.pem')}`,
+    );
 
     const orphan = tmp();
     writeFileSync(path.join(orphan, 'pub.pem'), generateKeyPairSync('ed25519').publicKey.export({ type: 'spki', format: 'pem' }));
@@ -78,7 +86,7 @@ describe('authn key pair and cluster UUID in Kubernetes', () => {
   });
   afterAll(() => api.close());
 
-  it('replicas racing to create Secret meshfed-authn-keypair all sign with the winner\'s key', async () => {
+  it("replicas racing to create Secret meshfed-authn-keypair all sign with the winner's key", async () => {
     const ns = 'meshfed';
     const pairs = await Promise.all([1, 2, 3].map(() => openAuthnKeys(kubeAuthnKeyStore(kc, ns))));
     expect(new Set(pairs.map((p) => p.pubPem)).size).toBe(1);
@@ -90,7 +98,7 @@ describe('authn key pair and cluster UUID in Kubernetes', () => {
     expect((await openAuthnKeys(kubeAuthnKeyStore(kc, ns))).pubPem).toBe(pairs[0]!.pubPem);
   });
 
-  it('takes the cluster UUID from Namespace kube-system\'s uid, and says what to do without it', async () => {
+  it("takes the cluster UUID from Namespace kube-system's uid, and says what to do without it", async () => {
     await expect(kubeClusterUuid(kc)).rejects.toThrow(
       /^the cluster UUID is the uid of Namespace kube-system, which could not be read \(HTTP 404: namespaces "kube-system" not found\); give --cluster-uuid$/,
     );

@@ -16,7 +16,10 @@ const running: ChildProcess[] = [];
 afterEach(() => running.splice(0).forEach((p) => p.kill('SIGKILL')));
 
 function start(args: string[]): { proc: ChildProcess; output: () => string; exited: Promise<number | null> } {
-  const proc = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'serve', ...args], { cwd: repo, stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'serve', ...args], {
+    cwd: repo,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   running.push(proc);
   let out = '';
   proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
@@ -37,8 +40,22 @@ describe('meshfed serve --api-proxy-address', () => {
       writeFileSync(path.join(dir, 'tls.key'), pki.serverKeyPem, { mode: 0o600 });
       const [admin, proxy] = [await freePort(), await freePort()];
       const s = start([
-        '--kubeconfig', api.writeKubeconfig(dir), '--namespace', 'meshfed', '--xds-address', '127.0.0.1:0', '--admin-address', `127.0.0.1:${admin}`, '--debug-address', '127.0.0.1:0',
-        '--api-proxy-address', `127.0.0.1:${proxy}`, '--api-proxy-tls-cert', path.join(dir, 'tls.crt'), '--api-proxy-tls-key', path.join(dir, 'tls.key'),
+        '--kubeconfig',
+        api.writeKubeconfig(dir),
+        '--namespace',
+        'meshfed',
+        '--xds-address',
+        '127.0.0.1:0',
+        '--admin-address',
+        `127.0.0.1:${admin}`,
+        '--debug-address',
+        '127.0.0.1:0',
+        '--api-proxy-address',
+        `127.0.0.1:${proxy}`,
+        '--api-proxy-tls-cert',
+        path.join(dir, 'tls.crt'),
+        '--api-proxy-tls-key',
+        path.join(dir, 'tls.key'),
       ]);
       await waitForHttpOk(s.proc, `http://127.0.0.1:${admin}/readyz`, s.output, 30_000);
       const seen = api.requests.filter((r) => r.path.startsWith('/api/v1/secrets')).length;
@@ -68,7 +85,15 @@ describe('meshfed serve --api-proxy-address', () => {
   });
 
   it('with a certificate but no key, says they go together, and exits', async () => {
-    const s = start(['--trust-domain', 'cluster.local', ...local, '--api-proxy-address', '127.0.0.1:0', '--api-proxy-tls-cert', '/nonexistent.crt']);
+    const s = start([
+      '--trust-domain',
+      'cluster.local',
+      ...local,
+      '--api-proxy-address',
+      '127.0.0.1:0',
+      '--api-proxy-tls-cert',
+      '/nonexistent.crt',
+    ]);
     expect(await s.exited).toBe(1);
     expect(s.output()).toContain('--api-proxy-tls-cert and --api-proxy-tls-key go together');
   });

@@ -19,7 +19,10 @@ afterEach(() => running.splice(0).forEach((p) => p.kill('SIGKILL')));
 const UUID = '7a1e2b3c-4d5e-4f60-8172-839405a6b7c8';
 
 function start(args: string[]): { proc: ChildProcess; output: () => string; exited: Promise<number | null> } {
-  const proc = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'serve', ...args], { cwd: repo, stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'serve', ...args], {
+    cwd: repo,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   running.push(proc);
   let out = '';
   proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
@@ -32,8 +35,21 @@ async function serve(extra: string[]): Promise<{ metadata: number; admin: number
   writeFileSync(path.join(dir, 'mesh.yaml'), MESH_YAML);
   const [xds, admin, metadata] = [await freePort(), await freePort(), await freePort()];
   const s = start([
-    '--config', path.join(dir, 'mesh.yaml'), '--cluster-id', 'cluster-b', '--trust-domain', 'cluster-b.local',
-    '--xds-address', `127.0.0.1:${xds}`, '--admin-address', `127.0.0.1:${admin}`, '--debug-address', '127.0.0.1:0', '--metadata-address', `127.0.0.1:${metadata}`, ...extra,
+    '--config',
+    path.join(dir, 'mesh.yaml'),
+    '--cluster-id',
+    'cluster-b',
+    '--trust-domain',
+    'cluster-b.local',
+    '--xds-address',
+    `127.0.0.1:${xds}`,
+    '--admin-address',
+    `127.0.0.1:${admin}`,
+    '--debug-address',
+    '127.0.0.1:0',
+    '--metadata-address',
+    `127.0.0.1:${metadata}`,
+    ...extra,
   ]);
   await waitForHttpOk(s.proc, `http://127.0.0.1:${admin}/readyz`, s.output, 20_000);
   return { metadata, admin, output: s.output, proc: s.proc };
@@ -63,7 +79,9 @@ describe('meshfed serve --metadata-address', () => {
     first.proc.kill('SIGKILL');
 
     const second = await serve(args);
-    const again = (await (await fetch(`http://127.0.0.1:${second.metadata}/metadata/public/public.json`)).json()) as { authnKeyPub: string };
+    const again = (await (await fetch(`http://127.0.0.1:${second.metadata}/metadata/public/public.json`)).json()) as {
+      authnKeyPub: string;
+    };
     expect(again.authnKeyPub).toBe(pub.authnKeyPub);
   });
 
@@ -74,22 +92,51 @@ describe('meshfed serve --metadata-address', () => {
     const s = await serve(['--cluster-uuid', UUID, '--metadata-tls-cert', server.certFile, '--metadata-tls-key', server.keyFile]);
     const body = await new Promise<string>((resolve, reject) => {
       https
-        .get({ host: '127.0.0.1', port: s.metadata, path: '/metadata/public/public.json', ca: root.certPem, checkServerIdentity: () => undefined }, (res) => {
-          let b = '';
-          res.on('data', (d: Buffer) => (b += d.toString()));
-          res.on('end', () => resolve(b));
-        })
+        .get(
+          {
+            host: '127.0.0.1',
+            port: s.metadata,
+            path: '/metadata/public/public.json',
+            ca: root.certPem,
+            checkServerIdentity: () => undefined,
+          },
+          (res) => {
+            let b = '';
+            res.on('data', (d: Buffer) => (b += d.toString()));
+            res.on('end', () => resolve(b));
+          },
+        )
         .on('error', reject);
     });
     expect((JSON.parse(body) as { clusterUUID: string }).clusterUUID).toBe(UUID);
     // Plain HTTP on that port gets nothing.
-    expect(await fetch(`http://127.0.0.1:${s.metadata}/healthz`).then((r) => r.status, () => 'refused')).not.toBe(200);
+    expect(
+      await fetch(`http://127.0.0.1:${s.metadata}/healthz`).then(
+        (r) => r.status,
+        () => 'refused',
+      ),
+    ).not.toBe(200);
   });
 
   it('refuses a broken key file with one line naming it, and exits', async () => {
     const keys = mkdtempSync(path.join(os.tmpdir(), 'meshfed-keys-'));
     writeFileSync(path.join(keys, 'priv.pem'), '-----BEGIN ED25519 PRIVATE KEY-----\nbm90IGEga2V5\n-----END ED25519 PRIVATE KEY-----\n');
-    const s = start(['--config', path.join(repo, 'src/config/default-mesh.yaml'), '--trust-domain', 'cluster-b.local', '--xds-address', '127.0.0.1:0', '--admin-address', '127.0.0.1:0', '--debug-address', '127.0.0.1:0', '--metadata-address', '127.0.0.1:0', '--authn-key-dir', keys]);
+    const s = start([
+      '--config',
+      path.join(repo, 'src/config/default-mesh.yaml'),
+      '--trust-domain',
+      'cluster-b.local',
+      '--xds-address',
+      '127.0.0.1:0',
+      '--admin-address',
+      '127.0.0.1:0',
+      '--debug-address',
+      '127.0.0.1:0',
+      '--metadata-address',
+      '127.0.0.1:0',
+      '--authn-key-dir',
+      keys,
+    ]);
     expect(await s.exited).toBe(1);
     expect(s.output()).toContain(`${path.join(keys, 'priv.pem')}: not a PEM private key (PKCS#8)`);
   });
@@ -98,10 +145,25 @@ describe('meshfed serve --metadata-address', () => {
     const api = await startFakeApiServer();
     try {
       const kubeconfig = api.writeKubeconfig(mkdtempSync(path.join(os.tmpdir(), 'meshfed-kube-')));
-      const s = start(['--kubeconfig', kubeconfig, '--namespace', 'meshfed', '--xds-address', '127.0.0.1:0', '--admin-address', '127.0.0.1:0', '--debug-address', '127.0.0.1:0', '--metadata-address', '127.0.0.1:0']);
+      const s = start([
+        '--kubeconfig',
+        kubeconfig,
+        '--namespace',
+        'meshfed',
+        '--xds-address',
+        '127.0.0.1:0',
+        '--admin-address',
+        '127.0.0.1:0',
+        '--debug-address',
+        '127.0.0.1:0',
+        '--metadata-address',
+        '127.0.0.1:0',
+      ]);
       expect(await s.exited).toBe(1);
       // One plain line on stderr (the CLI's error handler), not a JSON log with a stack.
-      expect(s.output()).toContain('\nmeshfed: the cluster UUID is the uid of Namespace kube-system, which could not be read (HTTP 404: namespaces "kube-system" not found); give --cluster-uuid\n');
+      expect(s.output()).toContain(
+        '\nmeshfed: the cluster UUID is the uid of Namespace kube-system, which could not be read (HTTP 404: namespaces "kube-system" not found); give --cluster-uuid\n',
+      );
     } finally {
       await api.close();
     }

@@ -5,7 +5,15 @@ import { X509Certificate } from 'node:crypto';
 import { deflateSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adler32 } from '../../src/alliance/exporter/documents.js';
-import { deckhouseClaims, deckhousePeer, deckhouseVerify, handMadeToken, OWN_UUID, startExporter, type ExporterUnderTest } from './deckhouse-peer.js';
+import {
+  deckhouseClaims,
+  deckhousePeer,
+  deckhouseVerify,
+  handMadeToken,
+  OWN_UUID,
+  startExporter,
+  type ExporterUnderTest,
+} from './deckhouse-peer.js';
 
 const PEER = deckhousePeer('0d4f3a9e-7b21-4c55-8e0f-2f6a1b9c3d7e');
 
@@ -56,7 +64,7 @@ describe('metadata documents, as a Deckhouse peer reads them', () => {
     expect(key['x5c']).toEqual([root.raw.toString('base64')]);
   });
 
-  it('federation.json: gateways sorted by address then port, the local cluster\'s exported services with {name, port}', async () => {
+  it("federation.json: gateways sorted by address then port, the local cluster's exported services with {name, port}", async () => {
     const r = await fetch(x.url('/metadata/private/federation.json'), { headers: { authorization: `Bearer ${federationToken()}` } });
     expect(r.status).toBe(200);
     expect(r.headers.get('cache-control')).toBe('no-store');
@@ -102,7 +110,7 @@ describe('metadata documents, as a Deckhouse peer reads them', () => {
 }`);
   });
 
-  it('multicluster.json: ingressGateways, apiHost, networkName and clusterID by Deckhouse\'s adler32 formulas', async () => {
+  it("multicluster.json: ingressGateways, apiHost, networkName and clusterID by Deckhouse's adler32 formulas", async () => {
     const token = handMadeToken(PEER, deckhouseClaims(PEER.uuid, OWN_UUID, 'private-multicluster'));
     const r = await fetch(x.url('/metadata/private/multicluster.json'), { headers: { authorization: `Bearer ${token}` } });
     expect(r.status).toBe(200);
@@ -128,12 +136,12 @@ describe('metadata documents, as a Deckhouse peer reads them', () => {
 }`);
   });
 
-  it('adler32 is RFC 1950\'s (sprig\'s adler32sum)', () => {
+  it("adler32 is RFC 1950's (sprig's adler32sum)", () => {
     expect(adler32('Wikipedia')).toBe(300286872);
     for (const s of ['', 'a', OWN_UUID, 'x'.repeat(10_000)]) expect(adler32(s)).toBe(zlibAdler32(s));
   });
 
-  it('meshfed\'s token passes Deckhouse\'s check: only alg in the header; exactly iss, sub, aud, scope, nbf, exp; 60 s', async () => {
+  it("meshfed's token passes Deckhouse's check: only alg in the header; exactly iss, sub, aud, scope, nbf, exp; 60 s", async () => {
     const pub = ((await (await fetch(x.url('/metadata/public/public.json'))).json()) as { authnKeyPub: string }).authnKeyPub;
     const token = await x.meshfed.alliance!.mintToken(PEER.uuid, 'private-federation', 60);
     const { header, claims } = deckhouseVerify(token, { ownUuid: PEER.uuid, scope: 'private-federation', known: { [OWN_UUID]: pub } });
@@ -143,7 +151,11 @@ describe('metadata documents, as a Deckhouse peer reads them', () => {
     expect((claims['exp'] as number) - (claims['nbf'] as number)).toBe(60);
     expect(Math.abs((claims['nbf'] as number) - Date.now() / 1000)).toBeLessThan(5);
     // The `api` token Deckhouse puts in kubeconfigs lives 366 days.
-    const api = deckhouseVerify(await x.meshfed.alliance!.mintToken(PEER.uuid, 'api', 366 * 86400), { ownUuid: PEER.uuid, scope: 'api', known: { [OWN_UUID]: pub } });
+    const api = deckhouseVerify(await x.meshfed.alliance!.mintToken(PEER.uuid, 'api', 366 * 86400), {
+      ownUuid: PEER.uuid,
+      scope: 'api',
+      known: { [OWN_UUID]: pub },
+    });
     expect((api.claims['exp'] as number) - (api.claims['nbf'] as number)).toBe(366 * 86400);
   });
 });

@@ -144,7 +144,9 @@ describe.concurrent('ADS ordering and warming', () => {
         [T.Listener, ['l1']],
         [T.Route, ['r1']],
       ]);
-      h.set(T.Listener, 'l1', body(T.Listener, 'l1', 2, 'r-new')).set(T.Route, 'r-new', 1).commit();
+      h.set(T.Listener, 'l1', body(T.Listener, 'l1', 2, 'r-new'))
+        .set(T.Route, 'r-new', 1)
+        .commit();
       expectResources(h, await c.next(), T.Listener, ['l1']);
       c.ack(T.Listener);
       await c.none(); // r-new is not pushed before it is asked for

@@ -1,15 +1,7 @@
 // Conformance, incremental xDS (xds.md §3 cases 35–48): wildcard, subscribe and unsubscribe,
 // removals, reconnect with initial_resource_versions, NACK; on ADS and on each type's own service.
 import { describe, expect, vi } from 'vitest';
-import {
-  ALL_TYPES,
-  expectDelta,
-  FULL_STATE,
-  it,
-  nameOf,
-  QUIET_MS,
-  variants,
-} from './harness.js';
+import { ALL_TYPES, expectDelta, FULL_STATE, it, nameOf, QUIET_MS, variants } from './harness.js';
 
 vi.setConfig({ maxConcurrency: 16 });
 
@@ -26,15 +18,18 @@ describe.concurrent('delta', () => {
     },
   );
 
-  it.for(variants(FULL_STATE))('case 35: a first $label wildcard request is answered even when there is nothing', async ({ t, ads }, { h }) => {
-    for (const n of all(t)) h.del(t, n);
-    h.commit();
-    const c = h.open('delta', t, ads);
-    c.send(t, {});
-    const r = await c.next();
-    expectDelta(h, r, t, []);
-    expect(r.resources).toEqual([]);
-  });
+  it.for(variants(FULL_STATE))(
+    'case 35: a first $label wildcard request is answered even when there is nothing',
+    async ({ t, ads }, { h }) => {
+      for (const n of all(t)) h.del(t, n);
+      h.commit();
+      const c = h.open('delta', t, ads);
+      c.send(t, {});
+      const r = await c.next();
+      expectDelta(h, r, t, []);
+      expect(r.resources).toEqual([]);
+    },
+  );
 
   it.for(variants(ALL_TYPES))('case 36: subscribing to A on $label sends A only', async ({ t, ads }, { h }) => {
     const c = h.open('delta', t, ads);

@@ -13,13 +13,7 @@ import { meshToSource } from '../../src/sources/file/to-model.js';
 import { messageType, SHORT, TO_OBJECT, TypeUrl, type XdsTypeUrl } from '../../src/envoy/protos.js';
 import { encodeEntry, VersionSum } from '../../src/xds/resource.js';
 import type { SubscriptionStatus } from '../../src/xds/subscription.js';
-import {
-  type DeltaResponse,
-  RawXdsClient,
-  type RawXdsStream,
-  type ServiceName,
-  type SotwResponse,
-} from '../helpers/raw-client.js';
+import { type DeltaResponse, RawXdsClient, type RawXdsStream, type ServiceName, type SotwResponse } from '../helpers/raw-client.js';
 
 /** How long a test waits to conclude that no response is coming. */
 export const QUIET_MS = 300;
@@ -78,7 +72,9 @@ export function body(t: XdsTypeUrl, name: string, rev: number, route = 'r1'): Re
     case T.Route:
       return {
         name,
-        virtual_hosts: [{ name: 'vh', domains: ['*'], routes: [{ match: { prefix: '' }, route: { cluster: 'c1', timeout: { seconds: rev } } }] }],
+        virtual_hosts: [
+          { name: 'vh', domains: ['*'], routes: [{ match: { prefix: '' }, route: { cluster: 'c1', timeout: { seconds: rev } } }] },
+        ],
       };
     case T.Secret:
       return { name, generic_secret: { secret: { inline_string: `secret-${name}-${rev}` } } };
@@ -404,10 +400,7 @@ export class SotwConn extends Conn<SotwResponse> {
 }
 
 export class DeltaConn extends Conn<DeltaResponse> {
-  send(
-    t: string,
-    req: { sub?: readonly string[]; unsub?: readonly string[]; initial?: Record<string, string> } & RequestOpts = {},
-  ): void {
+  send(t: string, req: { sub?: readonly string[]; unsub?: readonly string[]; initial?: Record<string, string> } & RequestOpts = {}): void {
     const node = this.nodeFor(req);
     this.raw.send({
       ...(node ? { node } : {}),
@@ -445,7 +438,10 @@ const byName = (a: { name: string }, b: { name: string }): number => (a.name < b
 export function expectSotw(h: Harness, r: SotwResponse, t: XdsTypeUrl, names: readonly string[], held: readonly string[] = names): void {
   expect(r.type_url).toBe(t);
   const got = r.resources.map((x) => ({ name: x.name, body: x.body })).sort(byName);
-  const want = names.map((n) => h.expected(t, n)).map(({ name, body: b }) => ({ name, body: b })).sort(byName);
+  const want = names
+    .map((n) => h.expected(t, n))
+    .map(({ name, body: b }) => ({ name, body: b }))
+    .sort(byName);
   expect(got).toEqual(want);
   expect(r.version_info).toBe(h.sotwVersion(t, held));
 }
@@ -502,6 +498,10 @@ export function subscribeMore(c: AnyConn, t: string, added: readonly string[]): 
 
 /** A follow-up request on the last nonce that drops names (SotW: the full list shrinks; delta: unsubscribe). */
 export function unsubscribe(c: AnyConn, t: string, removed: readonly string[]): void {
-  if (c instanceof SotwConn) c.ack(t, (c.names.get(t) ?? []).filter((n) => !removed.includes(n)));
+  if (c instanceof SotwConn)
+    c.ack(
+      t,
+      (c.names.get(t) ?? []).filter((n) => !removed.includes(n)),
+    );
   else c.ack(t, { unsub: removed });
 }

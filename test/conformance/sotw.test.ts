@@ -40,14 +40,17 @@ describe.concurrent('sotw subscriptions and wildcard', () => {
     expectSotw(h, await c.next(), t, all(t));
   });
 
-  it.for(variants(FULL_STATE))('case 13: ["*", A] on $label is wildcard plus A (A once, and A when it appears)', async ({ t, ads }, { h }) => {
-    const c = h.open('sotw', t, ads);
-    c.send(t, ['*', nameOf(t, 1), nameOf(t, 'x')]);
-    expectSotw(h, await c.next(), t, all(t));
-    c.ack(t);
-    h.set(t, nameOf(t, 'x'), 1).commit();
-    expectSotw(h, await c.next(), t, [...all(t), nameOf(t, 'x')]);
-  });
+  it.for(variants(FULL_STATE))(
+    'case 13: ["*", A] on $label is wildcard plus A (A once, and A when it appears)',
+    async ({ t, ads }, { h }) => {
+      const c = h.open('sotw', t, ads);
+      c.send(t, ['*', nameOf(t, 1), nameOf(t, 'x')]);
+      expectSotw(h, await c.next(), t, all(t));
+      c.ack(t);
+      h.set(t, nameOf(t, 'x'), 1).commit();
+      expectSotw(h, await c.next(), t, [...all(t), nameOf(t, 'x')]);
+    },
+  );
 
   it.for(variants(FULL_STATE))(
     `case 14: after a wildcard, [A] on $label subscribes A only: the next response holds only A, and others' changes send nothing (${QUIET_MS} ms)`,
@@ -208,17 +211,14 @@ describe.concurrent('sotw subscriptions and wildcard', () => {
     await grpc.none();
   });
 
-  it.for(variants(PER_RESOURCE))(
-    `case 24: a $label response never holds names that were not requested`,
-    async ({ t, ads }, { h }) => {
-      const c = h.open('sotw', t, ads);
-      c.send(t, [nameOf(t, 2)]);
-      expectSotw(h, await c.next(), t, [nameOf(t, 2)]);
-      c.ack(t);
-      h.set(t, nameOf(t, 1), 2).set(t, nameOf(t, 3), 2).commit();
-      await c.none();
-    },
-  );
+  it.for(variants(PER_RESOURCE))(`case 24: a $label response never holds names that were not requested`, async ({ t, ads }, { h }) => {
+    const c = h.open('sotw', t, ads);
+    c.send(t, [nameOf(t, 2)]);
+    expectSotw(h, await c.next(), t, [nameOf(t, 2)]);
+    c.ack(t);
+    h.set(t, nameOf(t, 1), 2).set(t, nameOf(t, 3), 2).commit();
+    await c.none();
+  });
 });
 
 describe.concurrent('sotw grouping and versions', () => {
@@ -288,7 +288,9 @@ describe.concurrent('sotw grouping and versions', () => {
   });
 
   it('case 29: a raw cluster named like a generated one is sent once, the raw one winning', async ({ h }) => {
-    h.setServices(serviceYaml('foo', 8080, ['10.1.0.1'])).set(T.Cluster, FOO_CLUSTER, 9).commit();
+    h.setServices(serviceYaml('foo', 8080, ['10.1.0.1']))
+      .set(T.Cluster, FOO_CLUSTER, 9)
+      .commit();
     const c = h.sotw('cds');
     c.send(T.Cluster, ['*', FOO_CLUSTER]);
     const r = await c.next();

@@ -97,7 +97,9 @@ describe.concurrent('stream basics', () => {
     describe.each(variants(ALL_TYPES))('$label', ({ t, ads }) => {
       const [n1, n2, n3] = [nameOf(t, 1), nameOf(t, 2), nameOf(t, 3)];
 
-      it(`case 3: a first request for existing resources gets exactly one response with all of them (none more within ${QUIET_MS} ms)`, async ({ h }) => {
+      it(`case 3: a first request for existing resources gets exactly one response with all of them (none more within ${QUIET_MS} ms)`, async ({
+        h,
+      }) => {
         const c = h.open(kind, t, ads);
         request(c, t, [n1, n2]);
         const r = await c.next();
@@ -137,7 +139,9 @@ describe.concurrent('stream basics', () => {
         await c.none();
       });
 
-      it(`case 6: a NACK is recorded and the rejected version is not resent (${QUIET_MS} ms); the next version comes with a new nonce`, async ({ h }) => {
+      it(`case 6: a NACK is recorded and the rejected version is not resent (${QUIET_MS} ms); the next version comes with a new nonce`, async ({
+        h,
+      }) => {
         const c = h.open(kind, t, ads);
         request(c, t, [n1]);
         const r1 = await c.next();
@@ -243,7 +247,9 @@ describe.concurrent('stream basics', () => {
       await h.released();
     });
 
-    it(`case 58: an ADS request for a type meshfed does not serve gets no response (${QUIET_MS} ms) and the stream stays open`, async ({ h }) => {
+    it(`case 58: an ADS request for a type meshfed does not serve gets no response (${QUIET_MS} ms) and the stream stays open`, async ({
+      h,
+    }) => {
       const c = h.open(kind, T.Cluster, true);
       request(c, RUNTIME, ['rtds-layer']);
       await c.none();

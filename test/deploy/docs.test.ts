@@ -39,7 +39,8 @@ describe('documentation', () => {
       for (const [, cmd, args] of read(file).matchAll(/meshfed (serve|agent)\b((?:[^`\n\\]|\\\n)*)/g)) {
         for (const [flag] of args!.matchAll(/--[a-z][a-z-]*/g)) {
           shown++;
-          if (!new RegExp(`(^|[ ,])${flag}([ ,=]|$)`, 'm').test(help[cmd as 'serve' | 'agent'])) unknown.push(`${file}: meshfed ${cmd} ${flag}`);
+          if (!new RegExp(`(^|[ ,])${flag}([ ,=]|$)`, 'm').test(help[cmd as 'serve' | 'agent']))
+            unknown.push(`${file}: meshfed ${cmd} ${flag}`);
         }
       }
     }

@@ -5,7 +5,19 @@
  * Also `npx meshfed` (bin/meshfed.js) over the same build: it runs the compiled CLI and stops on SIGTERM.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  realpathSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -19,7 +31,9 @@ const pkg = JSON.parse(readFileSync(path.join(repo, 'package.json'), 'utf8')) as
 
 /** The last stage of the Dockerfile: its instructions, JSON-array forms parsed. */
 function runtimeStage(): { copies: string[]; runs: string[]; user: string; command: string[] } {
-  const lines = readFileSync(path.join(repo, 'Dockerfile'), 'utf8').split('\n').filter((l) => l.trim() && !l.startsWith('#'));
+  const lines = readFileSync(path.join(repo, 'Dockerfile'), 'utf8')
+    .split('\n')
+    .filter((l) => l.trim() && !l.startsWith('#'));
   const stage = lines.slice(lines.findLastIndex((l) => l.startsWith('FROM ')));
   const args = (op: string): string[] => stage.filter((l) => l.startsWith(`${op} `)).map((l) => l.slice(op.length + 1).trim());
   const json = (op: string): string[] => JSON.parse(args(op)[0] ?? '[]') as string[];
@@ -72,7 +86,10 @@ beforeAll(() => {
   for (const f of ['package.json', 'package-lock.json']) cpSync(path.join(repo, f), path.join(app, f));
   const t0 = Date.now();
   // The build stage's `npm run build`, less what `npm test` has done already (gen, typecheck).
-  execFileSync(process.execPath, ['--import', 'tsx', 'scripts/build.ts', path.join(app, 'dist'), '--noCheck'], { cwd: repo, stdio: 'pipe' });
+  execFileSync(process.execPath, ['--import', 'tsx', 'scripts/build.ts', path.join(app, 'dist'), '--noCheck'], {
+    cwd: repo,
+    stdio: 'pipe',
+  });
   console.log(`scripts/build.ts took ${Date.now() - t0} ms`);
   productionNodeModules(app);
   execFileSync('chmod', ['-R', 'a-w', app]); // the read-only root filesystem, for a non-root user
@@ -103,7 +120,8 @@ function start(cmd: string, args: string[], opts: { cwd: string; env: NodeJS.Pro
 
 const output = (p: ChildProcess): string => (p as ChildProcess & { output: string }).output;
 
-const waitHealthy = (p: ChildProcess, admin: number): Promise<void> => waitForHttpOk(p, `http://127.0.0.1:${admin}/healthz`, () => output(p), 30_000);
+const waitHealthy = (p: ChildProcess, admin: number): Promise<void> =>
+  waitForHttpOk(p, `http://127.0.0.1:${admin}/healthz`, () => output(p), 30_000);
 
 async function clusters(xds: number): Promise<string[]> {
   const c = new RawXdsClient(`127.0.0.1:${xds}`);
@@ -127,7 +145,19 @@ describe('image runtime stage', () => {
     const env = { PATH: process.env['PATH'], HOME: tmp, TMPDIR: tmp, NODE_ENV: 'production' };
     // As root here, drop to the stage's USER, or the read-only modes would not bind.
     const asUser = process.getuid?.() === 0 ? { uid, gid } : {};
-    const p = start(process.execPath, [...stage.command.slice(1), '--xds-address', `127.0.0.1:${xds}`, '--admin-address', `127.0.0.1:${admin}`, '--debug-address', '127.0.0.1:0'], { cwd: app, env, ...asUser });
+    const p = start(
+      process.execPath,
+      [
+        ...stage.command.slice(1),
+        '--xds-address',
+        `127.0.0.1:${xds}`,
+        '--admin-address',
+        `127.0.0.1:${admin}`,
+        '--debug-address',
+        '127.0.0.1:0',
+      ],
+      { cwd: app, env, ...asUser },
+    );
     await waitHealthy(p, admin);
     expect(await clusters(xds)).toEqual(DEFAULT_MESH_CLUSTERS);
     expect(output(p)).not.toMatch(/EACCES|EROFS/);
@@ -169,14 +199,28 @@ describe('npx meshfed', () => {
 
   it('stops meshfed when npx gets SIGTERM', async () => {
     const [xds, admin] = [await freePort(), await freePort()];
-    const p = npx(['serve', '--xds-address', `127.0.0.1:${xds}`, '--admin-address', `127.0.0.1:${admin}`, '--debug-address', '127.0.0.1:0']);
+    const p = npx([
+      'serve',
+      '--xds-address',
+      `127.0.0.1:${xds}`,
+      '--admin-address',
+      `127.0.0.1:${admin}`,
+      '--debug-address',
+      '127.0.0.1:0',
+    ]);
     await waitHealthy(p, admin);
     p.kill('SIGTERM'); // npm alone, as a supervisor signals its child
     // meshfed shuts down too: its admin port stops answering.
-    await vi.waitFor(async () => {
-      const answers = await fetch(`http://127.0.0.1:${admin}/healthz`).then((r) => r.ok, () => false);
-      expect(answers, `meshfed still serving after SIGTERM: ${output(p)}`).toBe(false);
-    }, { timeout: 15_000, interval: 100 });
+    await vi.waitFor(
+      async () => {
+        const answers = await fetch(`http://127.0.0.1:${admin}/healthz`).then(
+          (r) => r.ok,
+          () => false,
+        );
+        expect(answers, `meshfed still serving after SIGTERM: ${output(p)}`).toBe(false);
+      },
+      { timeout: 15_000, interval: 100 },
+    );
     expect(output(p)).toContain('shutting down');
   });
 });

@@ -99,20 +99,43 @@ describe('meshfed agent', () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'meshfed-agent-'));
     cleanup.push(() => rm(dir, { recursive: true, force: true }));
     const server = run([
-      'serve', '--insecure-dev-identity', '--trust-domain', 'cluster-a.local',
-      '--xds-address', `127.0.0.1:${xds}`, '--admin-address', `127.0.0.1:${admin}`, '--debug-address', '127.0.0.1:0',
+      'serve',
+      '--insecure-dev-identity',
+      '--trust-domain',
+      'cluster-a.local',
+      '--xds-address',
+      `127.0.0.1:${xds}`,
+      '--admin-address',
+      `127.0.0.1:${admin}`,
+      '--debug-address',
+      '127.0.0.1:0',
     ]);
     await waitForHttpOk(server.proc, `http://127.0.0.1:${admin}/readyz`, server.output, 20_000);
     const agent = run([
-      'agent', '--insecure-xds', '--xds-address', `127.0.0.1:${xds}`, '--bootstrap-xds-address', `127.0.0.1:${xds}`,
-      '--namespace', 'abc', '--service-account', 'foo', '--cluster-id', 'cluster-a', '--out-dir', dir,
+      'agent',
+      '--insecure-xds',
+      '--xds-address',
+      `127.0.0.1:${xds}`,
+      '--bootstrap-xds-address',
+      `127.0.0.1:${xds}`,
+      '--namespace',
+      'abc',
+      '--service-account',
+      'foo',
+      '--cluster-id',
+      'cluster-a',
+      '--out-dir',
+      dir,
     ]);
     const output = (): string => `meshfed:\n${server.output()}\nagent:\n${agent.output()}`;
-    const bootstrap = await vi.waitFor(async () => {
-      const text = await readFile(path.join(dir, 'bootstrap.json'), 'utf8').catch(() => undefined);
-      expect(text, `no bootstrap.json yet;\n${output()}`).toBeDefined();
-      return text!;
-    }, { timeout: 20_000, interval: 100 });
+    const bootstrap = await vi.waitFor(
+      async () => {
+        const text = await readFile(path.join(dir, 'bootstrap.json'), 'utf8').catch(() => undefined);
+        expect(text, `no bootstrap.json yet;\n${output()}`).toBeDefined();
+        return text!;
+      },
+      { timeout: 20_000, interval: 100 },
+    );
     const cert = new X509Certificate(await readFile(path.join(dir, 'cert-chain.pem'), 'utf8'));
     expect(cert.subjectAltName).toBe('URI:spiffe://cluster-a.local/ns/abc/sa/foo');
     expect(await readFile(path.join(dir, 'key.pem'), 'utf8')).toContain('PRIVATE KEY');

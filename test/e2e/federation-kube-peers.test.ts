@@ -33,7 +33,10 @@ const sides: Side[] = [];
 const [A, B] = [() => sides[0]!, () => sides[1]!];
 
 const condition = (s: Side, peer: string, type: string): string | undefined =>
-  ((s.api.get(FED, 'IstioFederation', undefined, peer)?.['status'] as { conditions?: Array<Record<string, string>> } | undefined)?.conditions ?? []).find((c) => c['type'] === type)?.['status'];
+  (
+    (s.api.get(FED, 'IstioFederation', undefined, peer)?.['status'] as { conditions?: Array<Record<string, string>> } | undefined)
+      ?.conditions ?? []
+  ).find((c) => c['type'] === type)?.['status'];
 
 /** B's gateway: the SNI gateway fixture, fed by B's xDS as a `router` of cluster-b; B advertises it to its peers. */
 const gateway = new EastWestGateway();
@@ -52,7 +55,13 @@ const bar = (): KubeObject => ({
 
 /** bar's pod and its EndpointSlice, as the kubelet and the EndpointSlice controller would write them. */
 const barPod = (): KubeObject[] => [
-  { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'bar-1', namespace: 'xyz', labels: { app: 'bar' } }, spec: { serviceAccountName: 'bar' }, status: { podIP: '127.0.0.1' } },
+  {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { name: 'bar-1', namespace: 'xyz', labels: { app: 'bar' } },
+    spec: { serviceAccountName: 'bar' },
+    status: { podIP: '127.0.0.1' },
+  },
   {
     apiVersion: 'discovery.k8s.io/v1',
     kind: 'EndpointSlice',
@@ -65,18 +74,43 @@ const barPod = (): KubeObject[] => [
 
 function start(s: Side, gateway: string): void {
   const args = [
-    'serve', '--kubeconfig', s.kubeconfig, '--namespace', 'meshfed', '--cluster-id', s.name, '--cluster-domain', `${s.name}.local`,
-    '--xds-address', `127.0.0.1:${s.xds}`, '--admin-address', '127.0.0.1:0', '--debug-address', '127.0.0.1:0',
-    '--metadata-address', `127.0.0.1:${s.metadata}`, '--federation', '--advertise-gateway', gateway, '--peer-poll-interval', '1',
+    'serve',
+    '--kubeconfig',
+    s.kubeconfig,
+    '--namespace',
+    'meshfed',
+    '--cluster-id',
+    s.name,
+    '--cluster-domain',
+    `${s.name}.local`,
+    '--xds-address',
+    `127.0.0.1:${s.xds}`,
+    '--admin-address',
+    '127.0.0.1:0',
+    '--debug-address',
+    '127.0.0.1:0',
+    '--metadata-address',
+    `127.0.0.1:${s.metadata}`,
+    '--federation',
+    '--advertise-gateway',
+    gateway,
+    '--peer-poll-interval',
+    '1',
     // The mesh CA (a Secret in its apiserver) signs workload certificates for agents that show a service-account token.
-    '--xds-tls', '--server-dns-names', SERVER_NAME, '--xds-plaintext-address', `127.0.0.1:${s.plain}`,
+    '--xds-tls',
+    '--server-dns-names',
+    SERVER_NAME,
+    '--xds-plaintext-address',
+    `127.0.0.1:${s.plain}`,
   ];
   spawnMeshfed(s, args);
 }
 
 const node = {
   id: 'sidecar~10.1.0.9~client-1.abc~abc.svc.cluster-a.local',
-  metadata: { fields: { CLUSTER_ID: { string_value: 'cluster-a' }, NAMESPACE: { string_value: 'abc' }, SERVICE_ACCOUNT: { string_value: 'client' } } },
+  metadata: {
+    fields: { CLUSTER_ID: { string_value: 'cluster-a' }, NAMESPACE: { string_value: 'abc' }, SERVICE_ACCOUNT: { string_value: 'client' } },
+  },
 };
 
 /** One SotW answer from side s's plaintext xDS (A's unless given) for a sidecar of cluster-a. */
@@ -93,7 +127,14 @@ async function ask(typeUrl: string, names: string[], s = A()): Promise<SotwRespo
 
 /** `meshfed agent` for ns/sa of side `s`, which also trusts the peer's domain. */
 async function workload(s: Side, ns: string, sa: string, peerDomain: string): Promise<Workload> {
-  const w = await kubeWorkload(s, { xds: s.xds, plain: s.plain, network: s.name, namespace: ns, serviceAccount: sa, trustDomains: [peerDomain] });
+  const w = await kubeWorkload(s, {
+    xds: s.xds,
+    plain: s.plain,
+    network: s.name,
+    namespace: ns,
+    serviceAccount: sa,
+    trustDomains: [peerDomain],
+  });
   workloads.push(w);
   return w;
 }
@@ -101,14 +142,25 @@ async function workload(s: Side, ns: string, sa: string, peerDomain: string): Pr
 async function trustDomainsOfA(): Promise<string[]> {
   const sds = await ask(TypeUrl.Secret, ['ROOTCA']);
   const vc = sds.resources.find((r) => r.name === 'ROOTCA')!.body['validation_context'] as Record<string, Record<string, unknown>>;
-  return (vc['custom_validator_config']!['typed_config'] as { trust_domains: Array<{ name: string }> }).trust_domains.map((d) => d.name).sort();
+  return (vc['custom_validator_config']!['typed_config'] as { trust_domains: Array<{ name: string }> }).trust_domains
+    .map((d) => d.name)
+    .sort();
 }
 
 beforeAll(async () => {
   for (const name of ['cluster-a', 'cluster-b'] as const) {
     const dir = mkdtempSync(path.join(os.tmpdir(), `meshfed-fedkube-${name}-`));
     const api = await startFakeApiServer({ clusterName: name });
-    const s: Side = { name, dir, api, kubeconfig: api.writeKubeconfig(dir), xds: await freePort(), plain: await freePort(), metadata: await freePort(), out: '' };
+    const s: Side = {
+      name,
+      dir,
+      api,
+      kubeconfig: api.writeKubeconfig(dir),
+      xds: await freePort(),
+      plain: await freePort(),
+      metadata: await freePort(),
+      out: '',
+    };
     sides.push(s);
     for (const ns of ['kube-system', 'meshfed', 'xyz']) api.upsert(namespace(ns));
     await kubectl(s, ['apply', '-f', CRDS]);
@@ -118,8 +170,18 @@ beforeAll(async () => {
   barPod().forEach((o) => B().api.upsert(o));
   start(A(), '198.51.100.1:15443');
   start(B(), `127.0.0.1:${await gateway.listen()}`);
-  await kubectl(A(), ['apply'], { apiVersion: FED, kind: 'IstioFederation', metadata: { name: 'cluster-b' }, spec: { trustDomain: 'cluster-b.local', metadataEndpoint: `http://127.0.0.1:${B().metadata}/metadata/` } });
-  await kubectl(B(), ['apply'], { apiVersion: FED, kind: 'IstioFederation', metadata: { name: 'cluster-a' }, spec: { trustDomain: 'cluster-a.local', metadataEndpoint: `http://127.0.0.1:${A().metadata}/metadata/` } });
+  await kubectl(A(), ['apply'], {
+    apiVersion: FED,
+    kind: 'IstioFederation',
+    metadata: { name: 'cluster-b' },
+    spec: { trustDomain: 'cluster-b.local', metadataEndpoint: `http://127.0.0.1:${B().metadata}/metadata/` },
+  });
+  await kubectl(B(), ['apply'], {
+    apiVersion: FED,
+    kind: 'IstioFederation',
+    metadata: { name: 'cluster-a' },
+    spec: { trustDomain: 'cluster-a.local', metadataEndpoint: `http://127.0.0.1:${A().metadata}/metadata/` },
+  });
 }, 30_000);
 
 afterAll(async () => {
@@ -132,16 +194,28 @@ afterAll(async () => {
 });
 
 describe('two meshfed --kube processes federated by IstioFederation resources', () => {
-  it('both CRs reach Public and Private MetadataExchangeReady=True, and A serves B\'s exported service over B\'s gateway', async () => {
-    await vi.waitFor(() => {
-      for (const s of sides) if (s.proc!.exitCode !== null) throw new Error(`${s.name} exited: ${s.out}`);
-      for (const [s, peer] of [[A(), 'cluster-b'], [B(), 'cluster-a']] as const) {
-        for (const t of ['PublicMetadataExchangeReady', 'PrivateMetadataExchangeReady']) expect(condition(s, peer, t), `${s.name}'s ${peer} ${t}`).toBe('True');
-      }
-    }, { timeout: 20_000, interval: 200 }).catch((err: Error) => {
-      throw new Error(`${err.message}\n--- A:\n${A().out.slice(-3000)}\n--- B:\n${B().out.slice(-3000)}`);
+  it("both CRs reach Public and Private MetadataExchangeReady=True, and A serves B's exported service over B's gateway", async () => {
+    await vi
+      .waitFor(
+        () => {
+          for (const s of sides) if (s.proc!.exitCode !== null) throw new Error(`${s.name} exited: ${s.out}`);
+          for (const [s, peer] of [
+            [A(), 'cluster-b'],
+            [B(), 'cluster-a'],
+          ] as const) {
+            for (const t of ['PublicMetadataExchangeReady', 'PrivateMetadataExchangeReady'])
+              expect(condition(s, peer, t), `${s.name}'s ${peer} ${t}`).toBe('True');
+          }
+        },
+        { timeout: 20_000, interval: 200 },
+      )
+      .catch((err: Error) => {
+        throw new Error(`${err.message}\n--- A:\n${A().out.slice(-3000)}\n--- B:\n${B().out.slice(-3000)}`);
+      });
+    await vi.waitFor(async () => expect((await ask(TypeUrl.Cluster, [])).resources.map((r) => r.name)).toContain(BAR_CLUSTER), {
+      timeout: 5_000,
+      interval: 200,
     });
-    await vi.waitFor(async () => expect((await ask(TypeUrl.Cluster, [])).resources.map((r) => r.name)).toContain(BAR_CLUSTER), { timeout: 5_000, interval: 200 });
     const eds = JSON.stringify((await ask(TypeUrl.Endpoint, [BAR_CLUSTER])).resources[0]?.body);
     expect(eds).toContain(`"port_value":${gateway.port}`); // B's gateway, not bar's pod
     expect(await trustDomainsOfA()).toEqual(['cluster-a.local', 'cluster-b.local']);
@@ -151,10 +225,20 @@ describe('two meshfed --kube processes federated by IstioFederation resources', 
     // The gateway learns bar's pod from B's xDS, as an Envoy gateway with only a bootstrap would.
     await vi.waitFor(() => ask(TypeUrl.Cluster, [], B()), { timeout: 10_000, interval: 100 }); // B's plaintext xDS port answers
     const sni = sniClusterName(9090, BAR);
-    gateway.follow(`127.0.0.1:${B().plain}`, { id: 'router~127.0.0.1~eastwest-1.istio-system~istio-system.svc.cluster-b.local', clusterId: 'cluster-b', network: 'cluster-b' });
-    await vi.waitFor(() => expect(gateway.routes.snapshot().get(sni), `the gateway's route ${sni}`).toEqual([{ address: '127.0.0.1', port: barPort }]), { timeout: 10_000, interval: 100 });
+    gateway.follow(`127.0.0.1:${B().plain}`, {
+      id: 'router~127.0.0.1~eastwest-1.istio-system~istio-system.svc.cluster-b.local',
+      clusterId: 'cluster-b',
+      network: 'cluster-b',
+    });
+    await vi.waitFor(
+      () => expect(gateway.routes.snapshot().get(sni), `the gateway's route ${sni}`).toEqual([{ address: '127.0.0.1', port: barPort }]),
+      { timeout: 10_000, interval: 100 },
+    );
     // Each workload's certificate comes from its own cluster's CA, through its own agent.
-    const [client, server] = await Promise.all([workload(A(), 'abc', 'foo', 'cluster-b.local'), workload(B(), 'xyz', 'bar', 'cluster-a.local')]);
+    const [client, server] = await Promise.all([
+      workload(A(), 'abc', 'foo', 'cluster-b.local'),
+      workload(B(), 'xyz', 'bar', 'cluster-a.local'),
+    ]);
     barServer = await startMtlsEchoServer(server.agent.files, barPort, 'bar@cluster-b');
     channel = new MtlsClient(`xds:///${BAR}:9090`, await client.bootstrap());
     const ok = await firstOkCall(channel);
@@ -167,7 +251,10 @@ describe('two meshfed --kube processes federated by IstioFederation resources', 
   it('unlabelling the Service in B removes the import from A', async () => {
     expect((await ask(TypeUrl.Cluster, [])).resources.map((r) => r.name)).toContain(BAR_CLUSTER);
     await kubectl(B(), ['label', 'service', 'bar', '-n', 'xyz', 'meshfed.io/exported-']);
-    await vi.waitFor(async () => expect((await ask(TypeUrl.Cluster, [])).resources.map((r) => r.name)).not.toContain(BAR_CLUSTER), { timeout: 10_000, interval: 200 });
+    await vi.waitFor(async () => expect((await ask(TypeUrl.Cluster, [])).resources.map((r) => r.name)).not.toContain(BAR_CLUSTER), {
+      timeout: 10_000,
+      interval: 200,
+    });
   });
 
   it("deleting A's IstioFederation removes B's root from A's bundle", async () => {

@@ -35,7 +35,10 @@ beforeAll(async () => {
   [apiA, apiB] = await Promise.all([startFakeApiServer({ clusterName: A.id }), startFakeApiServer({ clusterName: B.id })]);
   barPort = await freePort();
   // B's metadata server answers 500 until B's root is known.
-  peerB = await startPeerServer({ uuid: '22222222-2222-4222-8222-222222222222', rootCA: '', ingressGateways: [], publicServices: [] }, () => [idA]);
+  peerB = await startPeerServer(
+    { uuid: '22222222-2222-4222-8222-222222222222', rootCA: '', ingressGateways: [], publicServices: [] },
+    () => [idA],
+  );
   peerB.fault = 'status500';
   meshA = await startTlsMesh({
     trustDomain: A.domain,
@@ -55,13 +58,35 @@ beforeAll(async () => {
         { id: B.id, network: 'net', domain: B.domain, gateways: [{ address: '127.0.0.1', port: barPort }] },
         { id: A.id, network: 'net', domain: A.domain, rootCaPem: meshA.rootPem }, // B trusts A (its own exchange, outside this test)
       ],
-      services: [{ name: 'bar', namespace: 'xyz', cluster: B.id, ports: [{ name: 'grpc', port: 9000, protocol: 'GRPC' }], endpoints: [{ address: '127.0.0.1', port: barPort, serviceAccount: 'bar', mtls: true }] }],
+      services: [
+        {
+          name: 'bar',
+          namespace: 'xyz',
+          cluster: B.id,
+          ports: [{ name: 'grpc', port: 9000, protocol: 'GRPC' }],
+          endpoints: [{ address: '127.0.0.1', port: barPort, serviceAccount: 'bar', mtls: true }],
+        },
+      ],
     },
   });
   const token = (api: FakeApiServer, ns: string, sa: string) => api.issueServiceAccountToken(ns, sa, { audiences: ['istio-ca'] });
   [client, serverWl] = await Promise.all([
-    startWorkload({ mesh: meshA, token: token(apiA, 'abc', 'foo'), clusterId: A.id, namespace: 'abc', serviceAccount: 'foo', trustDomains: [B.domain] }),
-    startWorkload({ mesh: meshB, token: token(apiB, 'xyz', 'bar'), clusterId: B.id, namespace: 'xyz', serviceAccount: 'bar', trustDomains: [A.domain] }),
+    startWorkload({
+      mesh: meshA,
+      token: token(apiA, 'abc', 'foo'),
+      clusterId: A.id,
+      namespace: 'abc',
+      serviceAccount: 'foo',
+      trustDomains: [B.domain],
+    }),
+    startWorkload({
+      mesh: meshB,
+      token: token(apiB, 'xyz', 'bar'),
+      clusterId: B.id,
+      namespace: 'xyz',
+      serviceAccount: 'bar',
+      trustDomains: [A.domain],
+    }),
   ]);
   barServer = await startXdsEchoServer(await serverWl.bootstrap(), barPort, 'bar@cluster-b');
 }, 60_000);
@@ -77,22 +102,30 @@ afterAll(async () => {
 });
 
 describe('a federation peer imported by metadata exchange', () => {
-  it('serves nothing of B before the exchange, and mTLS calls to B\'s public service after it', async () => {
+  it("serves nothing of B before the exchange, and mTLS calls to B's public service after it", async () => {
     const c = new MtlsClient(`xds:///${BAR}:9000`, await client.bootstrap());
     channels.push(c);
     expect((await c.call(2000)).ok).toBe(false);
 
     // On loopback B's "gateway" is bar itself: proxyless gRPC dials the gateway address directly.
-    peerB.doc = { ...peerB.doc, rootCA: meshB.rootPem, ingressGateways: [{ address: '127.0.0.1', port: barPort }], publicServices: [{ hostname: BAR, ports: [{ name: 'grpc', port: 9000 }] }] };
+    peerB.doc = {
+      ...peerB.doc,
+      rootCA: meshB.rootPem,
+      ingressGateways: [{ address: '127.0.0.1', port: barPort }],
+      publicServices: [{ hostname: BAR, ports: [{ name: 'grpc', port: 9000 }] }],
+    };
     peerB.fault = 'none';
     meshA.meshfed.peers.pollAll();
     await vi.waitFor(() => expect(meshA.meshfed.peers.rows()[0]?.private.status, 'the exchange').toBe('True'), WAIT);
     expect(meshA.meshfed.pki!.bundles.byDomain().get(B.domain)).toEqual([meshB.rootPem]);
-    const ok = await vi.waitFor(async () => {
-      const r = await c.call(2000);
-      expect(r.ok, `an RPC over mTLS to the import: ${r.value}`).toBe(true);
-      return r;
-    }, { timeout: 20_000, interval: 200 });
+    const ok = await vi.waitFor(
+      async () => {
+        const r = await c.call(2000);
+        expect(r.ok, `an RPC over mTLS to the import: ${r.value}`).toBe(true);
+        return r;
+      },
+      { timeout: 20_000, interval: 200 },
+    );
     expect(ok.value).toBe('bar@cluster-b');
 
     // The peer goes away: the last good import keeps serving.
@@ -102,7 +135,7 @@ describe('a federation peer imported by metadata exchange', () => {
     expect(await c.call(5000)).toEqual({ ok: true, value: 'bar@cluster-b' });
   }, 60_000);
 
-  it('refuses a server with a cluster-b identity outside the service\'s namespace (the SAN prefix is enforced)', async () => {
+  it("refuses a server with a cluster-b identity outside the service's namespace (the SAN prefix is enforced)", async () => {
     const material = (await caStoreB.load())!;
     const ca = await CertificateAuthority.open({ trustDomain: B.domain, store: memoryCaStore(material) });
     const cert = ca.issue({ trustDomain: B.domain, namespace: 'evil', serviceAccount: 'x' });
@@ -111,7 +144,15 @@ describe('a federation peer imported by metadata exchange', () => {
     const server = (rogue = new grpc.Server());
     server.addService(ECHO_SERVICE, { Whoami: (_c: unknown, cb: grpc.sendUnaryData<Buffer>) => cb(null, Buffer.from('rogue')) });
     await new Promise<void>((resolve, reject) =>
-      server.bindAsync(`127.0.0.1:${roguePort}`, grpc.ServerCredentials.createSsl(null, [{ cert_chain: Buffer.from(cert.certChainPem), private_key: Buffer.from(cert.privateKeyPem) }], false), (err) => (err ? reject(err) : resolve())),
+      server.bindAsync(
+        `127.0.0.1:${roguePort}`,
+        grpc.ServerCredentials.createSsl(
+          null,
+          [{ cert_chain: Buffer.from(cert.certChainPem), private_key: Buffer.from(cert.privateKeyPem) }],
+          false,
+        ),
+        (err) => (err ? reject(err) : resolve()),
+      ),
     );
     // The peer now points bar at the rogue server (signed by B's genuine root, identity ns/evil).
     peerB.fault = 'none';

@@ -13,7 +13,14 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TypeUrl } from '../../src/envoy/protos.js';
-import { createGatewayTopology, GATEWAY_TOPOLOGY as NET, type GatewayTopology, NETNS_PREFIX, type NetnsProcess, removeLeftovers } from '../fixtures/netns.js';
+import {
+  createGatewayTopology,
+  GATEWAY_TOPOLOGY as NET,
+  type GatewayTopology,
+  NETNS_PREFIX,
+  type NetnsProcess,
+  removeLeftovers,
+} from '../fixtures/netns.js';
 import { sniClusterName } from '../fixtures/sni-gateway/routes.js';
 import { XdsPipe } from '../fixtures/xds-pipe.js';
 import { type MeshHarness, startMeshHarness } from '../helpers/grpc-mesh.js';
@@ -57,7 +64,13 @@ function meshDoc(rootA: TestRoot, rootB: TestRoot): Record<string, unknown> {
         exported: true,
         ports: [{ name: 'grpc', port: SERVICE_PORT, protocol: 'GRPC', targetPort: BACKEND_PORT }],
         endpoints: [
-          { address: NET.backendB, port: BACKEND_PORT, serviceAccount: 'echo', locality: { region: 'region-b', zone: 'zone-b1' }, health: 'HEALTHY' },
+          {
+            address: NET.backendB,
+            port: BACKEND_PORT,
+            serviceAccount: 'echo',
+            locality: { region: 'region-b', zone: 'zone-b1' },
+            health: 'HEALTHY',
+          },
         ],
       },
     ],
@@ -69,11 +82,19 @@ function clientBootstrap(xds: string, client: WorkloadCert, bundleFile: string, 
   const providers: Record<string, unknown> = {
     default: {
       plugin_name: 'file_watcher',
-      config: { certificate_file: client.certFile, private_key_file: client.keyFile, ca_certificate_file: bundleFile, refresh_interval: '600s' },
+      config: {
+        certificate_file: client.certFile,
+        private_key_file: client.keyFile,
+        ca_certificate_file: bundleFile,
+        refresh_interval: '600s',
+      },
     },
   };
   for (const r of roots) {
-    providers[`spiffe://${r.trustDomain}`] = { plugin_name: 'file_watcher', config: { ca_certificate_file: r.certFile, refresh_interval: '600s' } };
+    providers[`spiffe://${r.trustDomain}`] = {
+      plugin_name: 'file_watcher',
+      config: { ca_certificate_file: r.certFile, refresh_interval: '600s' },
+    };
   }
   return {
     xds_servers: [{ server_uri: xds, channel_creds: [{ type: 'insecure' }], server_features: ['xds_v3'] }],
@@ -93,7 +114,7 @@ async function makeCerts(dir: string) {
   return { rootA, rootB, bundle, client, server };
 }
 
-describe('a proxyless gRPC client in network A calls a service in network B through B\'s gateway', () => {
+describe("a proxyless gRPC client in network A calls a service in network B through B's gateway", () => {
   let dir: string;
   let topo: GatewayTopology | undefined;
   let h: MeshHarness | undefined;
@@ -128,8 +149,12 @@ describe('a proxyless gRPC client in network A calls a service in network B thro
     ]);
     await backend.reported('the backend listening', (l) => l['event'] === 'listening');
     await gateway.reported('the gateway listening', (l) => l['event'] === 'listening');
-    await gateway.reported(`the gateway's route ${SNI_CLUSTER} → ${BACKEND}`, (l) =>
-      l['event'] === 'routes' && JSON.stringify((l['clusters'] as Record<string, unknown>)[SNI_CLUSTER]) === JSON.stringify([{ address: NET.backendB, port: BACKEND_PORT }]),
+    await gateway.reported(
+      `the gateway's route ${SNI_CLUSTER} → ${BACKEND}`,
+      (l) =>
+        l['event'] === 'routes' &&
+        JSON.stringify((l['clusters'] as Record<string, unknown>)[SNI_CLUSTER]) ===
+          JSON.stringify([{ address: NET.backendB, port: BACKEND_PORT }]),
     );
     client = topo.spawnTs(topo.a, 'client', 'test/fixtures/xds-grpc-client-main.ts', [
       JSON.stringify({
@@ -150,7 +175,7 @@ describe('a proxyless gRPC client in network A calls a service in network B thro
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
-  it('isolates the networks: from A, B\'s backend is unreachable and only the gateway answers', async () => {
+  it("isolates the networks: from A, B's backend is unreachable and only the gateway answers", async () => {
     const direct = await topo!.canConnect(topo!.a, NET.backendB, BACKEND_PORT);
     expect(direct.ok, `A → ${BACKEND} must fail, got ${direct.detail}`).toBe(false);
     expect(['timeout', 'EHOSTUNREACH', 'ENETUNREACH']).toContain(direct.detail);
@@ -159,7 +184,7 @@ describe('a proxyless gRPC client in network A calls a service in network B thro
     expect(await topo!.canConnect(topo!.a, NET.gatewayA, GATEWAY_PORT)).toEqual({ ok: true, detail: 'connected' });
   });
 
-  it('serves every RPC from B\'s backend, over mTLS with the client\'s own certificate', () => {
+  it("serves every RPC from B's backend, over mTLS with the client's own certificate", () => {
     const rpcs = client.lines.filter((l) => l['event'] === 'rpc');
     expect(rpcs, client.stderr.slice(-20).join('\n')).toEqual(Array(CALLS).fill({ event: 'rpc', ok: true, value: BACKEND }));
     const calls = backend.lines.filter((l) => l['event'] === 'call');
@@ -182,7 +207,7 @@ describe('a proxyless gRPC client in network A calls a service in network B thro
     expect(gatewayEventsOfRpcs().filter((l) => l['event'] === 'reject' || l['event'] === 'upstream-error')).toEqual([]);
   });
 
-  it('also routes Istio\'s SNI form (what an Envoy sidecar sends) and closes a connection naming no cluster', async () => {
+  it("also routes Istio's SNI form (what an Envoy sidecar sends) and closes a connection naming no cluster", async () => {
     const handshake = async (servername: string) =>
       JSON.parse(
         await topo!.execNode(
@@ -204,7 +229,7 @@ s.on('error',(e)=>{console.log(JSON.stringify({ok:false,error:e.code||e.message}
     ]);
   });
 
-  it('tells A only the gateway address: B\'s backend address never reaches A', async () => {
+  it("tells A only the gateway address: B's backend address never reaches A", async () => {
     // Every byte meshfed sent over A's xDS channel: the gateway address is there, the backend's never.
     const toA = pipeA.sentToClients();
     expect(toA.includes(NET.gatewayA)).toBe(true);
@@ -242,7 +267,7 @@ s.on('error',(e)=>{console.log(JSON.stringify({ok:false,error:e.code||e.message}
 });
 
 describe('network-namespace cleanup', () => {
-  it('removes namespaces (and the processes in them) that a crashed run left behind, but not a live run\'s', async () => {
+  it("removes namespaces (and the processes in them) that a crashed run left behind, but not a live run's", async () => {
     // A pid that has just exited stands for the crashed run.
     const gone = spawn(process.execPath, ['-e', '']);
     const deadPid = gone.pid!;

@@ -2,16 +2,10 @@
 // set, on the same channel, within a few seconds.
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { type EchoBackend, startEchoBackend, startEchoBackends } from '../helpers/grpc-echo.js';
-import {
-  type EchoServiceSpec,
-  type MeshHarness,
-  meshDocument,
-  startMeshHarness,
-  targetOf,
-} from '../helpers/grpc-mesh.js';
+import { type EchoServiceSpec, type MeshHarness, meshDocument, startMeshHarness, targetOf } from '../helpers/grpc-mesh.js';
 import { XdsEchoClient } from '../helpers/grpc-xds-client.js';
 
-describe('file edits move a grpc-js-xds client\'s traffic', () => {
+describe("file edits move a grpc-js-xds client's traffic", () => {
   let backends: EchoBackend[];
   let mesh: MeshHarness;
   let client: XdsEchoClient;
@@ -25,11 +19,14 @@ describe('file edits move a grpc-js-xds client\'s traffic', () => {
 
   /** Polls batches of RPCs until one batch is served by exactly `expected`; returns that batch. */
   const untilServedBy = (expected: readonly EchoBackend[]): Promise<Map<string, number>> =>
-    vi.waitFor(async () => {
-      const counts = await client.spread(expected.length * 4);
-      expect([...counts.keys()].sort(), `served by ${JSON.stringify([...counts])}`).toEqual(names(expected));
-      return counts;
-    }, { timeout: 5000, interval: 50 });
+    vi.waitFor(
+      async () => {
+        const counts = await client.spread(expected.length * 4);
+        expect([...counts.keys()].sort(), `served by ${JSON.stringify([...counts])}`).toEqual(names(expected));
+        return counts;
+      },
+      { timeout: 5000, interval: 50 },
+    );
 
   /** The id of the client's one ADS stream, from /debug/syncz. */
   const adsStream = async (): Promise<number> => {
@@ -96,11 +93,16 @@ describe('file edits move a grpc-js-xds client\'s traffic', () => {
     // The old pods keep running, so no RPC may fail while the client switches.
     await mesh.write(meshDocument([serviceWith([backends[0]!, backends[1]!])]));
     const failures: string[] = [];
-    await vi.waitFor(async () => {
-      const counts = await client.spread(8);
-      for (const k of counts.keys()) if (k.startsWith('ERROR')) failures.push(k);
-      expect([...counts.keys()].sort(), `traffic back on 127.0.2.1 and 127.0.2.2; served by ${JSON.stringify([...counts])}`).toEqual(names([backends[0]!, backends[1]!]));
-    }, { timeout: 5000, interval: 50 });
+    await vi.waitFor(
+      async () => {
+        const counts = await client.spread(8);
+        for (const k of counts.keys()) if (k.startsWith('ERROR')) failures.push(k);
+        expect([...counts.keys()].sort(), `traffic back on 127.0.2.1 and 127.0.2.2; served by ${JSON.stringify([...counts])}`).toEqual(
+          names([backends[0]!, backends[1]!]),
+        );
+      },
+      { timeout: 5000, interval: 50 },
+    );
     expect(failures).toEqual([]);
     expect(await adsStream()).toBe(stream);
   });

@@ -27,7 +27,13 @@ function meshDoc(a: EchoBackend[], b: EchoBackend[]): Record<string, unknown> {
     services: [
       service('cluster-1', a),
       service('cluster-2', b),
-      { name: 'bar', namespace: 'abc', cluster: 'cluster-1', ports: [{ name: 'grpc', port: 9090, protocol: 'GRPC' }], endpoints: [{ address: '127.0.9.9', port: 9090 }] },
+      {
+        name: 'bar',
+        namespace: 'abc',
+        cluster: 'cluster-1',
+        ports: [{ name: 'grpc', port: 9090, protocol: 'GRPC' }],
+        endpoints: [{ address: '127.0.9.9', port: 9090 }],
+      },
     ],
   };
 }
@@ -74,10 +80,16 @@ describe('one hostname in two clusters on one network', () => {
   it("moves all traffic to cluster-1 when cluster-2's endpoints go away, on the same channel", async () => {
     await mesh.write(meshDoc(one, []));
     const onlyOne = one.map((b) => b.name).sort();
-    await vi.waitFor(async () => {
-      const counts = await client.spread(8);
-      expect([...counts.keys()].filter((k) => !onlyOne.includes(k)), 'traffic off cluster-1').toEqual([]);
-    }, { timeout: 10_000, interval: 50 });
+    await vi.waitFor(
+      async () => {
+        const counts = await client.spread(8);
+        expect(
+          [...counts.keys()].filter((k) => !onlyOne.includes(k)),
+          'traffic off cluster-1',
+        ).toEqual([]);
+      },
+      { timeout: 10_000, interval: 50 },
+    );
     const counts = await client.spread(20);
     expect([...counts.keys()].sort()).toEqual(onlyOne);
     const servedByTwo = two.map((b) => b.served());

@@ -144,7 +144,7 @@ describe('a resource grpc-js-xds rejects', () => {
     await Promise.all([...(backends ?? []), ...(outsider ? [outsider] : [])].map((b) => b.stop()));
   });
 
-  it.each(CASES)('$type: NACKed, shown as ERROR with the client\'s message, last good config kept, SYNCED once fixed', async (c) => {
+  it.each(CASES)("$type: NACKed, shown as ERROR with the client's message, last good config kept, SYNCED once fixed", async (c) => {
     const synced = async (): Promise<SynczType> => {
       const st = await typeState(c.type);
       expect(st?.state, `${c.type}: ${JSON.stringify(st)}`).toBe('SYNCED');

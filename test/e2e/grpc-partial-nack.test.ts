@@ -33,10 +33,12 @@ describe('one response, one good and one bad resource', () => {
     endpoints: bs.map((b) => ({ address: b.address, port: b.port })),
   });
   const names = (bs: readonly EchoBackend[]): string[] => bs.map((b) => b.name).sort();
-  const servedBy = async (client: XdsEchoClient, n: number): Promise<string[]> =>
-    [...(await client.spread(n, 3000)).keys()].sort();
+  const servedBy = async (client: XdsEchoClient, n: number): Promise<string[]> => [...(await client.spread(n, 3000)).keys()].sort();
   const untilServedBy = (client: XdsEchoClient, expected: readonly EchoBackend[]): Promise<void> =>
-    vi.waitFor(async () => expect(await servedBy(client, expected.length * 4), `${client.target} served by`).toEqual(names(expected)), WAIT);
+    vi.waitFor(
+      async () => expect(await servedBy(client, expected.length * 4), `${client.target} served by`).toEqual(names(expected)),
+      WAIT,
+    );
   const eds = async (): Promise<SynczType | undefined> => {
     const entries = (await mesh.syncz()).filter((e) => e.proxy === NODE);
     if (entries.length !== 1) throw new Error(`${entries.length} streams for ${NODE}`);

@@ -44,7 +44,10 @@ describe('grpc-js-xds client through meshfed', () => {
     // Round robin picks among READY subchannels only; wait until all are connected.
     await vi.waitFor(async () => {
       const counts = await client.spread(backends.length * 2);
-      expect(backends.filter((b) => !counts.get(b.name)).map((b) => b.name), 'backends not serving').toEqual([]);
+      expect(
+        backends.filter((b) => !counts.get(b.name)).map((b) => b.name),
+        'backends not serving',
+      ).toEqual([]);
     }, WAIT);
 
     const n = 90;
@@ -64,7 +67,10 @@ describe('grpc-js-xds client through meshfed', () => {
     expect(first.ok, first.value).toBe(true);
     await vi.waitFor(async () => {
       const counts = await envClient!.spread(backends.length * 2);
-      expect(backends.filter((b) => !counts.get(b.name)).map((b) => b.name), 'backends not serving the second client').toEqual([]);
+      expect(
+        backends.filter((b) => !counts.get(b.name)).map((b) => b.name),
+        'backends not serving the second client',
+      ).toEqual([]);
     }, WAIT);
     const proxies = (await mesh.syncz()).map((e) => e.proxy).sort();
     expect(proxies).toEqual(['e2e-spread', 'e2e-spread-env']);
@@ -74,7 +80,12 @@ describe('grpc-js-xds client through meshfed', () => {
     const entry = await vi.waitFor(async () => {
       const e = (await mesh.syncz()).find((s) => s.proxy === 'e2e-spread');
       expect(e, 'the client in /debug/syncz').toBeDefined();
-      expect(['LDS', 'RDS', 'CDS', 'EDS'].map((t) => `${t} ${e!.types.find((x) => x.type === t)?.state}`)).toEqual(['LDS SYNCED', 'RDS SYNCED', 'CDS SYNCED', 'EDS SYNCED']);
+      expect(['LDS', 'RDS', 'CDS', 'EDS'].map((t) => `${t} ${e!.types.find((x) => x.type === t)?.state}`)).toEqual([
+        'LDS SYNCED',
+        'RDS SYNCED',
+        'CDS SYNCED',
+        'EDS SYNCED',
+      ]);
       return e!;
     }, WAIT);
     expect(entry.view?.role).toBe('grpc');

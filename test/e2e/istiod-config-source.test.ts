@@ -16,13 +16,31 @@ const SE = 'networking.istio.io/v1/ServiceEntry';
 const DR = 'networking.istio.io/v1/DestinationRule';
 const NS = 'istio-config';
 
-const ep = (address: string, serviceAccount: string): Record<string, unknown> => ({ address, serviceAccount, locality: { region: 'r', zone: 'z' } });
+const ep = (address: string, serviceAccount: string): Record<string, unknown> => ({
+  address,
+  serviceAccount,
+  locality: { region: 'r', zone: 'z' },
+});
 
 /** Cluster A is local (trust domain cluster-a.local); B and C are federation peers; A2 a multicluster peer. */
-function mesh(o: { bazPort?: number; withBaz?: boolean; bGateways?: Array<{ address: string; port: number }> } = {}): Record<string, unknown> {
+function mesh(
+  o: { bazPort?: number; withBaz?: boolean; bGateways?: Array<{ address: string; port: number }> } = {},
+): Record<string, unknown> {
   const services: Record<string, unknown>[] = [
-    { name: 'foo', namespace: 'abc', cluster: 'cluster-a', ports: [{ name: 'http', port: 8080, protocol: 'HTTP' }], endpoints: [ep('10.1.0.1', 'foo')] },
-    { name: 'qux', namespace: 'abc', cluster: 'cluster-a2', ports: [{ name: 'http', port: 8080, protocol: 'HTTP' }], endpoints: [ep('10.3.0.1', 'qux')] },
+    {
+      name: 'foo',
+      namespace: 'abc',
+      cluster: 'cluster-a',
+      ports: [{ name: 'http', port: 8080, protocol: 'HTTP' }],
+      endpoints: [ep('10.1.0.1', 'foo')],
+    },
+    {
+      name: 'qux',
+      namespace: 'abc',
+      cluster: 'cluster-a2',
+      ports: [{ name: 'http', port: 8080, protocol: 'HTTP' }],
+      endpoints: [ep('10.3.0.1', 'qux')],
+    },
     {
       name: 'bar',
       namespace: 'xyz',
@@ -33,14 +51,32 @@ function mesh(o: { bazPort?: number; withBaz?: boolean; bGateways?: Array<{ addr
       ],
       endpoints: [ep('10.2.0.1', 'bar'), ep('10.2.0.2', 'bar-admin')],
     },
-    { name: 'web', namespace: 'shop', cluster: 'cluster-c', ports: [{ name: 'http', port: 80, protocol: 'HTTP' }], endpoints: [ep('10.4.0.1', 'web')] },
+    {
+      name: 'web',
+      namespace: 'shop',
+      cluster: 'cluster-c',
+      ports: [{ name: 'http', port: 80, protocol: 'HTTP' }],
+      endpoints: [ep('10.4.0.1', 'web')],
+    },
   ];
-  if (o.withBaz !== false) services.push({ name: 'baz', namespace: 'xyz', cluster: 'cluster-b', ports: [{ name: 'tcp-db', port: o.bazPort ?? 5432 }], endpoints: [ep('10.2.0.3', 'baz')] });
+  if (o.withBaz !== false)
+    services.push({
+      name: 'baz',
+      namespace: 'xyz',
+      cluster: 'cluster-b',
+      ports: [{ name: 'tcp-db', port: o.bazPort ?? 5432 }],
+      endpoints: [ep('10.2.0.3', 'baz')],
+    });
   return {
     clusters: [
       { id: 'cluster-a', network: 'network-a', domain: 'cluster-a.local', gateways: [{ address: '192.0.2.1', port: 15443 }] },
       { id: 'cluster-a2', network: 'network-a2', domain: 'cluster-a.local', gateways: [{ address: '192.0.2.9', port: 15443 }] },
-      { id: 'cluster-b', network: 'network-b', domain: 'cluster-b.local', gateways: o.bGateways ?? [{ address: '192.0.2.2', port: 15443 }] },
+      {
+        id: 'cluster-b',
+        network: 'network-b',
+        domain: 'cluster-b.local',
+        gateways: o.bGateways ?? [{ address: '192.0.2.2', port: 15443 }],
+      },
       { id: 'cluster-c', network: 'network-c', domain: 'cluster-c.local', gateways: [{ address: 'gw.cluster-c.example', port: 31443 }] },
     ],
     services,
@@ -48,7 +84,8 @@ function mesh(o: { bazPort?: number; withBaz?: boolean; bGateways?: Array<{ addr
 }
 
 const byName = (configs: StoredConfig[]): Record<string, StoredConfig> => Object.fromEntries(configs.map((c) => [c.name, c]));
-const versions = (client: IstiodClient, type: string): Record<string, string> => Object.fromEntries(client.configs(type).map((c) => [c.name, c.version]));
+const versions = (client: IstiodClient, type: string): Record<string, string> =>
+  Object.fromEntries(client.configs(type).map((c) => [c.name, c.version]));
 const BAR = configName('bar.xyz.svc.cluster-b.local');
 const BAZ = configName('baz.xyz.svc.cluster-b.local');
 const WEB = configName('web.shop.svc.cluster-c.local');
@@ -124,7 +161,14 @@ describe('istiod config source', () => {
         ],
         location: 'MESH_INTERNAL',
         resolution: 'STATIC',
-        endpoints: [{ address: '192.0.2.2', ports: { http: 15443, grpc: 15443 }, labels: { 'security.istio.io/tlsMode': 'istio' }, network: 'network-b' }],
+        endpoints: [
+          {
+            address: '192.0.2.2',
+            ports: { http: 15443, grpc: 15443 },
+            labels: { 'security.istio.io/tlsMode': 'istio' },
+            network: 'network-b',
+          },
+        ],
         subjectAltNames: ['spiffe://cluster-b.local/ns/xyz/sa/bar', 'spiffe://cluster-b.local/ns/xyz/sa/bar-admin'],
       },
     });
@@ -132,10 +176,18 @@ describe('istiod config source', () => {
     expect(drs[BAR]!.bodyType).toBe('istio.networking.v1alpha3.DestinationRule');
     expect(drs[BAR]!.spec).toEqual({
       host: 'bar.xyz.svc.cluster-b.local',
-      trafficPolicy: { tls: { mode: 'ISTIO_MUTUAL', subjectAltNames: ['spiffe://cluster-b.local/ns/xyz/sa/bar', 'spiffe://cluster-b.local/ns/xyz/sa/bar-admin'] } },
+      trafficPolicy: {
+        tls: {
+          mode: 'ISTIO_MUTUAL',
+          subjectAltNames: ['spiffe://cluster-b.local/ns/xyz/sa/bar', 'spiffe://cluster-b.local/ns/xyz/sa/bar-admin'],
+        },
+      },
     });
     // A gateway given by hostname: DNS resolution.
-    expect(ses[WEB]!.spec).toMatchObject({ resolution: 'DNS', endpoints: [{ address: 'gw.cluster-c.example', ports: { http: 31443 }, network: 'network-c' }] });
+    expect(ses[WEB]!.spec).toMatchObject({
+      resolution: 'DNS',
+      endpoints: [{ address: 'gw.cluster-c.example', ports: { http: 31443 }, network: 'network-c' }],
+    });
   });
 
   it('serves istiod 1.23 and earlier the same configs under the v1alpha3 spellings', async () => {
@@ -163,7 +215,15 @@ describe('istiod config source', () => {
     const se1 = versions(c, SE);
 
     // A second gateway in cluster B: B's ServiceEntries, not C's, and no DestinationRule.
-    await file.write(mesh({ bazPort: 5433, bGateways: [{ address: '192.0.2.2', port: 15443 }, { address: '192.0.2.3', port: 15443 }] }));
+    await file.write(
+      mesh({
+        bazPort: 5433,
+        bGateways: [
+          { address: '192.0.2.2', port: 15443 },
+          { address: '192.0.2.3', port: 15443 },
+        ],
+      }),
+    );
     await c.receive("B's new ServiceEntries", () => versions(c, SE)[BAR] !== se1[BAR] && versions(c, SE)[BAZ] !== se1[BAZ]);
     expect(versions(c, SE)[WEB]).toBe(se1[WEB]);
     expect(versions(c, DR)).toEqual(dr0);
@@ -173,7 +233,16 @@ describe('istiod config source', () => {
   it('drops a removed import from the next full-state response, and a reconnect gets the same versions', async () => {
     const c = connect();
     await c.receive('sync', () => c.synced(ISTIOD_TYPES));
-    await file.write(mesh({ withBaz: false, bazPort: 5433, bGateways: [{ address: '192.0.2.2', port: 15443 }, { address: '192.0.2.3', port: 15443 }] }));
+    await file.write(
+      mesh({
+        withBaz: false,
+        bazPort: 5433,
+        bGateways: [
+          { address: '192.0.2.2', port: 15443 },
+          { address: '192.0.2.3', port: 15443 },
+        ],
+      }),
+    );
     await c.receive('baz gone', () => !(BAZ in versions(c, SE)) && !(BAZ in versions(c, DR)));
     expect(Object.keys(versions(c, SE)).sort()).toEqual([BAR, WEB].sort());
     expect(Object.keys(versions(c, DR)).sort()).toEqual([BAR, WEB].sort());

@@ -9,7 +9,15 @@ import { TypeUrl } from '../../src/envoy/protos.js';
 import { type FakeApiServer, startFakeApiServer } from '../fixtures/kube-apiserver/index.js';
 import { type EchoBackend, startEchoBackend } from '../helpers/grpc-echo.js';
 import { XdsEchoClient } from '../helpers/grpc-xds-client.js';
-import { type Backend, type ClusterSpec, endpointSlice, pod, remoteSecret, seedCluster, startKubeMeshfed } from '../helpers/kube-cluster.js';
+import {
+  type Backend,
+  type ClusterSpec,
+  endpointSlice,
+  pod,
+  remoteSecret,
+  seedCluster,
+  startKubeMeshfed,
+} from '../helpers/kube-cluster.js';
 import { RawXdsClient } from '../helpers/raw-client.js';
 
 const WAIT = { timeout: 10_000, interval: 20 }; // for meshfed to follow the apiservers, polled every 20 ms
@@ -29,10 +37,13 @@ describe('two clusters behind one outbound cluster', () => {
   /** Batches of RPCs until one is served by exactly `expected`. */
   const untilServedBy = (expected: readonly EchoBackend[], timeoutMs: number): Promise<unknown> => {
     const want = JSON.stringify(expected.map((b) => b.name).sort());
-    return vi.waitFor(async () => {
-      const got = JSON.stringify([...(await client.spread(expected.length * 6)).keys()].sort());
-      if (got !== want) throw new Error(`served by ${got}`);
-    }, { timeout: timeoutMs, interval: 0 });
+    return vi.waitFor(
+      async () => {
+        const got = JSON.stringify([...(await client.spread(expected.length * 6)).keys()].sort());
+        if (got !== want) throw new Error(`served by ${got}`);
+      },
+      { timeout: timeoutMs, interval: 0 },
+    );
   };
 
   beforeAll(async () => {
@@ -55,16 +66,27 @@ describe('two clusters behind one outbound cluster', () => {
     await Promise.all([local?.close(), remote?.close(), ...(echo ?? []).map((b) => b.stop())]);
   });
 
-  it('serves both clusters\' endpoints in one outbound cluster\'s EDS', async () => {
+  it("serves both clusters' endpoints in one outbound cluster's EDS", async () => {
     const xds = new RawXdsClient(`127.0.0.1:${meshfed.xdsPort}`);
     try {
       const s = xds.sotw('ads');
       // An istio-proxy (it announces ISTIO_VERSION) reads istio.workload, which names each endpoint's cluster.
-      s.send({ node: { id: 'sidecar~10.9.0.1~e2e.default~default.svc.cluster.local', metadata: { fields: { ISTIO_VERSION: { stringValue: '1.24.0' } } } }, type_url: TypeUrl.Endpoint, resource_names: [`outbound|8080||${HOST}`] });
+      s.send({
+        node: {
+          id: 'sidecar~10.9.0.1~e2e.default~default.svc.cluster.local',
+          metadata: { fields: { ISTIO_VERSION: { stringValue: '1.24.0' } } },
+        },
+        type_url: TypeUrl.Endpoint,
+        resource_names: [`outbound|8080||${HOST}`],
+      });
       const endpoints = await vi.waitFor(async () => {
         const r = await s.next(2000);
-        const cla = r.resources[0]!.body as { endpoints: { lb_endpoints: { endpoint: { address: { socket_address: { address: string } } }; metadata: unknown }[] }[] };
-        const found = cla.endpoints.flatMap((l) => l.lb_endpoints.map((e) => `${e.endpoint.address.socket_address.address} ${JSON.stringify(e.metadata)}`));
+        const cla = r.resources[0]!.body as {
+          endpoints: { lb_endpoints: { endpoint: { address: { socket_address: { address: string } } }; metadata: unknown }[] }[];
+        };
+        const found = cla.endpoints.flatMap((l) =>
+          l.lb_endpoints.map((e) => `${e.endpoint.address.socket_address.address} ${JSON.stringify(e.metadata)}`),
+        );
         if (found.length !== 3) throw new Error(`EDS holds ${JSON.stringify(found)}`);
         return found.sort();
       }, WAIT); // EDS with both clusters
@@ -76,13 +98,13 @@ describe('two clusters behind one outbound cluster', () => {
     }
   });
 
-  it('spreads a grpc-js-xds client\'s traffic over both clusters', async () => {
+  it("spreads a grpc-js-xds client's traffic over both clusters", async () => {
     const first = await client.call(10_000);
     expect(first.ok, first.value).toBe(true);
     await untilServedBy(echo.slice(0, 3), 10_000);
   });
 
-  it('moves the traffic within 1 s of a change to the remote\'s EndpointSlice', async () => {
+  it("moves the traffic within 1 s of a change to the remote's EndpointSlice", async () => {
     const changedAt = Date.now();
     remote.upsert(endpointSlice(spec, 'foo-1', [asBackend(echo[3]!)]));
     // The issue's acceptance bound: the client follows the remote's change within one second.

@@ -31,7 +31,16 @@ function doc(): Record<string, unknown> {
         namespace: 'xyz',
         cluster: 'cluster-a',
         ports: [{ name: 'grpc', port: 9000, protocol: 'GRPC' }],
-        endpoints: [{ address: '127.0.0.1', port: barPort, serviceAccount: 'bar', locality: { region: 'r', zone: 'z' }, health: 'HEALTHY', mtls: true }],
+        endpoints: [
+          {
+            address: '127.0.0.1',
+            port: barPort,
+            serviceAccount: 'bar',
+            locality: { region: 'r', zone: 'z' },
+            health: 'HEALTHY',
+            mtls: true,
+          },
+        ],
       },
     ],
   };
@@ -73,7 +82,10 @@ function keyForms(keyPem: string): Array<[string, Buffer]> {
 
 describe('meshfed agent --csr', () => {
   it('writes a key of its own making, which the certificate meshfed signed is for', async () => {
-    for (const [wl, id] of [[client, 'ns/abc/sa/foo'], [serverWl, 'ns/xyz/sa/bar']] as const) {
+    for (const [wl, id] of [
+      [client, 'ns/abc/sa/foo'],
+      [serverWl, 'ns/xyz/sa/bar'],
+    ] as const) {
       const files = wl.agent.files;
       expect((await stat(files.key)).mode & 0o777).toBe(0o600);
       const leaf = new X509Certificate(await readFile(files.certChain, 'utf8'));
@@ -100,11 +112,14 @@ describe('meshfed agent --csr', () => {
 
   it('the two workloads talk mTLS with those certificates', async () => {
     channel = new MtlsClient('xds:///bar.xyz.svc.cluster-a.local:9000', await client.bootstrap());
-    const ok = await vi.waitFor(async () => {
-      const r = await channel!.call(2000);
-      if (!r.ok) throw new Error(r.value);
-      return r;
-    }, { timeout: 20_000, interval: 200 });
+    const ok = await vi.waitFor(
+      async () => {
+        const r = await channel!.call(2000);
+        if (!r.ok) throw new Error(r.value);
+        return r;
+      },
+      { timeout: 20_000, interval: 200 },
+    );
     expect(ok.value).toBe('bar');
   }, 30_000);
 });

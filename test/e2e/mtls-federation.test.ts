@@ -64,12 +64,35 @@ beforeAll(async () => {
   [apiA, apiB] = await Promise.all([startFakeApiServer({ clusterName: A.id }), startFakeApiServer({ clusterName: B.id })]);
   [barPort, roguePort] = [await freePort(), await freePort()];
   const none = { a: '', b: '' };
-  meshA = await startTlsMesh({ trustDomain: A.domain, apiserver: apiA, doc: doc(A, none, [service('bar', 'xyz', B.id, barPort), service('foo', 'abc', A.id, roguePort)]) });
-  meshB = await startTlsMesh({ trustDomain: B.domain, apiserver: apiB, caStore: caStoreB, doc: doc(B, none, [service('bar', 'xyz', B.id, barPort)]) });
+  meshA = await startTlsMesh({
+    trustDomain: A.domain,
+    apiserver: apiA,
+    doc: doc(A, none, [service('bar', 'xyz', B.id, barPort), service('foo', 'abc', A.id, roguePort)]),
+  });
+  meshB = await startTlsMesh({
+    trustDomain: B.domain,
+    apiserver: apiB,
+    caStore: caStoreB,
+    doc: doc(B, none, [service('bar', 'xyz', B.id, barPort)]),
+  });
   const token = (api: FakeApiServer, ns: string, sa: string) => api.issueServiceAccountToken(ns, sa, { audiences: ['istio-ca'] });
   [client, serverWl] = await Promise.all([
-    startWorkload({ mesh: meshA, token: token(apiA, 'abc', 'foo'), clusterId: A.id, namespace: 'abc', serviceAccount: 'foo', trustDomains: [B.domain] }),
-    startWorkload({ mesh: meshB, token: token(apiB, 'xyz', 'bar'), clusterId: B.id, namespace: 'xyz', serviceAccount: 'bar', trustDomains: [A.domain] }),
+    startWorkload({
+      mesh: meshA,
+      token: token(apiA, 'abc', 'foo'),
+      clusterId: A.id,
+      namespace: 'abc',
+      serviceAccount: 'foo',
+      trustDomains: [B.domain],
+    }),
+    startWorkload({
+      mesh: meshB,
+      token: token(apiB, 'xyz', 'bar'),
+      clusterId: B.id,
+      namespace: 'xyz',
+      serviceAccount: 'bar',
+      trustDomains: [A.domain],
+    }),
   ]);
   barServer = await startXdsEchoServer(await serverWl.bootstrap(), barPort, 'bar@cluster-b');
 }, 40_000);
@@ -100,11 +123,13 @@ describe('mTLS between two federated clusters with their own CAs', () => {
     expect(leafB.verify(new X509Certificate(meshB.rootPem).publicKey)).toBe(true);
   });
 
-  it("each meshfed publishes its own root at the SPIFFE bundle endpoint (what a peer would fetch)", async () => {
+  it('each meshfed publishes its own root at the SPIFFE bundle endpoint (what a peer would fetch)', async () => {
     const res = await fetch(`http://127.0.0.1:${meshB.meshfed.adminPort}/.well-known/spiffe-bundle`);
     const bundle = (await res.json()) as { keys: Array<{ use: string; x5c: string[] }>; spiffe_sequence: number };
     expect(bundle.keys.map((k) => k.use)).toEqual(['x509-svid']);
-    expect(new X509Certificate(Buffer.from(bundle.keys[0]!.x5c[0]!, 'base64')).fingerprint256).toBe(new X509Certificate(meshB.rootPem).fingerprint256);
+    expect(new X509Certificate(Buffer.from(bundle.keys[0]!.x5c[0]!, 'base64')).fingerprint256).toBe(
+      new X509Certificate(meshB.rootPem).fingerprint256,
+    );
     expect(res.headers.get('cache-control')).toMatch(/^max-age=\d+$/);
     const post = await fetch(`http://127.0.0.1:${meshB.meshfed.adminPort}/.well-known/spiffe-bundle`, { method: 'POST' });
     expect(post.status).toBe(405);
@@ -120,11 +145,14 @@ describe('mTLS between two federated clusters with their own CAs', () => {
     await meshA.write(doc(A, roots, [service('bar', 'xyz', B.id, barPort), service('foo', 'abc', A.id, roguePort)]));
     await meshB.write(doc(B, roots, [service('bar', 'xyz', B.id, barPort)]));
     let last = before;
-    const ok = await vi.waitFor(async () => {
-      last = await c.call(2000);
-      if (!last.ok) throw new Error(last.value);
-      return last;
-    }, { timeout: 20_000, interval: 200 });
+    const ok = await vi.waitFor(
+      async () => {
+        last = await c.call(2000);
+        if (!last.ok) throw new Error(last.value);
+        return last;
+      },
+      { timeout: 20_000, interval: 200 },
+    );
     expect(ok.value).toBe('bar@cluster-b');
     for (let i = 0; i < 5; i++) expect(await c.call()).toEqual({ ok: true, value: 'bar@cluster-b' });
   }, 30_000);
@@ -141,7 +169,11 @@ describe('mTLS between two federated clusters with their own CAs', () => {
     await new Promise<void>((resolve, reject) =>
       rogue.bindAsync(
         `127.0.0.1:${roguePort}`,
-        grpc.ServerCredentials.createSsl(null, [{ cert_chain: Buffer.from(forged.certChainPem), private_key: Buffer.from(forged.privateKeyPem) }], false),
+        grpc.ServerCredentials.createSsl(
+          null,
+          [{ cert_chain: Buffer.from(forged.certChainPem), private_key: Buffer.from(forged.privateKeyPem) }],
+          false,
+        ),
         (err) => (err ? reject(err) : resolve()),
       ),
     );

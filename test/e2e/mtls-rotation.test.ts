@@ -35,7 +35,9 @@ beforeAll(async () => {
           namespace: 'xyz',
           cluster: 'cluster-a',
           ports: [{ name: 'grpc', port: 9000, protocol: 'GRPC' }],
-          endpoints: [{ address: '127.0.0.1', port, serviceAccount: 'bar', locality: { region: 'r', zone: 'z' }, health: 'HEALTHY', mtls: true }],
+          endpoints: [
+            { address: '127.0.0.1', port, serviceAccount: 'bar', locality: { region: 'r', zone: 'z' }, health: 'HEALTHY', mtls: true },
+          ],
         },
       ],
     },
@@ -120,18 +122,24 @@ describe('certificate rotation under traffic', () => {
     const rotation = (async () => {
       await ca.rotateRoot(); // phase 1: the new root joins every bundle, signs nothing yet
       const newRoot = ca.roots.find((r) => r !== oldRoot)!;
-      await vi.waitFor(async () => {
-        expect(await rootsFile(client), 'the client trusts the new root').toContain(newRoot.trim());
-        expect(await rootsFile(serverWl), 'the server trusts the new root').toContain(newRoot.trim());
-      }, { timeout: 10_000, interval: 50 });
+      await vi.waitFor(
+        async () => {
+          expect(await rootsFile(client), 'the client trusts the new root').toContain(newRoot.trim());
+          expect(await rootsFile(serverWl), 'the server trusts the new root').toContain(newRoot.trim());
+        },
+        { timeout: 10_000, interval: 50 },
+      );
       await new Promise((r) => setTimeout(r, 1500)); // gRPC re-reads the files every second
       await ca.activateRotation(); // phase 2: the new root signs; every workload gets a new leaf
-      await vi.waitFor(async () => {
-        const key = new X509Certificate(newRoot).publicKey;
-        const leaf = async (w: Workload) => new X509Certificate(await readFile(w.agent.files.certChain, 'utf8'));
-        expect((await leaf(client)).verify(key), 'the client leaf is signed by the new root').toBe(true);
-        expect((await leaf(serverWl)).verify(key), 'the server leaf is signed by the new root').toBe(true);
-      }, { timeout: 10_000, interval: 50 });
+      await vi.waitFor(
+        async () => {
+          const key = new X509Certificate(newRoot).publicKey;
+          const leaf = async (w: Workload) => new X509Certificate(await readFile(w.agent.files.certChain, 'utf8'));
+          expect((await leaf(client)).verify(key), 'the client leaf is signed by the new root').toBe(true);
+          expect((await leaf(serverWl)).verify(key), 'the server leaf is signed by the new root').toBe(true);
+        },
+        { timeout: 10_000, interval: 50 },
+      );
       await new Promise((r) => setTimeout(r, 2000)); // and calls keep working on the new leaves
       return newRoot;
     })();

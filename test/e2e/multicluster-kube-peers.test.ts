@@ -42,7 +42,10 @@ const sides: Side[] = [];
 const [A, B] = [() => sides[0]!, () => sides[1]!];
 
 const condition = (s: Side, peer: string, type: string): string | undefined =>
-  ((s.api.get(DH, 'IstioMulticluster', undefined, peer)?.['status'] as { conditions?: Array<Record<string, string>> } | undefined)?.conditions ?? []).find((c) => c['type'] === type)?.['status'];
+  (
+    (s.api.get(DH, 'IstioMulticluster', undefined, peer)?.['status'] as { conditions?: Array<Record<string, string>> } | undefined)
+      ?.conditions ?? []
+  ).find((c) => c['type'] === type)?.['status'];
 
 /** B's east-west gateway: the SNI gateway fixture, fed by B's xDS as a `router` of cluster-b; B advertises it. */
 const gateway = new EastWestGateway();
@@ -61,20 +64,56 @@ function start(s: Side, advertised: string): void {
   writeFileSync(cert, pki.serverCertPem);
   writeFileSync(key, pki.serverKeyPem, { mode: 0o600 });
   const args = [
-    'serve', '--kubeconfig', s.kubeconfig, '--namespace', 'meshfed', '--cluster-id', s.name, '--network', `network-${s.name}`,
-    '--xds-address', `127.0.0.1:${s.xds}`, '--admin-address', '127.0.0.1:0', '--debug-address', `127.0.0.1:${s.debug}`,
-    '--metadata-address', `127.0.0.1:${s.metadata}`, '--advertise-gateway', advertised, '--peer-poll-interval', '1',
+    'serve',
+    '--kubeconfig',
+    s.kubeconfig,
+    '--namespace',
+    'meshfed',
+    '--cluster-id',
+    s.name,
+    '--network',
+    `network-${s.name}`,
+    '--xds-address',
+    `127.0.0.1:${s.xds}`,
+    '--admin-address',
+    '127.0.0.1:0',
+    '--debug-address',
+    `127.0.0.1:${s.debug}`,
+    '--metadata-address',
+    `127.0.0.1:${s.metadata}`,
+    '--advertise-gateway',
+    advertised,
+    '--peer-poll-interval',
+    '1',
     // The api-proxy with a certificate from files (as behind an Ingress), and its address published in multicluster.json.
-    '--api-proxy-address', `127.0.0.1:${s.apiProxy}`, '--api-proxy-tls-cert', cert, '--api-proxy-tls-key', key, '--multicluster-api-host', `127.0.0.1:${s.apiProxy}`,
+    '--api-proxy-address',
+    `127.0.0.1:${s.apiProxy}`,
+    '--api-proxy-tls-cert',
+    cert,
+    '--api-proxy-tls-key',
+    key,
+    '--multicluster-api-host',
+    `127.0.0.1:${s.apiProxy}`,
     // The mesh CA (a Secret in its apiserver, each cluster its own root) signs certificates for agents showing a token.
-    '--xds-tls', '--server-dns-names', SERVER_NAME, '--xds-plaintext-address', `127.0.0.1:${s.plain}`,
+    '--xds-tls',
+    '--server-dns-names',
+    SERVER_NAME,
+    '--xds-plaintext-address',
+    `127.0.0.1:${s.plain}`,
   ];
   spawnMeshfed(s, args);
 }
 
 const node = {
   id: 'sidecar~10.1.0.9~client-1.abc~abc.svc.cluster.local',
-  metadata: { fields: { CLUSTER_ID: { string_value: 'cluster-a' }, NETWORK: { string_value: 'network-cluster-a' }, NAMESPACE: { string_value: 'abc' }, SERVICE_ACCOUNT: { string_value: 'client' } } },
+  metadata: {
+    fields: {
+      CLUSTER_ID: { string_value: 'cluster-a' },
+      NETWORK: { string_value: 'network-cluster-a' },
+      NAMESPACE: { string_value: 'abc' },
+      SERVICE_ACCOUNT: { string_value: 'client' },
+    },
+  },
 };
 
 /** One SotW answer from A's plaintext xDS for a sidecar of cluster-a. */
@@ -91,11 +130,14 @@ async function askA(typeUrl: string, names: string[]): Promise<SotwResponse> {
 
 /** A's EDS for a cluster (foo's unless given) as `address:port weight`, sorted. */
 async function endpointsOfA(cluster = FOO_EDS): Promise<string[]> {
-  const cla = (await askA(TypeUrl.Endpoint, [cluster])).resources[0]?.body as { endpoints?: Array<{ lb_endpoints: Array<Record<string, unknown>> }> } | undefined;
+  const cla = (await askA(TypeUrl.Endpoint, [cluster])).resources[0]?.body as
+    | { endpoints?: Array<{ lb_endpoints: Array<Record<string, unknown>> }> }
+    | undefined;
   const out: string[] = [];
   for (const group of cla?.endpoints ?? []) {
     for (const e of group.lb_endpoints) {
-      const sa = ((e['endpoint'] as Record<string, unknown>)['address'] as { socket_address: { address: string; port_value: number } }).socket_address;
+      const sa = ((e['endpoint'] as Record<string, unknown>)['address'] as { socket_address: { address: string; port_value: number } })
+        .socket_address;
       out.push(`${sa.address}:${sa.port_value} ${String((e['load_balancing_weight'] as { value?: number } | undefined)?.value ?? 1)}`);
     }
   }
@@ -105,7 +147,9 @@ async function endpointsOfA(cluster = FOO_EDS): Promise<string[]> {
 async function rootsOfA(): Promise<string[]> {
   const sds = await askA(TypeUrl.Secret, ['ROOTCA']);
   const vc = sds.resources.find((r) => r.name === 'ROOTCA')!.body['validation_context'] as Record<string, Record<string, unknown>>;
-  const domains = (vc['custom_validator_config']!['typed_config'] as { trust_domains: Array<{ name: string; trust_bundle: { inline_bytes: Uint8Array } }> }).trust_domains;
+  const domains = (
+    vc['custom_validator_config']!['typed_config'] as { trust_domains: Array<{ name: string; trust_bundle: { inline_bytes: Uint8Array } }> }
+  ).trust_domains;
   return domains.map((d) => `${d.name} ${Buffer.from(d.trust_bundle.inline_bytes).toString().split('BEGIN CERTIFICATE').length - 1}`);
 }
 
@@ -113,7 +157,18 @@ beforeAll(async () => {
   for (const name of ['cluster-a', 'cluster-b'] as const) {
     const dir = mkdtempSync(path.join(os.tmpdir(), `meshfed-mckube-${name}-`));
     const api = await startFakeApiServer({ clusterName: name });
-    const s: Side = { name, dir, api, kubeconfig: api.writeKubeconfig(dir), xds: await freePort(), plain: await freePort(), debug: await freePort(), metadata: await freePort(), apiProxy: await freePort(), out: '' };
+    const s: Side = {
+      name,
+      dir,
+      api,
+      kubeconfig: api.writeKubeconfig(dir),
+      xds: await freePort(),
+      plain: await freePort(),
+      debug: await freePort(),
+      metadata: await freePort(),
+      apiProxy: await freePort(),
+      out: '',
+    };
     sides.push(s);
     for (const ns of ['kube-system', 'meshfed']) api.upsert(namespace(ns));
     await kubectl(s, ['apply', '-f', CRDS]);
@@ -128,8 +183,16 @@ beforeAll(async () => {
   start(A(), '198.51.100.1:15443');
   start(B(), gatewayOfB);
   const ca = testPki().caPem;
-  for (const [s, peer] of [[A(), B()], [B(), A()]] as const) {
-    await kubectl(s, ['apply'], { apiVersion: DH, kind: 'IstioMulticluster', metadata: { name: peer.name }, spec: { metadataEndpoint: `http://127.0.0.1:${peer.metadata}/metadata/`, metadata: { ca } } });
+  for (const [s, peer] of [
+    [A(), B()],
+    [B(), A()],
+  ] as const) {
+    await kubectl(s, ['apply'], {
+      apiVersion: DH,
+      kind: 'IstioMulticluster',
+      metadata: { name: peer.name },
+      spec: { metadataEndpoint: `http://127.0.0.1:${peer.metadata}/metadata/`, metadata: { ca } },
+    });
   }
 }, 30_000);
 
@@ -144,35 +207,74 @@ afterAll(async () => {
 
 describe('two meshfed --kube processes joined by IstioMulticluster resources', () => {
   it('both CRs reach all three conditions True', async () => {
-    await vi.waitFor(() => {
-      for (const s of sides) if (s.proc!.exitCode !== null) throw new Error(`${s.name} exited: ${s.out}`);
-      for (const [s, peer] of [[A(), 'cluster-b'], [B(), 'cluster-a']] as const) {
-        for (const t of ['PublicMetadataExchangeReady', 'PrivateMetadataExchangeReady', 'RemoteAPIServerReady']) expect(condition(s, peer, t), `${s.name}'s ${peer} ${t}`).toBe('True');
-      }
-    }, { timeout: 30_000, interval: 200 }).catch((err: Error) => {
-      throw new Error(`${err.message}\n--- A:\n${A().out.slice(-3000)}\n--- B:\n${B().out.slice(-3000)}`);
-    });
+    await vi
+      .waitFor(
+        () => {
+          for (const s of sides) if (s.proc!.exitCode !== null) throw new Error(`${s.name} exited: ${s.out}`);
+          for (const [s, peer] of [
+            [A(), 'cluster-b'],
+            [B(), 'cluster-a'],
+          ] as const) {
+            for (const t of ['PublicMetadataExchangeReady', 'PrivateMetadataExchangeReady', 'RemoteAPIServerReady'])
+              expect(condition(s, peer, t), `${s.name}'s ${peer} ${t}`).toBe('True');
+          }
+        },
+        { timeout: 30_000, interval: 200 },
+      )
+      .catch((err: Error) => {
+        throw new Error(`${err.message}\n--- A:\n${A().out.slice(-3000)}\n--- B:\n${B().out.slice(-3000)}`);
+      });
   });
 
-  it('A serves B\'s endpoints of foo as B\'s gateway (split horizon), beside its own pods', async () => {
-    await vi.waitFor(async () => expect((await endpointsOfA()).some((e) => e.startsWith(`${gatewayOfB} `)), 'B behind its gateway in A\'s EDS').toBe(true), { timeout: 15_000, interval: 200 }).catch((err: Error) => {
-      throw new Error(`${err.message}\n--- A:\n${A().out.slice(-3000)}`);
-    });
+  it("A serves B's endpoints of foo as B's gateway (split horizon), beside its own pods", async () => {
+    await vi
+      .waitFor(
+        async () =>
+          expect(
+            (await endpointsOfA()).some((e) => e.startsWith(`${gatewayOfB} `)),
+            "B behind its gateway in A's EDS",
+          ).toBe(true),
+        { timeout: 15_000, interval: 200 },
+      )
+      .catch((err: Error) => {
+        throw new Error(`${err.message}\n--- A:\n${A().out.slice(-3000)}`);
+      });
     expect(await endpointsOfA()).toEqual(['10.1.0.1:9000 1', '10.1.0.2:9000 1', `${gatewayOfB} 3`]);
     // One trust domain, two roots: A's own and B's.
     expect(await rootsOfA()).toEqual(['cluster.local 2']);
-    const peers = JSON.parse(execFileSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'status', '--debug-url', `http://127.0.0.1:${A().debug}`, '-o', 'json'], { cwd: repo, encoding: 'utf8' })) as Array<Record<string, unknown>>;
+    const peers = JSON.parse(
+      execFileSync(
+        process.execPath,
+        ['--import', 'tsx', 'src/cli/main.ts', 'status', '--debug-url', `http://127.0.0.1:${A().debug}`, '-o', 'json'],
+        { cwd: repo, encoding: 'utf8' },
+      ),
+    ) as Array<Record<string, unknown>>;
     // B's endpoints: foo's three pods and bar's one.
-    expect(peers).toMatchObject([{ name: 'cluster-b', kind: 'multicluster', api: { status: 'True' }, remoteCluster: { state: 'synced', endpoints: 4 } }]);
+    expect(peers).toMatchObject([
+      { name: 'cluster-b', kind: 'multicluster', api: { status: 'True' }, remoteCluster: { state: 'synced', endpoints: 4 } },
+    ]);
   });
 
   it("a proxyless gRPC client abc/foo in A calls bar, which only B runs, through B's SNI gateway over mTLS; bar sees spiffe://cluster.local/ns/abc/sa/foo", async () => {
     const sni = sniClusterName(9090, BAR);
     // A knows bar only from B, through B's api-proxy: its one endpoint is B's gateway.
-    await vi.waitFor(async () => expect(await endpointsOfA(`outbound|9090||${BAR}`)).toEqual([`${gatewayOfB} 1`]), { timeout: 10_000, interval: 200 });
+    await vi.waitFor(async () => expect(await endpointsOfA(`outbound|9090||${BAR}`)).toEqual([`${gatewayOfB} 1`]), {
+      timeout: 10_000,
+      interval: 200,
+    });
     // The gateway learns bar's pod from B's xDS, as an Envoy gateway with only a bootstrap would.
-    gateway.follow(`127.0.0.1:${B().plain}`, { id: 'router~127.0.0.1~eastwest-1.istio-system~istio-system.svc.cluster.local', clusterId: 'cluster-b', network: 'network-cluster-b' });
-    await vi.waitFor(() => expect(gateway.routes.snapshot().get(sni), `the gateway's route ${sni} (xDS errors: ${gateway.errors.join('; ')})`).toEqual([{ address: '127.0.0.1', port: barPort }]), { timeout: 10_000, interval: 100 });
+    gateway.follow(`127.0.0.1:${B().plain}`, {
+      id: 'router~127.0.0.1~eastwest-1.istio-system~istio-system.svc.cluster.local',
+      clusterId: 'cluster-b',
+      network: 'network-cluster-b',
+    });
+    await vi.waitFor(
+      () =>
+        expect(gateway.routes.snapshot().get(sni), `the gateway's route ${sni} (xDS errors: ${gateway.errors.join('; ')})`).toEqual([
+          { address: '127.0.0.1', port: barPort },
+        ]),
+      { timeout: 10_000, interval: 100 },
+    );
     // One trust domain, two roots: each workload's certificate comes from its own cluster's CA, through its own agent,
     // and each side verifies the other against the peer's root that joined its cluster.local bundle.
     const [client, server] = await Promise.all([
@@ -188,7 +290,7 @@ describe('two meshfed --kube processes joined by IstioMulticluster resources', (
     expect(gateway.forwarded()).toContainEqual([sni, barPort]);
   }, 60_000);
 
-  it('B\'s endpoints change and A follows within a second', async () => {
+  it("B's endpoints change and A follows within a second", async () => {
     // Pods first (with sidecars, so reachable through the gateway), then the slice: the change A must follow.
     for (const b of backends('10.2.0', 5)) B().api.upsert(pod(FOO, b));
     B().api.upsert(endpointSlice(FOO, 'foo-1', backends('10.2.0', 5)));

@@ -48,7 +48,14 @@ beforeAll(async () => {
   const { dir, file, write } = await meshFile('meshfed-mc-mtls-', { clusters: [] });
   meshA = await startMeshfed({
     config: file,
-    kube: { kubeconfig: apiA.writeKubeconfig(dir), clusterId: 'cluster-a', network: 'net-a', namespace: 'meshfed', remoteSyncTimeoutMs: 5000, backoff: { initialMs: 50, maxMs: 300 } },
+    kube: {
+      kubeconfig: apiA.writeKubeconfig(dir),
+      clusterId: 'cluster-a',
+      network: 'net-a',
+      namespace: 'meshfed',
+      remoteSyncTimeoutMs: 5000,
+      backoff: { initialMs: 50, maxMs: 300 },
+    },
     xdsHost: '127.0.0.1',
     xdsPort: 0,
     xdsPlaintextHost: '127.0.0.1',
@@ -74,7 +81,15 @@ beforeAll(async () => {
         { id: 'cluster-b', network: 'net-b', domain: 'cluster.local' },
         { id: 'cluster-a', network: 'net-a', domain: 'cluster.local', rootCaPem: rootA }, // B's side of the exchange, outside this test
       ],
-      services: [{ name: 'foo', namespace: 'abc', cluster: 'cluster-b', ports: [{ name: 'grpc', port: 8080, protocol: 'GRPC' }], endpoints: [{ address: '127.0.0.1', port: fooPort, serviceAccount: 'foo-sa', mtls: true }] }],
+      services: [
+        {
+          name: 'foo',
+          namespace: 'abc',
+          cluster: 'cluster-b',
+          ports: [{ name: 'grpc', port: 8080, protocol: 'GRPC' }],
+          endpoints: [{ address: '127.0.0.1', port: fooPort, serviceAccount: 'foo-sa', mtls: true }],
+        },
+      ],
     },
   });
   proxy = new ApiProxy({
@@ -88,15 +103,41 @@ beforeAll(async () => {
   const proxyPort = await proxy.listen('127.0.0.1', 0);
   // On loopback B's "gateway" is foo's server itself: proxyless gRPC dials the gateway address directly.
   peerB = await startPeerServer(
-    { uuid: B_UUID, rootCA: meshB.rootPem, ingressGateways: [{ address: '127.0.0.1', port: fooPort }], publicServices: [], multicluster: { apiHost: `127.0.0.1:${proxyPort}`, networkName: 'net-b', clusterID: 'cluster-b' } },
+    {
+      uuid: B_UUID,
+      rootCA: meshB.rootPem,
+      ingressGateways: [{ address: '127.0.0.1', port: fooPort }],
+      publicServices: [],
+      multicluster: { apiHost: `127.0.0.1:${proxyPort}`, networkName: 'net-b', clusterID: 'cluster-b' },
+    },
     () => [idA],
   );
 
   const token = (api: FakeApiServer, ns: string, sa: string) => api.issueServiceAccountToken(ns, sa, { audiences: ['istio-ca'] });
-  const tlsMeshA: TlsMesh = { meshfed: meshA, rootPem: rootA, plaintextPort: meshA.xdsPlaintextPort!, write: () => Promise.resolve(), stop: () => meshA.stop(300) };
+  const tlsMeshA: TlsMesh = {
+    meshfed: meshA,
+    rootPem: rootA,
+    plaintextPort: meshA.xdsPlaintextPort!,
+    write: () => Promise.resolve(),
+    stop: () => meshA.stop(300),
+  };
   [clientWl, serverWl] = await Promise.all([
-    startWorkload({ mesh: tlsMeshA, token: token(apiA, 'abc', 'client'), clusterId: 'cluster-a', network: 'net-a', namespace: 'abc', serviceAccount: 'client' }),
-    startWorkload({ mesh: meshB, token: token(apiB, 'abc', 'foo-sa'), clusterId: 'cluster-b', network: 'net-b', namespace: 'abc', serviceAccount: 'foo-sa' }),
+    startWorkload({
+      mesh: tlsMeshA,
+      token: token(apiA, 'abc', 'client'),
+      clusterId: 'cluster-a',
+      network: 'net-a',
+      namespace: 'abc',
+      serviceAccount: 'client',
+    }),
+    startWorkload({
+      mesh: meshB,
+      token: token(apiB, 'abc', 'foo-sa'),
+      clusterId: 'cluster-b',
+      network: 'net-b',
+      namespace: 'abc',
+      serviceAccount: 'foo-sa',
+    }),
   ]);
   fooServer = await startXdsEchoServer(await serverWl.bootstrap(), fooPort, 'foo@cluster-b');
 
@@ -114,16 +155,19 @@ afterAll(async () => {
 });
 
 describe('a multicluster peer joined by metadata exchange', () => {
-  it('a proxyless gRPC client in A calls foo, which only B runs, over mTLS through B\'s gateway', async () => {
+  it("a proxyless gRPC client in A calls foo, which only B runs, over mTLS through B's gateway", async () => {
     await vi.waitFor(() => expect(meshA.peers.rows()[0]?.api?.status, 'the api probe').toBe('True'), { timeout: 20_000, interval: 100 });
     expect(meshA.pki!.bundles.byDomain().get('cluster.local')).toContain(meshB.rootPem);
     const c = new MtlsClient(TARGET, await clientWl.bootstrap());
     channels.push(c);
-    const ok = await vi.waitFor(async () => {
-      const r = await c.call(2000);
-      if (!r.ok) throw new Error(r.value);
-      return r;
-    }, { timeout: 20_000, interval: 200 });
+    const ok = await vi.waitFor(
+      async () => {
+        const r = await c.call(2000);
+        if (!r.ok) throw new Error(r.value);
+        return r;
+      },
+      { timeout: 20_000, interval: 200 },
+    );
     expect(ok.value).toBe('foo@cluster-b');
   }, 60_000);
 });

@@ -39,7 +39,15 @@ const istioWorkedExample = {
   clusters: [
     { id: 'c1', network: 'network1', domain: 'cluster.local', gateways: [{ address: '1.1.1.1', port: 15443 }] },
     { id: 'c2', network: 'network2', domain: 'cluster.local', gateways: [{ address: '2.2.2.2', port: 15443 }] },
-    { id: 'c3', network: 'network3', domain: 'cluster.local', gateways: [{ address: '3.3.3.3', port: 15443 }, { address: '3.3.3.4', port: 15443 }] },
+    {
+      id: 'c3',
+      network: 'network3',
+      domain: 'cluster.local',
+      gateways: [
+        { address: '3.3.3.3', port: 15443 },
+        { address: '3.3.3.4', port: 15443 },
+      ],
+    },
     { id: 'c4', network: 'network4', domain: 'cluster.local' },
   ],
   services: [
@@ -69,7 +77,12 @@ const istioWorkedExample = {
 const twoClusters = (sameNetwork: boolean): Record<string, unknown> => ({
   clusters: [
     { id: 'cluster-a', network: 'network-a', domain: 'cluster-a.local', gateways: [{ address: '192.0.2.1', port: 15443 }] },
-    { id: 'cluster-b', network: sameNetwork ? 'network-a' : 'network-b', domain: 'cluster-b.local', gateways: [{ address: '192.0.2.2', port: 15443 }] },
+    {
+      id: 'cluster-b',
+      network: sameNetwork ? 'network-a' : 'network-b',
+      domain: 'cluster-b.local',
+      gateways: [{ address: '192.0.2.2', port: 15443 }],
+    },
   ],
   services: [
     {
@@ -79,8 +92,20 @@ const twoClusters = (sameNetwork: boolean): Record<string, unknown> => ({
       exported: true,
       ports: [{ name: 'grpc', port: 8080, protocol: 'GRPC' }],
       endpoints: [
-        { address: '10.1.0.1', port: 8080, serviceAccount: 'foo', locality: { region: 'r1', zone: 'z1' }, labels: { app: 'foo', version: 'v1' } },
-        { address: '10.1.0.2', port: 8080, serviceAccount: 'foo', locality: { region: 'r1', zone: 'z1' }, labels: { app: 'foo', version: 'v1' } },
+        {
+          address: '10.1.0.1',
+          port: 8080,
+          serviceAccount: 'foo',
+          locality: { region: 'r1', zone: 'z1' },
+          labels: { app: 'foo', version: 'v1' },
+        },
+        {
+          address: '10.1.0.2',
+          port: 8080,
+          serviceAccount: 'foo',
+          locality: { region: 'r1', zone: 'z1' },
+          labels: { app: 'foo', version: 'v1' },
+        },
       ],
     },
     {
@@ -103,7 +128,12 @@ export const CASES: readonly GoldenCase[] = [
     about:
       'One network, two clusters merged under one hostname: localities sorted with summed weights, UNHEALTHY kept with its status, TERMINATING dropped, mixed mTLS and plaintext pods so the TLS socket as the default of each cluster with one tlsMode-disabled socket match, and tlsMode disabled metadata on the plaintext pod only (the mTLS pods without it: no metadata fails closed to TLS), the cluster-a2 pod demoted (its locality at priority 1) and learnt from a peer (meshfed provenance), SANs of both accounts, HTTP/2 options and h2 ALPN for the grpc port, a TCP port without them.',
     node: sidecar('cluster-a', 'network-a', 'cluster.local'),
-    patch: { '10.9.0.1': { priority: 1, provenance: { source: 'kube:cluster-a2', peer: 'meshfed-west', confirmedAt: Date.UTC(2026, 0, 2, 3, 4, 5) } } },
+    patch: {
+      '10.9.0.1': {
+        priority: 1,
+        provenance: { source: 'kube:cluster-a2', peer: 'meshfed-west', confirmedAt: Date.UTC(2026, 0, 2, 3, 4, 5) },
+      },
+    },
     mesh: {
       clusters: [
         { id: 'cluster-a', network: 'network-a', domain: 'cluster.local', gateways: [{ address: '192.0.2.1', port: 15443 }] },
@@ -148,7 +178,7 @@ export const CASES: readonly GoldenCase[] = [
   {
     name: 'sidecar-federated-import',
     about:
-      'cluster-b (trust domain cluster-b.local) shares network-a with the proxy, yet bar.xyz.svc.cluster-b.local is a federated import: EDS holds only cluster-b\'s gateway (weight 2 for two pods in two localities), SANs only cluster-b.local identities; SDS through istio-agent (--sds-config sds-grpc). Every endpoint takes mTLS, so each cluster has its TLS socket itself (no socket matches) and EDS no tlsMode; istio-proxy gets istio.workload.',
+      "cluster-b (trust domain cluster-b.local) shares network-a with the proxy, yet bar.xyz.svc.cluster-b.local is a federated import: EDS holds only cluster-b's gateway (weight 2 for two pods in two localities), SANs only cluster-b.local identities; SDS through istio-agent (--sds-config sds-grpc). Every endpoint takes mTLS, so each cluster has its TLS socket itself (no socket matches) and EDS no tlsMode; istio-proxy gets istio.workload.",
     node: sidecar('cluster-a', 'network-a', 'cluster-a.local'),
     mesh: twoClusters(true),
     sdsConfig: 'sds-grpc',
@@ -157,14 +187,21 @@ export const CASES: readonly GoldenCase[] = [
     name: 'gateway-network-b',
     about:
       "cluster-b's east-west gateway: SNI clusters outbound_.<port>_._.<host> for network-b's exported services only, EDS of network-b's pods with istio.workload only (no socket matches, so no tlsMode), no TLS of its own, and the 15443 listener (tls_inspector; per SNI sni_cluster + tcp_proxy; the target authority <host>:<port> of every port and the bare hostname of a single-port service too, straight to tcp_proxy).",
-    node: { id: 'router~10.2.0.5~eastwest-gw.istio-system~istio-system.svc.cluster-b.local', metadata: meta('cluster-b', 'network-b', { ISTIO_VERSION }) },
+    node: {
+      id: 'router~10.2.0.5~eastwest-gw.istio-system~istio-system.svc.cluster-b.local',
+      metadata: meta('cluster-b', 'network-b', { ISTIO_VERSION }),
+    },
     mesh: twoClusters(false),
   },
   {
     name: 'grpc-proxyless',
     about:
-      'A proxyless gRPC client in cluster-a: an API listener per host:port with RDS over ADS, a route to the outbound cluster, ROUND_ROBIN clusters with mTLS through certificate-provider instances (default, spiffe://<service trust domain>), EDS split by network (bar through cluster-b\'s gateway).',
-    node: { id: 'grpc-client-1', user_agent_name: 'gRPC Node Pure JS', metadata: meta('cluster-a', 'network-a', { NAMESPACE: 'abc', SERVICE_ACCOUNT: 'client' }) },
+      "A proxyless gRPC client in cluster-a: an API listener per host:port with RDS over ADS, a route to the outbound cluster, ROUND_ROBIN clusters with mTLS through certificate-provider instances (default, spiffe://<service trust domain>), EDS split by network (bar through cluster-b's gateway).",
+    node: {
+      id: 'grpc-client-1',
+      user_agent_name: 'gRPC Node Pure JS',
+      metadata: meta('cluster-a', 'network-a', { NAMESPACE: 'abc', SERVICE_ACCOUNT: 'client' }),
+    },
     mesh: twoClusters(false),
   },
 ];

@@ -56,7 +56,7 @@ describe.each(CASES)('golden $name', (c) => {
     expect(actual).toEqual(JSON.parse(readFileSync(file, 'utf8')));
   });
 
-  it('passes the validate rules of Envoy\'s protos', () => {
+  it("passes the validate rules of Envoy's protos", () => {
     expect(rendered.length).toBeGreaterThan(0);
     for (const r of rendered) expect({ name: r.name, errors: validateResource(r.typeUrl, r.body) }).toEqual({ name: r.name, errors: [] });
   });

@@ -23,7 +23,13 @@ const seed003 = {
     { id: 'cluster-b', network: 'network-b', domain: 'cluster-b.local', gateways: [{ address: '203.0.113.20', port: 15443 }] },
   ],
   services: [
-    { name: 'foo', namespace: 'abc', cluster: 'cluster-a', ports: [{ name: 'http', port: 8080, protocol: 'HTTP' }], endpoints: [{ address: '10.1.0.1', serviceAccount: 'foo' }] },
+    {
+      name: 'foo',
+      namespace: 'abc',
+      cluster: 'cluster-a',
+      ports: [{ name: 'http', port: 8080, protocol: 'HTTP' }],
+      endpoints: [{ address: '10.1.0.1', serviceAccount: 'foo' }],
+    },
     {
       name: 'bar',
       namespace: 'xyz',
@@ -47,9 +53,14 @@ it("renders seed 003's import as the reviewed ServiceEntry and DestinationRule",
   const view = proxyOf({ id: 'sidecar~10.0.0.2~istiod-1.istio-system~istio-system.svc.cluster.local' }).view;
   const resources = istioGenerators({ namespace: 'd8-istio', trustDomain: 'cluster-a.local' })
     .filter((g) => g.typeUrl.includes('/v1/'))
-    .flatMap((g) => [...mesh.services.keys()].sort().flatMap((h) => g.generate(mesh, view, h).map((r) => ({ typeUrl: g.typeUrl, ...encodeEntry(g.typeUrl, r.name, r.body).toJSON() }))));
+    .flatMap((g) =>
+      [...mesh.services.keys()]
+        .sort()
+        .flatMap((h) => g.generate(mesh, view, h).map((r) => ({ typeUrl: g.typeUrl, ...encodeEntry(g.typeUrl, r.name, r.body).toJSON() }))),
+    );
   const actual = {
-    about: "Seed 003: cluster-a.local (local) imports bar.xyz.svc.cluster-b.local through cluster B's ingress gateway 203.0.113.20:15443. foo (local) gets nothing: istiod reads it from Kubernetes.",
+    about:
+      "Seed 003: cluster-a.local (local) imports bar.xyz.svc.cluster-b.local through cluster B's ingress gateway 203.0.113.20:15443. foo (local) gets nothing: istiod reads it from Kubernetes.",
     resources,
   };
   const file = path.join(here, 'istio-federation-import.json');

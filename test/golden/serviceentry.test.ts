@@ -48,19 +48,27 @@ function snapshot(): MeshSnapshot {
 
 describe(`golden ${NAME}`, () => {
   const mesh = snapshot();
-  const view = proxyOf({ id: 'sidecar~10.0.0.9~client-1.abc~abc.svc.cluster-a.local', metadata: { CLUSTER_ID: 'cluster-a', NETWORK: 'network-a', NAMESPACE: 'abc', SERVICE_ACCOUNT: 'client', ISTIO_VERSION: '1.24.0' } }).view;
+  const view = proxyOf({
+    id: 'sidecar~10.0.0.9~client-1.abc~abc.svc.cluster-a.local',
+    metadata: { CLUSTER_ID: 'cluster-a', NETWORK: 'network-a', NAMESPACE: 'abc', SERVICE_ACCOUNT: 'client', ISTIO_VERSION: '1.24.0' },
+  }).view;
   const rendered = createGenerators({ sdsConfig: 'ads' }).flatMap((gen) =>
-    [VIEW_RESOURCES, ...[...mesh.services.keys()].sort()].flatMap((h) => gen.generate(mesh, view, h).map((r) => ({ typeUrl: gen.typeUrl, name: r.name, body: r.body }))),
+    [VIEW_RESOURCES, ...[...mesh.services.keys()].sort()].flatMap((h) =>
+      gen.generate(mesh, view, h).map((r) => ({ typeUrl: gen.typeUrl, name: r.name, body: r.body })),
+    ),
   );
 
   it('matches the reviewed golden file', () => {
-    const actual = { about: 'seed 003: a ServiceEntry for a federated service through the remote ingress gateway', resources: rendered.map((r) => encodeEntry(r.typeUrl, r.name, r.body).toJSON()) };
+    const actual = {
+      about: 'seed 003: a ServiceEntry for a federated service through the remote ingress gateway',
+      resources: rendered.map((r) => encodeEntry(r.typeUrl, r.name, r.body).toJSON()),
+    };
     const file = path.join(here, `${NAME}.json`);
     if (process.env['UPDATE_GOLDEN'] === '1') writeFileSync(file, JSON.stringify(actual, null, 2) + '\n');
     expect(actual).toEqual(JSON.parse(readFileSync(file, 'utf8')));
   });
 
-  it('passes the validate rules of Envoy\'s protos', () => {
+  it("passes the validate rules of Envoy's protos", () => {
     for (const r of rendered) expect({ name: r.name, errors: validateResource(r.typeUrl, r.body) }).toEqual({ name: r.name, errors: [] });
   });
 

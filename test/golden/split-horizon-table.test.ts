@@ -21,7 +21,12 @@ const cluster = (id: string, network: string, gateways: string[], domain = 'clus
   rootCaPem: '',
   gateways: gateways.map((address) => ({ address, port: GW })),
 });
-const CLUSTERS = [cluster('c1', 'net1', ['1.1.1.1']), cluster('c2', 'net2', ['2.2.2.2', '2.2.2.3']), cluster('c3', 'net3', []), cluster('c4', 'net4', ['4.4.4.4'])];
+const CLUSTERS = [
+  cluster('c1', 'net1', ['1.1.1.1']),
+  cluster('c2', 'net2', ['2.2.2.2', '2.2.2.3']),
+  cluster('c3', 'net3', []),
+  cluster('c4', 'net4', ['4.4.4.4']),
+];
 
 /** An mTLS, healthy endpoint of weight 1 in cluster cN on netN. */
 const ep = (address: string, n: number, over: Partial<Endpoint> = {}): Endpoint =>
@@ -38,24 +43,39 @@ interface Case {
 }
 
 const CASES: readonly Case[] = [
-  { name: 'a local endpoint goes direct, its weight scaled', proxy: { cluster: 'c1' }, endpoints: [ep('10.1.0.1', 1)], want: ['10.1.0.1:8080 w2'] },
   {
-    name: 'remote endpoints are replaced by their network\'s gateways, weight split across them and summed',
+    name: 'a local endpoint goes direct, its weight scaled',
+    proxy: { cluster: 'c1' },
+    endpoints: [ep('10.1.0.1', 1)],
+    want: ['10.1.0.1:8080 w2'],
+  },
+  {
+    name: "remote endpoints are replaced by their network's gateways, weight split across them and summed",
     proxy: { cluster: 'c1' },
     endpoints: [ep('10.1.0.1', 1), ep('10.2.0.1', 2), ep('10.2.0.2', 2)],
     want: ['10.1.0.1:8080 w2', `2.2.2.2:${GW} w2`, `2.2.2.3:${GW} w2`],
   },
   { name: 'a network without a gateway is unreachable', proxy: { cluster: 'c1' }, endpoints: [ep('10.3.0.1', 3)], want: [] },
-  { name: 'a plaintext remote endpoint cannot be reached through a gateway', proxy: { cluster: 'c1' }, endpoints: [ep('10.2.0.1', 2, { mtls: false })], want: [] },
+  {
+    name: 'a plaintext remote endpoint cannot be reached through a gateway',
+    proxy: { cluster: 'c1' },
+    endpoints: [ep('10.2.0.1', 2, { mtls: false })],
+    want: [],
+  },
   {
     name: 'an unhealthy local endpoint is sent unhealthy; a gateway never stands for one',
     proxy: { cluster: 'c1' },
     endpoints: [ep('10.1.0.1', 1, { health: 'UNHEALTHY' }), ep('10.2.0.1', 2, { health: 'UNHEALTHY' })],
     want: ['10.1.0.1:8080 w2 unhealthy'],
   },
-  { name: 'terminating endpoints are not sent', proxy: { cluster: 'c1' }, endpoints: [ep('10.1.0.1', 1, { health: 'TERMINATING' })], want: [] },
   {
-    name: 'the NETWORK metadata wins over the cluster\'s network',
+    name: 'terminating endpoints are not sent',
+    proxy: { cluster: 'c1' },
+    endpoints: [ep('10.1.0.1', 1, { health: 'TERMINATING' })],
+    want: [],
+  },
+  {
+    name: "the NETWORK metadata wins over the cluster's network",
     proxy: { cluster: 'c1', network: 'net2' },
     endpoints: [ep('10.1.0.1', 1), ep('10.2.0.1', 2)],
     want: [`1.1.1.1:${GW} w2`, '10.2.0.1:8080 w2'],
@@ -75,11 +95,14 @@ const CASES: readonly Case[] = [
   {
     name: 'a gateway entry per locality',
     proxy: { cluster: 'c1' },
-    endpoints: [ep('10.4.0.1', 4, { locality: { region: 'r', zone: 'z1', subzone: '' } }), ep('10.4.0.2', 4, { locality: { region: 'r', zone: 'z2', subzone: '' } })],
+    endpoints: [
+      ep('10.4.0.1', 4, { locality: { region: 'r', zone: 'z1', subzone: '' } }),
+      ep('10.4.0.2', 4, { locality: { region: 'r', zone: 'z2', subzone: '' } }),
+    ],
     want: [`4.4.4.4:${GW} w2 z1`, `4.4.4.4:${GW} w2 z2`],
   },
   {
-    name: 'a gateway entry per priority: a stale cluster\'s demoted endpoints stay demoted behind it',
+    name: "a gateway entry per priority: a stale cluster's demoted endpoints stay demoted behind it",
     proxy: { cluster: 'c1' },
     endpoints: [ep('10.4.0.1', 4, { priority: 1 }), ep('10.4.0.2', 4)],
     want: [`4.4.4.4:${GW} w2 p1`, `4.4.4.4:${GW} w2`],
@@ -114,7 +137,8 @@ describe('split horizon (EndpointsByNetworkFilter)', () => {
     if (c.proxy.network) metadata['NETWORK'] = c.proxy.network;
     const { view } = proxyOf({ id: `${c.proxy.role ?? 'sidecar'}~10.9.0.9~client.ns~ns.svc.cluster.local`, metadata });
     const got = planEndpoints(mesh, view, svc, PORT, networkGateways(mesh)).map(
-      (p) => `${p.address}:${p.port} w${p.weight}${p.healthy ? '' : ' unhealthy'}${p.priority ? ` p${p.priority}` : ''}${p.locality.zone ? ` ${p.locality.zone}` : ''}`,
+      (p) =>
+        `${p.address}:${p.port} w${p.weight}${p.healthy ? '' : ' unhealthy'}${p.priority ? ` p${p.priority}` : ''}${p.locality.zone ? ` ${p.locality.zone}` : ''}`,
     );
     expect(got).toEqual(c.want);
   });

@@ -9,7 +9,10 @@ export async function waitForHttpOk(proc: ChildProcess, url: string, output: () 
   const exited = await vi.waitFor(
     async () => {
       if (proc.exitCode !== null || proc.signalCode !== null) return true; // ends the wait: nothing will serve
-      const ok = await fetch(url).then((r) => r.ok, () => false);
+      const ok = await fetch(url).then(
+        (r) => r.ok,
+        () => false,
+      );
       expect(ok, `${url} not OK yet; output so far:\n${output()}`).toBe(true);
       return false;
     },

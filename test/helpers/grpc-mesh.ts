@@ -84,7 +84,10 @@ export interface SynczEntry {
 }
 
 /** A mesh file in a fresh temporary directory, replaced atomically (write + rename) on each write. */
-export async function meshFile(prefix: string, doc: Record<string, unknown>): Promise<{ dir: string; file: string; write(d: Record<string, unknown>): Promise<void> }> {
+export async function meshFile(
+  prefix: string,
+  doc: Record<string, unknown>,
+): Promise<{ dir: string; file: string; write(d: Record<string, unknown>): Promise<void> }> {
   const dir = await mkdtemp(path.join(os.tmpdir(), prefix));
   const file = path.join(dir, 'mesh.yaml');
   let seq = 0;
@@ -124,4 +127,3 @@ export async function startMeshHarness(doc: Record<string, unknown>): Promise<Me
     },
   };
 }
-

@@ -68,7 +68,9 @@ export async function startWorkload(o: WorkloadOptions): Promise<Workload> {
   });
   await Promise.race([
     agent.ready,
-    new Promise((_, reject) => setTimeout(() => reject(new Error(`agent for ${o.namespace}/${o.serviceAccount} wrote no files within 10 s`)), 10_000)),
+    new Promise((_, reject) =>
+      setTimeout(() => reject(new Error(`agent for ${o.namespace}/${o.serviceAccount} wrote no files within 10 s`)), 10_000),
+    ),
   ]);
   return {
     agent,
@@ -120,7 +122,12 @@ export async function startMtlsEchoServer(files: AgentFiles, port: number, name:
       cb(null, Buffer.from(name));
     },
   });
-  const certs = new grpc.experimental.FileWatcherCertificateProvider({ certificateFile: files.certChain, privateKeyFile: files.key, caCertificateFile: files.roots, refreshIntervalMs: 500 });
+  const certs = new grpc.experimental.FileWatcherCertificateProvider({
+    certificateFile: files.certChain,
+    privateKeyFile: files.key,
+    caCertificateFile: files.roots,
+    refreshIntervalMs: 500,
+  });
   // One provider for both roles (grpc-js's factory takes them in the opposite order to its constructor).
   const creds = grpc.experimental.createCertificateProviderServerCredentials(certs, certs, true);
   await new Promise<void>((resolve, reject) => server.bindAsync(`127.0.0.1:${port}`, creds, (err) => (err ? reject(err) : resolve())));
@@ -136,7 +143,9 @@ export interface CallOutcome {
 export class MtlsClient {
   readonly client: grpc.Client;
   constructor(target: string, bootstrapJson: string) {
-    this.client = new grpc.Client(target, new grpcXds.XdsChannelCredentials(grpc.credentials.createInsecure()), { [BOOTSTRAP_OPTION]: bootstrapJson });
+    this.client = new grpc.Client(target, new grpcXds.XdsChannelCredentials(grpc.credentials.createInsecure()), {
+      [BOOTSTRAP_OPTION]: bootstrapJson,
+    });
   }
 
   async call(timeoutMs = 3000): Promise<CallOutcome> {

@@ -44,9 +44,13 @@ export function placeholderCertificateProviders(trustDomains: readonly string[])
   };
   const ca = file('ca.pem');
   const providers: Record<string, unknown> = {
-    default: { plugin_name: 'file_watcher', config: { certificate_file: file('cert.pem'), private_key_file: file('key.pem'), ca_certificate_file: ca, refresh_interval: '600s' } },
+    default: {
+      plugin_name: 'file_watcher',
+      config: { certificate_file: file('cert.pem'), private_key_file: file('key.pem'), ca_certificate_file: ca, refresh_interval: '600s' },
+    },
   };
-  for (const td of trustDomains) providers[`spiffe://${td}`] = { plugin_name: 'file_watcher', config: { ca_certificate_file: ca, refresh_interval: '600s' } };
+  for (const td of trustDomains)
+    providers[`spiffe://${td}`] = { plugin_name: 'file_watcher', config: { ca_certificate_file: ca, refresh_interval: '600s' } };
   return providers;
 }
 

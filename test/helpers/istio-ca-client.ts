@@ -28,7 +28,11 @@ export async function createCertificate(port: number, rootPem: string, c: CaCall
   const md = new grpc.Metadata();
   if (c.token) md.set('authorization', `Bearer ${c.token}`);
   if (c.clusterId !== undefined) md.set('ClusterID', c.clusterId);
-  const req = create(IstioCertificateRequestSchema, { csr: c.csr, validityDuration: BigInt(c.validitySec ?? 0), metadata: { CertSigner: '' } });
+  const req = create(IstioCertificateRequestSchema, {
+    csr: c.csr,
+    validityDuration: BigInt(c.validitySec ?? 0),
+    metadata: { CertSigner: '' },
+  });
   try {
     const res = await new Promise<IstioCertificateResponse>((resolve, reject) =>
       client.makeUnaryRequest(

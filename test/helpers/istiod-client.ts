@@ -40,7 +40,13 @@ const SCHEMAS: Record<string, DescMessage> = {
 export class IstiodClient {
   readonly node = {
     id: 'sidecar~10.0.0.2~istiod-5d9c8b7f6-abcde.istio-system~istio-system.svc.cluster.local',
-    metadata: { fields: { GENERATOR: { stringValue: 'api' }, ISTIO_REVISION: { stringValue: 'default' }, ISTIO_VERSION: { stringValue: '65536.65536.65536' } } },
+    metadata: {
+      fields: {
+        GENERATOR: { stringValue: 'api' },
+        ISTIO_REVISION: { stringValue: 'default' },
+        ISTIO_VERSION: { stringValue: '65536.65536.65536' },
+      },
+    },
   };
   /** Per type: the configs istiod would hold, by `namespace/name`. */
   readonly stores = new Map<string, Map<string, StoredConfig>>();
@@ -76,7 +82,12 @@ export class IstiodClient {
   }
 
   private onResponse(b: Buffer): void {
-    const res = DiscoveryResponse.decode(b) as unknown as { version_info: string; type_url: string; nonce: string; resources: Array<{ type_url: string; value: Uint8Array }> };
+    const res = DiscoveryResponse.decode(b) as unknown as {
+      version_info: string;
+      type_url: string;
+      nonce: string;
+      resources: Array<{ type_url: string; value: Uint8Array }>;
+    };
     const store = new Map<string, StoredConfig>();
     const old = this.stores.get(res.type_url) ?? new Map<string, StoredConfig>();
     for (const any of res.resources) {
@@ -110,11 +121,16 @@ export class IstiodClient {
 
   /** Receives until `done()` holds; fails after timeoutMs saying what was received, or at once if the stream ends. */
   async receive(what: string, done: () => boolean, timeoutMs = 5000): Promise<void> {
-    const ok = await vi.waitFor(() => {
-      if (done()) return true;
-      if (this.status) return false; // the stream ended: nothing more will come
-      throw new Error(`no ${what} within ${timeoutMs} ms; received ${JSON.stringify(this.received.map((r) => [r.typeUrl, r.names.length]))}`);
-    }, { timeout: timeoutMs, interval: 10 });
+    const ok = await vi.waitFor(
+      () => {
+        if (done()) return true;
+        if (this.status) return false; // the stream ended: nothing more will come
+        throw new Error(
+          `no ${what} within ${timeoutMs} ms; received ${JSON.stringify(this.received.map((r) => [r.typeUrl, r.names.length]))}`,
+        );
+      },
+      { timeout: timeoutMs, interval: 10 },
+    );
     if (!ok) throw new Error(`stream ended while waiting for ${what}: ${this.status!.code} ${this.status!.details}`);
   }
 

@@ -81,7 +81,13 @@ export function seedCluster(api: FakeApiServer, s: ClusterSpec, backends: readon
 }
 
 /** A remote Secret in Istio's format naming `clusterId`, stored in the local apiserver. */
-export function remoteSecret(name: string, clusterId: string, kubeconfig: string, ns = 'meshfed', annotations: Record<string, string> = {}): KubeObject {
+export function remoteSecret(
+  name: string,
+  clusterId: string,
+  kubeconfig: string,
+  ns = 'meshfed',
+  annotations: Record<string, string> = {},
+): KubeObject {
   return {
     apiVersion: 'v1',
     kind: 'Secret',
@@ -95,7 +101,11 @@ export const backends = (prefix: string, n: number, from = 1): Backend[] =>
   Array.from({ length: n }, (_, i) => ({ ip: `${prefix}.${from + i}`, pod: `pod-${prefix.replaceAll('.', '-')}-${from + i}` }));
 
 /** meshfed watching `local` through a kubeconfig file, with short bounds unless given. */
-export async function startKubeMeshfed(local: FakeApiServer, kube: Partial<KubeSourceOptions> = {}, meshfed: Partial<MeshfedOptions> = {}): Promise<Meshfed> {
+export async function startKubeMeshfed(
+  local: FakeApiServer,
+  kube: Partial<KubeSourceOptions> = {},
+  meshfed: Partial<MeshfedOptions> = {},
+): Promise<Meshfed> {
   const dir = mkdtempSync(join(tmpdir(), 'meshfed-kube-'));
   return startMeshfed({
     xdsHost: '127.0.0.1',

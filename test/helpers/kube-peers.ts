@@ -37,7 +37,10 @@ export async function kubectl(s: KubeSide, args: string[], input?: object): Prom
     file = path.join(s.dir, `in-${Math.random().toString(36).slice(2)}.yaml`);
     writeFileSync(file, stringify(input));
   }
-  const { stdout } = await run(KUBECTL, [...args, ...(file ? ['-f', file] : [])], { env: { ...process.env, KUBECONFIG: s.kubeconfig }, timeout: 20_000 });
+  const { stdout } = await run(KUBECTL, [...args, ...(file ? ['-f', file] : [])], {
+    env: { ...process.env, KUBECONFIG: s.kubeconfig },
+    timeout: 20_000,
+  });
   return stdout;
 }
 
@@ -111,9 +114,12 @@ export class EastWestGateway {
 
 /** Calls until a call succeeds (the client's xDS settling), then returns that call's outcome. */
 export function firstOkCall(channel: MtlsClient, timeoutMs = 20_000): Promise<CallOutcome> {
-  return vi.waitFor(async () => {
-    const r = await channel.call(2000);
-    if (!r.ok) throw new Error(r.value);
-    return r;
-  }, { timeout: timeoutMs, interval: 200 });
+  return vi.waitFor(
+    async () => {
+      const r = await channel.call(2000);
+      if (!r.ok) throw new Error(r.value);
+      return r;
+    },
+    { timeout: timeoutMs, interval: 200 },
+  );
 }

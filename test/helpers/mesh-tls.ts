@@ -101,7 +101,12 @@ export function tlsStream(port: number, rootPem: string, o: SdsStreamOptions): {
   const client = new grpc.Client(`127.0.0.1:${port}`, creds, { 'grpc.ssl_target_name_override': SERVER_NAME });
   const md = new grpc.Metadata();
   if (o.token) md.set('authorization', `Bearer ${o.token}`);
-  const stream = new RawXdsStream<SotwResponse>(client, '/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources', 'sotw', md);
+  const stream = new RawXdsStream<SotwResponse>(
+    client,
+    '/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources',
+    'sotw',
+    md,
+  );
   stream.send({ node: { id: 'test-node', user_agent_name: 'envoy' }, type_url: o.typeUrl ?? TypeUrl.Secret, resource_names: [...o.names] });
   return {
     stream,

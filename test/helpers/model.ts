@@ -27,7 +27,9 @@ export function contribution(
   over: Partial<ServiceContribution> = {},
 ): ServiceContribution {
   const eps =
-    typeof endpoints === 'number' ? Array.from({ length: endpoints }, (_, i) => endpoint(`10.0.${i >> 8}.${(i & 255) + 1}`, { clusterId: cluster })) : endpoints;
+    typeof endpoints === 'number'
+      ? Array.from({ length: endpoints }, (_, i) => endpoint(`10.0.${i >> 8}.${(i & 255) + 1}`, { clusterId: cluster }))
+      : endpoints;
   return {
     hostname: `${name}.ns.svc.cluster.local`,
     name,

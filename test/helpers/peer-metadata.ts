@@ -30,7 +30,14 @@ export function localIdentity(uuid: string): LocalIdentity {
     publicPem,
     mint: (aud, scope, ttl) => {
       const now = Math.floor(Date.now() / 1000);
-      return new SignJWT({ scope }).setProtectedHeader({ alg: 'EdDSA' }).setIssuer('d8-istio').setSubject(uuid).setAudience(aud).setNotBefore(now).setExpirationTime(now + ttl).sign(privateKey);
+      return new SignJWT({ scope })
+        .setProtectedHeader({ alg: 'EdDSA' })
+        .setIssuer('d8-istio')
+        .setSubject(uuid)
+        .setAudience(aud)
+        .setNotBefore(now)
+        .setExpirationTime(now + ttl)
+        .sign(privateKey);
     },
   };
 }
@@ -57,7 +64,11 @@ export interface PeerServer {
 }
 
 /** `trusts`: the peers this server accepts tokens from (its own allow-list), by UUID. */
-export async function startPeerServer(doc: PeerDoc, trusts: () => readonly LocalIdentity[], opts: { tls?: boolean } = {}): Promise<PeerServer> {
+export async function startPeerServer(
+  doc: PeerDoc,
+  trusts: () => readonly LocalIdentity[],
+  opts: { tls?: boolean } = {},
+): Promise<PeerServer> {
   const pki = testPki();
   const tls = opts.tls ?? true;
   const stalled = new Set<http.ServerResponse>();
@@ -79,21 +90,30 @@ export async function startPeerServer(doc: PeerDoc, trusts: () => readonly Local
       }
       const d = state.doc;
       if (req.url === '/metadata/public/public.json') {
-        const body = f === 'invalid-public' ? { clusterUUID: d.uuid, rootCA: d.rootCA } : { clusterUUID: d.uuid, authnKeyPub: 'peer key', rootCA: d.rootCA };
+        const body =
+          f === 'invalid-public'
+            ? { clusterUUID: d.uuid, rootCA: d.rootCA }
+            : { clusterUUID: d.uuid, authnKeyPub: 'peer key', rootCA: d.rootCA };
         return void res.writeHead(200).end(JSON.stringify(body, null, 2));
       }
       if (req.url === '/metadata/private/federation.json') {
         const why = await checkToken(req.headers.authorization, d.uuid, 'private-federation', trusts());
         privateRequests.push(why);
         if (why) return void res.writeHead(401).end(`Authentication error: ${why}`);
-        const body = f === 'invalid-private' ? { ingressGateways: d.ingressGateways } : { ingressGateways: d.ingressGateways, publicServices: d.publicServices };
+        const body =
+          f === 'invalid-private'
+            ? { ingressGateways: d.ingressGateways }
+            : { ingressGateways: d.ingressGateways, publicServices: d.publicServices };
         return void res.writeHead(200).end(JSON.stringify(body, null, 2));
       }
       if (req.url === '/metadata/private/multicluster.json' && d.multicluster) {
         const why = await checkToken(req.headers.authorization, d.uuid, 'private-multicluster', trusts());
         privateRequests.push(why);
         if (why) return void res.writeHead(401).end(`Authentication error: ${why}`);
-        const body = f === 'invalid-private' ? { ingressGateways: d.ingressGateways, networkName: d.multicluster.networkName } : { ingressGateways: d.ingressGateways, ...d.multicluster };
+        const body =
+          f === 'invalid-private'
+            ? { ingressGateways: d.ingressGateways, networkName: d.multicluster.networkName }
+            : { ingressGateways: d.ingressGateways, ...d.multicluster };
         return void res.writeHead(200).end(JSON.stringify(body, null, 2));
       }
       res.writeHead(404).end('not found');

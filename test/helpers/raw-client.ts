@@ -65,8 +65,7 @@ export class RawXdsStream<Res extends SotwResponse | DeltaResponse> {
     const resType = kind === 'sotw' ? DiscoveryResponse : DeltaDiscoveryResponse;
     this.call = client.makeBidiStreamRequest(
       path,
-      (m: object) =>
-        '__raw' in m ? (m as { __raw: Buffer }).__raw : Buffer.from(reqType.encode(reqType.fromObject(m)).finish()),
+      (m: object) => ('__raw' in m ? (m as { __raw: Buffer }).__raw : Buffer.from(reqType.encode(reqType.fromObject(m)).finish())),
       (b: Buffer) => decodeResponse(resType, kind, b) as Res,
       metadata,
     );
@@ -109,10 +108,13 @@ export class RawXdsStream<Res extends SotwResponse | DeltaResponse> {
     await new Promise((r) => setTimeout(r, windowMs));
     if (this.read < this.responses.length) {
       const r = this.responses[this.read]!;
-      throw new Error(`expected no response within ${windowMs} ms, got ${r.type_url} nonce ${r.nonce} with ${r.resources.length} resources`);
+      throw new Error(
+        `expected no response within ${windowMs} ms, got ${r.type_url} nonce ${r.nonce} with ${r.resources.length} resources`,
+      );
     }
     // Silence from a stream the server ended is not the quiet that was asked for.
-    if (this.status) throw new Error(`expected no response within ${windowMs} ms, but the stream ended: ${this.status.code} ${this.status.details}`);
+    if (this.status)
+      throw new Error(`expected no response within ${windowMs} ms, but the stream ended: ${this.status.code} ${this.status.details}`);
   }
 
   /** Resolves with the stream's final status. */
@@ -157,10 +159,12 @@ function decodeResponse(type: typeof DiscoveryResponse, kind: Kind, b: Buffer): 
     });
     return { version_info: m['version_info'] as string, type_url: m['type_url'] as string, nonce: m['nonce'] as string, resources };
   }
-  const resources = (m['resources'] as Array<{ name: string; version: string; resource: { type_url: string; value: Uint8Array } }>).map((r) => {
-    const { typeUrl, body } = decodeAny(r.resource);
-    return { name: r.name, version: r.version, typeUrl, body };
-  });
+  const resources = (m['resources'] as Array<{ name: string; version: string; resource: { type_url: string; value: Uint8Array } }>).map(
+    (r) => {
+      const { typeUrl, body } = decodeAny(r.resource);
+      return { name: r.name, version: r.version, typeUrl, body };
+    },
+  );
   return {
     system_version_info: m['system_version_info'] as string,
     type_url: m['type_url'] as string,

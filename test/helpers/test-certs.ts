@@ -46,11 +46,23 @@ const EC_KEY = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'
 export async function makeRoot(dir: string, trustDomain: string): Promise<TestRoot> {
   const base = path.join(dir, `root-${trustDomain}`);
   await openssl([
-    'req', '-x509', ...EC_KEY, '-keyout', `${base}.key`, '-out', `${base}.pem`, '-days', '1',
-    '-subj', `/O=meshfed test/CN=root ${trustDomain}`,
-    '-addext', 'basicConstraints=critical,CA:TRUE',
-    '-addext', 'keyUsage=critical,keyCertSign,cRLSign',
-    '-addext', `subjectAltName=URI:spiffe://${trustDomain}`,
+    'req',
+    '-x509',
+    ...EC_KEY,
+    '-keyout',
+    `${base}.key`,
+    '-out',
+    `${base}.pem`,
+    '-days',
+    '1',
+    '-subj',
+    `/O=meshfed test/CN=root ${trustDomain}`,
+    '-addext',
+    'basicConstraints=critical,CA:TRUE',
+    '-addext',
+    'keyUsage=critical,keyCertSign,cRLSign',
+    '-addext',
+    `subjectAltName=URI:spiffe://${trustDomain}`,
   ]);
   return { trustDomain, ...(await readPair(`${base}.pem`, `${base}.key`)) };
 }
@@ -75,8 +87,22 @@ export async function issueWorkloadCert(dir: string, root: TestRoot, namespace: 
   );
   await openssl(['req', '-new', ...EC_KEY, '-keyout', `${base}.key`, '-out', `${base}.csr`, '-subj', '/O=meshfed test']);
   await openssl([
-    'x509', '-req', '-in', `${base}.csr`, '-CA', root.certFile, '-CAkey', root.keyFile,
-    '-set_serial', `0x${randomBytes(16).toString('hex')}`, '-days', '1', '-extfile', ext, '-out', `${base}.pem`,
+    'x509',
+    '-req',
+    '-in',
+    `${base}.csr`,
+    '-CA',
+    root.certFile,
+    '-CAkey',
+    root.keyFile,
+    '-set_serial',
+    `0x${randomBytes(16).toString('hex')}`,
+    '-days',
+    '1',
+    '-extfile',
+    ext,
+    '-out',
+    `${base}.pem`,
   ]);
   return { spiffeId, ...(await readPair(`${base}.pem`, `${base}.key`)) };
 }

@@ -18,7 +18,13 @@ export async function startTlsTap(ca: CertificateAuthority, meshfedPort: number)
   const up: Buffer[] = [];
   const down: Buffer[] = [];
   const server: Server = createServer({ cert: serving.certChainPem, key: serving.privateKeyPem, ALPNProtocols: ['h2'] }, (client) => {
-    const upstream = connect({ host: '127.0.0.1', port: meshfedPort, ca: ca.roots.join(''), servername: SERVER_NAME, ALPNProtocols: ['h2'] });
+    const upstream = connect({
+      host: '127.0.0.1',
+      port: meshfedPort,
+      ca: ca.roots.join(''),
+      servername: SERVER_NAME,
+      ALPNProtocols: ['h2'],
+    });
     client.on('data', (b: Buffer) => (up.push(b), upstream.write(b)));
     upstream.on('data', (b: Buffer) => (down.push(b), client.write(b)));
     const end = (): void => {

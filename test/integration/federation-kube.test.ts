@@ -38,7 +38,10 @@ async function kubectl(args: string[], input?: object): Promise<string> {
     file = path.join(dir, `in-${Math.random().toString(36).slice(2)}.yaml`);
     writeFileSync(file, stringify(input));
   }
-  const { stdout } = await run(KUBECTL, [...args, ...(file ? ['-f', file] : [])], { env: { ...process.env, KUBECONFIG: kubeconfig }, timeout: 20_000 });
+  const { stdout } = await run(KUBECTL, [...args, ...(file ? ['-f', file] : [])], {
+    env: { ...process.env, KUBECONFIG: kubeconfig },
+    timeout: 20_000,
+  });
   return stdout;
 }
 
@@ -51,10 +54,17 @@ async function kubectlFails(args: string[], input?: object): Promise<string> {
   throw new Error(`kubectl ${args.join(' ')} succeeded`);
 }
 
-const federation = (name: string, spec: Record<string, unknown>): KubeObject => ({ apiVersion: FED, kind: 'IstioFederation', metadata: { name }, spec });
+const federation = (name: string, spec: Record<string, unknown>): KubeObject => ({
+  apiVersion: FED,
+  kind: 'IstioFederation',
+  metadata: { name },
+  spec,
+});
 const getFed = (name: string): KubeObject | undefined => api.get(FED, 'IstioFederation', undefined, name);
 const conditionOf = (name: string, type: string): Record<string, string> | undefined =>
-  ((getFed(name)?.['status'] as { conditions?: Array<Record<string, string>> } | undefined)?.conditions ?? []).find((c) => c['type'] === type);
+  ((getFed(name)?.['status'] as { conditions?: Array<Record<string, string>> } | undefined)?.conditions ?? []).find(
+    (c) => c['type'] === type,
+  );
 
 async function startA(apiserver: FakeApiServer, isLeader?: () => boolean): Promise<Meshfed> {
   const m = await startMeshfed({
@@ -80,7 +90,12 @@ beforeAll(async () => {
   rootB = caB.roots[0]!;
   caB.close();
   peer = await startPeerServer(
-    { uuid: B_UUID, rootCA: rootB, ingressGateways: [{ address: '192.0.2.20', port: 15443 }], publicServices: [{ hostname: 'bar.xyz.svc.cluster-b.local', ports: [{ name: 'grpc', port: 9000 }] }] },
+    {
+      uuid: B_UUID,
+      rootCA: rootB,
+      ingressGateways: [{ address: '192.0.2.20', port: 15443 }],
+      publicServices: [{ hostname: 'bar.xyz.svc.cluster-b.local', ports: [{ name: 'grpc', port: 9000 }] }],
+    },
     () => [idA],
   );
 }, 30_000);
@@ -103,30 +118,70 @@ describe('the CRDs, applied with kubectl', () => {
   });
 
   it('default enableIngressGateway to true and insecureSkipVerify to false', async () => {
-    await kubectl(['apply'], { apiVersion: FED, kind: 'IstioMulticluster', metadata: { name: 'mc' }, spec: { metadataEndpoint: 'https://istio-metadata.b.example.com:8443/metadata/' } });
+    await kubectl(['apply'], {
+      apiVersion: FED,
+      kind: 'IstioMulticluster',
+      metadata: { name: 'mc' },
+      spec: { metadataEndpoint: 'https://istio-metadata.b.example.com:8443/metadata/' },
+    });
     expect(await kubectl(['get', 'istiomulticluster', 'mc', '-o', 'jsonpath={.spec.enableIngressGateway}'])).toBe('true');
     // meshfed follows IstioMulticluster CRs too: this one would be a second (unreachable) peer below.
     await kubectl(['delete', 'istiomulticluster', 'mc']);
-    await kubectl(['apply'], federation('defaults', { trustDomain: 'cluster-x.local', metadataEndpoint: 'https://x.example.com/metadata/', metadata: {} }));
+    await kubectl(
+      ['apply'],
+      federation('defaults', { trustDomain: 'cluster-x.local', metadataEndpoint: 'https://x.example.com/metadata/', metadata: {} }),
+    );
     expect(await kubectl(['get', 'istiofederation', 'defaults', '-o', 'jsonpath={.spec.metadata.insecureSkipVerify}'])).toBe('false');
     await kubectl(['delete', 'istiofederation', 'defaults']);
   });
 
   it('refuse a CR without trustDomain, or with an endpoint that has a query', async () => {
-    expect(await kubectlFails(['apply'], federation('bad', { metadataEndpoint: 'https://x.example.com/metadata/' }))).toContain('spec.trustDomain: Required value');
-    expect(await kubectlFails(['apply'], federation('bad', { trustDomain: 'b.local', metadataEndpoint: 'https://x.example.com/metadata/?a=b' }))).toMatch(/spec.metadataEndpoint: Invalid value: "https:\/\/x.example.com\/metadata\/\?a=b": spec.metadataEndpoint in body should match/);
+    expect(await kubectlFails(['apply'], federation('bad', { metadataEndpoint: 'https://x.example.com/metadata/' }))).toContain(
+      'spec.trustDomain: Required value',
+    );
+    expect(
+      await kubectlFails(['apply'], federation('bad', { trustDomain: 'b.local', metadataEndpoint: 'https://x.example.com/metadata/?a=b' })),
+    ).toMatch(
+      /spec.metadataEndpoint: Invalid value: "https:\/\/x.example.com\/metadata\/\?a=b": spec.metadataEndpoint in body should match/,
+    );
   });
 
   it('write status only through /status, and ignore status in a write of the object', async () => {
     await kubectl(['apply'], federation('sub', { trustDomain: 'cluster-s.local', metadataEndpoint: 'https://s.example.com/metadata/' }));
     const cond = { type: 'DataplaneConnectionReady', status: 'True', reason: 'Connected', message: '' };
-    await kubectl(['patch', 'istiofederation', 'sub', '--subresource=status', '--type=merge', '-p', JSON.stringify({ status: { conditions: [cond] }, spec: { trustDomain: 'changed.local' } })]);
-    expect(getFed('sub')).toMatchObject({ spec: { trustDomain: 'cluster-s.local' }, status: { conditions: [cond] }, metadata: { generation: 1 } });
-    await kubectl(['patch', 'istiofederation', 'sub', '--type=merge', '-p', JSON.stringify({ status: { conditions: [] }, spec: { trustDomain: 'cluster-t.local' } })]);
-    expect(getFed('sub')).toMatchObject({ spec: { trustDomain: 'cluster-t.local' }, status: { conditions: [cond] }, metadata: { generation: 2 } });
+    await kubectl([
+      'patch',
+      'istiofederation',
+      'sub',
+      '--subresource=status',
+      '--type=merge',
+      '-p',
+      JSON.stringify({ status: { conditions: [cond] }, spec: { trustDomain: 'changed.local' } }),
+    ]);
+    expect(getFed('sub')).toMatchObject({
+      spec: { trustDomain: 'cluster-s.local' },
+      status: { conditions: [cond] },
+      metadata: { generation: 1 },
+    });
+    await kubectl([
+      'patch',
+      'istiofederation',
+      'sub',
+      '--type=merge',
+      '-p',
+      JSON.stringify({ status: { conditions: [] }, spec: { trustDomain: 'cluster-t.local' } }),
+    ]);
+    expect(getFed('sub')).toMatchObject({
+      spec: { trustDomain: 'cluster-t.local' },
+      status: { conditions: [cond] },
+      metadata: { generation: 2 },
+    });
     await kubectl(['delete', 'istiofederation', 'sub']);
     // A create through the main resource starts without status.
-    await kubectl(['create'], { ...federation('fresh', { trustDomain: 'cluster-f.local', metadataEndpoint: 'https://f.example.com/' }), status: { conditions: [cond] } });
+    await kubectl(['create'], {
+      ...federation('fresh', { trustDomain: 'cluster-f.local', metadataEndpoint: 'https://f.example.com/' }),
+      status: { conditions: [cond] },
+    });
     expect(getFed('fresh')?.['status']).toBeUndefined();
     await kubectl(['delete', 'istiofederation', 'fresh']);
   });
@@ -134,14 +189,34 @@ describe('the CRDs, applied with kubectl', () => {
 
 describe('meshfed --kube and an IstioFederation', () => {
   let m: Meshfed;
-  const dataplane = { type: 'DataplaneConnectionReady', status: 'False', reason: 'NotChecked', message: 'written by another controller', lastTransitionTime: '2026-01-01T00:00:00Z' };
+  const dataplane = {
+    type: 'DataplaneConnectionReady',
+    status: 'False',
+    reason: 'NotChecked',
+    message: 'written by another controller',
+    lastTransitionTime: '2026-01-01T00:00:00Z',
+  };
 
   beforeAll(async () => {
     m = await startA(api);
-    await kubectl(['apply'], federation('cluster-b', { trustDomain: 'cluster-b.local', metadataEndpoint: peer.endpoint, metadata: { ca: peer.caPem } }));
-    await kubectl(['patch', 'istiofederation', 'cluster-b', '--subresource=status', '--type=merge', '-p', JSON.stringify({ status: { conditions: [dataplane] } })]);
+    await kubectl(
+      ['apply'],
+      federation('cluster-b', { trustDomain: 'cluster-b.local', metadataEndpoint: peer.endpoint, metadata: { ca: peer.caPem } }),
+    );
+    await kubectl([
+      'patch',
+      'istiofederation',
+      'cluster-b',
+      '--subresource=status',
+      '--type=merge',
+      '-p',
+      JSON.stringify({ status: { conditions: [dataplane] } }),
+    ]);
     m.peers.pollAll();
-    await vi.waitFor(() => expect(conditionOf('cluster-b', 'PrivateMetadataExchangeReady')?.['status'], 'the CR conditions').toBe('True'), WAIT);
+    await vi.waitFor(
+      () => expect(conditionOf('cluster-b', 'PrivateMetadataExchangeReady')?.['status'], 'the CR conditions').toBe('True'),
+      WAIT,
+    );
   }, 20_000);
 
   it('writes status exactly as Deckhouse does, keeping conditions of other types', () => {
@@ -167,10 +242,11 @@ describe('meshfed --kube and an IstioFederation', () => {
 
   it('keeps lastTransitionTime while nothing changes, and the last good cache through a fault', async () => {
     const before = conditionOf('cluster-b', 'PublicMetadataExchangeReady')!;
-    const probed = (): Promise<void> => new Promise((resolve) => {
-      const off = m.peers.onProbe(() => (off(), resolve()));
-      m.peers.pollAll();
-    });
+    const probed = (): Promise<void> =>
+      new Promise((resolve) => {
+        const off = m.peers.onProbe(() => (off(), resolve()));
+        m.peers.pollAll();
+      });
     await probed();
     expect(conditionOf('cluster-b', 'PublicMetadataExchangeReady')!['lastTransitionTime']).toBe(before['lastTransitionTime']);
     const cache = (getFed('cluster-b')!['status'] as Record<string, unknown>)['metadataCache'];
@@ -189,8 +265,14 @@ describe('meshfed --kube and an IstioFederation', () => {
   });
 
   it('refuses a CR that claims the local trust domain, with a condition', async () => {
-    await kubectl(['apply'], federation('self', { trustDomain: 'cluster-a.local', metadataEndpoint: peer.endpoint, metadata: { ca: peer.caPem } }));
-    await vi.waitFor(() => expect(conditionOf('self', 'PublicMetadataExchangeReady')?.['reason'], 'the refusal').toBe('LocalTrustDomain'), WAIT);
+    await kubectl(
+      ['apply'],
+      federation('self', { trustDomain: 'cluster-a.local', metadataEndpoint: peer.endpoint, metadata: { ca: peer.caPem } }),
+    );
+    await vi.waitFor(
+      () => expect(conditionOf('self', 'PublicMetadataExchangeReady')?.['reason'], 'the refusal').toBe('LocalTrustDomain'),
+      WAIT,
+    );
     expect(conditionOf('self', 'PublicMetadataExchangeReady')!['message']).toContain('cluster-a.local');
     expect(m.peers.rows().find((r) => r.name === 'self')).toMatchObject({ servicesImported: 0, imports: 'none' });
     await kubectl(['delete', 'istiofederation', 'self']);
@@ -203,7 +285,10 @@ describe('meshfed --kube and an IstioFederation', () => {
       m.registry.flush();
       expect([...m.registry.snapshot.services.keys()], 'the import gone').not.toContain('bar.xyz.svc.cluster-b.local');
     }, WAIT);
-    await vi.waitFor(() => expect([...m.pki!.bundles.byDomain().keys()], 'the root gone').not.toContain('cluster-b.local'), { timeout: 5000, interval: 50 });
+    await vi.waitFor(() => expect([...m.pki!.bundles.byDomain().keys()], 'the root gone').not.toContain('cluster-b.local'), {
+      timeout: 5000,
+      interval: 50,
+    });
     expect(m.peers.rows()).toEqual([]);
   });
 });
@@ -213,10 +298,14 @@ describe('a replica that does not lead', () => {
     const api2 = await startFakeApiServer({ clusterName: 'cluster-a2' });
     try {
       for (const f of ['istiofederation.yaml', 'istiomulticluster.yaml']) {
-        const { stdout } = await run(KUBECTL, ['apply', '-f', path.join(CRDS, f)], { env: { ...process.env, KUBECONFIG: api2.writeKubeconfig(dir) } });
+        const { stdout } = await run(KUBECTL, ['apply', '-f', path.join(CRDS, f)], {
+          env: { ...process.env, KUBECONFIG: api2.writeKubeconfig(dir) },
+        });
         expect(stdout).toContain('created');
       }
-      api2.upsert(federation('cluster-b', { trustDomain: 'cluster-b.local', metadataEndpoint: peer.endpoint, metadata: { ca: peer.caPem } }));
+      api2.upsert(
+        federation('cluster-b', { trustDomain: 'cluster-b.local', metadataEndpoint: peer.endpoint, metadata: { ca: peer.caPem } }),
+      );
       const m2 = await startA(api2, () => false);
       await vi.waitFor(() => expect(m2.peers.rows()[0]?.private.status, 'the exchange').toBe('True'), WAIT);
       m2.registry.flush();

@@ -39,7 +39,15 @@ function meshFile(endpoint: string, ca: string): string {
     file,
     JSON.stringify({
       clusters: [{ id: 'cluster-a', network: 'net-a', domain: 'cluster-a.local' }],
-      services: [{ name: 'foo', namespace: 'abc', cluster: 'cluster-a', ports: [{ name: 'grpc', port: 9000 }], endpoints: [{ address: '10.0.0.1', serviceAccount: 'foo' }] }],
+      services: [
+        {
+          name: 'foo',
+          namespace: 'abc',
+          cluster: 'cluster-a',
+          ports: [{ name: 'grpc', port: 9000 }],
+          endpoints: [{ address: '10.0.0.1', serviceAccount: 'foo' }],
+        },
+      ],
       federations: [{ name: 'cluster-b', trustDomain: 'cluster-b.local', metadataEndpoint: endpoint, metadata: { ca } }],
     }),
   );
@@ -95,9 +103,18 @@ function generated(m: Meshfed, typeUrl: string, hostname: string): Array<{ name:
 /** EDS of bar:9000 for a sidecar in cluster-a: [address:port priority]. */
 function barEndpoints(m: Meshfed): string[] {
   const cla = generated(m, TypeUrl.Endpoint, BAR).find((r) => r.name === `outbound|9000||${BAR}`)?.body as
-    | { endpoints?: Array<{ priority?: number; lb_endpoints: Array<{ endpoint: { address: { socket_address: { address: string; port_value: number } } } }> }> }
+    | {
+        endpoints?: Array<{
+          priority?: number;
+          lb_endpoints: Array<{ endpoint: { address: { socket_address: { address: string; port_value: number } } } }>;
+        }>;
+      }
     | undefined;
-  return (cla?.endpoints ?? []).flatMap((l) => l.lb_endpoints.map((e) => `${e.endpoint.address.socket_address.address}:${e.endpoint.address.socket_address.port_value} p${l.priority ?? 0}`));
+  return (cla?.endpoints ?? []).flatMap((l) =>
+    l.lb_endpoints.map(
+      (e) => `${e.endpoint.address.socket_address.address}:${e.endpoint.address.socket_address.port_value} p${l.priority ?? 0}`,
+    ),
+  );
 }
 
 async function metric(m: Meshfed, name: string): Promise<string[]> {
@@ -115,7 +132,13 @@ beforeAll(async () => {
       rootCA: rootB,
       ingressGateways: [{ address: '192.0.2.10', port: 15443 }],
       publicServices: [
-        { hostname: BAR, ports: [{ name: 'grpc', port: 9000 }, { name: 'https-web', port: 8443 }] },
+        {
+          hostname: BAR,
+          ports: [
+            { name: 'grpc', port: 9000 },
+            { name: 'https-web', port: 8443 },
+          ],
+        },
         // A peer may only publish names of its own trust domain: this one would capture a local service.
         { hostname: FOO, ports: [{ name: 'grpc', port: 9000 }] },
       ],
@@ -186,19 +209,29 @@ describe('a federation peer from the mesh file', () => {
     const rows = await fetchPeers(`http://127.0.0.1:${m.debugPort}`);
     expect(rows).toEqual(m.peers.rows());
     const table = peerTable(rows);
-    expect(table.split('\n')[0]).toMatch(/^NAME\s+KIND\s+TRUST DOMAIN\s+UUID\s+PUBLIC\s+PRIVATE\s+API\s+LAST SUCCESS\s+SERVICES\s+GATEWAYS\s+REMOTE CLUSTER\s+IMPORTS$/);
-    expect(table.split('\n')[1]).toMatch(new RegExp(`^cluster-b\\s+federation\\s+cluster-b.local\\s+${B_UUID}\\s+Ready\\s+Ready\\s+-\\s+\\S+Z\\s+1\\s+192.0.2.10:15443\\s+-\\s+fresh$`));
+    expect(table.split('\n')[0]).toMatch(
+      /^NAME\s+KIND\s+TRUST DOMAIN\s+UUID\s+PUBLIC\s+PRIVATE\s+API\s+LAST SUCCESS\s+SERVICES\s+GATEWAYS\s+REMOTE CLUSTER\s+IMPORTS$/,
+    );
+    expect(table.split('\n')[1]).toMatch(
+      new RegExp(
+        `^cluster-b\\s+federation\\s+cluster-b.local\\s+${B_UUID}\\s+Ready\\s+Ready\\s+-\\s+\\S+Z\\s+1\\s+192.0.2.10:15443\\s+-\\s+fresh$`,
+      ),
+    );
     expect(await metric(m, 'meshfed_federation_metadata_endpoints_fetch_error_count{')).toEqual([
       `meshfed_federation_metadata_endpoints_fetch_error_count{federation_name="cluster-b",endpoint="${peer.endpoint}"} 0`,
     ]);
   });
 
   it('`meshfed status` prints the row, and one clear line when the admin address does not answer', async () => {
-    const cli = (url: string) => promisify(execFile)(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'status', '--debug-url', url], { timeout: 30_000 });
+    const cli = (url: string) =>
+      promisify(execFile)(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'status', '--debug-url', url], { timeout: 30_000 });
     const { stdout } = await cli(`http://127.0.0.1:${m.debugPort}`);
     expect(stdout).toMatch(new RegExp(`\\ncluster-b\\s+federation\\s+cluster-b.local\\s+${B_UUID}\\s+Ready\\s+Ready\\s`));
     const down = await cli('http://127.0.0.1:1').catch((err: { code: number; stderr: string }) => err);
-    expect(down).toMatchObject({ code: 1, stderr: expect.stringMatching(/^meshfed status: cannot reach http:\/\/127.0.0.1:1\/debug\/peers: .*\n$/) });
+    expect(down).toMatchObject({
+      code: 1,
+      stderr: expect.stringMatching(/^meshfed status: cannot reach http:\/\/127.0.0.1:1\/debug\/peers: .*\n$/),
+    });
   });
 
   const faults: Array<[PeerFault, string, string]> = [
@@ -210,34 +243,46 @@ describe('a federation peer from the mesh file', () => {
     ['invalid-public', 'InvalidPublicMetadata', 'AwaitingPublic'],
     ['invalid-private', 'Succeeded', 'InvalidPrivateMetadata'],
   ];
-  it.each(faults)('peer fault %s: conditions False (%s / %s), the last good imports and local services keep serving, then it recovers', async (fault, pub, priv) => {
-    peer.fault = fault;
-    const r = await probe(m);
-    expect([r.public.reason, r.private.reason]).toEqual([pub, priv]);
-    expect(r.private.status).toBe('False');
-    expect(r.fetchError).toBe(1);
-    expect(r.imports).toBe('fresh'); // within --remote-stale-after
-    expect([r.public, r.private].find((c) => c.status === 'False' && c.reason !== 'AwaitingPublic')?.message).toMatch(/; the last good imports keep serving$/);
-    if (fault === 'huge') expect(r.public.message).toContain('bytes');
-    if (fault === 'stall') expect(r.public.message).toContain('no complete answer');
-    expect(barEndpoints(m)).toEqual(['192.0.2.10:15443 p0']);
-    expect(m.registry.snapshot.endpoints.get(FOO)?.map((e) => e.address)).toEqual(['10.0.0.1']);
-    expect(await metric(m, 'meshfed_federation_metadata_endpoints_fetch_error_count{')).toEqual([expect.stringMatching(/ 1$/)]);
+  it.each(faults)(
+    'peer fault %s: conditions False (%s / %s), the last good imports and local services keep serving, then it recovers',
+    async (fault, pub, priv) => {
+      peer.fault = fault;
+      const r = await probe(m);
+      expect([r.public.reason, r.private.reason]).toEqual([pub, priv]);
+      expect(r.private.status).toBe('False');
+      expect(r.fetchError).toBe(1);
+      expect(r.imports).toBe('fresh'); // within --remote-stale-after
+      expect([r.public, r.private].find((c) => c.status === 'False' && c.reason !== 'AwaitingPublic')?.message).toMatch(
+        /; the last good imports keep serving$/,
+      );
+      if (fault === 'huge') expect(r.public.message).toContain('bytes');
+      if (fault === 'stall') expect(r.public.message).toContain('no complete answer');
+      expect(barEndpoints(m)).toEqual(['192.0.2.10:15443 p0']);
+      expect(m.registry.snapshot.endpoints.get(FOO)?.map((e) => e.address)).toEqual(['10.0.0.1']);
+      expect(await metric(m, 'meshfed_federation_metadata_endpoints_fetch_error_count{')).toEqual([expect.stringMatching(/ 1$/)]);
 
-    peer.fault = 'none';
-    const back = await probe(m);
-    expect([back.public.reason, back.private.reason, back.fetchError]).toEqual(['Succeeded', 'Succeeded', 0]);
-  });
+      peer.fault = 'none';
+      const back = await probe(m);
+      expect([back.public.reason, back.private.reason, back.fetchError]).toEqual(['Succeeded', 'Succeeded', 0]);
+    },
+  );
 
-  it('reports a token the peer refuses, and a token that cannot be minted, with Deckhouse\'s reasons', async () => {
+  it("reports a token the peer refuses, and a token that cannot be minted, with Deckhouse's reasons", async () => {
     try {
       mintFails = true;
       let r = await probe(m);
-      expect([r.public.reason, r.private.reason, r.private.message]).toEqual(['Succeeded', 'TokenGenerationFailed', 'signing key unavailable; the last good imports keep serving']);
+      expect([r.public.reason, r.private.reason, r.private.message]).toEqual([
+        'Succeeded',
+        'TokenGenerationFailed',
+        'signing key unavailable; the last good imports keep serving',
+      ]);
       mintFails = false;
       peerTrustsA = false; // the peer has no IstioFederation for cluster-a
       r = await probe(m);
-      expect([r.private.reason, r.private.message]).toEqual(['NonOKResponse', expect.stringContaining('HTTP 401: Authentication error: unknown source cluster')]);
+      expect([r.private.reason, r.private.message]).toEqual([
+        'NonOKResponse',
+        expect.stringContaining('HTTP 401: Authentication error: unknown source cluster'),
+      ]);
       expect(r.imports).toBe('fresh');
     } finally {
       mintFails = false;
@@ -276,7 +321,9 @@ describe('a peer that stays down', () => {
       m.registry.flush();
       expect(barEndpoints(m)).toEqual([]);
       expect(m.registry.snapshot.services.has(BAR)).toBe(true);
-      expect(await metric(m, 'meshfed_federation_peer_imports{federation_name="cluster-b",state="withdrawn"}')).toEqual([expect.stringMatching(/ 1$/)]);
+      expect(await metric(m, 'meshfed_federation_peer_imports{federation_name="cluster-b",state="withdrawn"}')).toEqual([
+        expect.stringMatching(/ 1$/),
+      ]);
     } finally {
       peer.fault = 'none';
     }

@@ -47,7 +47,10 @@ describe('Kubernetes discovery across a local and a remote cluster', () => {
   it('is ready once both clusters synced, and merges the same hostname from both', async () => {
     await vi.waitFor(async () => expectEqual((await admin(meshfed, '/readyz')).status, 200), WAIT); // readyz
     // endpoints from both clusters
-    await vi.waitFor(() => expectEqual(endpointsOf(meshfed, HOST), ['local 10.1.0.1', 'local 10.1.0.2', 'remote 10.2.0.1', 'remote 10.2.0.2']), WAIT);
+    await vi.waitFor(
+      () => expectEqual(endpointsOf(meshfed, HOST), ['local 10.1.0.1', 'local 10.1.0.2', 'remote 10.2.0.1', 'remote 10.2.0.2']),
+      WAIT,
+    );
     const svc = meshfed.registry.snapshot.services.get(HOST)!;
     expect(svc.clusters).toEqual(['local', 'remote']);
     expect(svc.ports).toEqual([{ name: 'grpc-echo', port: 8080, protocol: 'GRPC', targetPort: 9000 }]);
@@ -57,7 +60,14 @@ describe('Kubernetes discovery across a local and a remote cluster', () => {
     const eps = meshfed.registry.snapshot.endpoints.get(HOST)!;
     const l = eps.find((e) => e.address === '10.1.0.1')!;
     const r = eps.find((e) => e.address === '10.2.0.1')!;
-    expect(l).toMatchObject({ ports: { 'grpc-echo': 9000 }, serviceAccount: 'foo-sa', health: 'HEALTHY', mtls: true, network: 'net-1', clusterId: 'local' });
+    expect(l).toMatchObject({
+      ports: { 'grpc-echo': 9000 },
+      serviceAccount: 'foo-sa',
+      health: 'HEALTHY',
+      mtls: true,
+      network: 'net-1',
+      clusterId: 'local',
+    });
     expect(l.locality).toEqual({ region: 'region-1', zone: 'zone-a', subzone: '' });
     // The remote's network comes from the label on its meshfed namespace.
     expect(r).toMatchObject({ network: 'net-2', clusterId: 'remote', locality: { region: 'region-2', zone: 'zone-a', subzone: '' } });
@@ -65,7 +75,14 @@ describe('Kubernetes discovery across a local and a remote cluster', () => {
 
   it('reports both clusters at /debug/clusters', async () => {
     const r = await clusterStatus(meshfed, 'remote');
-    expect(r).toMatchObject({ role: 'remote', state: 'synced', endpoints: 2, secret: 'meshfed/istio-remote-secret-remote', network: 'net-2', rotating: false });
+    expect(r).toMatchObject({
+      role: 'remote',
+      state: 'synced',
+      endpoints: 2,
+      secret: 'meshfed/istio-remote-secret-remote',
+      network: 'net-2',
+      rotating: false,
+    });
     expect((await clusterStatus(meshfed, 'local')).state).toBe('synced');
   });
 
@@ -77,14 +94,20 @@ describe('Kubernetes discovery across a local and a remote cluster', () => {
     }, WAIT); // conflict reported
     expect(meshfed.registry.snapshot.services.get(HOST)!.ports[0]!.name).toBe('grpc-echo');
     remote.upsert(service(FOO));
-    await vi.waitFor(async () => expectEqual((await admin<{ portConflicts: string[] }>(meshfed, '/debug/mesh')).body.portConflicts, []), WAIT); // conflict gone
+    await vi.waitFor(
+      async () => expectEqual((await admin<{ portConflicts: string[] }>(meshfed, '/debug/mesh')).body.portConflicts, []),
+      WAIT,
+    ); // conflict gone
   });
 
   it('turns EndpointSlice conditions into health, and drops what a slice removes', async () => {
     remote.upsert(endpointSlice(FOO, 'foo-1', [{ ...backends('10.2.0', 1)[0]!, ready: false }]));
     await vi.waitFor(() => {
       const eps = meshfed.registry.snapshot.endpoints.get(HOST)!.filter((e) => e.clusterId === 'remote');
-      expectEqual(eps.map((e) => `${e.address} ${e.health}`), ['10.2.0.1 UNHEALTHY']);
+      expectEqual(
+        eps.map((e) => `${e.address} ${e.health}`),
+        ['10.2.0.1 UNHEALTHY'],
+      );
     }, WAIT); // unhealthy remote endpoint
     remote.upsert(endpointSlice(FOO, 'foo-1', backends('10.2.0', 2)));
   });
@@ -96,11 +119,16 @@ describe('Kubernetes discovery across a local and a remote cluster', () => {
     expect(body.clusters.map((c) => c.cluster)).toEqual(['local']);
     local.upsert(remoteSecret('istio-remote-secret-remote', 'remote', remote.kubeconfig({ user: 'client-cert' })));
     // remote endpoints back
-    await vi.waitFor(() => expectEqual(endpointsOf(meshfed, HOST), ['local 10.1.0.1', 'local 10.1.0.2', 'remote 10.2.0.1', 'remote 10.2.0.2']), WAIT);
+    await vi.waitFor(
+      () => expectEqual(endpointsOf(meshfed, HOST), ['local 10.1.0.1', 'local 10.1.0.2', 'remote 10.2.0.1', 'remote 10.2.0.2']),
+      WAIT,
+    );
   });
 
   it('refuses a remote Secret with an exec plugin, with a visible error, and keeps serving', async () => {
-    const exec = remote.kubeconfig().replace(/token: .*/, 'exec: {apiVersion: client.authentication.k8s.io/v1, command: /bin/sh, args: ["-c", "echo pwned"]}');
+    const exec = remote
+      .kubeconfig()
+      .replace(/token: .*/, 'exec: {apiVersion: client.authentication.k8s.io/v1, command: /bin/sh, args: ["-c", "echo pwned"]}');
     local.upsert(remoteSecret('istio-remote-secret-evil', 'evil', exec));
     await vi.waitFor(async () => {
       const c = await clusterStatus(meshfed, 'evil');

@@ -71,7 +71,17 @@ describe('remote unreachable: kept, demoted, withdrawn, then back', () => {
     expect(Date.now() - downAt).toBeLessThan(STALE_MS);
     expect(endpointsOf(meshfed, HOST)).toEqual(all(LOCAL_EPS, remoteEps(2)));
 
-    await vi.waitFor(() => expectEqual(endpointsOf(meshfed, HOST), all(LOCAL_EPS, remoteEps(2).map((e) => `${e} !p1`))), WAIT); // demoted
+    await vi.waitFor(
+      () =>
+        expectEqual(
+          endpointsOf(meshfed, HOST),
+          all(
+            LOCAL_EPS,
+            remoteEps(2).map((e) => `${e} !p1`),
+          ),
+        ),
+      WAIT,
+    ); // demoted
     expect(Date.now() - downAt).toBeGreaterThanOrEqual(STALE_MS);
     const stale = await clusterStatus(meshfed, 'remote');
     expect(stale.state).toBe('stale');
@@ -146,7 +156,8 @@ describe('remote faults while reachable', () => {
   });
 
   it('relists after 410 Gone with no duplicate or lost endpoint', async () => {
-    const lists = (): number => remote.requests.filter((r) => r.path.startsWith('/apis/discovery.k8s.io/v1/endpointslices') && !r.path.includes('watch=true')).length;
+    const lists = (): number =>
+      remote.requests.filter((r) => r.path.startsWith('/apis/discovery.k8s.io/v1/endpointslices') && !r.path.includes('watch=true')).length;
     const listsBefore = lists();
     // Cut the slice watch, change things meanwhile, and forget the history it would resume from.
     remote.faults.set({ kind: 'drop', path: /endpointslices.*watch=true/ });
@@ -169,18 +180,26 @@ describe('remote faults while reachable', () => {
     remote.faults.set({ kind: 'garbage', path: /endpointslices/ });
     await vi.waitFor(async () => expect(await rejected()).toBeGreaterThan(before), WAIT); // garbage rejected
     remote.faults.set({ kind: 'oversized', path: /endpointslices/ });
-    await vi.waitFor(async () => expect(await metric(meshfed, 'meshfed_kube_rejected_objects_total{cluster="remote",kind="EndpointSlice",reason="oversized"}')).toBeGreaterThan(0), WAIT); // oversized rejected
+    await vi.waitFor(
+      async () =>
+        expect(
+          await metric(meshfed, 'meshfed_kube_rejected_objects_total{cluster="remote",kind="EndpointSlice",reason="oversized"}'),
+        ).toBeGreaterThan(0),
+      WAIT,
+    ); // oversized rejected
     // A good change still goes through while garbage keeps coming.
     remote.upsert(endpointSlice(FOO, 'foo-1', backends('10.2.0', 9)));
     await vi.waitFor(() => expectEqual(endpointsOf(meshfed, HOST), all(LOCAL_EPS, remoteEps(9))), WAIT); // good change applied
     expect((await clusterStatus(meshfed, 'remote')).state).toBe('synced');
-    expect(await metric(meshfed, 'meshfed_kube_rejected_objects_total{cluster="remote",kind="EndpointSlice",reason="wrong_kind"}')).toBeGreaterThan(0);
+    expect(
+      await metric(meshfed, 'meshfed_kube_rejected_objects_total{cluster="remote",kind="EndpointSlice",reason="wrong_kind"}'),
+    ).toBeGreaterThan(0);
     remote.faults.set(null);
     remote.upsert(endpointSlice(FOO, 'foo-1', backends('10.2.0', 10)));
     await vi.waitFor(() => expectEqual(endpointsOf(meshfed, HOST), all(LOCAL_EPS, remoteEps(10))), WAIT); // reset
   });
 
-  it('rotates the remote Secret with no moment without the remote\'s endpoints', async () => {
+  it("rotates the remote Secret with no moment without the remote's endpoints", async () => {
     const gaps: string[] = [];
     // Watch the merged mesh as often as the event loop allows, and EDS as a proxy sees it.
     const poll = setInterval(() => {

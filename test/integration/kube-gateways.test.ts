@@ -7,7 +7,16 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { Meshfed } from '../../src/app.js';
 import { TypeUrl } from '../../src/envoy/protos.js';
 import { type FakeApiServer, type KubeObject, startFakeApiServer } from '../fixtures/kube-apiserver/index.js';
-import { backends, clusterStatus, type ClusterSpec, expectEqual, namespace, remoteSecret, seedCluster, startKubeMeshfed } from '../helpers/kube-cluster.js';
+import {
+  backends,
+  clusterStatus,
+  type ClusterSpec,
+  expectEqual,
+  namespace,
+  remoteSecret,
+  seedCluster,
+  startKubeMeshfed,
+} from '../helpers/kube-cluster.js';
 import { RawXdsClient, type RawXdsStream, type SotwResponse } from '../helpers/raw-client.js';
 
 const WAIT = { timeout: 10_000, interval: 20 }; // for meshfed to follow the apiservers, polled every 20 ms
@@ -33,7 +42,9 @@ function addresses(r: SotwResponse): string[] {
     | { endpoints?: { lb_endpoints?: { endpoint: { address: { socket_address: { address: string; port_value: number } } } }[] }[] }
     | undefined;
   const out: string[] = [];
-  for (const l of cla?.endpoints ?? []) for (const e of l.lb_endpoints ?? []) out.push(`${e.endpoint.address.socket_address.address}:${e.endpoint.address.socket_address.port_value}`);
+  for (const l of cla?.endpoints ?? [])
+    for (const e of l.lb_endpoints ?? [])
+      out.push(`${e.endpoint.address.socket_address.address}:${e.endpoint.address.socket_address.port_value}`);
   return out.sort();
 }
 
@@ -108,12 +119,17 @@ describe('east-west gateways from Kubernetes Services', () => {
   it('shows a <PENDING> load balancer at /debug/clusters, and uses it once it has an address', async () => {
     const l = await clusterStatus(meshfed, 'local');
     expect(l.gateways).toEqual([]);
-    expect(l.pendingGateways).toEqual([`istio-system/${GW}: LoadBalancer has no ingress address yet (<PENDING>): no gateway into network net-1 from it`]);
+    expect(l.pendingGateways).toEqual([
+      `istio-system/${GW}: LoadBalancer has no ingress address yet (<PENDING>): no gateway into network net-1 from it`,
+    ]);
     local.upsert(gatewayService('net-1', [{ ip: '198.51.100.20' }]));
     await vi.waitFor(async () => {
       const c = await clusterStatus(meshfed, 'local');
       expectEqual(c.pendingGateways, []);
-      expectEqual(c.gateways.map((g) => `${g.network} ${g.address}:${g.port}`), ['net-1 198.51.100.20:15443']);
+      expectEqual(
+        c.gateways.map((g) => `${g.network} ${g.address}:${g.port}`),
+        ['net-1 198.51.100.20:15443'],
+      );
     }, WAIT); // local gateway
     // The sidecar is on net-1 itself: its own network's gateway changes nothing for it.
     await eds.none(300);

@@ -30,16 +30,32 @@ const metrics = new client.Registry();
 
 beforeAll(async () => {
   api = await startFakeApiServer();
-  const crd = parse(readFileSync(path.resolve(import.meta.dirname, '../../deploy/kubernetes/crds/istiomulticluster.yaml'), 'utf8')) as KubeObject;
+  const crd = parse(
+    readFileSync(path.resolve(import.meta.dirname, '../../deploy/kubernetes/crds/istiomulticluster.yaml'), 'utf8'),
+  ) as KubeObject;
   const text = JSON.stringify(crd).replace(/"pattern":"[^"]*(\\.[^"]*)*",/g, '');
   api.upsert(JSON.parse(text) as KubeObject);
   ctl = new PeerController({
-    localTrustDomain: 'cluster.local', mintToken: localIdentity('11111111-1111-4111-8111-111111111111').mint, isLeader: () => true, pollIntervalMs: 3_600_000, fetchTimeoutMs: 1000, maxPublicBytes: 1 << 20, maxPrivateBytes: 1 << 20,
-    source: new FederationSource(new Registry({ quietMs: 0, maxMs: 0 }, () => undefined, log), { staleAfterMs: 1e6, withdrawAfterMs: 2e6, maxDropShare: 0.5, confirmAfterMs: 1e6, dropWindowMs: 1e4 }, log),
+    localTrustDomain: 'cluster.local',
+    mintToken: localIdentity('11111111-1111-4111-8111-111111111111').mint,
+    isLeader: () => true,
+    pollIntervalMs: 3_600_000,
+    fetchTimeoutMs: 1000,
+    maxPublicBytes: 1 << 20,
+    maxPrivateBytes: 1 << 20,
+    source: new FederationSource(
+      new Registry({ quietMs: 0, maxMs: 0 }, () => undefined, log),
+      { staleAfterMs: 1e6, withdrawAfterMs: 2e6, maxDropShare: 0.5, confirmAfterMs: 1e6, dropWindowMs: 1e4 },
+      log,
+    ),
     log,
   });
   registerPeerMetrics(metrics, () => ctl.rows());
-  watch = new IstioPeerWatch(localKubeConfig(api.writeKubeconfig(mkdtempSync(path.join(tmpdir(), 'meshfed-ui-')))), log, 'IstioMulticluster');
+  watch = new IstioPeerWatch(
+    localKubeConfig(api.writeKubeconfig(mkdtempSync(path.join(tmpdir(), 'meshfed-ui-')))),
+    log,
+    'IstioMulticluster',
+  );
   ctl.useStatusSink(watch, 'multicluster');
   watch.start(ctl);
 });
@@ -56,12 +72,27 @@ describe('a metadataEndpoint with user:pass@', () => {
   });
 
   it('refuses the IstioMulticluster with a condition, and the password is nowhere', async () => {
-    api.upsert({ apiVersion: DH, kind: 'IstioMulticluster', metadata: { name: 'b' }, spec: { metadataEndpoint: `https://user:${SECRET}@127.0.0.1:1/metadata/` } } as KubeObject);
-    const status = await vi.waitFor(() => {
-      const s = api.get(DH, 'IstioMulticluster', undefined, 'b')?.['status'] as { conditions?: Array<Record<string, string>> } | undefined;
-      expect(s?.conditions?.[0]).toMatchObject({ type: 'PublicMetadataExchangeReady', status: 'False', reason: 'InvalidMetadataEndpoint', message: 'spec.metadataEndpoint must have no user or password (user:pass@)' });
-      return s;
-    }, { timeout: 10_000, interval: 20 }); // refused
+    api.upsert({
+      apiVersion: DH,
+      kind: 'IstioMulticluster',
+      metadata: { name: 'b' },
+      spec: { metadataEndpoint: `https://user:${SECRET}@127.0.0.1:1/metadata/` },
+    } as KubeObject);
+    const status = await vi.waitFor(
+      () => {
+        const s = api.get(DH, 'IstioMulticluster', undefined, 'b')?.['status'] as
+          | { conditions?: Array<Record<string, string>> }
+          | undefined;
+        expect(s?.conditions?.[0]).toMatchObject({
+          type: 'PublicMetadataExchangeReady',
+          status: 'False',
+          reason: 'InvalidMetadataEndpoint',
+          message: 'spec.metadataEndpoint must have no user or password (user:pass@)',
+        });
+        return s;
+      },
+      { timeout: 10_000, interval: 20 },
+    ); // refused
     const everywhere = JSON.stringify([status, ctl.rows(), await metrics.metrics(), lines]);
     expect(everywhere).not.toContain(SECRET);
     expect(everywhere).not.toContain('//user');

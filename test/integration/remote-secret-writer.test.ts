@@ -19,11 +19,20 @@ let api: FakeApiServer;
 let writer: RemoteSecretWriter | undefined;
 
 const remote = (name: string, token = `token-${name}`): PeerRemote => ({
-  name, clusterId: `cluster-${name}`, server: `https://api.${name}.example.com`, token, network: `network-${name}`, rootCaPem: '', gateways: [],
+  name,
+  clusterId: `cluster-${name}`,
+  server: `https://api.${name}.example.com`,
+  token,
+  network: `network-${name}`,
+  rootCaPem: '',
+  gateways: [],
 });
-const secretOf = (name: string): (KubeObject & { data?: Record<string, string> }) | undefined => api.get('v1', 'Secret', NS, `istio-remote-secret-${name}`) as never;
+const secretOf = (name: string): (KubeObject & { data?: Record<string, string> }) | undefined =>
+  api.get('v1', 'Secret', NS, `istio-remote-secret-${name}`) as never;
 const seed = (p: PeerRemote): void => void api.upsert(remoteSecret(p, NS) as KubeObject);
-const start = (): RemoteSecretWriter => (writer?.stop(), writer = new RemoteSecretWriter(localKubeConfig(api.writeKubeconfig(dir)), NS, () => true, createLogger('silent')));
+const start = (): RemoteSecretWriter => (
+  writer?.stop(), (writer = new RemoteSecretWriter(localKubeConfig(api.writeKubeconfig(dir)), NS, () => true, createLogger('silent')))
+);
 
 beforeAll(async () => {
   api = await startFakeApiServer({ clusterName: 'local' });
@@ -52,7 +61,10 @@ describe('the remote Secret writer after a leader restart', () => {
     for (const n of ['b', 'c']) seed(remote(n, 'old'));
     const w = start();
     w.setPeerRemotes([remote('b')], undefined);
-    await vi.waitFor(() => expect(Buffer.from(secretOf('b')!.data!['cluster-b']!, 'base64').toString()).toContain('token-b'), { timeout: 10_000, interval: 20 }); // b written
+    await vi.waitFor(() => expect(Buffer.from(secretOf('b')!.data!['cluster-b']!, 'base64').toString()).toContain('token-b'), {
+      timeout: 10_000,
+      interval: 20,
+    }); // b written
     await new Promise((r) => setTimeout(r, 200));
     expect(secretOf('c')).toBeDefined();
     w.setPeerRemotes([remote('b')], new Set(['b']));
@@ -67,23 +79,36 @@ describe('peer names the apiserver would refuse in a Secret', () => {
     start().setPeerRemotes([remote(tooLong), remote(long), remote('b')], new Set([tooLong, long, 'b']));
     await vi.waitFor(() => expect(secretOf('b')).toBeDefined(), { timeout: 10_000, interval: 20 }); // b written
     const s = secretOf(long)!;
-    expect(s.metadata).toMatchObject({ labels: { 'istio/multiCluster': 'true', 'meshfed.io/multicluster-peer': 'true' }, annotations: { 'meshfed.io/multicluster-peer': long } });
+    expect(s.metadata).toMatchObject({
+      labels: { 'istio/multiCluster': 'true', 'meshfed.io/multicluster-peer': 'true' },
+      annotations: { 'meshfed.io/multicluster-peer': long },
+    });
     expect(api.list('v1', 'Secret', NS)).toHaveLength(2);
   });
 
-  it('still knows a Secret an older meshfed labelled with the peer\'s name, and rewrites it', async () => {
+  it("still knows a Secret an older meshfed labelled with the peer's name, and rewrites it", async () => {
     const s = remoteSecret(remote('c', 'old'), NS);
-    api.upsert({ ...s, metadata: { ...s.metadata, labels: { 'istio/multiCluster': 'true', 'meshfed.io/multicluster-peer': 'c' }, annotations: { 'networking.istio.io/cluster': 'cluster-c' } } } as KubeObject);
+    api.upsert({
+      ...s,
+      metadata: {
+        ...s.metadata,
+        labels: { 'istio/multiCluster': 'true', 'meshfed.io/multicluster-peer': 'c' },
+        annotations: { 'networking.istio.io/cluster': 'cluster-c' },
+      },
+    } as KubeObject);
     const w = start();
     w.setPeerRemotes([], new Set(['c']));
     await new Promise((r) => setTimeout(r, 200));
     expect(secretOf('c')).toBeDefined(); // declared: kept
     w.setPeerRemotes([remote('c')], new Set(['c']));
-    await vi.waitFor(() => expect(secretOf('c')!.metadata.annotations).toMatchObject({ 'meshfed.io/multicluster-peer': 'c' }), { timeout: 10_000, interval: 20 }); // rewritten
+    await vi.waitFor(() => expect(secretOf('c')!.metadata.annotations).toMatchObject({ 'meshfed.io/multicluster-peer': 'c' }), {
+      timeout: 10_000,
+      interval: 20,
+    }); // rewritten
   });
 });
 
-describe('the api token kept in a remote Secret (Deckhouse\'s token lifecycle)', () => {
+describe("the api token kept in a remote Secret (Deckhouse's token lifecycle)", () => {
   const A_UUID = '11111111-1111-4111-8111-111111111111';
   const B_UUID = '22222222-2222-4222-8222-222222222222';
   const DAY = 24 * 3600;

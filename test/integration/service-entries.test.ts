@@ -32,19 +32,41 @@ const seCrd = (versions: string[]) => ({
       served: true,
       storage: i === 0,
       subresources: { status: {} },
-      schema: { openAPIV3Schema: { type: 'object', properties: { spec: { type: 'object', 'x-kubernetes-preserve-unknown-fields': true }, status: { type: 'object', 'x-kubernetes-preserve-unknown-fields': true } } } },
+      schema: {
+        openAPIV3Schema: {
+          type: 'object',
+          properties: {
+            spec: { type: 'object', 'x-kubernetes-preserve-unknown-fields': true },
+            status: { type: 'object', 'x-kubernetes-preserve-unknown-fields': true },
+          },
+        },
+      },
     })),
   },
 });
 
-const se = (version: string, name: string, spec: Record<string, unknown>) => ({ apiVersion: `networking.istio.io/${version}`, kind: 'ServiceEntry', metadata: { name, namespace: 'd8-istio' }, spec });
-const seed003 = { hosts: [BAR], location: 'MESH_INTERNAL', ports: [{ name: 'http', number: 8080, protocol: 'HTTP' }], resolution: 'STATIC', endpoints: [{ address: '203.0.113.10', ports: { http: 15443 } }] };
+const se = (version: string, name: string, spec: Record<string, unknown>) => ({
+  apiVersion: `networking.istio.io/${version}`,
+  kind: 'ServiceEntry',
+  metadata: { name, namespace: 'd8-istio' },
+  spec,
+});
+const seed003 = {
+  hosts: [BAR],
+  location: 'MESH_INTERNAL',
+  ports: [{ name: 'http', number: 8080, protocol: 'HTTP' }],
+  resolution: 'STATIC',
+  endpoints: [{ address: '203.0.113.10', ports: { http: 15443 } }],
+};
 
 async function kubectl(api: FakeApiServer, args: string[], input?: object): Promise<string> {
   const kubeconfig = api.writeKubeconfig(dir);
   const file = path.join(dir, `in-${Math.random().toString(36).slice(2)}.yaml`);
   if (input) writeFileSync(file, stringify(input));
-  const { stdout } = await run('kubectl', [...args, ...(input ? ['-f', file] : [])], { env: { ...process.env, KUBECONFIG: kubeconfig }, timeout: 20_000 });
+  const { stdout } = await run('kubectl', [...args, ...(input ? ['-f', file] : [])], {
+    env: { ...process.env, KUBECONFIG: kubeconfig },
+    timeout: 20_000,
+  });
   return stdout;
 }
 
@@ -72,7 +94,9 @@ const imported = (m: Meshfed): string[] | undefined => {
   return m.registry.snapshot.endpoints.get(BAR)?.map((e) => `${e.address}:${e.ports['http']}`);
 };
 
-async function debugMesh(m: Meshfed): Promise<{ serviceEntries: { version: string; rejected: Array<{ entry: string; reason: string }>; ignored: unknown[] } }> {
+async function debugMesh(
+  m: Meshfed,
+): Promise<{ serviceEntries: { version: string; rejected: Array<{ entry: string; reason: string }>; ignored: unknown[] } }> {
   return (await (await fetch(`http://127.0.0.1:${m.debugPort}/debug/mesh`)).json()) as never;
 }
 
@@ -88,7 +112,17 @@ describe('ServiceEntries from the apiserver', () => {
     await kubectl(api, ['apply'], se('v1', 'external', { ...seed003, hosts: ['api.example.com'], location: 'MESH_EXTERNAL' }));
     await vi.waitFor(() => expect(imported(m), 'the import').toEqual(['203.0.113.10:15443']), WAIT);
     // One object, every served version (the apiserver converts apiVersion on the way out).
-    expect(await kubectl(api, ['get', 'serviceentries.v1alpha3.networking.istio.io', 'bar', '-n', 'd8-istio', '-o', 'jsonpath={.apiVersion} {.spec.hosts[0]}'])).toBe(`networking.istio.io/v1alpha3 ${BAR}`);
+    expect(
+      await kubectl(api, [
+        'get',
+        'serviceentries.v1alpha3.networking.istio.io',
+        'bar',
+        '-n',
+        'd8-istio',
+        '-o',
+        'jsonpath={.apiVersion} {.spec.hosts[0]}',
+      ]),
+    ).toBe(`networking.istio.io/v1alpha3 ${BAR}`);
     expect(m.registry.snapshot.services.get(BAR)).toMatchObject({ origin: 'federation', namespace: 'xyz' });
     expect(m.registry.snapshot.services.has('baz.xyz.svc.cluster-b.local')).toBe(false);
     expect(m.registry.snapshot.services.has('api.example.com')).toBe(false);
@@ -99,7 +133,9 @@ describe('ServiceEntries from the apiserver', () => {
       rejected: [{ entry: 'd8-istio/broken', reason: 'ports: at least one port is required' }],
       ignored: [{ entry: 'd8-istio/external', reason: 'MESH_EXTERNAL entries are not imported' }],
     });
-    expect(await m.metrics.registry.getSingleMetricAsString('meshfed_kube_rejected_objects_total')).toContain('meshfed_kube_rejected_objects_total{cluster="cluster-a",kind="ServiceEntry",reason="invalid"} 1');
+    expect(await m.metrics.registry.getSingleMetricAsString('meshfed_kube_rejected_objects_total')).toContain(
+      'meshfed_kube_rejected_objects_total{cluster="cluster-a",kind="ServiceEntry",reason="invalid"} 1',
+    );
 
     await kubectl(api, ['apply'], se('v1', 'broken', { ...seed003, hosts: ['baz.xyz.svc.cluster-b.local'] }));
     await vi.waitFor(() => {

@@ -20,7 +20,13 @@ const WORKLOAD = { trustDomain: TD, namespace: 'abc', serviceAccount: 'foo' };
 const CLUSTERS = [{ id: 'cluster-a', network: 'network-a', domain: TD }];
 /** What the attacker sent: a Secret named like every workload's certificate. */
 const FAKE_DEFAULT = { '@type': TypeUrl.Secret, name: 'default', generic_secret: { secret: { inline_string: 'attacker' } } };
-const SERVICE = { name: 'svc', namespace: 'abc', cluster: 'cluster-a', ports: [{ name: 'http', port: 80 }], endpoints: [{ address: '10.0.0.1' }] };
+const SERVICE = {
+  name: 'svc',
+  namespace: 'abc',
+  cluster: 'cluster-a',
+  ports: [{ name: 'http', port: 80 }],
+  endpoints: [{ address: '10.0.0.1' }],
+};
 
 let meshfed: Meshfed;
 let rootPem: string;
@@ -131,9 +137,9 @@ describe('admin API on a TLS port', () => {
     closers.push(again);
     const now = (await again.stream.next(5000)).resources[0]!.body;
     expect(now['generic_secret']).toBeUndefined();
-    expect(new X509Certificate(dataText((now['tls_certificate'] as Record<string, unknown>)['certificate_chain'])).subjectAltName).toContain(
-      `URI:spiffe://${TD}/ns/abc/sa/foo`,
-    );
+    expect(
+      new X509Certificate(dataText((now['tls_certificate'] as Record<string, unknown>)['certificate_chain'])).subjectAltName,
+    ).toContain(`URI:spiffe://${TD}/ns/abc/sa/foo`);
   });
 
   it('an admin identity that no mesh-CA certificate can carry is refused at start', async () => {
@@ -149,13 +155,24 @@ describe('admin API on a TLS port', () => {
       adminIdentities: ['spiffe://other.local/ns/ops/sa/mesh-admin'],
       log: pino({ level: 'silent' }),
     });
-    await expect(start).rejects.toThrow(`--admin-identities: "spiffe://other.local/ns/ops/sa/mesh-admin" is not a SPIFFE id of trust domain ${TD}`);
+    await expect(start).rejects.toThrow(
+      `--admin-identities: "spiffe://other.local/ns/ops/sa/mesh-admin" is not a SPIFFE id of trust domain ${TD}`,
+    );
   });
 });
 
 describe('admin API on a plaintext port (test harnesses)', () => {
   it('takes anonymous calls, but raw Secrets only with adminApiAllowSecrets', async () => {
-    const plain = await startMeshfed({ xdsHost: '127.0.0.1', xdsPort: 0, adminHost: '127.0.0.1', adminPort: 0, debugPort: 0, debounceMs: 0, enableAdminApi: true, log: pino({ level: 'silent' }) });
+    const plain = await startMeshfed({
+      xdsHost: '127.0.0.1',
+      xdsPort: 0,
+      adminHost: '127.0.0.1',
+      adminPort: 0,
+      debugPort: 0,
+      debounceMs: 0,
+      enableAdminApi: true,
+      log: pino({ level: 'silent' }),
+    });
     const allowing = await startMeshfed({
       xdsHost: '127.0.0.1',
       xdsPort: 0,
@@ -169,7 +186,9 @@ describe('admin API on a plaintext port (test harnesses)', () => {
     });
     try {
       expect((await apply(plaintextClient(plain.xdsPort), { clusters: CLUSTERS, services: [SERVICE] })).services).toBe(1);
-      expect((await refusal(apply(plaintextClient(plain.xdsPort), { clusters: CLUSTERS, resources: [FAKE_DEFAULT] }))).code).toBe(grpc.status.PERMISSION_DENIED);
+      expect((await refusal(apply(plaintextClient(plain.xdsPort), { clusters: CLUSTERS, resources: [FAKE_DEFAULT] }))).code).toBe(
+        grpc.status.PERMISSION_DENIED,
+      );
       await apply(plaintextClient(allowing.xdsPort), { clusters: CLUSTERS, resources: [FAKE_DEFAULT] });
       expect(adminSecrets(allowing)).toEqual(['default']);
     } finally {

@@ -37,7 +37,10 @@ interface Serving {
 }
 
 function spawnServe(args: readonly string[]): { proc: ChildProcess; output: () => string } {
-  const proc = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'serve', '--log-level', 'warn', ...args], { cwd: repo, stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'serve', '--log-level', 'warn', ...args], {
+    cwd: repo,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
   proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
@@ -46,14 +49,23 @@ function spawnServe(args: readonly string[]): { proc: ChildProcess; output: () =
 
 async function serve(...args: string[]): Promise<Serving> {
   const [xds, admin, debug] = [await freePort(), await freePort(), await freePort()];
-  const { proc, output } = spawnServe(['--xds-address', `127.0.0.1:${xds}`, '--admin-address', `127.0.0.1:${admin}`, '--debug-address', `127.0.0.1:${debug}`, ...args]);
+  const { proc, output } = spawnServe([
+    '--xds-address',
+    `127.0.0.1:${xds}`,
+    '--admin-address',
+    `127.0.0.1:${admin}`,
+    '--debug-address',
+    `127.0.0.1:${debug}`,
+    ...args,
+  ]);
   await waitForHttpOk(proc, `http://127.0.0.1:${admin}/readyz`, output, 30_000);
   return { proc, admin, debug, output };
 }
 
 let s: Serving;
 
-const get = async (p: string): Promise<string> => (await fetch(`http://127.0.0.1:${p.startsWith('/debug/') ? s.debug : s.admin}${p}`)).text();
+const get = async (p: string): Promise<string> =>
+  (await fetch(`http://127.0.0.1:${p.startsWith('/debug/') ? s.debug : s.admin}${p}`)).text();
 
 /** The file source's /readyz detail: set while an edit is rejected. */
 async function rejection(): Promise<string | undefined> {
@@ -74,21 +86,27 @@ async function served(): Promise<string[]> {
 /** Writes a good mesh serving `address` and waits until it is served and the source is valid again. */
 async function restore(address: string): Promise<void> {
   await writeFile(file, meshYaml(address));
-  await vi.waitFor(async () => {
-    expect(await served()).toContain(address);
-    expect(await rejection()).toBeUndefined();
-  }, { timeout: 10_000, interval: 100 });
+  await vi.waitFor(
+    async () => {
+      expect(await served()).toContain(address);
+      expect(await rejection()).toBeUndefined();
+    },
+    { timeout: 10_000, interval: 100 },
+  );
 }
 
 /** Writes a hostile file and waits for its rejection; then checks the process kept the last good mesh. */
 async function rejected(content: string | Buffer, timeoutMs = 10_000): Promise<string> {
   const lastGood = await served();
   await writeFile(file, content);
-  const detail = await vi.waitFor(async () => {
-    const d = await rejection();
-    expect(d, 'the /readyz detail of the rejected edit').toBeDefined();
-    return d!;
-  }, { timeout: timeoutMs, interval: 100 });
+  const detail = await vi.waitFor(
+    async () => {
+      const d = await rejection();
+      expect(d, 'the /readyz detail of the rejected edit').toBeDefined();
+      return d!;
+    },
+    { timeout: timeoutMs, interval: 100 },
+  );
   expect(s.proc.exitCode).toBeNull();
   expect(await served()).toEqual(lastGood);
   expect(await configValid()).toBe(0);
@@ -111,7 +129,9 @@ describe('hostile mesh files (a real meshfed serve)', () => {
     const levels = Array.from({ length: 9 }, (_, i) => `l${i + 1}: &l${i + 1} [${Array(9).fill(`*l${i}`).join(', ')}]`);
     const bomb = `l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n${levels.join('\n')}\nclusters: *l9\n`;
     const detail = await rejected(bomb);
-    expect(detail).toBe(`serving the last good state; rejected edit: ${file}: cannot parse: Excessive alias count indicates a resource exhaustion attack`);
+    expect(detail).toBe(
+      `serving the last good state; rejected edit: ${file}: cannot parse: Excessive alias count indicates a resource exhaustion attack`,
+    );
     await restore('10.0.0.2');
     expect(await configValid()).toBe(1);
   });
@@ -129,7 +149,9 @@ describe('hostile mesh files (a real meshfed serve)', () => {
     expect(text.length).toBeGreaterThan(20 * 1024 * 1024);
     const before = procStats(s.proc.pid!);
     const detail = await rejected(text, 60_000);
-    expect(detail).toBe(`serving the last good state; rejected edit: ${file}:${badLine}: services[7000].ports[0].port: must be between 1 and 65535`);
+    expect(detail).toBe(
+      `serving the last good state; rejected edit: ${file}:${badLine}: services[7000].ports[0].port: must be between 1 and 65535`,
+    );
     // Was: re-parsed with the YAML parser for line numbers, ~100× the file (24 MB → 2.8 GB).
     const grown = procStats(s.proc.pid!).peakRssBytes - before.rssBytes;
     expect(grown).toBeLessThan(512 * 1024 * 1024);
@@ -139,7 +161,10 @@ describe('hostile mesh files (a real meshfed serve)', () => {
 
 describe('a file with very many problems', () => {
   it('lists the first 100 with their lines and counts the rest: the error, log line and /readyz stay readable', () => {
-    const services = Array.from({ length: 3000 }, (_, i) => `  - { name: s${i}, namespace: a, cluster: c1, ports: [{ name: p, port: 0 }] }`);
+    const services = Array.from(
+      { length: 3000 },
+      (_, i) => `  - { name: s${i}, namespace: a, cluster: c1, ports: [{ name: p, port: 0 }] }`,
+    );
     const text = `clusters:\n  - id: c1\nservices:\n${services.join('\n')}\n`;
     let err: unknown;
     try {
@@ -168,7 +193,9 @@ describe('a big file that is not valid JSON', () => {
       return 'accepted';
     });
     // (Newer V8s add "(line … column …)" to the first.)
-    expect(reasons[0]).toMatch(new RegExp(`^big\\.json:300003: not valid JSON: Expected ',' or '\\]' after array element in JSON at position ${head.length + 5}`));
+    expect(reasons[0]).toMatch(
+      new RegExp(`^big\\.json:300003: not valid JSON: Expected ',' or '\\]' after array element in JSON at position ${head.length + 5}`),
+    );
     expect(reasons[1]).toBe("big.json: not valid JSON: Unexpected token ']'"); // no position given; the quoted piece of text is dropped
   });
 });
@@ -178,7 +205,18 @@ describe('the mesh file size limit', () => {
     const big = path.join(dir, 'big.yaml');
     const content = meshYaml('10.0.0.9') + `# ${'x'.repeat(2000)}\n`;
     writeFileSync(big, content);
-    const { proc, output } = spawnServe(['--config', big, '--max-config-bytes', '1000', '--xds-address', '127.0.0.1:0', '--admin-address', '127.0.0.1:0', '--debug-address', '127.0.0.1:0']);
+    const { proc, output } = spawnServe([
+      '--config',
+      big,
+      '--max-config-bytes',
+      '1000',
+      '--xds-address',
+      '127.0.0.1:0',
+      '--admin-address',
+      '127.0.0.1:0',
+      '--debug-address',
+      '127.0.0.1:0',
+    ]);
     const code = await new Promise<number | null>((resolve) => proc.once('exit', resolve));
     expect(code).toBe(1);
     expect(output()).toContain(`${big}: file is ${Buffer.byteLength(content)} bytes, over the limit of 1000 (--max-config-bytes)`);
@@ -190,7 +228,13 @@ describe('the mesh file size limit', () => {
     const errors: (MeshFileError | null)[] = [];
     const log = { info: () => undefined, warn: () => undefined, error: () => undefined };
     const meshes: unknown[] = [];
-    const src = new FileSource(small, (m) => meshes.push(m), { log, onError: (e) => errors.push(e), maxBytes: 1000, pollMs: 50, debounceMs: 10 });
+    const src = new FileSource(small, (m) => meshes.push(m), {
+      log,
+      onError: (e) => errors.push(e),
+      maxBytes: 1000,
+      pollMs: 50,
+      debounceMs: 10,
+    });
     await src.start();
     try {
       await writeFile(small, meshYaml('10.0.1.2') + `# ${'x'.repeat(2000)}\n`);

@@ -79,7 +79,8 @@ describe('row 2: unknown type_urls', () => {
     const s = track(client(m).sotw('ads'));
     s.send({ node: SIDECAR, type_url: TypeUrl.Cluster, resource_names: [] });
     await s.next();
-    for (let i = 0; i < 200; i++) s.send({ type_url: `type.googleapis.com/attacker.${i}.${'x'.repeat(i % 2 ? 64 * 1024 : 10)}`, resource_names: [] });
+    for (let i = 0; i < 200; i++)
+      s.send({ type_url: `type.googleapis.com/attacker.${i}.${'x'.repeat(i % 2 ? 64 * 1024 : 10)}`, resource_names: [] });
     await roundTrip(s);
 
     const metrics = await admin(m, '/metrics');
@@ -168,7 +169,11 @@ describe('row 4: request size and names', () => {
   it('refuses a request over --max-request-bytes with our own count', async () => {
     const m = await start({ maxRequestBytes: 64 * 1024 });
     const s = track(client(m).sotw('ads'));
-    s.send({ node: SIDECAR, type_url: TypeUrl.Endpoint, resource_names: Array.from({ length: 100 }, (_, i) => `${i}-${'n'.repeat(1024)}`) });
+    s.send({
+      node: SIDECAR,
+      type_url: TypeUrl.Endpoint,
+      resource_names: Array.from({ length: 100 }, (_, i) => `${i}-${'n'.repeat(1024)}`),
+    });
     const st = await s.ended();
     expect(st.code).toBe(status.RESOURCE_EXHAUSTED);
     expect(st.details).toMatch(/larger than max|over the limit of 65536 \(--max-request-bytes\)/);
@@ -235,7 +240,10 @@ describe('row 5: a huge resource name on delta', () => {
       expect(syncz.text.length).toBeLessThan(64 * 1024);
       expect(outcome).not.toHaveProperty('removed_resources');
       expect((outcome as { code: number }).code).toBe(code);
-      if (code === status.INVALID_ARGUMENT) expect((outcome as { details: string }).details).toBe(`a resource name of ${name.length} bytes is over the limit of 4096 (--max-name-bytes)`);
+      if (code === status.INVALID_ARGUMENT)
+        expect((outcome as { details: string }).details).toBe(
+          `a resource name of ${name.length} bytes is over the limit of 4096 (--max-name-bytes)`,
+        );
     });
   }
 });

@@ -96,7 +96,8 @@ function stuckConnection(m: Meshfed, streams: number): StuckStream[] {
       te: 'trailers',
     });
     const onHeaders = (h: http2.IncomingHttpHeaders): void => {
-      if (h['grpc-status'] !== undefined) st.status = { code: Number(h['grpc-status']), message: decodeURIComponent(String(h['grpc-message'] ?? '')) };
+      if (h['grpc-status'] !== undefined)
+        st.status = { code: Number(h['grpc-status']), message: decodeURIComponent(String(h['grpc-message'] ?? '')) };
     };
     req.on('response', onHeaders);
     req.on('trailers', onHeaders);

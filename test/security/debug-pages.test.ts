@@ -12,8 +12,16 @@ const DOC = {
   services: [],
   // Secrets written into the mesh file are redacted the same way.
   resources: [
-    { '@type': TypeUrl.Secret, name: 'file-tls', tls_certificate: { certificate_chain: { inline_string: 'chain' }, private_key: { inline_string: FILE_KEY } } },
-    { '@type': TypeUrl.Secret, name: 'file-generic', generic_secret: { secret: { inline_bytes: Buffer.from('hunter2').toString('base64') } } },
+    {
+      '@type': TypeUrl.Secret,
+      name: 'file-tls',
+      tls_certificate: { certificate_chain: { inline_string: 'chain' }, private_key: { inline_string: FILE_KEY } },
+    },
+    {
+      '@type': TypeUrl.Secret,
+      name: 'file-generic',
+      generic_secret: { secret: { inline_bytes: Buffer.from('hunter2').toString('base64') } },
+    },
   ],
 };
 
@@ -58,10 +66,18 @@ describe('debug pages with the mesh CA on', () => {
     expect(tls['private_key']).toEqual({ inline_bytes: '[redacted]' });
     // The certificate is not secret: it stays, as base64 of its PEM.
     expect(Buffer.from(tls['certificate_chain']!.inline_bytes, 'base64').toString()).toMatch(/^-----BEGIN CERTIFICATE-----/);
-    expect(byName.get('file-tls')!['tls_certificate']).toEqual({ certificate_chain: { inline_string: 'chain' }, private_key: { inline_string: '[redacted]' } });
+    expect(byName.get('file-tls')!['tls_certificate']).toEqual({
+      certificate_chain: { inline_string: 'chain' },
+      private_key: { inline_string: '[redacted]' },
+    });
     expect(byName.get('file-generic')!['generic_secret']).toEqual({ secret: { inline_bytes: '[redacted]' } });
     // The trust bundle's roots are public: base64 PEM.
-    const validator = (byName.get('ROOTCA')!['validation_context'] as Record<string, Record<string, { trust_domains: Array<{ trust_bundle: { inline_bytes: string } }> }>>)['custom_validator_config']!;
+    const validator = (
+      byName.get('ROOTCA')!['validation_context'] as Record<
+        string,
+        Record<string, { trust_domains: Array<{ trust_bundle: { inline_bytes: string } }> }>
+      >
+    )['custom_validator_config']!;
     const bundle = Buffer.from(validator['typed_config']!.trust_domains[0]!.trust_bundle.inline_bytes, 'base64').toString();
     expect(bundle).toBe(mesh.rootPem.trim() + '\n');
   });
@@ -73,7 +89,8 @@ describe('debug pages with the mesh CA on', () => {
       expect(text, p).not.toContain('"Buffer"');
       expect(text, p).not.toContain('hunter2');
     }
-    for (const p of ['/metrics', '/readyz', '/.well-known/spiffe-bundle']) expect(await (await admin(p)).text(), p).not.toContain('PRIVATE KEY');
+    for (const p of ['/metrics', '/readyz', '/.well-known/spiffe-bundle'])
+      expect(await (await admin(p)).text(), p).not.toContain('PRIVATE KEY');
     const log = JSON.stringify(logs.lines);
     expect(log).not.toContain('PRIVATE KEY');
     expect(log).not.toContain('hunter2');

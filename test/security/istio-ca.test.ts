@@ -31,8 +31,19 @@ async function openssl(...args: string[]): Promise<string> {
 beforeAll(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), 'meshfed-ca-'));
   await openssl(
-    'req', '-new', '-newkey', 'rsa:2048', '-nodes', '-keyout', path.join(dir, 'key.pem'), '-out', path.join(dir, 'csr.pem'),
-    '-subj', '/CN=admin', '-addext', `subjectAltName=URI:spiffe://${TD}/ns/kube-system/sa/admin,DNS:kubernetes.default`,
+    'req',
+    '-new',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-keyout',
+    path.join(dir, 'key.pem'),
+    '-out',
+    path.join(dir, 'csr.pem'),
+    '-subj',
+    '/CN=admin',
+    '-addext',
+    `subjectAltName=URI:spiffe://${TD}/ns/kube-system/sa/admin,DNS:kubernetes.default`,
   );
   foreignCsr = await readFile(path.join(dir, 'csr.pem'), 'utf8');
   apiserver = await startFakeApiServer({ clusterName: 'cluster-a' });
@@ -48,7 +59,11 @@ afterAll(async () => {
 const token = (ns: string, sa: string, audiences = ['istio-ca']): string => apiserver.issueServiceAccountToken(ns, sa, { audiences });
 const call = (c: Omit<Parameters<typeof createCertificate>[2], 'csr'> & { csr?: string }): Promise<string[]> =>
   createCertificate(mesh.meshfed.xdsPort, mesh.rootPem, { csr: foreignCsr, ...c });
-const codeOf = (p: Promise<unknown>): Promise<number | undefined> => p.then(() => undefined, (e: ServiceError) => e.code);
+const codeOf = (p: Promise<unknown>): Promise<number | undefined> =>
+  p.then(
+    () => undefined,
+    (e: ServiceError) => e.code,
+  );
 
 describe('IstioCertificateService/CreateCertificate', () => {
   it("certifies the caller's own identity and the CSR's key, not what the CSR asks for", async () => {
@@ -70,7 +85,14 @@ describe('IstioCertificateService/CreateCertificate', () => {
     await writeFile(path.join(dir, 'root.pem'), chain.at(-1)!);
     await writeFile(path.join(dir, 'leaf.pem'), chain[0]!);
     await writeFile(path.join(dir, 'untrusted.pem'), chain.slice(1, -1).join('') || chain[0]!);
-    const out = await openssl('verify', '-CAfile', path.join(dir, 'root.pem'), '-untrusted', path.join(dir, 'untrusted.pem'), path.join(dir, 'leaf.pem'));
+    const out = await openssl(
+      'verify',
+      '-CAfile',
+      path.join(dir, 'root.pem'),
+      '-untrusted',
+      path.join(dir, 'untrusted.pem'),
+      path.join(dir, 'leaf.pem'),
+    );
     expect(out.trim()).toBe(`${path.join(dir, 'leaf.pem')}: OK`);
   });
 

@@ -12,7 +12,15 @@ const TD = 'cluster-a.local';
 const FOO = `outbound|8080||foo.abc.svc.${TD}`;
 const doc = (port: number): Record<string, unknown> => ({
   clusters: [{ id: 'cluster-a', network: 'network-a', domain: TD, rootCaPem: '' }],
-  services: [{ name: 'foo', namespace: 'abc', cluster: 'cluster-a', ports: [{ name: 'grpc', port: 8080 }], endpoints: [{ address: '10.0.0.1', port }] }],
+  services: [
+    {
+      name: 'foo',
+      namespace: 'abc',
+      cluster: 'cluster-a',
+      ports: [{ name: 'grpc', port: 8080 }],
+      endpoints: [{ address: '10.0.0.1', port }],
+    },
+  ],
   // A secret from the mesh file is not public either: an anonymous stream never gets it.
   resources: [{ '@type': TypeUrl.Secret, name: 'file-secret', generic_secret: { secret: { inline_string: 'hunter2' } } }],
 });
@@ -56,7 +64,11 @@ describe('an anonymous Envoy-like ADS client that asks for SDS default and ROOTC
     const before = await withheldCount();
     const node = 'sidecar~10.0.0.9~anon-sotw.abc~abc.svc.cluster.local';
     const s = client.sotw();
-    const subscribed: Record<string, string[]> = { [TypeUrl.Cluster]: [], [TypeUrl.Endpoint]: [FOO], [TypeUrl.Secret]: ['default', 'ROOTCA', 'file-secret'] };
+    const subscribed: Record<string, string[]> = {
+      [TypeUrl.Cluster]: [],
+      [TypeUrl.Endpoint]: [FOO],
+      [TypeUrl.Secret]: ['default', 'ROOTCA', 'file-secret'],
+    };
     s.send({ node: { id: node }, type_url: TypeUrl.Cluster, resource_names: [] });
     expect(names((await nextOf(s, TypeUrl.Cluster, subscribed)).resources)).toContain(FOO);
     // What Envoy does next: EDS for the cluster, and SDS for its transport socket.

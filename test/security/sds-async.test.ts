@@ -78,10 +78,17 @@ describe('SDS certificates issued off the push path', () => {
       await issuing;
       return issue(...args);
     });
-    const client = new grpc.Client(`127.0.0.1:${mesh.meshfed.xdsPort}`, grpc.credentials.createSsl(Buffer.from(mesh.rootPem)), { 'grpc.ssl_target_name_override': SERVER_NAME });
+    const client = new grpc.Client(`127.0.0.1:${mesh.meshfed.xdsPort}`, grpc.credentials.createSsl(Buffer.from(mesh.rootPem)), {
+      'grpc.ssl_target_name_override': SERVER_NAME,
+    });
     const md = new grpc.Metadata();
     md.set('authorization', `Bearer ${token('abc', 'delta')}`);
-    const s = new RawXdsStream<DeltaResponse>(client, '/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources', 'delta', md);
+    const s = new RawXdsStream<DeltaResponse>(
+      client,
+      '/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources',
+      'delta',
+      md,
+    );
     open.push({ close: () => (s.close(), client.close()) });
     s.send({ node: { id: 'delta-node' }, type_url: TypeUrl.Secret, resource_names_subscribe: ['default', 'ROOTCA', 'no-such-secret'] });
     // The stream has opened its SDS table (and asked for the certificate), so its answer is on its way.
@@ -94,7 +101,11 @@ describe('SDS certificates issued off the push path', () => {
       before.push(r);
       if (r.type_url === TypeUrl.Cluster) break;
     }
-    expect(before.filter((r) => r.type_url === TypeUrl.Secret).map((r) => ({ resources: r.resources.map((x) => x.name), removed: r.removed_resources }))).toEqual([]);
+    expect(
+      before
+        .filter((r) => r.type_url === TypeUrl.Secret)
+        .map((r) => ({ resources: r.resources.map((x) => x.name), removed: r.removed_resources })),
+    ).toEqual([]);
 
     release();
     const res = await s.next(5000);

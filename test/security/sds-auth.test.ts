@@ -105,10 +105,17 @@ describe('SDS over TLS with a service-account token', () => {
   });
 
   it("the same on a delta stream: a subscription to xyz/bar's secret is PERMISSION_DENIED", async () => {
-    const client = new grpc.Client(`127.0.0.1:${mesh.meshfed.xdsPort}`, grpc.credentials.createSsl(Buffer.from(mesh.rootPem)), { 'grpc.ssl_target_name_override': SERVER_NAME });
+    const client = new grpc.Client(`127.0.0.1:${mesh.meshfed.xdsPort}`, grpc.credentials.createSsl(Buffer.from(mesh.rootPem)), {
+      'grpc.ssl_target_name_override': SERVER_NAME,
+    });
     const md = new grpc.Metadata();
     md.set('authorization', `Bearer ${token('abc', 'foo')}`);
-    const s = new RawXdsStream<DeltaResponse>(client, '/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources', 'delta', md);
+    const s = new RawXdsStream<DeltaResponse>(
+      client,
+      '/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources',
+      'delta',
+      md,
+    );
     open.push({ close: () => (s.close(), client.close()) });
     s.send({ node: { id: 'delta-node' }, type_url: TypeUrl.Secret, resource_names_subscribe: ['default'] });
     expect((await s.next(5000)).resources.map((r) => r.name)).toEqual(['default']);

@@ -23,8 +23,11 @@ function meshfed(...args: string[]): Promise<Run> {
   const env = { ...process.env };
   delete env['KUBERNETES_SERVICE_HOST'];
   return new Promise((resolve) => {
-    execFile(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], { cwd: repo, env, timeout: 60_000 }, (err, stdout, stderr) =>
-      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+    execFile(
+      process.execPath,
+      ['--import', 'tsx', 'src/cli/main.ts', ...args],
+      { cwd: repo, env, timeout: 60_000 },
+      (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
     );
   });
 }
@@ -54,12 +57,20 @@ describe('meshfed ca', () => {
     const flags = ['--kubeconfig', kubeconfig, '--namespace', 'meshfed'];
 
     const early = await meshfed('ca', 'activate', ...flags);
-    expect(early).toEqual({ code: 1, stdout: '', stderr: 'meshfed ca activate: no root rotation in progress: run `meshfed ca rotate` first\n' });
+    expect(early).toEqual({
+      code: 1,
+      stdout: '',
+      stderr: 'meshfed ca activate: no root rotation in progress: run `meshfed ca rotate` first\n',
+    });
 
     const rotate = await meshfed('ca', 'rotate', ...flags);
     expect(rotate.stderr).toBe('');
     expect(rotate.code).toBe(0);
-    expect(lines(rotate.stdout)).toEqual([expect.stringMatching(/^Secret meshfed\/meshfed-ca now holds the next root O=cluster\.local, CN=meshfed root CA .* every replica trusts it\. Once proxies have it, run `meshfed ca activate`$/)]);
+    expect(lines(rotate.stdout)).toEqual([
+      expect.stringMatching(
+        /^Secret meshfed\/meshfed-ca now holds the next root O=cluster\.local, CN=meshfed root CA .* every replica trusts it\. Once proxies have it, run `meshfed ca activate`$/,
+      ),
+    ]);
     const nextRoot = secretData('meshfed-ca')['next-root-cert.pem']!;
     expect(splitPems(nextRoot)).toHaveLength(1);
     expect(secretData('meshfed-ca')['root-cert.pem']).toBe(oldRoot); // nothing signs with it yet
@@ -67,12 +78,18 @@ describe('meshfed ca', () => {
     const again = await meshfed('ca', 'rotate', ...flags);
     expect(again.code).toBe(1);
     expect(again.stdout).toBe('');
-    expect(lines(again.stderr)).toEqual([expect.stringMatching(/^meshfed ca rotate: a root rotation is already in progress \(next root .*\): run `meshfed ca activate`$/)]);
+    expect(lines(again.stderr)).toEqual([
+      expect.stringMatching(/^meshfed ca rotate: a root rotation is already in progress \(next root .*\): run `meshfed ca activate`$/),
+    ]);
 
     const activate = await meshfed('ca', 'activate', ...flags);
     expect(activate.stderr).toBe('');
     expect(activate.code).toBe(0);
-    expect(lines(activate.stdout)).toEqual([expect.stringMatching(/^Secret meshfed\/meshfed-ca: root .* signs from now on; the old root .* stays trusted until \d{4}-\d\d-\d\dT[\d:.]+Z$/)]);
+    expect(lines(activate.stdout)).toEqual([
+      expect.stringMatching(
+        /^Secret meshfed\/meshfed-ca: root .* signs from now on; the old root .* stays trusted until \d{4}-\d\d-\d\dT[\d:.]+Z$/,
+      ),
+    ]);
     const data = secretData('meshfed-ca');
     expect(data['ca-cert.pem']).toBe(nextRoot);
     expect(splitPems(data['root-cert.pem']!)).toEqual([nextRoot, oldRoot]);
@@ -81,9 +98,15 @@ describe('meshfed ca', () => {
 
   it('says in one line where there is no CA, and where there is no cluster to reach', async () => {
     const dir = path.join(tmp, 'empty');
-    expect(await meshfed('ca', 'rotate', '--ca-dir', dir)).toEqual({ code: 1, stdout: '', stderr: `meshfed ca rotate: no CA material in directory ${dir}\n` });
+    expect(await meshfed('ca', 'rotate', '--ca-dir', dir)).toEqual({
+      code: 1,
+      stdout: '',
+      stderr: `meshfed ca rotate: no CA material in directory ${dir}\n`,
+    });
     expect(await meshfed('ca', 'activate')).toEqual({
-      code: 1, stdout: '', stderr: 'meshfed ca activate: no Kubernetes configuration: give --kubeconfig, or run in a pod (KUBERNETES_SERVICE_HOST)\n',
+      code: 1,
+      stdout: '',
+      stderr: 'meshfed ca activate: no Kubernetes configuration: give --kubeconfig, or run in a pod (KUBERNETES_SERVICE_HOST)\n',
     });
   }, 60_000);
 });

@@ -37,7 +37,14 @@ function run(cmd: string, args: string[]): Promise<Run> {
 const meshfed = (...args: string[]): Promise<Run> => run(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args]);
 const bench = (...args: string[]): Promise<Run> => run('npm', ['run', '--silent', 'bench', '--', ...args]);
 /** Free ports for the addresses a test does not care about, so nothing collides. */
-const quietAddresses = async (): Promise<string[]> => ['--xds-address', `127.0.0.1:${await freePort()}`, '--admin-address', `127.0.0.1:${await freePort()}`, '--debug-address', '127.0.0.1:0'];
+const quietAddresses = async (): Promise<string[]> => [
+  '--xds-address',
+  `127.0.0.1:${await freePort()}`,
+  '--admin-address',
+  `127.0.0.1:${await freePort()}`,
+  '--debug-address',
+  '127.0.0.1:0',
+];
 
 /** The one line on stderr, after checking that it is one line, the exit failed, and no stack is anywhere. */
 function oneLine(r: Run): string {
@@ -81,22 +88,64 @@ describe.concurrent('meshfed: bad input is one line and a non-zero exit', () => 
 
   it('agent --xds-ca naming a missing file', async () => {
     const missing = path.join(dir, 'no-such-root.pem');
-    const r = await meshfed('agent', '--xds-address', '127.0.0.1:1', '--xds-ca', missing, '--bootstrap-xds-address', '127.0.0.1:2', '--namespace', 'abc', '--service-account', 'foo', '--cluster-id', 'c1', '--out-dir', dir);
+    const r = await meshfed(
+      'agent',
+      '--xds-address',
+      '127.0.0.1:1',
+      '--xds-ca',
+      missing,
+      '--bootstrap-xds-address',
+      '127.0.0.1:2',
+      '--namespace',
+      'abc',
+      '--service-account',
+      'foo',
+      '--cluster-id',
+      'c1',
+      '--out-dir',
+      dir,
+    );
     expect(oneLine(r)).toBe(`meshfed: --xds-ca ${missing}: no such file or directory`);
   });
 
   it('a port already in use names the flag', async () => {
     const taken = await takenPort();
-    const xds = await meshfed('serve', '--xds-address', `127.0.0.1:${taken}`, '--admin-address', `127.0.0.1:${await freePort()}`, '--debug-address', '127.0.0.1:0');
+    const xds = await meshfed(
+      'serve',
+      '--xds-address',
+      `127.0.0.1:${taken}`,
+      '--admin-address',
+      `127.0.0.1:${await freePort()}`,
+      '--debug-address',
+      '127.0.0.1:0',
+    );
     expect(oneLine(xds)).toBe(`meshfed: --xds-address 127.0.0.1:${taken}: address already in use`);
-    const admin = await meshfed('serve', '--xds-address', `127.0.0.1:${await freePort()}`, '--admin-address', `127.0.0.1:${taken}`, '--debug-address', '127.0.0.1:0');
+    const admin = await meshfed(
+      'serve',
+      '--xds-address',
+      `127.0.0.1:${await freePort()}`,
+      '--admin-address',
+      `127.0.0.1:${taken}`,
+      '--debug-address',
+      '127.0.0.1:0',
+    );
     expect(oneLine(admin)).toBe(`meshfed: --admin-address 127.0.0.1:${taken}: address already in use`);
-    const debug = await meshfed('serve', '--xds-address', `127.0.0.1:${await freePort()}`, '--admin-address', `127.0.0.1:${await freePort()}`, '--debug-address', `127.0.0.1:${taken}`);
+    const debug = await meshfed(
+      'serve',
+      '--xds-address',
+      `127.0.0.1:${await freePort()}`,
+      '--admin-address',
+      `127.0.0.1:${await freePort()}`,
+      '--debug-address',
+      `127.0.0.1:${taken}`,
+    );
     expect(oneLine(debug)).toBe(`meshfed: --debug-address 127.0.0.1:${taken}: address already in use`);
   });
 
   it('--ca-dir without --trust-domain', async () => {
-    expect(oneLine(await meshfed('serve', '--ca-dir', dir, ...(await quietAddresses())))).toMatch(/--ca-dir needs the mesh CA: give --trust-domain/);
+    expect(oneLine(await meshfed('serve', '--ca-dir', dir, ...(await quietAddresses())))).toMatch(
+      /--ca-dir needs the mesh CA: give --trust-domain/,
+    );
   });
 
   it('--xds-tls outside a cluster says how to do without TokenReview', async () => {
@@ -126,7 +175,9 @@ describe('npm run bench: flags', () => {
   });
 
   it('--scenario bogus', async () => {
-    expect(oneLine(await bench('--scenario', 'bogus'))).toMatch(/^bench: --scenario bogus: must be one of scale, churn, bare-churn, soak, all/);
+    expect(oneLine(await bench('--scenario', 'bogus'))).toMatch(
+      /^bench: --scenario bogus: must be one of scale, churn, bare-churn, soak, all/,
+    );
   });
 });
 

@@ -20,7 +20,6 @@ import { splitPems } from '../../src/pki/x509.js';
 const repo = path.resolve(import.meta.dirname, '../..');
 const FOO: ClusterSpec = { namespace: 'abc', service: 'foo', portName: 'grpc', port: 8080, targetPort: 8080 };
 
-
 interface Replica {
   name: string;
   proc: ChildProcess;
@@ -34,35 +33,63 @@ const LEASE_DURATION_S = 2;
 async function replica(kubeconfig: string, name: string): Promise<Replica> {
   const [xds, admin] = [await freePort(), await freePort()];
   const args = [
-    'serve', '--kubeconfig', kubeconfig, '--namespace', 'meshfed', '--cluster-id', 'c1', '--xds-address', `127.0.0.1:${xds}`, '--admin-address', `127.0.0.1:${admin}`, '--debug-address', '127.0.0.1:0',
-    '--lease-duration', String(LEASE_DURATION_S),
+    'serve',
+    '--kubeconfig',
+    kubeconfig,
+    '--namespace',
+    'meshfed',
+    '--cluster-id',
+    'c1',
+    '--xds-address',
+    `127.0.0.1:${xds}`,
+    '--admin-address',
+    `127.0.0.1:${admin}`,
+    '--debug-address',
+    '127.0.0.1:0',
+    '--lease-duration',
+    String(LEASE_DURATION_S),
     '--insecure-dev-identity', // plaintext SDS for the node's claimed identity: the test reads certificates without tokens
   ];
   // POD_NAME as the Deployment's downward API sets it: the Lease's holderIdentity.
-  const proc = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], { cwd: repo, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, POD_NAME: name } });
+  const proc = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], {
+    cwd: repo,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, POD_NAME: name },
+  });
   let out = '';
   proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
   return { name, proc, xds, admin, output: () => out };
 }
 
-const lease = () => api.get('coordination.k8s.io/v1', 'Lease', 'meshfed', 'meshfed-leader')?.['spec'] as { holderIdentity?: string; leaseTransitions?: number } | undefined;
+const lease = () =>
+  api.get('coordination.k8s.io/v1', 'Lease', 'meshfed', 'meshfed-leader')?.['spec'] as
+    | { holderIdentity?: string; leaseTransitions?: number }
+    | undefined;
 const leads = (r: Replica): boolean => r.output().includes('"msg":"leading: holds the Lease"');
 
 /** An SDS stream of a workload abc/foo (its identity from node metadata): `default` and ROOTCA_PEM, each response ACKed. */
 function sds(r: Replica) {
   const c = new RawXdsClient(`127.0.0.1:${r.xds}`);
   const s = c.sotw();
-  const node = { id: 'sidecar~10.1.0.7~foo-1.abc~abc.svc.cluster.local', metadata: { fields: { NAMESPACE: { stringValue: 'abc' }, SERVICE_ACCOUNT: { stringValue: 'foo' } } } };
+  const node = {
+    id: 'sidecar~10.1.0.7~foo-1.abc~abc.svc.cluster.local',
+    metadata: { fields: { NAMESPACE: { stringValue: 'abc' }, SERVICE_ACCOUNT: { stringValue: 'foo' } } },
+  };
   const names = ['default', 'ROOTCA_PEM'];
   s.send({ node, type_url: TypeUrl.Secret, resource_names: names });
   let last: { roots: string[]; leaf: X509Certificate } | undefined;
   const latest = new Map<string, Record<string, unknown>>();
   return {
     /** The latest secrets, after waiting for a response that satisfies ok. */
-    async next(what: string, ok: (x: { roots: string[]; leaf: X509Certificate }) => boolean): Promise<{ roots: string[]; leaf: X509Certificate }> {
+    async next(
+      what: string,
+      ok: (x: { roots: string[]; leaf: X509Certificate }) => boolean,
+    ): Promise<{ roots: string[]; leaf: X509Certificate }> {
       while (!last || !ok(last)) {
-        const res: SotwResponse = await s.next(20_000).catch((err: Error) => { throw new Error(`${what}: ${err.message}`); });
+        const res: SotwResponse = await s.next(20_000).catch((err: Error) => {
+          throw new Error(`${what}: ${err.message}`);
+        });
         s.send({ node, type_url: TypeUrl.Secret, resource_names: names, version_info: res.version_info, response_nonce: res.nonce });
         // A response carries the secrets that changed (SDS is not a state-of-the-world type for Envoy).
         for (const x of res.resources) latest.set(x.name, x.body);
@@ -103,7 +130,7 @@ afterAll(async () => {
 });
 
 describe('meshfed serve --kubeconfig, two replicas', () => {
-  it('serve the apiserver\'s services', async () => {
+  it("serve the apiserver's services", async () => {
     for (const r of replicas) {
       const c = new RawXdsClient(`127.0.0.1:${r.xds}`);
       const s = c.sotw();
@@ -113,11 +140,16 @@ describe('meshfed serve --kubeconfig, two replicas', () => {
     }
   });
 
-  it('end with one root, stored once in meshfed\'s namespace and published as the same SPIFFE bundle', async () => {
+  it("end with one root, stored once in meshfed's namespace and published as the same SPIFFE bundle", async () => {
     const secrets = api.list('v1', 'Secret', 'meshfed');
     expect(secrets.map((s) => s.metadata.name)).toEqual(['meshfed-ca']);
     const bundles = await Promise.all(
-      replicas.map(async (r) => (await (await fetch(`http://127.0.0.1:${r.admin}/.well-known/spiffe-bundle`)).json()) as { keys: Array<{ use: string; x5c: string[] }> }),
+      replicas.map(
+        async (r) =>
+          (await (await fetch(`http://127.0.0.1:${r.admin}/.well-known/spiffe-bundle`)).json()) as {
+            keys: Array<{ use: string; x5c: string[] }>;
+          },
+      ),
     );
     expect(bundles[0]!.keys).toHaveLength(1);
     expect(bundles[0]!.keys[0]!.use).toBe('x509-svid');
@@ -136,10 +168,13 @@ describe('meshfed serve --kubeconfig, two replicas', () => {
     const other = replicas.find((r) => r !== leader)!;
     const transitions = lease()!.leaseTransitions ?? 0;
     leader.proc.kill('SIGKILL'); // no chance to hand the Lease back
-    await vi.waitFor(() => {
-      expect(lease()?.holderIdentity).toBe(other.name);
-      expect(leads(other), other.output()).toBe(true);
-    }, { timeout: (LEASE_DURATION_S + 10) * 1000, interval: 100 });
+    await vi.waitFor(
+      () => {
+        expect(lease()?.holderIdentity).toBe(other.name);
+        expect(leads(other), other.output()).toBe(true);
+      },
+      { timeout: (LEASE_DURATION_S + 10) * 1000, interval: 100 },
+    );
     expect(lease()!.leaseTransitions).toBe(transitions + 1);
     replicas.splice(replicas.indexOf(leader), 1);
   });
@@ -152,7 +187,12 @@ describe('meshfed serve --kubeconfig, two replicas', () => {
     const secrets = sds(follower);
     try {
       const [oldRoot] = (await secrets.next('the first secrets', () => true)).roots;
-      const run = (step: string) => promisify(execFile)(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'ca', step, '--kubeconfig', kubeconfig, '--namespace', 'meshfed'], { cwd: repo });
+      const run = (step: string) =>
+        promisify(execFile)(
+          process.execPath,
+          ['--import', 'tsx', 'src/cli/main.ts', 'ca', step, '--kubeconfig', kubeconfig, '--namespace', 'meshfed'],
+          { cwd: repo },
+        );
       await run('rotate');
       const rotated = await secrets.next('ROOTCA_PEM with the next root', (x) => x.roots.length === 2);
       const newRoot = rotated.roots.find((r) => r !== oldRoot)!;

@@ -14,7 +14,6 @@ const repo = path.resolve(import.meta.dirname, '../..');
 const running: ChildProcess[] = [];
 afterEach(() => running.splice(0).forEach((p) => p.kill('SIGKILL')));
 
-
 interface Serving {
   proc: ChildProcess;
   xds: number;
@@ -27,7 +26,19 @@ async function serve(...args: string[]): Promise<Serving> {
   const [xds, admin, debug] = [await freePort(), await freePort(), await freePort()];
   const proc = spawn(
     process.execPath,
-    ['--import', 'tsx', 'src/cli/main.ts', 'serve', '--xds-address', `127.0.0.1:${xds}`, '--admin-address', `127.0.0.1:${admin}`, '--debug-address', `127.0.0.1:${debug}`, ...args],
+    [
+      '--import',
+      'tsx',
+      'src/cli/main.ts',
+      'serve',
+      '--xds-address',
+      `127.0.0.1:${xds}`,
+      '--admin-address',
+      `127.0.0.1:${admin}`,
+      '--debug-address',
+      `127.0.0.1:${debug}`,
+      ...args,
+    ],
     { cwd: repo, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   running.push(proc);
@@ -56,11 +67,17 @@ describe('meshfed serve', () => {
     stream.send({ node: { id: node }, type_url: TypeUrl.Secret, resource_names: ['default', 'ROOTCA'] }); // as Envoy's TLS clusters do
     stream.send({ type_url: TypeUrl.Cluster, resource_names: [] });
     const r = await stream.next();
-    expect(r.resources.map((x) => x.name).sort()).toEqual(['outbound|8080||foo.abc.svc.cluster-a.local', 'outbound|9090||bar.xyz.svc.cluster-b.local']);
+    expect(r.resources.map((x) => x.name).sort()).toEqual([
+      'outbound|8080||foo.abc.svc.cluster-a.local',
+      'outbound|9090||bar.xyz.svc.cluster-b.local',
+    ]);
     // Pages that need a flag say which.
     const dump = (await (await get(s, `/debug/config_dump?proxy=${node}`)).json()) as Array<{ types: Record<string, { note?: string }> }>;
     expect(dump[0]!.types['SDS']!.note).toContain('--trust-domain');
-    for (const [p, flag] of [['/.well-known/spiffe-bundle', '--trust-domain'], ['/debug/clusters', '--kube']] as const) {
+    for (const [p, flag] of [
+      ['/.well-known/spiffe-bundle', '--trust-domain'],
+      ['/debug/clusters', '--kube'],
+    ] as const) {
       const res = await get(s, p);
       expect(res.status, p).toBe(404);
       expect(((await res.json()) as { error: string }).error, p).toContain(flag);
@@ -100,7 +117,9 @@ describe('meshfed serve', () => {
       [
         'clusters: [{id: c1, network: n1, domain: cluster.local}]',
         'services:',
-        '  - {name: foo, namespace: abc, cluster: c1, ports: [{name: grpc, port: 8080}], endpoints: [{address: 10.0.0.1, port: ' + port + '}]}',
+        '  - {name: foo, namespace: abc, cluster: c1, ports: [{name: grpc, port: 8080}], endpoints: [{address: 10.0.0.1, port: ' +
+          port +
+          '}]}',
         '  - {name: bar, namespace: abc, cluster: c1, ports: [{name: grpc, port: 9090}], endpoints: [{address: 10.0.0.2}]}',
       ].join('\n');
     writeFileSync(file, mesh(8080));
@@ -122,14 +141,22 @@ describe('meshfed serve', () => {
     expect(update.type_url).toBe(TypeUrl.Endpoint); // no CDS push: no cluster changed
     expect(update.resources.map((r) => r.name)).toEqual([foo]); // only what changed
     expect(JSON.stringify(update.resources[0]!.body)).toContain('"port_value":8081');
-    stream.send({ type_url: TypeUrl.Endpoint, resource_names: [foo, bar], version_info: update.version_info, response_nonce: update.nonce });
+    stream.send({
+      type_url: TypeUrl.Endpoint,
+      resource_names: [foo, bar],
+      version_info: update.version_info,
+      response_nonce: update.nonce,
+    });
 
     writeFileSync(file, mesh(8081).replace('port: 8081', 'port: 70000'));
-    const ready = await vi.waitFor(async () => {
-      const body = (await (await get(s, '/readyz')).json()) as { ready: boolean; checks: Array<{ detail?: string }> };
-      expect(body.checks[0]?.detail, 'the readyz detail').toBeTruthy();
-      return body;
-    }, { timeout: 5000, interval: 50 });
+    const ready = await vi.waitFor(
+      async () => {
+        const body = (await (await get(s, '/readyz')).json()) as { ready: boolean; checks: Array<{ detail?: string }> };
+        expect(body.checks[0]?.detail, 'the readyz detail').toBeTruthy();
+        return body;
+      },
+      { timeout: 5000, interval: 50 },
+    );
     expect(ready.ready).toBe(true); // the last good state still serves
     expect(ready.checks[0]!.detail).toMatch(/mesh\.yaml:3: services\[0\]\.endpoints\[0\]\.port: .*65535/);
     const metrics = await (await get(s, '/metrics')).text();
@@ -138,7 +165,9 @@ describe('meshfed serve', () => {
     await stream.none(300); // nothing pushed for the broken edit
     expect(s.output()).toContain('services[0].endpoints[0].port');
 
-    const dump = (await (await get(s, '/debug/config_dump?proxy=p1')).json()) as Array<{ types: Record<string, { resources: Array<{ name: string; resource: object }> }> }>;
+    const dump = (await (await get(s, '/debug/config_dump?proxy=p1')).json()) as Array<{
+      types: Record<string, { resources: Array<{ name: string; resource: object }> }>;
+    }>;
     expect(JSON.stringify(dump[0]!.types['EDS']!.resources.find((r) => r.name === foo)!.resource)).toContain('"port_value":8081');
     expect((await get(s, '/debug/config_dump?proxy=nobody')).status).toBe(404);
     c.close();
@@ -150,18 +179,29 @@ describe('meshfed serve', () => {
     const stream = c.sotw();
     stream.send({ node: { id: 'p1' }, type_url: TypeUrl.Cluster, resource_names: [] });
     const r = await stream.next();
-    stream.send({ type_url: TypeUrl.Cluster, resource_names: [], version_info: '', response_nonce: r.nonce, error_detail: { code: 3, message: 'nope' } });
-    const text = await vi.waitFor(async () => {
-      const t = await (await get(s, '/metrics')).text();
-      expect(t).toMatch(/meshfed_xds_nacks_total\{type="CDS"\} 1/); // the NACK counted
-      return t;
-    }, { timeout: 5000, interval: 50 });
+    stream.send({
+      type_url: TypeUrl.Cluster,
+      resource_names: [],
+      version_info: '',
+      response_nonce: r.nonce,
+      error_detail: { code: 3, message: 'nope' },
+    });
+    const text = await vi.waitFor(
+      async () => {
+        const t = await (await get(s, '/metrics')).text();
+        expect(t).toMatch(/meshfed_xds_nacks_total\{type="CDS"\} 1/); // the NACK counted
+        return t;
+      },
+      { timeout: 5000, interval: 50 },
+    );
     expect(text).toMatch(/meshfed_xds_connected_proxies\{kind="sotw"\} 1/);
     expect(text).toMatch(/meshfed_xds_pushes_total\{type="CDS"\} 1/);
     expect(text).toMatch(/meshfed_xds_pushed_bytes_total\{type="CDS"\} \d+/);
     expect(text).toMatch(/meshfed_xds_resources\{type="CDS"\} 2/);
-    expect(text).toContain("# TYPE meshfed_xds_push_latency_seconds histogram");
-    const syncz = (await (await get(s, '/debug/syncz')).json()) as Array<{ types: Array<{ state: string; lastNack?: { message: string } }> }>;
+    expect(text).toContain('# TYPE meshfed_xds_push_latency_seconds histogram');
+    const syncz = (await (await get(s, '/debug/syncz')).json()) as Array<{
+      types: Array<{ state: string; lastNack?: { message: string } }>;
+    }>;
     expect(syncz[0]!.types[0]).toMatchObject({ state: 'ERROR', lastNack: { message: 'nope' } });
     c.close();
   });

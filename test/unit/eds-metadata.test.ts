@@ -45,7 +45,12 @@ function meshText(mixedPlain = true): string {
     cluster: 'a',
     exported: true,
     ports: [{ name: 'http', port: 8080 }],
-    endpoints: eps.map((e, n) => ({ address: `10.${e.remote ? 1 : 0}.${i}.${n + 1}`, serviceAccount: name, mtls: e.mtls, ...(e.remote ? { cluster: 'b' } : {}) })),
+    endpoints: eps.map((e, n) => ({
+      address: `10.${e.remote ? 1 : 0}.${i}.${n + 1}`,
+      serviceAccount: name,
+      mtls: e.mtls,
+      ...(e.remote ? { cluster: 'b' } : {}),
+    })),
   });
   return JSON.stringify({
     clusters: [
@@ -116,13 +121,28 @@ describe('EDS endpoint metadata', () => {
     const mtls = new Set(['10.0.0.1', '10.0.0.2', '10.0.2.1', '192.0.2.2']); // 192.0.2.2: cluster b's gateway, mTLS passthrough
     for (const v of [view('istioProxy'), view('plainEnvoy')]) {
       const tlsModes = (name: string): Array<Array<string | undefined>> =>
-        lbEndpoints(mesh, v, name).map((e) => [e.endpoint.address.socket_address.address, e.metadata?.filter_metadata['envoy.transport_socket_match']?.fields['tlsMode']?.stringValue]);
-      const matches = (name: string): string[] | undefined => (cluster(mesh, v, name)['transport_socket_matches'] as SocketMatch[] | undefined)?.map((m) => m.name);
-      expect(tlsModes('secure')).toEqual([['10.0.0.1', undefined], ['10.0.0.2', undefined], ['192.0.2.2', undefined]]);
+        lbEndpoints(mesh, v, name).map((e) => [
+          e.endpoint.address.socket_address.address,
+          e.metadata?.filter_metadata['envoy.transport_socket_match']?.fields['tlsMode']?.stringValue,
+        ]);
+      const matches = (name: string): string[] | undefined =>
+        (cluster(mesh, v, name)['transport_socket_matches'] as SocketMatch[] | undefined)?.map((m) => m.name);
+      expect(tlsModes('secure')).toEqual([
+        ['10.0.0.1', undefined],
+        ['10.0.0.2', undefined],
+        ['192.0.2.2', undefined],
+      ]);
       expect(matches('secure')).toBeUndefined();
-      expect(tlsModes('plain')).toEqual([['10.0.1.1', undefined], ['10.0.1.2', undefined]]);
+      expect(tlsModes('plain')).toEqual([
+        ['10.0.1.1', undefined],
+        ['10.0.1.2', undefined],
+      ]);
       expect(matches('plain')).toBeUndefined();
-      expect(tlsModes('mixed')).toEqual([['10.0.2.1', undefined], ['10.0.2.2', 'disabled'], ['192.0.2.2', undefined]]);
+      expect(tlsModes('mixed')).toEqual([
+        ['10.0.2.1', undefined],
+        ['10.0.2.2', 'disabled'],
+        ['192.0.2.2', undefined],
+      ]);
       expect(matches('mixed')).toEqual(['tlsMode-disabled']);
       for (const name of ['secure', 'plain', 'mixed']) {
         const c = cluster(mesh, v, name);
@@ -155,7 +175,9 @@ describe('EDS endpoint metadata', () => {
       return {
         socket: (c['transport_socket'] as { name: string } | undefined)?.name,
         matches: (c['transport_socket_matches'] as SocketMatch[] | undefined)?.map((m) => m.name),
-        tlsModes: cla.endpoints.flatMap((g) => g.lb_endpoints).map((e) => e.metadata?.filter_metadata['envoy.transport_socket_match']?.fields['tlsMode']?.stringValue),
+        tlsModes: cla.endpoints
+          .flatMap((g) => g.lb_endpoints)
+          .map((e) => e.metadata?.filter_metadata['envoy.transport_socket_match']?.fields['tlsMode']?.stringValue),
       };
     };
     apply(meshText(false));
@@ -174,7 +196,13 @@ describe('EDS endpoint metadata', () => {
         for (const to of modes) {
           const oldCluster = cluster(meshes.get(from)!, v, 'mixed');
           const newMesh = meshes.get(to)!;
-          const mtls = new Set([...newMesh.endpoints.get(host('mixed'))!.filter((e) => e.mtls).map((e) => e.address), '192.0.2.2']);
+          const mtls = new Set([
+            ...newMesh.endpoints
+              .get(host('mixed'))!
+              .filter((e) => e.mtls)
+              .map((e) => e.address),
+            '192.0.2.2',
+          ]);
           for (const ep of lbEndpoints(newMesh, v, 'mixed')) {
             const address = ep.endpoint.address.socket_address.address;
             if (!mtls.has(address)) continue;
@@ -198,11 +226,20 @@ function modeText(mode: 'all' | 'mixed' | 'none'): string {
 describe('EDS views', () => {
   const mesh = snapshotOf(meshText());
   const eds = generator(TypeUrl.Endpoint);
-  const bytes = (v: ProxyView): string[] => [...mesh.services.keys()].sort().flatMap((h) => eds.generate(mesh, v, h).map((r) => encodeEntry(TypeUrl.Endpoint, r.name, r.body).any.toString('base64')));
+  const bytes = (v: ProxyView): string[] =>
+    [...mesh.services.keys()]
+      .sort()
+      .flatMap((h) => eds.generate(mesh, v, h).map((r) => encodeEntry(TypeUrl.Endpoint, r.name, r.body).any.toString('base64')));
 
   it('gives equal views the same bytes and one table: other pods, accounts, Istio versions', () => {
-    const otherIstio = proxyOf({ id: 'sidecar~10.9.0.7~e.xyz~xyz.svc.cluster.local', metadata: { ...META, NAMESPACE: 'xyz', SERVICE_ACCOUNT: 'other', ISTIO_VERSION: '1.25.1' } }).view;
-    const otherPlain = proxyOf({ id: 'sidecar~10.9.0.8~f.xyz~xyz.svc.cluster.local', metadata: { ...META, NAMESPACE: 'xyz', SERVICE_ACCOUNT: 'other' } }).view;
+    const otherIstio = proxyOf({
+      id: 'sidecar~10.9.0.7~e.xyz~xyz.svc.cluster.local',
+      metadata: { ...META, NAMESPACE: 'xyz', SERVICE_ACCOUNT: 'other', ISTIO_VERSION: '1.25.1' },
+    }).view;
+    const otherPlain = proxyOf({
+      id: 'sidecar~10.9.0.8~f.xyz~xyz.svc.cluster.local',
+      metadata: { ...META, NAMESPACE: 'xyz', SERVICE_ACCOUNT: 'other' },
+    }).view;
     const otherGrpc = proxyOf({ id: 'grpc-2', user_agent_name: 'gRPC Node Pure JS', metadata: { ...META, ISTIO_VERSION: '1.24.0' } }).view;
     expect(bytes(otherIstio)).toEqual(bytes(view('istioProxy')));
     expect(bytes(otherPlain)).toEqual(bytes(view('plainEnvoy')));

@@ -9,17 +9,25 @@ import { FederationSource } from '../../src/sources/federation/federation-source
 const GUARD = { staleAfterMs: 60_000, withdrawAfterMs: 120_000, maxDropShare: 0.5, confirmAfterMs: 60_000, dropWindowMs: 10_000 };
 
 describe('FederationSource', () => {
-  it('resolves gateway hostnames, imports only the peer\'s own names, and removes everything with the peer', async () => {
+  it("resolves gateway hostnames, imports only the peer's own names, and removes everything with the peer", async () => {
     let snap: MeshSnapshot | undefined;
     const registry = new Registry({ quietMs: 0, maxMs: 0 }, (s) => (snap = s), pino({ level: 'silent' }));
     const lookups: string[] = [];
-    const src = new FederationSource(registry, GUARD, pino({ level: 'silent' }), async (h) => (lookups.push(h), h === 'gw.cluster-b.example.com' ? ['198.51.100.2', '198.51.100.1'] : []));
+    const src = new FederationSource(
+      registry,
+      GUARD,
+      pino({ level: 'silent' }),
+      async (h) => (lookups.push(h), h === 'gw.cluster-b.example.com' ? ['198.51.100.2', '198.51.100.1'] : []),
+    );
     src.update({
       name: 'b',
       trustDomain: 'cluster-b.local',
       public: { clusterUUID: 'u', authnKeyPub: 'k', rootCA: 'root-b' },
       private: {
-        ingressGateways: [{ address: 'gw.cluster-b.example.com', port: 15443 }, { address: '203.0.113.9', port: 15443 }],
+        ingressGateways: [
+          { address: 'gw.cluster-b.example.com', port: 15443 },
+          { address: '203.0.113.9', port: 15443 },
+        ],
         publicServices: [
           { hostname: 'bar.xyz.svc.cluster-b.local', ports: [{ name: 'http', port: 80, protocol: 'HTTP' }] },
           { hostname: 'foo.abc.svc.cluster-a.local', ports: [{ name: 'http', port: 80, protocol: 'HTTP' }] },
@@ -27,10 +35,13 @@ describe('FederationSource', () => {
         ],
       },
     });
-    await vi.waitFor(() => {
-      registry.flush();
-      expect(snap?.clusters.get('federation:b')?.gateways, 'the resolved gateway').toHaveLength(3);
-    }, { timeout: 5000, interval: 50 });
+    await vi.waitFor(
+      () => {
+        registry.flush();
+        expect(snap?.clusters.get('federation:b')?.gateways, 'the resolved gateway').toHaveLength(3);
+      },
+      { timeout: 5000, interval: 50 },
+    );
     expect(lookups).toEqual(['gw.cluster-b.example.com']);
     expect(snap!.clusters.get('federation:b')).toEqual({
       id: 'federation:b',
@@ -49,7 +60,11 @@ describe('FederationSource', () => {
       '198.51.100.2 {"http":15443} federation:b',
       '203.0.113.9 {"http":15443} federation:b',
     ]);
-    expect(src.status('b')).toMatchObject({ phase: 'fresh', servicesImported: 1, refusedServices: ['foo.abc.svc.cluster-a.local', 'x.y.z.svc.cluster-b.local'] });
+    expect(src.status('b')).toMatchObject({
+      phase: 'fresh',
+      servicesImported: 1,
+      refusedServices: ['foo.abc.svc.cluster-a.local', 'x.y.z.svc.cluster-b.local'],
+    });
     src.remove('b');
     registry.flush();
     expect(snap!.clusters.size).toBe(0);

@@ -16,17 +16,37 @@ function problems(federations: unknown): string[] {
 }
 
 describe('mesh file federations', () => {
-  it('become peer specs with Deckhouse\'s field names', () => {
+  it("become peer specs with Deckhouse's field names", () => {
     const mesh = meshToSource(
       parse([
-        { name: 'cluster-c', trustDomain: 'cluster-c.local', metadataEndpoint: 'http://10.0.0.3:8080/metadata/', metadata: { insecureSkipVerify: true } },
-        { name: 'cluster-b', trustDomain: 'cluster-b.local', metadataEndpoint: 'https://istio-metadata.b.example.com/metadata/', metadata: { ca: 'PEM' } },
+        {
+          name: 'cluster-c',
+          trustDomain: 'cluster-c.local',
+          metadataEndpoint: 'http://10.0.0.3:8080/metadata/',
+          metadata: { insecureSkipVerify: true },
+        },
+        {
+          name: 'cluster-b',
+          trustDomain: 'cluster-b.local',
+          metadataEndpoint: 'https://istio-metadata.b.example.com/metadata/',
+          metadata: { ca: 'PEM' },
+        },
       ]),
       'file:mesh.json',
     );
     expect(mesh.federations).toEqual([
-      { name: 'cluster-b', trustDomain: 'cluster-b.local', metadataEndpoint: 'https://istio-metadata.b.example.com/metadata/', metadata: { ca: 'PEM', insecureSkipVerify: undefined } },
-      { name: 'cluster-c', trustDomain: 'cluster-c.local', metadataEndpoint: 'http://10.0.0.3:8080/metadata/', metadata: { ca: undefined, insecureSkipVerify: true } },
+      {
+        name: 'cluster-b',
+        trustDomain: 'cluster-b.local',
+        metadataEndpoint: 'https://istio-metadata.b.example.com/metadata/',
+        metadata: { ca: 'PEM', insecureSkipVerify: undefined },
+      },
+      {
+        name: 'cluster-c',
+        trustDomain: 'cluster-c.local',
+        metadataEndpoint: 'http://10.0.0.3:8080/metadata/',
+        metadata: { ca: undefined, insecureSkipVerify: true },
+      },
     ]);
   });
 
@@ -51,8 +71,9 @@ describe('mesh file federations', () => {
 });
 
 describe('mesh file multiclusters', () => {
-  const parseMc = (multiclusters: unknown): ReturnType<typeof parseMeshText> => parseMeshText(JSON.stringify({ multiclusters }), 'mesh.json');
-  it('become peer specs with IstioMulticluster\'s fields, enableIngressGateway true unless set false', () => {
+  const parseMc = (multiclusters: unknown): ReturnType<typeof parseMeshText> =>
+    parseMeshText(JSON.stringify({ multiclusters }), 'mesh.json');
+  it("become peer specs with IstioMulticluster's fields, enableIngressGateway true unless set false", () => {
     const mesh = meshToSource(
       parseMc([
         { name: 'flat', metadataEndpoint: 'https://istio-metadata.c.example.com/metadata/', enableIngressGateway: false },
@@ -61,8 +82,18 @@ describe('mesh file multiclusters', () => {
       'file:mesh.json',
     );
     expect(mesh.multiclusters).toEqual([
-      { name: 'b', metadataEndpoint: 'https://istio-metadata.b.example.com/metadata/', metadata: { ca: 'PEM', insecureSkipVerify: undefined }, enableIngressGateway: true },
-      { name: 'flat', metadataEndpoint: 'https://istio-metadata.c.example.com/metadata/', metadata: { ca: undefined, insecureSkipVerify: undefined }, enableIngressGateway: false },
+      {
+        name: 'b',
+        metadataEndpoint: 'https://istio-metadata.b.example.com/metadata/',
+        metadata: { ca: 'PEM', insecureSkipVerify: undefined },
+        enableIngressGateway: true,
+      },
+      {
+        name: 'flat',
+        metadataEndpoint: 'https://istio-metadata.c.example.com/metadata/',
+        metadata: { ca: undefined, insecureSkipVerify: undefined },
+        enableIngressGateway: false,
+      },
     ]);
   });
 

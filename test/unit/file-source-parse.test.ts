@@ -109,7 +109,11 @@ describe('parseMeshText: good descriptions', () => {
       - { address: 10.1.0.3, port: 9000, ports: { http: 9001 } }`),
     );
     const eps = m.services.get('c1/foo.abc.svc.cluster.local')?.endpoints.map((e) => e.ports);
-    expect(eps).toEqual([{ grpc: 8080, http: 81 }, { grpc: 9000, http: 9000 }, { grpc: 9000, http: 9001 }]);
+    expect(eps).toEqual([
+      { grpc: 8080, http: 81 },
+      { grpc: 9000, http: 9000 },
+      { grpc: 9000, http: 9001 },
+    ]);
   });
 
   it("defaults an endpoint's network to its own cluster's network", () => {
@@ -208,17 +212,21 @@ describe('parseMeshText: errors name file, line, path and problem', () => {
   });
 
   it('bad port', () => {
-    const err = parseError(meshWith(`    ports: [{ name: grpc, port: 80 }]
+    const err = parseError(
+      meshWith(`    ports: [{ name: grpc, port: 80 }]
     endpoints:
       - { address: 10.1.0.1 }
-      - { address: 10.1.0.2, port: 70000 }`));
+      - { address: 10.1.0.2, port: 70000 }`),
+    );
     expect(err.path).toBe('services[0].endpoints[1].port');
     expect(err.message).toBe('mesh.yaml:10: services[0].endpoints[1].port: must be between 1 and 65535');
   });
 
   it('wrong type', () => {
     const err = parseError(meshWith(`    ports: [{ name: grpc, port: eighty }]`));
-    expect(err.message).toMatch(/^mesh\.yaml:7: services\[0\]\.ports\[0\]\.port: expected an integer between 0 and 4294967295, got "eighty"/);
+    expect(err.message).toMatch(
+      /^mesh\.yaml:7: services\[0\]\.ports\[0\]\.port: expected an integer between 0 and 4294967295, got "eighty"/,
+    );
   });
 
   it('bad IP', () => {
@@ -232,9 +240,11 @@ describe('parseMeshText: errors name file, line, path and problem', () => {
   });
 
   it('duplicate port', () => {
-    const err = parseError(meshWith(`    ports:
+    const err = parseError(
+      meshWith(`    ports:
       - { name: grpc, port: 80 }
-      - { name: http, port: 80 }`));
+      - { name: http, port: 80 }`),
+    );
     expect(err.message).toBe('mesh.yaml:9: services[0].ports[1].port: duplicate port 80 (also ports[0])');
   });
 

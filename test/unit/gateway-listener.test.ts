@@ -10,7 +10,13 @@ import { proxyOf } from '../../src/model/proxy.js';
 import { validateResource } from '../../src/validate/index.js';
 import { captureClientHello, parseClientHello } from '../fixtures/sni-gateway/client-hello.js';
 
-const cluster = (id: string, network: string): MeshCluster => ({ id, network, domain: 'cluster.local', rootCaPem: '', gateways: [{ address: '192.0.2.2', port: 15443 }] });
+const cluster = (id: string, network: string): MeshCluster => ({
+  id,
+  network,
+  domain: 'cluster.local',
+  rootCaPem: '',
+  gateways: [{ address: '192.0.2.2', port: 15443 }],
+});
 const service = (name: string, ports: number[]): Service => ({
   hostname: `${name}.abc.svc.cluster.local`,
   name,
@@ -41,7 +47,10 @@ interface GatewayListener {
 }
 
 function gatewayListener(): GatewayListener {
-  const view = proxyOf({ id: 'router~10.2.0.5~gw.istio-system~istio-system.svc.cluster.local', metadata: { CLUSTER_ID: 'c2', NETWORK: 'net-2' } }).view;
+  const view = proxyOf({
+    id: 'router~10.2.0.5~gw.istio-system~istio-system.svc.cluster.local',
+    metadata: { CLUSTER_ID: 'c2', NETWORK: 'net-2' },
+  }).view;
   const [listener] = ldsGenerator.generate(MESH, view, VIEW_RESOURCES);
   expect(listener?.name).toBe(GATEWAY_LISTENER);
   return listener!.body as unknown as GatewayListener;

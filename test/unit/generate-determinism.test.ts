@@ -49,9 +49,10 @@ function setup(): { store: XdsStore; apply(text: string): void; clusterEncodes: 
 /** Every (type, view, name) → version the store holds. */
 function versions(store: XdsStore): Map<string, string> {
   const out = new Map<string, string>();
-  for (const view of VIEWS) for (const t of [TypeUrl.Cluster, TypeUrl.Endpoint, TypeUrl.Listener, TypeUrl.Route]) {
-    for (const e of store.table(t, view).entries()) out.set(`${view.role} ${t.split('.').pop()} ${e.name}`, e.version);
-  }
+  for (const view of VIEWS)
+    for (const t of [TypeUrl.Cluster, TypeUrl.Endpoint, TypeUrl.Listener, TypeUrl.Route]) {
+      for (const e of store.table(t, view).entries()) out.set(`${view.role} ${t.split('.').pop()} ${e.name}`, e.version);
+    }
   return out;
 }
 
@@ -66,7 +67,7 @@ describe('deterministic generation', () => {
     expect(versions(two.store)).toEqual(v);
   });
 
-  it('changes only the moved service\'s EDS when its endpoints change; every CDS version stays', () => {
+  it("changes only the moved service's EDS when its endpoints change; every CDS version stays", () => {
     const { store, apply, clusterEncodes } = setup();
     apply(meshText('10.0.0.1'));
     const before = versions(store);
@@ -74,7 +75,10 @@ describe('deterministic generation', () => {
     apply(meshText('10.0.0.7'));
     expect(clusterEncodes()).toBe(encodesBefore); // the same account serves it: clusters are not even re-derived
     const after = versions(store);
-    const changed = [...after].filter(([k, v]) => before.get(k) !== v).map(([k]) => k).sort();
+    const changed = [...after]
+      .filter(([k, v]) => before.get(k) !== v)
+      .map(([k]) => k)
+      .sort();
     // The gateway sees foo's pod (same network); the sidecar and gRPC client too. A proxyless gRPC
     // server is named by the address it binds, so the moved pod's server listener moves with it.
     const serverListener = (ip: string): string => `grpc Listener grpc/server?xds.resource.listening_address=${ip}:8080`;
@@ -85,18 +89,25 @@ describe('deterministic generation', () => {
       'sidecar ClusterLoadAssignment outbound|8080||foo.abc.svc.cluster.local',
     ]);
     expect(after.has(serverListener('10.0.0.1'))).toBe(false);
-    const others = (keys: Iterable<string>): string[] => [...keys].filter((k) => k !== serverListener('10.0.0.1') && k !== serverListener('10.0.0.7')).sort();
+    const others = (keys: Iterable<string>): string[] =>
+      [...keys].filter((k) => k !== serverListener('10.0.0.1') && k !== serverListener('10.0.0.7')).sort();
     expect(others(after.keys())).toEqual(others(before.keys()));
   });
 
-  it('re-derives a service\'s clusters when the identity serving it changes', () => {
+  it("re-derives a service's clusters when the identity serving it changes", () => {
     const { store, apply } = setup();
     apply(meshText('10.0.0.1'));
     const before = versions(store);
     apply(meshText('10.0.0.1', 'foo-v2'));
     const after = versions(store);
-    const changed = [...after].filter(([k, v]) => before.get(k) !== v).map(([k]) => k).sort();
+    const changed = [...after]
+      .filter(([k, v]) => before.get(k) !== v)
+      .map(([k]) => k)
+      .sort();
     // The SAN lists name foo's new account; the gateway's SNI cluster has no TLS of its own.
-    expect(changed).toEqual(['grpc Cluster outbound|8080||foo.abc.svc.cluster.local', 'sidecar Cluster outbound|8080||foo.abc.svc.cluster.local']);
+    expect(changed).toEqual([
+      'grpc Cluster outbound|8080||foo.abc.svc.cluster.local',
+      'sidecar Cluster outbound|8080||foo.abc.svc.cluster.local',
+    ]);
   });
 });

@@ -7,8 +7,19 @@ import { anyPack, timestampFromMs } from '@bufbuild/protobuf/wkt';
 import { describe, expect, it } from 'vitest';
 import { MetadataSchema } from '../../src/gen/istio/mcp/v1alpha1/metadata_pb.js';
 import { ResourceSchema } from '../../src/gen/istio/mcp/v1alpha1/resource_pb.js';
-import { ClientTLSSettings_TLSmode, ClientTLSSettingsSchema, DestinationRuleSchema, SubsetSchema, TrafficPolicySchema } from '../../src/gen/istio/networking/v1alpha3/destination_rule_pb.js';
-import { ServiceEntry_Location, ServiceEntry_Resolution, ServiceEntrySchema, ServicePortSchema } from '../../src/gen/istio/networking/v1alpha3/service_entry_pb.js';
+import {
+  ClientTLSSettings_TLSmode,
+  ClientTLSSettingsSchema,
+  DestinationRuleSchema,
+  SubsetSchema,
+  TrafficPolicySchema,
+} from '../../src/gen/istio/networking/v1alpha3/destination_rule_pb.js';
+import {
+  ServiceEntry_Location,
+  ServiceEntry_Resolution,
+  ServiceEntrySchema,
+  ServicePortSchema,
+} from '../../src/gen/istio/networking/v1alpha3/service_entry_pb.js';
 import { WorkloadSelectorSchema } from '../../src/gen/istio/networking/v1alpha3/sidecar_pb.js';
 import { WorkloadEntrySchema } from '../../src/gen/istio/networking/v1alpha3/workload_entry_pb.js';
 import { WorkloadSelectorSchema as TypeWorkloadSelectorSchema } from '../../src/gen/istio/type/v1beta1/selector_pb.js';
@@ -64,7 +75,12 @@ const metadata = {
 /** Each message fully set, and the field numbers istio/api gives it. */
 const CASES: ReadonlyArray<[string, DescMessage, object, number[]]> = [
   ['istio.mcp.v1alpha1.Metadata', MetadataSchema, metadata, [1, 2, 3, 4, 5]],
-  ['istio.mcp.v1alpha1.Resource', ResourceSchema, { metadata, body: anyPack(ServiceEntrySchema, create(ServiceEntrySchema, serviceEntry)) }, [1, 2]],
+  [
+    'istio.mcp.v1alpha1.Resource',
+    ResourceSchema,
+    { metadata, body: anyPack(ServiceEntrySchema, create(ServiceEntrySchema, serviceEntry)) },
+    [1, 2],
+  ],
   ['istio.networking.v1alpha3.ServiceEntry', ServiceEntrySchema, serviceEntry, [1, 2, 3, 4, 5, 6, 7, 8, 9]],
   ['istio.networking.v1alpha3.ServicePort', ServicePortSchema, serviceEntry.ports[0]!, [1, 2, 3, 4]],
   ['istio.networking.v1alpha3.WorkloadEntry', WorkloadEntrySchema, workloadEntry, [1, 2, 3, 4, 5, 6, 7]],
@@ -74,7 +90,12 @@ const CASES: ReadonlyArray<[string, DescMessage, object, number[]]> = [
   ['istio.networking.v1alpha3.TrafficPolicy', TrafficPolicySchema, { tls }, [4]],
   ['istio.networking.v1alpha3.Subset', SubsetSchema, destinationRule.subsets[0]!, [1, 2, 3]],
   ['istio.networking.v1alpha3.ClientTLSSettings', ClientTLSSettingsSchema, tls, [1, 2, 3, 4, 5, 6, 7, 8, 9]],
-  ['istio.v1.auth.IstioCertificateRequest', IstioCertificateRequestSchema, { csr: 'PEM', validityDuration: 86400n, metadata: { CertSigner: '' } }, [1, 3, 4]],
+  [
+    'istio.v1.auth.IstioCertificateRequest',
+    IstioCertificateRequestSchema,
+    { csr: 'PEM', validityDuration: 86400n, metadata: { CertSigner: '' } },
+    [1, 3, 4],
+  ],
   ['istio.v1.auth.IstioCertificateResponse', IstioCertificateResponseSchema, { certChain: ['leaf', 'root'] }, [1]],
 ];
 
@@ -87,7 +108,12 @@ describe('hand-written Istio protos', () => {
     expect([...new Set(scanFields(bytes).map((f) => f.field))].sort((a, b) => a - b)).toEqual(fields);
   });
 
-  it('writes enums with Istio\'s numbers', () => {
-    expect([ServiceEntry_Location.MESH_INTERNAL, ServiceEntry_Resolution.STATIC, ServiceEntry_Resolution.DNS, ClientTLSSettings_TLSmode.ISTIO_MUTUAL]).toEqual([1, 1, 2, 3]);
+  it("writes enums with Istio's numbers", () => {
+    expect([
+      ServiceEntry_Location.MESH_INTERNAL,
+      ServiceEntry_Resolution.STATIC,
+      ServiceEntry_Resolution.DNS,
+      ClientTLSSettings_TLSmode.ISTIO_MUTUAL,
+    ]).toEqual([1, 1, 2, 3]);
   });
 });

@@ -19,9 +19,23 @@ describe('JSON problem lines', () => {
     const mesh = {
       clusters: [{ id: 'c1', network: 'n1', root_ca_pem: 'not a pem' }],
       services: [
-        { name: 's0', namespace: 'a', cluster: 'c1', ports: [{ name: 'p', port: 80 }], endpoints: [{ address: '10.0.0.1' }, { address: 'nope' }] },
+        {
+          name: 's0',
+          namespace: 'a',
+          cluster: 'c1',
+          ports: [{ name: 'p', port: 80 }],
+          endpoints: [{ address: '10.0.0.1' }, { address: 'nope' }],
+        },
         { name: 's1', namespace: 'a', cluster: 'c1', ports: [{ name: 'p', port: 0 }], 'target\u0022port': 3, endpoints: [] },
-        { name: 's2', namespace: 'a', cluster: 'c9', ports: [{ name: 'p', port: 81 }, { name: 'p', port: 81 }] },
+        {
+          name: 's2',
+          namespace: 'a',
+          cluster: 'c9',
+          ports: [
+            { name: 'p', port: 81 },
+            { name: 'p', port: 81 },
+          ],
+        },
       ],
     };
     const text = JSON.stringify(mesh, null, 2);
@@ -34,6 +48,12 @@ describe('JSON problem lines', () => {
 
   it('a path not in the text gets the line of its deepest part that is', () => {
     const text = '{\n  "a": {\n    "b": [\n      1,\n      {"c": 2}\n    ]\n  },\n  "d": "x\\ny"\n}';
-    expect(jsonLines(text, [['a', 'b', 1, 'c'], ['a', 'b', 1, 'missing'], ['a', 'zz'], ['d'], ['nothing']])).toEqual([5, 5, 2, 8, undefined]);
+    expect(jsonLines(text, [['a', 'b', 1, 'c'], ['a', 'b', 1, 'missing'], ['a', 'zz'], ['d'], ['nothing']])).toEqual([
+      5,
+      5,
+      2,
+      8,
+      undefined,
+    ]);
   });
 });

@@ -10,12 +10,16 @@ describe('HostnameResolver', () => {
     let answer: string[] | Error = ['198.51.100.1'];
     let lookups = 0;
     let changes = 0;
-    const r = new HostnameResolver(() => changes++, 20, async (h) => {
-      lookups++;
-      if (h !== 'lb.example.com') throw new Error(`ENOTFOUND ${h}`);
-      if (answer instanceof Error) throw answer;
-      return answer;
-    });
+    const r = new HostnameResolver(
+      () => changes++,
+      20,
+      async (h) => {
+        lookups++;
+        if (h !== 'lb.example.com') throw new Error(`ENOTFOUND ${h}`);
+        if (answer instanceof Error) throw answer;
+        return answer;
+      },
+    );
     const resolved = (want: unknown) => vi.waitFor(() => expect(r.get('lb.example.com')).toEqual(want), WAIT); // resolution
     try {
       r.want(new Set(['lb.example.com']));

@@ -28,8 +28,10 @@ async function candidate(namespace: string, identity: string): Promise<LeaseLead
   return l;
 }
 
-const spec = (ns: string) => api.get('coordination.k8s.io/v1', 'Lease', ns, 'meshfed-leader')?.['spec'] as
-  { holderIdentity: string; leaseTransitions: number; leaseDurationSeconds: number; renewTime: string } | undefined;
+const spec = (ns: string) =>
+  api.get('coordination.k8s.io/v1', 'Lease', ns, 'meshfed-leader')?.['spec'] as
+    | { holderIdentity: string; leaseTransitions: number; leaseDurationSeconds: number; renewTime: string }
+    | undefined;
 
 describe('Lease leader election', () => {
   it('of two candidates exactly one leads, recorded in the Lease; the other follows while it renews', async () => {
@@ -60,7 +62,9 @@ describe('Lease leader election', () => {
   it('takes a Lease whose holder vanished only after it has seen the record unchanged for the lease duration', async () => {
     const old = '2020-01-01T00:00:00.000000Z';
     api.upsert({
-      apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name: 'meshfed-leader', namespace: 'three' },
+      apiVersion: 'coordination.k8s.io/v1',
+      kind: 'Lease',
+      metadata: { name: 'meshfed-leader', namespace: 'three' },
       spec: { holderIdentity: 'crashed-pod', leaseDurationSeconds: 2, acquireTime: old, renewTime: old, leaseTransitions: 4 },
     });
     const b = await candidate('three', 'pod-b');

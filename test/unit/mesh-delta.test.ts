@@ -11,8 +11,18 @@ import { Registry } from '../../src/registry/registry.js';
 import { contribution, endpoint } from '../helpers/model.js';
 
 const LISTENER = 'type.googleapis.com/envoy.config.listener.v3.Listener';
-const cluster = (id: string, network: string): MeshCluster => ({ id, network, domain: 'cluster.local', rootCaPem: '', gateways: [{ address: '192.0.2.1', port: 15443 }] });
-const listener = (name: string, port: number): RawResource => ({ typeUrl: LISTENER, name, body: { '@type': LISTENER, name, address: { socket_address: { port_value: port } } } });
+const cluster = (id: string, network: string): MeshCluster => ({
+  id,
+  network,
+  domain: 'cluster.local',
+  rootCaPem: '',
+  gateways: [{ address: '192.0.2.1', port: 15443 }],
+});
+const listener = (name: string, port: number): RawResource => ({
+  typeUrl: LISTENER,
+  name,
+  body: { '@type': LISTENER, name, address: { socket_address: { port_value: port } } },
+});
 
 function source(services: ServiceContribution[], raw: RawResource[] = [], clusters: MeshCluster[] = []): SourceMesh {
   return {
@@ -37,10 +47,29 @@ describe('MeshDelta', () => {
   it('keeps a worker equal to the registry through adds, endpoint changes, removals, raw resources and cluster changes', () => {
     const { registry, worker } = pipeline();
     const steps: Array<() => void> = [
-      () => registry.setSource('file', source([contribution('a', 'c1', 2), contribution('b', 'c1', 1)], [listener('l1', 80)], [cluster('c1', 'n1')])),
-      () => registry.setSource('kube', source([contribution('a', 'c2', [endpoint('10.2.0.1', { clusterId: 'c2', network: 'n2' })]), contribution('c', 'c2', 3)], [], [cluster('c2', 'n2')])),
-      () => registry.patchSource('file', { services: new Map([[contributionKey(contribution('b', 'c1', 0)), contribution('b', 'c1', 4)]]) }),
-      () => registry.patchSource('file', { raw: new Map([[rawKey(listener('l1', 0)), undefined], [rawKey(listener('l2', 0)), listener('l2', 81)]]) }),
+      () =>
+        registry.setSource(
+          'file',
+          source([contribution('a', 'c1', 2), contribution('b', 'c1', 1)], [listener('l1', 80)], [cluster('c1', 'n1')]),
+        ),
+      () =>
+        registry.setSource(
+          'kube',
+          source(
+            [contribution('a', 'c2', [endpoint('10.2.0.1', { clusterId: 'c2', network: 'n2' })]), contribution('c', 'c2', 3)],
+            [],
+            [cluster('c2', 'n2')],
+          ),
+        ),
+      () =>
+        registry.patchSource('file', { services: new Map([[contributionKey(contribution('b', 'c1', 0)), contribution('b', 'c1', 4)]]) }),
+      () =>
+        registry.patchSource('file', {
+          raw: new Map([
+            [rawKey(listener('l1', 0)), undefined],
+            [rawKey(listener('l2', 0)), listener('l2', 81)],
+          ]),
+        }),
       () => registry.patchSource('file', { clusters: new Map([['c1', { ...cluster('c1', 'n1'), gateways: [] }]]) }),
       () => registry.removeSource('kube'),
     ];
@@ -68,7 +97,10 @@ describe('MeshDelta', () => {
 
   it('brings a worker that joins late to the current snapshot from one full delta', () => {
     const { registry } = pipeline();
-    registry.setSource('file', source([contribution('a', 'c1', 2), contribution('b', 'c1', 1)], [listener('l1', 80)], [cluster('c1', 'n1')]));
+    registry.setSource(
+      'file',
+      source([contribution('a', 'c1', 2), contribution('b', 'c1', 1)], [listener('l1', 80)], [cluster('c1', 'n1')]),
+    );
     registry.flush();
     const late = applyMeshDelta(EMPTY_SNAPSHOT, deserialize(serialize(fullDelta(registry.snapshot, Date.now()))) as MeshDelta);
     expect(late).toEqual(registry.snapshot);

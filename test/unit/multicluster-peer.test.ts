@@ -30,28 +30,60 @@ describe('multicluster.json checks', () => {
     for (const bad of [{ ...ok, networkName: '' }, { ...ok, apiHost: undefined }, { ...ok, ingressGateways: undefined }, 'x']) {
       expect(checkMulticluster(bad, true)).toMatchObject({ ok: false });
     }
-    expect(checkMulticluster({ ...ok, networkName: '' }, true)).toEqual({ ok: false, message: 'networkName, apiHost must be non-empty and ingressGateways must be set' });
+    expect(checkMulticluster({ ...ok, networkName: '' }, true)).toEqual({
+      ok: false,
+      message: 'networkName, apiHost must be non-empty and ingressGateways must be set',
+    });
   });
   it('needs a gateway only when the peer is reached through one (MissingIngressGateways)', () => {
-    expect(checkMulticluster({ ...ok, ingressGateways: [] }, true)).toEqual({ ok: false, reason: 'MissingIngressGateways', message: 'enableIngressGateway is true but ingressGateways list is empty' });
+    expect(checkMulticluster({ ...ok, ingressGateways: [] }, true)).toEqual({
+      ok: false,
+      reason: 'MissingIngressGateways',
+      message: 'enableIngressGateway is true but ingressGateways list is empty',
+    });
     expect(checkMulticluster({ ...ok, ingressGateways: [] }, false)).toMatchObject({ ok: true });
   });
   it('refuses an apiHost meshfed would not dial as https, and a clusterID that is no cluster id', () => {
-    expect(checkMulticluster({ ...ok, apiHost: 'http://api.b.example.com' }, true)).toMatchObject({ ok: false, message: expect.stringContaining('must be https') });
+    expect(checkMulticluster({ ...ok, apiHost: 'http://api.b.example.com' }, true)).toMatchObject({
+      ok: false,
+      message: expect.stringContaining('must be https'),
+    });
     expect(checkMulticluster({ ...ok, apiHost: 'https://u:p@api.b.example.com' }, true)).toMatchObject({ ok: false });
     expect(checkMulticluster({ ...ok, clusterID: 'a/b' }, true)).toMatchObject({ ok: false });
-    expect(checkMulticluster({ ...ok, networkName: 'net\nwork' }, true)).toMatchObject({ ok: false, message: expect.stringContaining('networkName') });
-    expect(checkMulticluster({ ...ok, clusterID: 'cluster-local-123' }, true)).toMatchObject({ ok: true, value: { clusterID: 'cluster-local-123' } });
+    expect(checkMulticluster({ ...ok, networkName: 'net\nwork' }, true)).toMatchObject({
+      ok: false,
+      message: expect.stringContaining('networkName'),
+    });
+    expect(checkMulticluster({ ...ok, clusterID: 'cluster-local-123' }, true)).toMatchObject({
+      ok: true,
+      value: { clusterID: 'cluster-local-123' },
+    });
   });
   it('caps ingressGateways and requires an IP or DNS name and a port 1-65535 for each', () => {
     const gw = (address: string, port = 15443) => ({ ...ok, ingressGateways: [{ address, port }] });
-    expect(checkMulticluster({ ...ok, ingressGateways: Array.from({ length: 257 }, (_, i) => ({ address: `192.0.2.${i % 250}`, port: 15443 })) }, true)).toEqual({ ok: false, message: 'multicluster.json: 257 ingressGateways, more than 256' });
-    for (const bad of [gw('a b'), gw('http://x'), gw('-x.example.com'), gw('x'.repeat(64) + '.com'), gw('192.0.2.1', 0), gw('192.0.2.1', 65536)]) {
-      expect(checkMulticluster(bad, true)).toMatchObject({ ok: false, message: expect.stringMatching(/^multicluster.json: ingressGateways\[0\]/) });
+    expect(
+      checkMulticluster(
+        { ...ok, ingressGateways: Array.from({ length: 257 }, (_, i) => ({ address: `192.0.2.${i % 250}`, port: 15443 })) },
+        true,
+      ),
+    ).toEqual({ ok: false, message: 'multicluster.json: 257 ingressGateways, more than 256' });
+    for (const bad of [
+      gw('a b'),
+      gw('http://x'),
+      gw('-x.example.com'),
+      gw('x'.repeat(64) + '.com'),
+      gw('192.0.2.1', 0),
+      gw('192.0.2.1', 65536),
+    ]) {
+      expect(checkMulticluster(bad, true)).toMatchObject({
+        ok: false,
+        message: expect.stringMatching(/^multicluster.json: ingressGateways\[0\]/),
+      });
     }
-    for (const good of [gw('192.0.2.1'), gw('2001:db8::1'), gw('gw.b.example.com'), gw('gw-1.b.example.com', 65535)]) expect(checkMulticluster(good, true)).toMatchObject({ ok: true });
+    for (const good of [gw('192.0.2.1'), gw('2001:db8::1'), gw('gw.b.example.com'), gw('gw-1.b.example.com', 65535)])
+      expect(checkMulticluster(good, true)).toMatchObject({ ok: true });
   });
-  it('probes https://<apiHost>/api unless apiHost names its scheme (Deckhouse\'s rule)', () => {
+  it("probes https://<apiHost>/api unless apiHost names its scheme (Deckhouse's rule)", () => {
     expect(apiServerUrl('api.b.example.com:8443/')).toBe('https://api.b.example.com:8443');
     expect(apiServerUrl('https://api.b.example.com/prefix')).toBe('https://api.b.example.com/prefix');
   });
@@ -82,19 +114,42 @@ describe('the api token rule', () => {
   });
 });
 
-describe('a peer\'s remote cluster beside the remote Secrets', () => {
+describe("a peer's remote cluster beside the remote Secrets", () => {
   const remote = (over: Partial<PeerRemote> = {}): PeerRemote => ({
-    name: 'b', clusterId: 'cluster-b', server: 'https://api.b.example.com', ca: 'CA', token: 'tok', network: 'network-b', rootCaPem: 'root-b', gateways: [{ address: '192.0.2.1', port: 15443 }], ...over,
+    name: 'b',
+    clusterId: 'cluster-b',
+    server: 'https://api.b.example.com',
+    ca: 'CA',
+    token: 'tok',
+    network: 'network-b',
+    rootCaPem: 'root-b',
+    gateways: [{ address: '192.0.2.1', port: 15443 }],
+    ...over,
   });
-  const view = (peers: PeerRemote[], secrets: Map<string, unknown> = new Map()) => addPeerRemotes({ remotes: secrets as never, refused: [] }, peers, 'local', 'cluster.local', 'net-local');
+  const view = (peers: PeerRemote[], secrets: Map<string, unknown> = new Map()) =>
+    addPeerRemotes({ remotes: secrets as never, refused: [] }, peers, 'local', 'cluster.local', 'net-local');
 
-  it('is the kubeconfig Deckhouse writes: the CR\'s CA, the api token', () => {
+  it("is the kubeconfig Deckhouse writes: the CR's CA, the api token", () => {
     const spec = view([remote()]).remotes.get('cluster-b')!;
-    expect(spec).toMatchObject({ id: 'cluster-b', secret: 'multicluster/b', network: 'network-b', domain: 'cluster.local', peer: { name: 'b', rootCaPem: 'root-b' } });
-    const kc = parse(spec.kubeconfig) as { clusters: Array<{ cluster: Record<string, unknown> }>; users: Array<{ user: Record<string, unknown> }> };
-    expect(kc.clusters[0]!.cluster).toEqual({ server: 'https://api.b.example.com', 'certificate-authority-data': Buffer.from('CA').toString('base64') });
+    expect(spec).toMatchObject({
+      id: 'cluster-b',
+      secret: 'multicluster/b',
+      network: 'network-b',
+      domain: 'cluster.local',
+      peer: { name: 'b', rootCaPem: 'root-b' },
+    });
+    const kc = parse(spec.kubeconfig) as {
+      clusters: Array<{ cluster: Record<string, unknown> }>;
+      users: Array<{ user: Record<string, unknown> }>;
+    };
+    expect(kc.clusters[0]!.cluster).toEqual({
+      server: 'https://api.b.example.com',
+      'certificate-authority-data': Buffer.from('CA').toString('base64'),
+    });
     expect(kc.users[0]!.user).toEqual({ token: 'tok' });
-    expect(parse(view([remote({ ca: undefined, insecureSkipVerify: true })]).remotes.get('cluster-b')!.kubeconfig)).toMatchObject({ clusters: [{ cluster: { 'insecure-skip-tls-verify': true } }] });
+    expect(parse(view([remote({ ca: undefined, insecureSkipVerify: true })]).remotes.get('cluster-b')!.kubeconfig)).toMatchObject({
+      clusters: [{ cluster: { 'insecure-skip-tls-verify': true } }],
+    });
   });
 
   it('needs new watches for a new token, server or network, not for a new root or gateways', () => {
@@ -108,9 +163,13 @@ describe('a peer\'s remote cluster beside the remote Secrets', () => {
 
   it('is on the local network when flat, and refused for an id the local cluster or a Secret already has', () => {
     expect(view([remote({ network: undefined })]).remotes.get('cluster-b')!.network).toBe('net-local');
-    expect(view([remote({ clusterId: 'local' })]).refused).toEqual([{ secret: 'multicluster/b', id: 'local', reason: 'this is the local cluster\'s own id' }]);
+    expect(view([remote({ clusterId: 'local' })]).refused).toEqual([
+      { secret: 'multicluster/b', id: 'local', reason: "this is the local cluster's own id" },
+    ]);
     const bySecret = view([remote()], new Map([['cluster-b', { secret: 'meshfed/istio-remote-secret-x' }]]));
-    expect(bySecret.refused).toEqual([{ secret: 'multicluster/b', id: 'cluster-b', reason: 'already named by meshfed/istio-remote-secret-x' }]);
+    expect(bySecret.refused).toEqual([
+      { secret: 'multicluster/b', id: 'cluster-b', reason: 'already named by meshfed/istio-remote-secret-x' },
+    ]);
     expect(bySecret.remotes.get('cluster-b')).toEqual({ secret: 'meshfed/istio-remote-secret-x' });
   });
 
@@ -132,13 +191,15 @@ describe('the controller with a multicluster peer', () => {
   const remotes: PeerRemote[][] = [];
   let ctl: PeerController;
 
-  const probe = (): Promise<PeerRow> => new Promise((resolve) => {
-    const off = ctl.onProbe(() => (off(), resolve(ctl.rows()[0]!)));
-    ctl.pollAll();
-  });
+  const probe = (): Promise<PeerRow> =>
+    new Promise((resolve) => {
+      const off = ctl.onProbe(() => (off(), resolve(ctl.rows()[0]!)));
+      ctl.pollAll();
+    });
   const apiCondition = async (): Promise<PeerRow['api']> => (await probe()).api;
   const metrics = new client.Registry();
-  const apiCheckError = async (): Promise<number | undefined> => (await metrics.getSingleMetric('meshfed_multicluster_api_host_check_error_count')!.get()).values[0]?.value;
+  const apiCheckError = async (): Promise<number | undefined> =>
+    (await metrics.getSingleMetric('meshfed_multicluster_api_host_check_error_count')!.get()).values[0]?.value;
 
   beforeAll(async () => {
     const pki = testPki();
@@ -149,7 +210,13 @@ describe('the controller with a multicluster peer', () => {
     await new Promise<void>((r) => api.listen(0, '127.0.0.1', r));
     apiPort = (api.address() as AddressInfo).port;
     peer = await startPeerServer(
-      { uuid: B_UUID, rootCA: 'root-b', ingressGateways: [{ address: '192.0.2.20', port: 15443 }], publicServices: [], multicluster: { apiHost: `127.0.0.1:${apiPort}`, networkName: 'network-b' } },
+      {
+        uuid: B_UUID,
+        rootCA: 'root-b',
+        ingressGateways: [{ address: '192.0.2.20', port: 15443 }],
+        publicServices: [],
+        multicluster: { apiHost: `127.0.0.1:${apiPort}`, networkName: 'network-b' },
+      },
       () => [idA],
     );
     const registry = new Registry({ quietMs: 0, maxMs: 0 }, () => undefined, silent);
@@ -161,12 +228,20 @@ describe('the controller with a multicluster peer', () => {
       fetchTimeoutMs: 2000,
       maxPublicBytes: 1 << 20,
       maxPrivateBytes: 1 << 20,
-      source: new FederationSource(registry, { staleAfterMs: 1e6, withdrawAfterMs: 2e6, maxDropShare: 0.5, confirmAfterMs: 1e6, dropWindowMs: 1e4 }, silent),
+      source: new FederationSource(
+        registry,
+        { staleAfterMs: 1e6, withdrawAfterMs: 2e6, maxDropShare: 0.5, confirmAfterMs: 1e6, dropWindowMs: 1e4 },
+        silent,
+      ),
       log: silent,
     });
     ctl.useRemoteClusters({ setPeerRemotes: (r) => remotes.push([...r]), clusterStatus: () => undefined });
     registerPeerMetrics(metrics, () => ctl.rows());
-    ctl.setPeers('file', [{ name: 'b', metadataEndpoint: peer.endpoint, metadata: { ca: peer.caPem }, enableIngressGateway: true }], 'multicluster');
+    ctl.setPeers(
+      'file',
+      [{ name: 'b', metadataEndpoint: peer.endpoint, metadata: { ca: peer.caPem }, enableIngressGateway: true }],
+      'multicluster',
+    );
   });
   afterAll(async () => {
     ctl.stop();
@@ -182,7 +257,11 @@ describe('the controller with a multicluster peer', () => {
       trustDomain: 'cluster.local',
       public: { status: 'True', reason: 'Succeeded', message: 'Public metadata exchange succeeded.' },
       private: { status: 'True', reason: 'Succeeded', message: 'Private metadata exchange succeeded.' },
-      api: { status: 'True', reason: 'RemoteAPIReachable', message: `GET https://127.0.0.1:${apiPort}/api returned HTTP 200 with kind APIVersions` },
+      api: {
+        status: 'True',
+        reason: 'RemoteAPIReachable',
+        message: `GET https://127.0.0.1:${apiPort}/api returned HTTP 200 with kind APIVersions`,
+      },
       gateways: ['192.0.2.20:15443'],
     });
     expect(seen.at(-1)).toBe('/api Bearer ');
@@ -191,7 +270,16 @@ describe('the controller with a multicluster peer', () => {
     expect(handed).toHaveLength(1);
     const { token, ...rest } = handed[0]!;
     // No clusterID in the metadata: Deckhouse's formula from the peer's UUID and the (shared) cluster domain.
-    expect(rest).toEqual({ name: 'b', clusterId: `cluster-local-${adler(B_UUID)}`, server: `https://127.0.0.1:${apiPort}`, ca: peer.caPem, insecureSkipVerify: undefined, network: 'network-b', rootCaPem: 'root-b', gateways: [{ address: '192.0.2.20', port: 15443 }] });
+    expect(rest).toEqual({
+      name: 'b',
+      clusterId: `cluster-local-${adler(B_UUID)}`,
+      server: `https://127.0.0.1:${apiPort}`,
+      ca: peer.caPem,
+      insecureSkipVerify: undefined,
+      network: 'network-b',
+      rootCaPem: 'root-b',
+      gateways: [{ address: '192.0.2.20', port: 15443 }],
+    });
     expect(decodeJwt(token)).toMatchObject({ scope: 'api', aud: B_UUID });
   });
 
@@ -202,14 +290,18 @@ describe('the controller with a multicluster peer', () => {
     expect(remotes.length).toBe(n);
   });
 
-  it('maps the probe\'s outcome to Deckhouse\'s reasons', async () => {
+  it("maps the probe's outcome to Deckhouse's reasons", async () => {
     answer = { status: 403, body: 'forbidden' };
     expect(await apiCondition()).toMatchObject({ status: 'False', reason: 'RemoteAPIBadResponse' });
     expect(await apiCheckError()).toBe(1);
     answer = { status: 200, body: '<html>' };
     expect(await apiCondition()).toMatchObject({ status: 'False', reason: 'RemoteAPIInvalidResponse' });
     answer = { status: 200, body: JSON.stringify({ kind: 'Status' }) };
-    expect(await apiCondition()).toMatchObject({ status: 'False', reason: 'RemoteAPIUnexpectedResponse', message: expect.stringContaining('expected kind APIVersions, got "Status"') });
+    expect(await apiCondition()).toMatchObject({
+      status: 'False',
+      reason: 'RemoteAPIUnexpectedResponse',
+      message: expect.stringContaining('expected kind APIVersions, got "Status"'),
+    });
     answer = { status: 200, body: JSON.stringify({ kind: 'APIVersions' }) };
     expect(await apiCondition()).toMatchObject({ status: 'True', reason: 'RemoteAPIReachable' });
   });
@@ -220,7 +312,11 @@ describe('the controller with a multicluster peer', () => {
     try {
       const r = await probe();
       expect(r.public).toMatchObject({ status: 'False', reason: 'NonOKResponse' });
-      expect(r.private).toEqual({ status: 'Unknown', reason: 'AwaitingPublic', message: 'Public metadata exchange has not succeeded yet.' });
+      expect(r.private).toEqual({
+        status: 'Unknown',
+        reason: 'AwaitingPublic',
+        message: 'Public metadata exchange has not succeeded yet.',
+      });
       expect(r.api).toEqual({ status: 'Unknown', reason: 'AwaitingPrivate', message: 'Private metadata exchange has not succeeded yet.' });
       expect(await apiCheckError()).toBe(0); // not probed: no probe failed
     } finally {
@@ -239,7 +335,11 @@ describe('the controller with a multicluster peer', () => {
   });
 
   it('enableIngressGateway: false is a flat network: no network of its own, no gateways', async () => {
-    ctl.setPeers('file', [{ name: 'b', metadataEndpoint: peer.endpoint, metadata: { ca: peer.caPem }, enableIngressGateway: false }], 'multicluster');
+    ctl.setPeers(
+      'file',
+      [{ name: 'b', metadataEndpoint: peer.endpoint, metadata: { ca: peer.caPem }, enableIngressGateway: false }],
+      'multicluster',
+    );
     await probe();
     expect(remotes.at(-1)![0]).toMatchObject({ network: undefined, gateways: [] });
   });
@@ -250,16 +350,32 @@ describe('the controller with a multicluster peer', () => {
     const registry = new Registry({ quietMs: 0, maxMs: 0 }, () => undefined, silent);
     const handed: PeerRemote[][] = [];
     const c = new PeerController({
-      localTrustDomain: 'cluster.local', mintToken: idA.mint, isLeader: () => true, pollIntervalMs: 3_600_000, fetchTimeoutMs: 2000, maxPublicBytes: 1 << 20, maxPrivateBytes: 1 << 20,
-      source: new FederationSource(registry, { staleAfterMs: 1e6, withdrawAfterMs: 2e6, maxDropShare: 0.5, confirmAfterMs: 1e6, dropWindowMs: 1e4 }, silent),
-      storedApiToken: (name, aud) => (asked.push(`${name} ${aud}`), Promise.resolve({ token: kept, audience: aud, exp: decodeJwt(kept).exp! })),
+      localTrustDomain: 'cluster.local',
+      mintToken: idA.mint,
+      isLeader: () => true,
+      pollIntervalMs: 3_600_000,
+      fetchTimeoutMs: 2000,
+      maxPublicBytes: 1 << 20,
+      maxPrivateBytes: 1 << 20,
+      source: new FederationSource(
+        registry,
+        { staleAfterMs: 1e6, withdrawAfterMs: 2e6, maxDropShare: 0.5, confirmAfterMs: 1e6, dropWindowMs: 1e4 },
+        silent,
+      ),
+      storedApiToken: (name, aud) => (
+        asked.push(`${name} ${aud}`), Promise.resolve({ token: kept, audience: aud, exp: decodeJwt(kept).exp! })
+      ),
       log: silent,
     });
     try {
       c.useRemoteClusters({ setPeerRemotes: (r) => handed.push([...r]), clusterStatus: () => undefined });
       await new Promise<void>((resolve) => {
         const off = c.onProbe(() => (off(), resolve()));
-        c.setPeers('file', [{ name: 'b', metadataEndpoint: peer.endpoint, metadata: { ca: peer.caPem }, enableIngressGateway: true }], 'multicluster');
+        c.setPeers(
+          'file',
+          [{ name: 'b', metadataEndpoint: peer.endpoint, metadata: { ca: peer.caPem }, enableIngressGateway: true }],
+          'multicluster',
+        );
       });
       expect(handed.at(-1)![0]!.token).toBe(kept);
       expect(asked).toEqual([`b ${B_UUID}`]);
@@ -272,32 +388,64 @@ describe('the controller with a multicluster peer', () => {
     const registry = new Registry({ quietMs: 0, maxMs: 0 }, () => undefined, silent);
     const handed: PeerRemote[][] = [];
     const c = new PeerController({
-      localTrustDomain: 'td.example', localClusterDomain: 'cluster.local', mintToken: idA.mint, isLeader: () => true, pollIntervalMs: 3_600_000, fetchTimeoutMs: 2000, maxPublicBytes: 1 << 20, maxPrivateBytes: 1 << 20,
-      source: new FederationSource(registry, { staleAfterMs: 1e6, withdrawAfterMs: 2e6, maxDropShare: 0.5, confirmAfterMs: 1e6, dropWindowMs: 1e4 }, silent),
+      localTrustDomain: 'td.example',
+      localClusterDomain: 'cluster.local',
+      mintToken: idA.mint,
+      isLeader: () => true,
+      pollIntervalMs: 3_600_000,
+      fetchTimeoutMs: 2000,
+      maxPublicBytes: 1 << 20,
+      maxPrivateBytes: 1 << 20,
+      source: new FederationSource(
+        registry,
+        { staleAfterMs: 1e6, withdrawAfterMs: 2e6, maxDropShare: 0.5, confirmAfterMs: 1e6, dropWindowMs: 1e4 },
+        silent,
+      ),
       log: silent,
     });
     try {
       c.useRemoteClusters({ setPeerRemotes: (r) => handed.push([...r]), clusterStatus: () => undefined });
       await new Promise<void>((resolve) => {
         const off = c.onProbe(() => (off(), resolve()));
-        c.setPeers('file', [{ name: 'b', metadataEndpoint: peer.endpoint, metadata: { ca: peer.caPem }, enableIngressGateway: true }], 'multicluster');
+        c.setPeers(
+          'file',
+          [{ name: 'b', metadataEndpoint: peer.endpoint, metadata: { ca: peer.caPem }, enableIngressGateway: true }],
+          'multicluster',
+        );
       });
-      expect(c.rows()[0]!.public).toEqual({ status: 'False', reason: 'ClusterDomainNotTrustDomain', message: expect.stringContaining('domain cluster.local is not its trust domain td.example') });
+      expect(c.rows()[0]!.public).toEqual({
+        status: 'False',
+        reason: 'ClusterDomainNotTrustDomain',
+        message: expect.stringContaining('domain cluster.local is not its trust domain td.example'),
+      });
       expect(handed.flat()).toEqual([]);
     } finally {
       c.stop();
     }
   });
 
-  it('refuses a networkName that is the local network or another cluster\'s (InvalidPrivateMetadata), keeping the remote cluster as it was', async () => {
-    ctl.setPeers('file', [{ name: 'b', metadataEndpoint: peer.endpoint, metadata: { ca: peer.caPem }, enableIngressGateway: true }], 'multicluster');
+  it("refuses a networkName that is the local network or another cluster's (InvalidPrivateMetadata), keeping the remote cluster as it was", async () => {
+    ctl.setPeers(
+      'file',
+      [{ name: 'b', metadataEndpoint: peer.endpoint, metadata: { ca: peer.caPem }, enableIngressGateway: true }],
+      'multicluster',
+    );
     await vi.waitFor(() => expect(remotes.at(-1)?.[0]).toMatchObject({ network: 'network-b' }), { timeout: 10_000, interval: 20 }); // through its gateways
     await probe();
     const owners: Record<string, string> = { 'network-b': 'the local cluster cluster-a' };
-    ctl.useRemoteClusters({ setPeerRemotes: (r) => remotes.push([...r]), clusterStatus: () => undefined, networkOwner: (net) => owners[net] });
+    ctl.useRemoteClusters({
+      setPeerRemotes: (r) => remotes.push([...r]),
+      clusterStatus: () => undefined,
+      networkOwner: (net) => owners[net],
+    });
     const n = remotes.length;
     try {
-      expect((await probe()).private).toEqual({ status: 'False', reason: 'InvalidPrivateMetadata', message: 'multicluster.json: networkName network-b is the network of the local cluster cluster-a; a peer reached through its gateways needs its own; the remote cluster keeps being watched with the last good metadata' });
+      expect((await probe()).private).toEqual({
+        status: 'False',
+        reason: 'InvalidPrivateMetadata',
+        message:
+          'multicluster.json: networkName network-b is the network of the local cluster cluster-a; a peer reached through its gateways needs its own; the remote cluster keeps being watched with the last good metadata',
+      });
       expect(remotes.length).toBe(n);
     } finally {
       delete owners['network-b'];
@@ -305,17 +453,32 @@ describe('the controller with a multicluster peer', () => {
     expect((await probe()).private).toMatchObject({ status: 'True' });
   });
 
-  it('after a restart with the peer\'s metadata endpoint down, watches its remote cluster from the metadata its CR\'s status caches', async () => {
+  it("after a restart with the peer's metadata endpoint down, watches its remote cluster from the metadata its CR's status caches", async () => {
     const registry = new Registry({ quietMs: 0, maxMs: 0 }, () => undefined, silent);
     const handed: PeerRemote[][] = [];
     const c = new PeerController({
-      localTrustDomain: 'cluster.local', mintToken: idA.mint, isLeader: () => true, pollIntervalMs: 3_600_000, fetchTimeoutMs: 2000, maxPublicBytes: 1 << 20, maxPrivateBytes: 1 << 20,
-      source: new FederationSource(registry, { staleAfterMs: 1e6, withdrawAfterMs: 2e6, maxDropShare: 0.5, confirmAfterMs: 1e6, dropWindowMs: 1e4 }, silent),
+      localTrustDomain: 'cluster.local',
+      mintToken: idA.mint,
+      isLeader: () => true,
+      pollIntervalMs: 3_600_000,
+      fetchTimeoutMs: 2000,
+      maxPublicBytes: 1 << 20,
+      maxPrivateBytes: 1 << 20,
+      source: new FederationSource(
+        registry,
+        { staleAfterMs: 1e6, withdrawAfterMs: 2e6, maxDropShare: 0.5, confirmAfterMs: 1e6, dropWindowMs: 1e4 },
+        silent,
+      ),
       log: silent,
     });
     const cache = {
       public: { clusterUUID: B_UUID, authnKeyPub: 'peer key', rootCA: 'root-b' },
-      private: { ingressGateways: [{ address: '192.0.2.20', port: 15443 }], apiHost: 'api.b.example.com', networkName: 'network-b', clusterID: 'cluster-b' },
+      private: {
+        ingressGateways: [{ address: '192.0.2.20', port: 15443 }],
+        apiHost: 'api.b.example.com',
+        networkName: 'network-b',
+        clusterID: 'cluster-b',
+      },
     };
     c.useStatusSink({ conditions: () => undefined, metadataCache: () => cache, patch: () => Promise.resolve() }, 'multicluster');
     try {
@@ -324,8 +487,20 @@ describe('the controller with a multicluster peer', () => {
         const off = c.onProbe(() => (off(), resolve()));
         c.setPeers('kube', [{ name: 'b', metadataEndpoint: 'https://127.0.0.1:1/metadata/', enableIngressGateway: true }], 'multicluster');
       });
-      expect(c.rows()[0]!.public).toMatchObject({ status: 'False', reason: 'FetchFailed', message: expect.stringContaining('the remote cluster keeps being watched with the last good metadata') });
-      expect(handed.at(-1)).toEqual([expect.objectContaining({ name: 'b', clusterId: 'cluster-b', server: 'https://api.b.example.com', network: 'network-b', rootCaPem: 'root-b' })]);
+      expect(c.rows()[0]!.public).toMatchObject({
+        status: 'False',
+        reason: 'FetchFailed',
+        message: expect.stringContaining('the remote cluster keeps being watched with the last good metadata'),
+      });
+      expect(handed.at(-1)).toEqual([
+        expect.objectContaining({
+          name: 'b',
+          clusterId: 'cluster-b',
+          server: 'https://api.b.example.com',
+          network: 'network-b',
+          rootCaPem: 'root-b',
+        }),
+      ]);
       expect(decodeJwt(handed.at(-1)![0]!.token)).toMatchObject({ scope: 'api', aud: B_UUID });
     } finally {
       c.stop();
@@ -349,17 +524,34 @@ function adler(s: string): number {
 }
 
 describe('meshfed status with a multicluster peer', () => {
-  it('shows the API probe and the remote cluster\'s sync state, and why a condition is not True', () => {
+  it("shows the API probe and the remote cluster's sync state, and why a condition is not True", () => {
     const cond = (status: string, reason: string, message = '') => ({ status, reason, message });
-    const table = peerTable([{
-      name: 'cluster-b', kind: 'multicluster', origin: 'kube', trustDomain: 'cluster.local', metadataEndpoint: 'https://m.b/metadata/', clusterUUID: B_UUID,
-      public: cond('True', 'Succeeded'), private: cond('True', 'Succeeded'), api: cond('False', 'RemoteAPIUnreachable', 'GET https://api.b/api: connect ECONNREFUSED'),
-      remoteCluster: { id: 'cluster-b', server: 'https://api.b', network: 'network-b', state: 'stale', endpoints: 10, rotating: true },
-      lastSuccess: '2026-12-03T13:00:00Z', fetchError: 0, gateways: ['192.0.2.20:15443'],
-    }]);
+    const table = peerTable([
+      {
+        name: 'cluster-b',
+        kind: 'multicluster',
+        origin: 'kube',
+        trustDomain: 'cluster.local',
+        metadataEndpoint: 'https://m.b/metadata/',
+        clusterUUID: B_UUID,
+        public: cond('True', 'Succeeded'),
+        private: cond('True', 'Succeeded'),
+        api: cond('False', 'RemoteAPIUnreachable', 'GET https://api.b/api: connect ECONNREFUSED'),
+        remoteCluster: { id: 'cluster-b', server: 'https://api.b', network: 'network-b', state: 'stale', endpoints: 10, rotating: true },
+        lastSuccess: '2026-12-03T13:00:00Z',
+        fetchError: 0,
+        gateways: ['192.0.2.20:15443'],
+      },
+    ]);
     const [head, row, , problem] = table.split('\n');
-    expect(head).toMatch(/^NAME\s+KIND\s+TRUST DOMAIN\s+UUID\s+PUBLIC\s+PRIVATE\s+API\s+LAST SUCCESS\s+SERVICES\s+GATEWAYS\s+REMOTE CLUSTER\s+IMPORTS$/);
-    expect(row).toMatch(new RegExp(`^cluster-b\\s+multicluster\\s+cluster.local\\s+${B_UUID}\\s+Ready\\s+Ready\\s+RemoteAPIUnreachable\\s+\\S+\\s+-\\s+192.0.2.20:15443\\s+cluster-b stale \\(rotating\\) 10 endpoints\\s+-$`));
+    expect(head).toMatch(
+      /^NAME\s+KIND\s+TRUST DOMAIN\s+UUID\s+PUBLIC\s+PRIVATE\s+API\s+LAST SUCCESS\s+SERVICES\s+GATEWAYS\s+REMOTE CLUSTER\s+IMPORTS$/,
+    );
+    expect(row).toMatch(
+      new RegExp(
+        `^cluster-b\\s+multicluster\\s+cluster.local\\s+${B_UUID}\\s+Ready\\s+Ready\\s+RemoteAPIUnreachable\\s+\\S+\\s+-\\s+192.0.2.20:15443\\s+cluster-b stale \\(rotating\\) 10 endpoints\\s+-$`,
+      ),
+    );
     expect(problem).toBe('  cluster-b: RemoteAPIUnreachable: GET https://api.b/api: connect ECONNREFUSED');
   });
 });

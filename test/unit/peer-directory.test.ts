@@ -24,8 +24,18 @@ let handed: PeerRemote[][];
 function controller(clusterStatus: PeerControllerStatus = () => undefined): PeerController {
   const registry = new Registry({ quietMs: 0, maxMs: 0 }, () => undefined, silent);
   const c = new PeerController({
-    localTrustDomain: 'cluster.local', mintToken: idA.mint, isLeader: () => true, pollIntervalMs: 3_600_000, fetchTimeoutMs: 2000, maxPublicBytes: 1 << 20, maxPrivateBytes: 1 << 20,
-    source: new FederationSource(registry, { staleAfterMs: 1e6, withdrawAfterMs: 2e6, maxDropShare: 0.5, confirmAfterMs: 1e6, dropWindowMs: 1e4 }, silent),
+    localTrustDomain: 'cluster.local',
+    mintToken: idA.mint,
+    isLeader: () => true,
+    pollIntervalMs: 3_600_000,
+    fetchTimeoutMs: 2000,
+    maxPublicBytes: 1 << 20,
+    maxPrivateBytes: 1 << 20,
+    source: new FederationSource(
+      registry,
+      { staleAfterMs: 1e6, withdrawAfterMs: 2e6, maxDropShare: 0.5, confirmAfterMs: 1e6, dropWindowMs: 1e4 },
+      silent,
+    ),
     log: silent,
   });
   handed = [];
@@ -36,8 +46,20 @@ type PeerControllerStatus = (id: string) => ClusterStatus | undefined;
 const row = (name: string) => ctl.rows().find((r) => r.name === name);
 
 beforeAll(async () => {
-  mc = await startPeerServer({ uuid: B_UUID, rootCA: 'root-b', ingressGateways: [{ address: '192.0.2.20', port: 15443 }], publicServices: [], multicluster: { apiHost: '127.0.0.1:1', networkName: 'network-b' } }, () => [idA]);
-  fed = await startPeerServer({ uuid: F_UUID, rootCA: 'root-f', ingressGateways: [{ address: '192.0.2.30', port: 15443 }], publicServices: [] }, () => [idA]);
+  mc = await startPeerServer(
+    {
+      uuid: B_UUID,
+      rootCA: 'root-b',
+      ingressGateways: [{ address: '192.0.2.20', port: 15443 }],
+      publicServices: [],
+      multicluster: { apiHost: '127.0.0.1:1', networkName: 'network-b' },
+    },
+    () => [idA],
+  );
+  fed = await startPeerServer(
+    { uuid: F_UUID, rootCA: 'root-f', ingressGateways: [{ address: '192.0.2.30', port: 15443 }], publicServices: [] },
+    () => [idA],
+  );
 });
 afterEach(() => ctl?.stop());
 afterAll(async () => {
@@ -47,22 +69,36 @@ afterAll(async () => {
 describe('token scopes by peer kind', () => {
   it('accepts api and private-multicluster only from multicluster peers, private-federation only from federation peers', async () => {
     ctl = controller();
-    ctl.setPeers('file', [{ name: 'b', metadataEndpoint: mc.endpoint, metadata: { ca: mc.caPem }, enableIngressGateway: true }], 'multicluster');
+    ctl.setPeers(
+      'file',
+      [{ name: 'b', metadataEndpoint: mc.endpoint, metadata: { ca: mc.caPem }, enableIngressGateway: true }],
+      'multicluster',
+    );
     ctl.setPeers('file', [{ name: 'f', trustDomain: 'f.example', metadataEndpoint: fed.endpoint, metadata: { ca: fed.caPem } }]);
-    await vi.waitFor(() => {
-      expect(row('b')?.private.status).toBe('True');
-      expect(row('f')?.private.status).toBe('True');
-    }, { timeout: 10_000, interval: 20 }); // both polled
-    const scopes = (uuid: string): TokenScope[] => (['api', 'private-multicluster', 'private-federation'] as const).filter((s) => ctl.publicMetadata(uuid, s));
+    await vi.waitFor(
+      () => {
+        expect(row('b')?.private.status).toBe('True');
+        expect(row('f')?.private.status).toBe('True');
+      },
+      { timeout: 10_000, interval: 20 },
+    ); // both polled
+    const scopes = (uuid: string): TokenScope[] =>
+      (['api', 'private-multicluster', 'private-federation'] as const).filter((s) => ctl.publicMetadata(uuid, s));
     expect(scopes(B_UUID)).toEqual(['api', 'private-multicluster']);
     expect(scopes(F_UUID)).toEqual(['private-federation']);
   });
 
-  it('verifyPeerToken asks the directory for the token\'s scope', async () => {
-    const peers: PeerDirectory = { publicMetadata: (uuid, scope) => (scope === 'api' ? { clusterUUID: uuid, authnKeyPub: idA.publicPem, rootCA: '' } : undefined) };
+  it("verifyPeerToken asks the directory for the token's scope", async () => {
+    const peers: PeerDirectory = {
+      publicMetadata: (uuid, scope) => (scope === 'api' ? { clusterUUID: uuid, authnKeyPub: idA.publicPem, rootCA: '' } : undefined),
+    };
     const token = (scope: string) => idA.mint(B_UUID, scope, 60);
-    await expect(verifyPeerToken(`Bearer ${await token('api')}`, { clusterUuid: B_UUID, scope: 'api', peers })).resolves.toEqual({ peer: A_UUID });
-    await expect(verifyPeerToken(`Bearer ${await token('private-federation')}`, { clusterUuid: B_UUID, scope: 'private-federation', peers })).rejects.toMatchObject({ reason: 'unknown_peer' });
+    await expect(verifyPeerToken(`Bearer ${await token('api')}`, { clusterUuid: B_UUID, scope: 'api', peers })).resolves.toEqual({
+      peer: A_UUID,
+    });
+    await expect(
+      verifyPeerToken(`Bearer ${await token('private-federation')}`, { clusterUuid: B_UUID, scope: 'private-federation', peers }),
+    ).rejects.toMatchObject({ reason: 'unknown_peer' });
   });
 });
 
@@ -70,31 +106,57 @@ describe('one clusterUUID, two peers', () => {
   it('the peer declared first keeps it; the other is refused (DuplicateClusterUUID) and gets no remote cluster', async () => {
     ctl = controller();
     // aaa sorts first but was declared after bbb: it claims bbb's UUID (the same metadata here).
-    ctl.setPeers('file', [
-      { name: 'aaa', metadataEndpoint: mc.endpoint, metadata: { ca: mc.caPem }, enableIngressGateway: true, createdAt: 2000 },
-      { name: 'bbb', metadataEndpoint: mc.endpoint, metadata: { ca: mc.caPem }, enableIngressGateway: true, createdAt: 1000 },
-    ], 'multicluster');
-    await vi.waitFor(() => {
-      expect(row('aaa')?.public).toMatchObject({ status: 'False', reason: 'DuplicateClusterUUID', message: `clusterUUID ${B_UUID} is already held by multicluster peer bbb, declared first` });
-      expect(row('bbb')?.private.status).toBe('True');
-      expect(handed.at(-1)?.map((r) => r.name)).toEqual(['bbb']);
-    }, { timeout: 10_000, interval: 20 }); // aaa refused
+    ctl.setPeers(
+      'file',
+      [
+        { name: 'aaa', metadataEndpoint: mc.endpoint, metadata: { ca: mc.caPem }, enableIngressGateway: true, createdAt: 2000 },
+        { name: 'bbb', metadataEndpoint: mc.endpoint, metadata: { ca: mc.caPem }, enableIngressGateway: true, createdAt: 1000 },
+      ],
+      'multicluster',
+    );
+    await vi.waitFor(
+      () => {
+        expect(row('aaa')?.public).toMatchObject({
+          status: 'False',
+          reason: 'DuplicateClusterUUID',
+          message: `clusterUUID ${B_UUID} is already held by multicluster peer bbb, declared first`,
+        });
+        expect(row('bbb')?.private.status).toBe('True');
+        expect(handed.at(-1)?.map((r) => r.name)).toEqual(['bbb']);
+      },
+      { timeout: 10_000, interval: 20 },
+    ); // aaa refused
     expect(row('aaa')?.clusterUUID).toBeUndefined();
     expect(ctl.publicMetadata(B_UUID, 'api')).toEqual({ clusterUUID: B_UUID, authnKeyPub: 'peer key', rootCA: 'root-b' });
   });
 });
 
 describe('one clusterUUID, after a restart', () => {
-  it('a peer declared later is refused before any token is minted for the UUID an earlier one\'s CR status caches, while that one\'s endpoint is down', async () => {
+  it("a peer declared later is refused before any token is minted for the UUID an earlier one's CR status caches, while that one's endpoint is down", async () => {
     ctl = controller();
     const cache = { public: { clusterUUID: B_UUID, authnKeyPub: 'peer key', rootCA: 'root-b' } };
-    ctl.useStatusSink({ conditions: () => undefined, metadataCache: (name) => (name === 'bbb' ? cache : undefined), patch: () => Promise.resolve() }, 'multicluster');
+    ctl.useStatusSink(
+      { conditions: () => undefined, metadataCache: (name) => (name === 'bbb' ? cache : undefined), patch: () => Promise.resolve() },
+      'multicluster',
+    );
     const before = mc.privateRequests.length;
-    ctl.setPeers('kube', [
-      { name: 'aaa', metadataEndpoint: mc.endpoint, metadata: { ca: mc.caPem }, enableIngressGateway: true, createdAt: 2000 },
-      { name: 'bbb', metadataEndpoint: 'https://127.0.0.1:1/metadata/', enableIngressGateway: true, createdAt: 1000 },
-    ], 'multicluster');
-    await vi.waitFor(() => expect(row('aaa')?.public).toMatchObject({ status: 'False', reason: 'DuplicateClusterUUID', message: `clusterUUID ${B_UUID} is already held by multicluster peer bbb, declared first` }), { timeout: 10_000, interval: 20 }); // aaa refused
+    ctl.setPeers(
+      'kube',
+      [
+        { name: 'aaa', metadataEndpoint: mc.endpoint, metadata: { ca: mc.caPem }, enableIngressGateway: true, createdAt: 2000 },
+        { name: 'bbb', metadataEndpoint: 'https://127.0.0.1:1/metadata/', enableIngressGateway: true, createdAt: 1000 },
+      ],
+      'multicluster',
+    );
+    await vi.waitFor(
+      () =>
+        expect(row('aaa')?.public).toMatchObject({
+          status: 'False',
+          reason: 'DuplicateClusterUUID',
+          message: `clusterUUID ${B_UUID} is already held by multicluster peer bbb, declared first`,
+        }),
+      { timeout: 10_000, interval: 20 },
+    ); // aaa refused
     expect(mc.privateRequests.length).toBe(before);
     expect(ctl.publicMetadata(B_UUID)).toBeUndefined();
   });
@@ -103,7 +165,16 @@ describe('one clusterUUID, after a restart', () => {
 describe('one cluster id, two multicluster peers', () => {
   let other: PeerServer;
   beforeAll(async () => {
-    other = await startPeerServer({ uuid: F_UUID, rootCA: 'root-c', ingressGateways: [{ address: '192.0.2.40', port: 15443 }], publicServices: [], multicluster: { apiHost: '127.0.0.2:1', networkName: 'network-c', clusterID: 'cluster-b' } }, () => [idA]);
+    other = await startPeerServer(
+      {
+        uuid: F_UUID,
+        rootCA: 'root-c',
+        ingressGateways: [{ address: '192.0.2.40', port: 15443 }],
+        publicServices: [],
+        multicluster: { apiHost: '127.0.0.2:1', networkName: 'network-c', clusterID: 'cluster-b' },
+      },
+      () => [idA],
+    );
     mc.doc = { ...mc.doc, multicluster: { ...mc.doc.multicluster!, clusterID: 'cluster-b' } };
   });
   afterAll(async () => {
@@ -112,25 +183,43 @@ describe('one cluster id, two multicluster peers', () => {
   });
 
   it('the peer declared first keeps the cluster; the other, though its name sorts first, is refused (DuplicateClusterID)', async () => {
-    const status = (id: string): ClusterStatus => ({ cluster: id, role: 'remote', state: 'synced', peer: 'bbb', server: 'https://127.0.0.1:1', endpoints: 3 } as ClusterStatus);
+    const status = (id: string): ClusterStatus =>
+      ({ cluster: id, role: 'remote', state: 'synced', peer: 'bbb', server: 'https://127.0.0.1:1', endpoints: 3 }) as ClusterStatus;
     ctl = controller(status);
-    ctl.setPeers('file', [
-      { name: 'aaa', metadataEndpoint: other.endpoint, metadata: { ca: other.caPem }, enableIngressGateway: true, createdAt: 2000 },
-      { name: 'bbb', metadataEndpoint: mc.endpoint, metadata: { ca: mc.caPem }, enableIngressGateway: true, createdAt: 1000 },
-    ], 'multicluster');
-    await vi.waitFor(() => {
-      expect(row('aaa')?.api).toEqual({ status: 'False', reason: 'DuplicateClusterID', message: 'clusterID cluster-b is already held by multicluster peer bbb, declared first' });
-      expect(row('bbb')?.private.status).toBe('True');
-      expect(handed.at(-1)?.map((r) => `${r.name} ${r.server}`)).toEqual(['bbb https://127.0.0.1:1']);
-    }, { timeout: 10_000, interval: 20 }); // aaa refused
+    ctl.setPeers(
+      'file',
+      [
+        { name: 'aaa', metadataEndpoint: other.endpoint, metadata: { ca: other.caPem }, enableIngressGateway: true, createdAt: 2000 },
+        { name: 'bbb', metadataEndpoint: mc.endpoint, metadata: { ca: mc.caPem }, enableIngressGateway: true, createdAt: 1000 },
+      ],
+      'multicluster',
+    );
+    await vi.waitFor(
+      () => {
+        expect(row('aaa')?.api).toEqual({
+          status: 'False',
+          reason: 'DuplicateClusterID',
+          message: 'clusterID cluster-b is already held by multicluster peer bbb, declared first',
+        });
+        expect(row('bbb')?.private.status).toBe('True');
+        expect(handed.at(-1)?.map((r) => `${r.name} ${r.server}`)).toEqual(['bbb https://127.0.0.1:1']);
+      },
+      { timeout: 10_000, interval: 20 },
+    ); // aaa refused
     // Only the peer whose cluster it is shows it as its remote cluster.
     expect(row('bbb')?.remoteCluster).toMatchObject({ id: 'cluster-b', state: 'synced' });
     expect(row('aaa')?.remoteCluster).toBeUndefined();
   });
 
   it('a peer does not show a cluster a remote Secret holds as its own', async () => {
-    ctl = controller((id) => ({ cluster: id, role: 'remote', state: 'synced', secret: 'meshfed/istio-remote-secret-x', endpoints: 3 } as ClusterStatus));
-    ctl.setPeers('file', [{ name: 'bbb', metadataEndpoint: mc.endpoint, metadata: { ca: mc.caPem }, enableIngressGateway: true }], 'multicluster');
+    ctl = controller(
+      (id) => ({ cluster: id, role: 'remote', state: 'synced', secret: 'meshfed/istio-remote-secret-x', endpoints: 3 }) as ClusterStatus,
+    );
+    ctl.setPeers(
+      'file',
+      [{ name: 'bbb', metadataEndpoint: mc.endpoint, metadata: { ca: mc.caPem }, enableIngressGateway: true }],
+      'multicluster',
+    );
     await vi.waitFor(() => expect(row('bbb')?.private.status).toBe('True'), { timeout: 10_000, interval: 20 }); // polled
     expect(row('bbb')?.remoteCluster).toBeUndefined();
   });

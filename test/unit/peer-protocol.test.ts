@@ -21,17 +21,38 @@ describe('portProtocol', () => {
 });
 
 describe('mergeConditions', () => {
-  const old = { type: 'PublicMetadataExchangeReady', status: 'True', reason: 'Succeeded', message: '', lastTransitionTime: 't0', lastProbeTime: 't0' };
+  const old = {
+    type: 'PublicMetadataExchangeReady',
+    status: 'True',
+    reason: 'Succeeded',
+    message: '',
+    lastTransitionTime: 't0',
+    lastProbeTime: 't0',
+  };
   const other = { type: 'DataplaneConnectionReady', status: 'False', reason: 'X', message: 'y', lastTransitionTime: 't0' };
 
   it('keeps lastTransitionTime when nothing changed, moves it when something did, and keeps other types in place', () => {
     const same = mergeConditions([other, old], [{ type: old.type, status: 'True', reason: 'Succeeded', message: '' }], 't1');
     expect(same).toEqual([other, { ...old, lastProbeTime: 't1' }]);
-    const changed = mergeConditions([other, old], [{ type: old.type, status: 'False', reason: 'FetchFailed', message: 'down' }, { type: 'PrivateMetadataExchangeReady', status: 'False', reason: 'AwaitingPublic', message: '' }], 't2');
+    const changed = mergeConditions(
+      [other, old],
+      [
+        { type: old.type, status: 'False', reason: 'FetchFailed', message: 'down' },
+        { type: 'PrivateMetadataExchangeReady', status: 'False', reason: 'AwaitingPublic', message: '' },
+      ],
+      't2',
+    );
     expect(changed).toEqual([
       other,
       { type: old.type, status: 'False', reason: 'FetchFailed', message: 'down', lastTransitionTime: 't2', lastProbeTime: 't2' },
-      { type: 'PrivateMetadataExchangeReady', status: 'False', reason: 'AwaitingPublic', message: '', lastTransitionTime: 't2', lastProbeTime: 't2' },
+      {
+        type: 'PrivateMetadataExchangeReady',
+        status: 'False',
+        reason: 'AwaitingPublic',
+        message: '',
+        lastTransitionTime: 't2',
+        lastProbeTime: 't2',
+      },
     ]);
   });
 });

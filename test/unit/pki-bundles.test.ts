@@ -16,7 +16,13 @@ import {
 const cleanups: (() => void)[] = [];
 afterEach(() => cleanups.splice(0).forEach((f) => f()));
 
-const cluster = (id: string, domain: string, rootCaPem: string): MeshCluster => ({ id, network: `net-${id}`, domain, rootCaPem, gateways: [] });
+const cluster = (id: string, domain: string, rootCaPem: string): MeshCluster => ({
+  id,
+  network: `net-${id}`,
+  domain,
+  rootCaPem,
+  gateways: [],
+});
 const clusters = (...cs: MeshCluster[]): Map<string, MeshCluster> => new Map(cs.map((c) => [c.id, c]));
 const rootOf = async (td: string, keyType: 'ec' | 'rsa' = 'ec'): Promise<string> =>
   (await CertificateAuthority.open({ trustDomain: td, store: memoryCaStore(), keyType })).roots[0]!;
@@ -59,14 +65,18 @@ describe('trust bundles by domain', () => {
     });
 
     // The same clusters again: nothing changed, nobody is told.
-    bundles.setClusters(clusters(cluster('a', 'cluster-a.local', local), cluster('a2', 'cluster-a.local', rootA2), cluster('b', 'cluster-b.local', rootB)));
+    bundles.setClusters(
+      clusters(cluster('a', 'cluster-a.local', local), cluster('a2', 'cluster-a.local', rootA2), cluster('b', 'cluster-b.local', rootB)),
+    );
     expect(changes()).toBe(1);
   });
 
   it('ignores a remote root that is not a CA certificate or not a certificate, keeping the rest', async () => {
     const { ca, bundles } = await setup();
     const rootB = await rootOf('cluster-b.local');
-    const leaf = ca.issue({ trustDomain: 'cluster-a.local', namespace: 'n', serviceAccount: 's' }).certChainPem.split(/(?<=-----END CERTIFICATE-----\n)/)[0]!;
+    const leaf = ca
+      .issue({ trustDomain: 'cluster-a.local', namespace: 'n', serviceAccount: 's' })
+      .certChainPem.split(/(?<=-----END CERTIFICATE-----\n)/)[0]!;
     const warnings: string[] = [];
     const log = { warn: (_o: unknown, msg: string) => warnings.push(msg) } as unknown as import('pino').Logger;
     const withLog = new TrustBundles(ca, { log });
@@ -74,7 +84,10 @@ describe('trust bundles by domain', () => {
     const broken = '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n';
     withLog.setClusters(clusters(cluster('b', 'cluster-b.local', rootB + leaf + broken)));
     expect(withLog.byDomain().get('cluster-b.local')).toEqual([rootB]);
-    expect(warnings).toEqual([expect.stringMatching(/ignoring a root of cluster b: .*is not a CA certificate/), expect.stringMatching(/ignoring a root of cluster b: not a parsable certificate/)]);
+    expect(warnings).toEqual([
+      expect.stringMatching(/ignoring a root of cluster b: .*is not a CA certificate/),
+      expect.stringMatching(/ignoring a root of cluster b: not a parsable certificate/),
+    ]);
     expect(bundles.byDomain().size).toBe(1);
   });
 
@@ -123,7 +136,9 @@ describe('SPIFFE bundle (JWKS)', () => {
     const a1 = seq('cluster-a.local');
     await ca.activateRotation(); // same two roots, other order: no change
     expect(seq('cluster-a.local')).toBe(a1);
-    bundles.setClusters(clusters(cluster('b', 'cluster-b.local', rootB), cluster('a2', 'cluster-a.local', await rootOf('cluster-a.local'))));
+    bundles.setClusters(
+      clusters(cluster('b', 'cluster-b.local', rootB), cluster('a2', 'cluster-a.local', await rootOf('cluster-a.local'))),
+    );
     expect(seq('cluster-a.local')).toBeGreaterThan(a1);
   });
 

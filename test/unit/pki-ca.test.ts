@@ -6,7 +6,16 @@ import os from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
 import { afterAll, describe, expect, it, vi } from 'vitest';
-import { CertificateAuthority, fileCaStore, memoryCaStore, parseSpiffeId, spiffeId, type CaMaterial, type CaStore, type IssuedCert } from '../../src/pki/index.js';
+import {
+  CertificateAuthority,
+  fileCaStore,
+  memoryCaStore,
+  parseSpiffeId,
+  spiffeId,
+  type CaMaterial,
+  type CaStore,
+  type IssuedCert,
+} from '../../src/pki/index.js';
 
 const TD = 'cluster-a.local';
 const FOO = { trustDomain: TD, namespace: 'abc', serviceAccount: 'foo' };
@@ -35,21 +44,38 @@ function opensslVerify(issued: IssuedCert, purpose: 'sslclient' | 'sslserver', r
 }
 
 /** A real mutual-TLS handshake; resolves with what each side saw of the other. */
-function handshake(server: IssuedCert, client: IssuedCert, trust: { server: string; client: string }): Promise<{ serverSaw: string; clientSaw: string }> {
+function handshake(
+  server: IssuedCert,
+  client: IssuedCert,
+  trust: { server: string; client: string },
+): Promise<{ serverSaw: string; clientSaw: string }> {
   return new Promise((resolve, reject) => {
     let serverSaw = '';
-    const srv = tls.createServer({ cert: server.certChainPem, key: server.privateKeyPem, ca: trust.server, requestCert: true, rejectUnauthorized: true }, (sock) => {
-      serverSaw = sock.getPeerCertificate().subjectaltname ?? '';
-      sock.end('hi');
-    });
+    const srv = tls.createServer(
+      { cert: server.certChainPem, key: server.privateKeyPem, ca: trust.server, requestCert: true, rejectUnauthorized: true },
+      (sock) => {
+        serverSaw = sock.getPeerCertificate().subjectaltname ?? '';
+        sock.end('hi');
+      },
+    );
     srv.on('tlsClientError', () => undefined);
     srv.listen(0, '127.0.0.1', () => {
       const port = (srv.address() as { port: number }).port;
       let clientSaw = '';
       let done = false;
-      const c = tls.connect({ port, host: '127.0.0.1', cert: client.certChainPem, key: client.privateKeyPem, ca: trust.client, checkServerIdentity: () => undefined }, () => {
-        clientSaw = c.getPeerCertificate().subjectaltname ?? '';
-      });
+      const c = tls.connect(
+        {
+          port,
+          host: '127.0.0.1',
+          cert: client.certChainPem,
+          key: client.privateKeyPem,
+          ca: trust.client,
+          checkServerIdentity: () => undefined,
+        },
+        () => {
+          clientSaw = c.getPeerCertificate().subjectaltname ?? '';
+        },
+      );
       // TLS 1.3: the server judges the client certificate after the client's handshake ends, so only data proves both accepted.
       c.on('data', () => {
         done = true;
@@ -74,13 +100,55 @@ function opensslCacerts(keyAlg: 'rsa' | 'ec'): CaMaterial {
   const dir = mkdtempSync(path.join(tmp, 'cacerts-'));
   const p = (f: string): string => path.join(dir, f);
   const newkey = keyAlg === 'rsa' ? ['-newkey', 'rsa:2048'] : ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256'];
-  const run = (...args: string[]): string => execFileSync('openssl', args, { cwd: dir, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-  writeFileSync(p('ca.ext'), 'basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign,digitalSignature\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid:always\n');
-  run('req', '-x509', ...newkey, '-nodes', '-keyout', 'root-key.pem', '-out', 'root-cert.pem', '-days', '3650', '-subj', '/O=Istio/CN=Root CA', '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign');
+  const run = (...args: string[]): string =>
+    execFileSync('openssl', args, { cwd: dir, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  writeFileSync(
+    p('ca.ext'),
+    'basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign,digitalSignature\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid:always\n',
+  );
+  run(
+    'req',
+    '-x509',
+    ...newkey,
+    '-nodes',
+    '-keyout',
+    'root-key.pem',
+    '-out',
+    'root-cert.pem',
+    '-days',
+    '3650',
+    '-subj',
+    '/O=Istio/CN=Root CA',
+    '-addext',
+    'basicConstraints=critical,CA:TRUE',
+    '-addext',
+    'keyUsage=critical,keyCertSign,cRLSign',
+  );
   run('req', ...newkey, '-nodes', '-keyout', 'ca-key.pem', '-out', 'ca.csr', '-subj', `/O=Istio/CN=Intermediate CA/L=${TD}`);
-  run('x509', '-req', '-in', 'ca.csr', '-CA', 'root-cert.pem', '-CAkey', 'root-key.pem', '-CAcreateserial', '-days', '730', '-extfile', 'ca.ext', '-out', 'ca-cert.pem');
+  run(
+    'x509',
+    '-req',
+    '-in',
+    'ca.csr',
+    '-CA',
+    'root-cert.pem',
+    '-CAkey',
+    'root-key.pem',
+    '-CAcreateserial',
+    '-days',
+    '730',
+    '-extfile',
+    'ca.ext',
+    '-out',
+    'ca-cert.pem',
+  );
   const read = (f: string): string => execFileSync('cat', [p(f)], { encoding: 'utf8' });
-  return { caCertPem: read('ca-cert.pem'), caKeyPem: read('ca-key.pem'), rootCertPem: read('root-cert.pem'), certChainPem: read('ca-cert.pem') + read('root-cert.pem') };
+  return {
+    caCertPem: read('ca-cert.pem'),
+    caKeyPem: read('ca-key.pem'),
+    rootCertPem: read('root-cert.pem'),
+    certChainPem: read('ca-cert.pem') + read('root-cert.pem'),
+  };
 }
 
 describe('SPIFFE ids', () => {
@@ -133,7 +201,10 @@ describe('self-signed CA', () => {
   it('certificates complete a real mutual-TLS handshake carrying the SPIFFE ids, and a foreign root is refused', async () => {
     const ca = await CertificateAuthority.open({ trustDomain: TD, store: memoryCaStore() });
     const seen = await handshake(ca.issue(BAR), ca.issue(FOO), { server: ca.roots.join(''), client: ca.roots.join('') });
-    expect(seen).toEqual({ serverSaw: 'URI:spiffe://cluster-a.local/ns/abc/sa/foo', clientSaw: 'URI:spiffe://cluster-a.local/ns/xyz/sa/bar' });
+    expect(seen).toEqual({
+      serverSaw: 'URI:spiffe://cluster-a.local/ns/abc/sa/foo',
+      clientSaw: 'URI:spiffe://cluster-a.local/ns/xyz/sa/bar',
+    });
 
     const other = await CertificateAuthority.open({ trustDomain: TD, store: memoryCaStore() });
     await expect(handshake(ca.issue(BAR), other.issue(FOO), { server: ca.roots.join(''), client: ca.roots.join('') })).rejects.toThrow();
@@ -146,7 +217,9 @@ describe('self-signed CA', () => {
       expect(leaf!.publicKey.asymmetricKeyDetails?.modulusLength).toBe(2048);
       expect(opensslVerify(issued, 'sslserver')).toMatch(/: OK/);
     }
-    const server = ca.issueServer(['meshfed.istio-system.svc', 'meshfed'], { identity: { trustDomain: TD, namespace: 'istio-system', serviceAccount: 'meshfed' } });
+    const server = ca.issueServer(['meshfed.istio-system.svc', 'meshfed'], {
+      identity: { trustDomain: TD, namespace: 'istio-system', serviceAccount: 'meshfed' },
+    });
     const [leaf] = certs(server.certChainPem);
     expect(leaf!.subjectAltName).toBe('URI:spiffe://cluster-a.local/ns/istio-system/sa/meshfed, DNS:meshfed.istio-system.svc, DNS:meshfed');
     expect(leaf!.checkHost('meshfed.istio-system.svc')).toBe('meshfed.istio-system.svc');
@@ -154,7 +227,9 @@ describe('self-signed CA', () => {
 
   it('refuses identities of another trust domain and lifetimes beyond 90 days', async () => {
     const ca = await CertificateAuthority.open({ trustDomain: TD, store: memoryCaStore() });
-    expect(() => ca.issue({ ...FOO, trustDomain: 'cluster-b.local' })).toThrow(/signs for trust domain cluster-a.local, not cluster-b.local/);
+    expect(() => ca.issue({ ...FOO, trustDomain: 'cluster-b.local' })).toThrow(
+      /signs for trust domain cluster-a.local, not cluster-b.local/,
+    );
     expect(() => ca.issue(FOO, { ttlMs: 91 * 24 * 3600_000 })).toThrow(/outside \(0, 90 days\]/);
     expect(() => ca.issueServer([])).toThrow(/at least one DNS name/);
   });
@@ -185,7 +260,10 @@ describe('the root is created once', () => {
 
   it('two replicas racing on one memory store end with the same root', async () => {
     const store = racingStore(memoryCaStore(), 2);
-    const [a, b] = await Promise.all([CertificateAuthority.open({ trustDomain: TD, store }), CertificateAuthority.open({ trustDomain: TD, store })]);
+    const [a, b] = await Promise.all([
+      CertificateAuthority.open({ trustDomain: TD, store }),
+      CertificateAuthority.open({ trustDomain: TD, store }),
+    ]);
     expect(store.creates).toBe(2); // both tried...
     expect(a.roots).toEqual(b.roots); // ...one won, and both sign under the winner
     expect(a.issue(FOO).rootPem).toBe(b.issue(BAR).rootPem);
@@ -194,19 +272,31 @@ describe('the root is created once', () => {
   it('two replicas racing on one directory end with the same root, written atomically', async () => {
     const dir = path.join(tmp, 'ca-dir');
     const store = racingStore(fileCaStore(dir), 2);
-    const [a, b] = await Promise.all([CertificateAuthority.open({ trustDomain: TD, store }), CertificateAuthority.open({ trustDomain: TD, store })]);
+    const [a, b] = await Promise.all([
+      CertificateAuthority.open({ trustDomain: TD, store }),
+      CertificateAuthority.open({ trustDomain: TD, store }),
+    ]);
     expect(a.roots).toEqual(b.roots);
     const reopened = await CertificateAuthority.open({ trustDomain: TD, store: fileCaStore(dir) });
     expect(reopened.roots).toEqual(a.roots);
   });
 
-  it('a server following a directory takes up a rotation another process writes there; the next root\'s files go on activation', async () => {
+  it("a server following a directory takes up a rotation another process writes there; the next root's files go on activation", async () => {
     const dir = path.join(tmp, 'ca-dir-follow');
     const serving = await CertificateAuthority.open({ trustDomain: TD, store: fileCaStore(dir), follow: true });
     const oldRoot = serving.signingRoot;
     const operator = await CertificateAuthority.open({ trustDomain: TD, store: fileCaStore(dir), create: false });
     await operator.rotateRoot();
-    expect(readdirSync(dir).sort()).toEqual(['ca-cert.pem', 'ca-key.pem', 'cert-chain.pem', 'next-ca-cert.pem', 'next-ca-key.pem', 'next-cert-chain.pem', 'next-root-cert.pem', 'root-cert.pem']);
+    expect(readdirSync(dir).sort()).toEqual([
+      'ca-cert.pem',
+      'ca-key.pem',
+      'cert-chain.pem',
+      'next-ca-cert.pem',
+      'next-ca-key.pem',
+      'next-cert-chain.pem',
+      'next-root-cert.pem',
+      'root-cert.pem',
+    ]);
     await vi.waitFor(() => expect(serving.roots).toEqual([oldRoot, operator.nextRoot]), { timeout: 5000 });
     await operator.activateRotation();
     await vi.waitFor(() => expect(serving.signingRoot).toBe(operator.signingRoot), { timeout: 5000 });
@@ -226,7 +316,11 @@ describe('plug-in CA (Istio cacerts)', () => {
     expect(ca.roots).toEqual([m.rootCertPem]);
     const issued = ca.issue(FOO);
     const chain = certs(issued.certChainPem);
-    expect(chain.map((c) => (c.subject ?? '').split('\n').find((l) => l.startsWith('CN=')))).toEqual([undefined, 'CN=Intermediate CA', 'CN=Root CA']);
+    expect(chain.map((c) => (c.subject ?? '').split('\n').find((l) => l.startsWith('CN=')))).toEqual([
+      undefined,
+      'CN=Intermediate CA',
+      'CN=Root CA',
+    ]);
     expect(chain[0]!.issuer).toBe(chain[1]!.subject);
     expect(issued.rootPem).toBe(m.rootCertPem);
     expect(opensslVerify(issued, 'sslclient')).toMatch(/: OK/);
@@ -234,19 +328,22 @@ describe('plug-in CA (Istio cacerts)', () => {
     expect(seen.serverSaw).toBe('URI:spiffe://cluster-a.local/ns/abc/sa/foo');
   });
 
-  it('trusts every root of a combined root-cert.pem (Istio\'s rotation form) and signs up to the one its chain ends at', async () => {
+  it("trusts every root of a combined root-cert.pem (Istio's rotation form) and signs up to the one its chain ends at", async () => {
     const m = opensslCacerts('ec');
     const other = opensslCacerts('ec');
-    const ca = await CertificateAuthority.open({ trustDomain: TD, store: memoryCaStore({ ...m, rootCertPem: other.rootCertPem + m.rootCertPem }) });
+    const ca = await CertificateAuthority.open({
+      trustDomain: TD,
+      store: memoryCaStore({ ...m, rootCertPem: other.rootCertPem + m.rootCertPem }),
+    });
     expect(ca.signingRoot).toBe(m.rootCertPem);
     expect(ca.roots).toEqual([m.rootCertPem, other.rootCertPem]);
     const issued = ca.issue(FOO);
     expect(issued.rootPem).toBe(m.rootCertPem);
     expect(opensslVerify(issued, 'sslclient')).toMatch(/: OK/);
     const leaf = certs(issued.certChainPem)[0]!.toString();
-    await expect(CertificateAuthority.open({ trustDomain: TD, store: memoryCaStore({ ...m, rootCertPem: m.rootCertPem + leaf }) })).rejects.toThrow(
-      /invalid CA material: root-cert.pem, extra root .*spiffe.* is not a CA certificate/,
-    );
+    await expect(
+      CertificateAuthority.open({ trustDomain: TD, store: memoryCaStore({ ...m, rootCertPem: m.rootCertPem + leaf }) }),
+    ).rejects.toThrow(/invalid CA material: root-cert.pem, extra root .*spiffe.* is not a CA certificate/);
   });
 
   it('rejects material whose key does not match, or whose chain does not link, with a clear error', async () => {
@@ -256,7 +353,10 @@ describe('plug-in CA (Istio cacerts)', () => {
       /invalid CA material: ca-key.pem does not match ca-cert.pem/,
     );
     await expect(
-      CertificateAuthority.open({ trustDomain: TD, store: memoryCaStore({ ...m, rootCertPem: other.rootCertPem, certChainPem: m.caCertPem }) }),
+      CertificateAuthority.open({
+        trustDomain: TD,
+        store: memoryCaStore({ ...m, rootCertPem: other.rootCertPem, certChainPem: m.caCertPem }),
+      }),
     ).rejects.toThrow(/invalid CA material: .*Intermediate CA.* is not signed by the next certificate/);
     await expect(CertificateAuthority.open({ trustDomain: TD, store: memoryCaStore({ ...m, caCertPem: 'garbage' }) })).rejects.toThrow(
       /invalid CA material: ca-cert.pem holds no certificate/,

@@ -46,7 +46,13 @@ describe('kubeCaStore', () => {
       apiVersion: 'v1',
       kind: 'Secret',
       metadata: { name: 'cacerts', namespace: ns },
-      data: { 'ca-cert.pem': b64(plugin.caCertPem), 'ca-key.pem': b64(plugin.caKeyPem), 'root-cert.pem': b64(plugin.rootCertPem), 'cert-chain.pem': b64(plugin.certChainPem), 'note.txt': b64('hi') },
+      data: {
+        'ca-cert.pem': b64(plugin.caCertPem),
+        'ca-key.pem': b64(plugin.caKeyPem),
+        'root-cert.pem': b64(plugin.rootCertPem),
+        'cert-chain.pem': b64(plugin.certChainPem),
+        'note.txt': b64('hi'),
+      },
     });
     const ca = await CertificateAuthority.open({ trustDomain: TD, store: kubeCaStore(kc, ns) });
     expect(ca.roots).toEqual([plugin.rootCertPem]);
@@ -72,11 +78,20 @@ describe('kubeCaStore', () => {
     await operator.rotateRoot();
     const newRoot = operator.nextRoot!;
     expect(Object.keys(secretData(ns, 'meshfed-ca')).sort()).toEqual([
-      'ca-cert.pem', 'ca-key.pem', 'cert-chain.pem', 'next-ca-cert.pem', 'next-ca-key.pem', 'next-cert-chain.pem', 'next-root-cert.pem', 'root-cert.pem',
+      'ca-cert.pem',
+      'ca-key.pem',
+      'cert-chain.pem',
+      'next-ca-cert.pem',
+      'next-ca-key.pem',
+      'next-cert-chain.pem',
+      'next-root-cert.pem',
+      'root-cert.pem',
     ]);
     await vi.waitFor(() => expect(serving.roots).toEqual([oldRoot, newRoot]), { timeout: 5000 });
     // A client that read the Secret before that write cannot overwrite it.
-    await expect(stale.rotateRoot()).rejects.toThrow(`storing the next root in Secret ${ns}/meshfed-ca: Secret ${ns}/meshfed-ca changed since it was read; nothing was written, try again`);
+    await expect(stale.rotateRoot()).rejects.toThrow(
+      `storing the next root in Secret ${ns}/meshfed-ca: Secret ${ns}/meshfed-ca changed since it was read; nothing was written, try again`,
+    );
 
     await operator.activateRotation();
     await vi.waitFor(() => expect(serving.signingRoot).toBe(newRoot), { timeout: 5000 });
@@ -87,11 +102,15 @@ describe('kubeCaStore', () => {
 
   it('reports an incomplete Secret and an unreachable apiserver clearly', async () => {
     api.upsert({ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'cacerts', namespace: 'broken' }, data: { 'ca-cert.pem': b64('x') } });
-    await expect(CertificateAuthority.open({ trustDomain: TD, store: kubeCaStore(kc, 'broken') })).rejects.toThrow(/Secret broken\/cacerts: ca-cert.pem without ca-key.pem/);
+    await expect(CertificateAuthority.open({ trustDomain: TD, store: kubeCaStore(kc, 'broken') })).rejects.toThrow(
+      /Secret broken\/cacerts: ca-cert.pem without ca-key.pem/,
+    );
 
     api.faults.set({ kind: 'status500', path: /secrets/ });
     try {
-      await expect(CertificateAuthority.open({ trustDomain: TD, store: kubeCaStore(kc, 'down') })).rejects.toThrow(/reading Secret down\/cacerts/);
+      await expect(CertificateAuthority.open({ trustDomain: TD, store: kubeCaStore(kc, 'down') })).rejects.toThrow(
+        /reading Secret down\/cacerts/,
+      );
     } finally {
       api.faults.set(null);
     }

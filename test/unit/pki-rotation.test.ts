@@ -1,7 +1,16 @@
 // Leaf re-issue at half-life and root rotation, on a fake clock with real crypto.
 import { X509Certificate } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { CertificateAuthority, memoryCaStore, spiffeId, WorkloadCertCache, type CaMaterial, type CaStore, type Identity, type IssuedCert } from '../../src/pki/index.js';
+import {
+  CertificateAuthority,
+  memoryCaStore,
+  spiffeId,
+  WorkloadCertCache,
+  type CaMaterial,
+  type CaStore,
+  type Identity,
+  type IssuedCert,
+} from '../../src/pki/index.js';
 
 const TD = 'cluster-a.local';
 const FOO: Identity = { trustDomain: TD, namespace: 'abc', serviceAccount: 'foo' };
@@ -100,7 +109,7 @@ describe('workload certificate cache', () => {
     ca.close();
   });
 
-  it('issues once for concurrent wants, in the background, and never on the caller\'s path', async () => {
+  it("issues once for concurrent wants, in the background, and never on the caller's path", async () => {
     const ca = await CertificateAuthority.open({ trustDomain: TD, store: memoryCaStore() });
     const cache = new WorkloadCertCache(ca);
     const sync = vi.spyOn(ca, 'issue');
@@ -147,7 +156,10 @@ describe('workload certificate cache', () => {
     const ca = await CertificateAuthority.open({ trustDomain: TD, store: memoryCaStore() });
     const warnings: string[] = [];
     const cache = new WorkloadCertCache(ca, { log: { warn: (_obj, msg) => void warnings.push(msg) } });
-    const issue = vi.spyOn(ca, 'issueAsync').mockRejectedValueOnce(new Error('key generation failed')).mockRejectedValueOnce(new Error('key generation failed'));
+    const issue = vi
+      .spyOn(ca, 'issueAsync')
+      .mockRejectedValueOnce(new Error('key generation failed'))
+      .mockRejectedValueOnce(new Error('key generation failed'));
     const next = nextCert(cache);
     cache.want(FOO);
     await vi.waitFor(() => expect(warnings).toHaveLength(1), { interval: 0 });
@@ -267,7 +279,7 @@ describe('root rotation', () => {
     again.close();
   });
 
-  it('keeps an operator\'s extra root (no meshfed note) for as long as it is stored', async () => {
+  it("keeps an operator's extra root (no meshfed note) for as long as it is stored", async () => {
     const other = (await CertificateAuthority.open({ trustDomain: TD, store: memoryCaStore() })).signingRoot;
     const m = (await CertificateAuthority.open({ trustDomain: TD, store: memoryCaStore() })).material;
     const ca = await CertificateAuthority.open({ trustDomain: TD, store: memoryCaStore({ ...m, rootCertPem: m.rootCertPem + other }) });
@@ -313,11 +325,17 @@ describe('root rotation', () => {
 describe('replicas following one store', () => {
   const follower = { isLeader: () => false, onChange: () => () => {} };
 
-  it('a follower trusts a rotation\'s next root as soon as it is stored, and signs with it once activated', async () => {
+  it("a follower trusts a rotation's next root as soon as it is stored, and signs with it once activated", async () => {
     const store = memoryCaStore();
     const leader = await CertificateAuthority.open({ trustDomain: TD, store });
     const errors: string[] = [];
-    const other = await CertificateAuthority.open({ trustDomain: TD, store, follow: true, leadership: follower, onStoreError: (e) => errors.push(e.message) });
+    const other = await CertificateAuthority.open({
+      trustDomain: TD,
+      store,
+      follow: true,
+      leadership: follower,
+      onStoreError: (e) => errors.push(e.message),
+    });
     const cache = new WorkloadCertCache(other);
     const before = await issued(cache);
     const renewed: string[] = [];
@@ -360,13 +378,17 @@ describe('replicas following one store', () => {
     const root = ca.signingRoot;
     const other = (await CertificateAuthority.open({ trustDomain: TD, store: memoryCaStore() })).material;
     await store.save({ ...ca.material, caKeyPem: other.caKeyPem });
-    await vi.waitFor(() => expect(errors).toEqual([expect.stringMatching(/^memory: invalid CA material: ca-key.pem does not match ca-cert.pem; the current CA keeps signing$/)]));
+    await vi.waitFor(() =>
+      expect(errors).toEqual([
+        expect.stringMatching(/^memory: invalid CA material: ca-key.pem does not match ca-cert.pem; the current CA keeps signing$/),
+      ]),
+    );
     expect(ca.signingRoot).toBe(root);
     expect(signedBy(ca.issue(FOO).certChainPem, root)).toBe(true);
     ca.close();
   });
 
-  it('a follower does not create the CA: it waits for the leader\'s, or to become the leader', async () => {
+  it("a follower does not create the CA: it waits for the leader's, or to become the leader", async () => {
     const store = memoryCaStore();
     let leading = false;
     const changed = new Set<(l: boolean) => void>();
@@ -380,7 +402,9 @@ describe('replicas following one store', () => {
     for (const fn of changed) fn(true);
     const ca = await opening;
     expect((await store.load())!.rootCertPem).toBe(ca.signingRoot);
-    await expect(CertificateAuthority.open({ trustDomain: TD, store: memoryCaStore(), create: false })).rejects.toThrow('no CA material in memory');
+    await expect(CertificateAuthority.open({ trustDomain: TD, store: memoryCaStore(), create: false })).rejects.toThrow(
+      'no CA material in memory',
+    );
     ca.close();
   });
 });

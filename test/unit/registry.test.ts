@@ -63,7 +63,11 @@ describe('Registry', () => {
   beforeEach(() => {
     vi.useFakeTimers();
     out = [];
-    registry = new Registry({ quietMs: 100, maxMs: 1000 }, (snapshot, changes, at) => out.push({ snapshot, changes, at, now: Date.now() }), pino({ level: 'silent' }));
+    registry = new Registry(
+      { quietMs: 100, maxMs: 1000 },
+      (snapshot, changes, at) => out.push({ snapshot, changes, at, now: Date.now() }),
+      pino({ level: 'silent' }),
+    );
   });
   afterEach(() => {
     registry.stop();
@@ -125,10 +129,18 @@ describe('Registry', () => {
     // A new address, same identity: b's endpoints changed, its identities and its description did not.
     registry.patchSource('s', { services: new Map([[`c1/${B}`, contribution('b', 'c1', 2)]]) });
     registry.flush();
-    expect(out[1]!.changes).toEqual({ clusters: false, services: new Set(), endpoints: new Set([B]), identities: new Set(), raw: new Map() });
+    expect(out[1]!.changes).toEqual({
+      clusters: false,
+      services: new Set(),
+      endpoints: new Set([B]),
+      identities: new Set(),
+      raw: new Map(),
+    });
 
     // Another service account: identities change.
-    registry.patchSource('s', { services: new Map([[`c1/${B}`, contribution('b', 'c1', [endpoint('10.0.0.1', { serviceAccount: 'other' })])]]) });
+    registry.patchSource('s', {
+      services: new Map([[`c1/${B}`, contribution('b', 'c1', [endpoint('10.0.0.1', { serviceAccount: 'other' })])]]),
+    });
     registry.flush();
     expect(out[2]!.changes.identities).toEqual(new Set([B]));
   });

@@ -6,7 +6,13 @@ import type { ServiceContribution } from '../../src/model/source.js';
 import { type GuardOptions, RemoteGuard } from '../../src/sources/kube/remote-guard.js';
 import { contribution } from '../helpers/model.js';
 
-const OPTS: GuardOptions = { staleAfterMs: 60_000, withdrawAfterMs: 300_000, maxDropShare: 0.5, confirmAfterMs: 30_000, dropWindowMs: 10_000 };
+const OPTS: GuardOptions = {
+  staleAfterMs: 60_000,
+  withdrawAfterMs: 300_000,
+  maxDropShare: 0.5,
+  confirmAfterMs: 30_000,
+  dropWindowMs: 10_000,
+};
 
 /** What the guard's output says is served, per service key: endpoint count and priorities. */
 class Served {
@@ -45,7 +51,7 @@ describe('RemoteGuard', () => {
     vi.useRealTimers();
   });
 
-  it('keeps an unreachable cluster\'s endpoints, demotes them past staleAfter, withdraws them past withdrawAfter', () => {
+  it("keeps an unreachable cluster's endpoints, demotes them past staleAfter, withdraws them past withdrawAfter", () => {
     guard.replace(view(contribution('a', 'c2', 3)));
     guard.setReachable(false);
     expect(served.counts()).toEqual({ [key('a')]: 3 });
@@ -72,7 +78,12 @@ describe('RemoteGuard', () => {
 
   it('holds a withdrawal of more than maxDropShare, lets growing services through, and releases it after confirmAfter', () => {
     guard.replace(view(contribution('a', 'c2', 4), contribution('b', 'c2', 4)));
-    guard.patch(new Map([[key('a'), undefined], [key('b'), contribution('b', 'c2', 1)]])); // 8 -> 1: held
+    guard.patch(
+      new Map([
+        [key('a'), undefined],
+        [key('b'), contribution('b', 'c2', 1)],
+      ]),
+    ); // 8 -> 1: held
     expect(served.counts()).toEqual({ [key('a')]: 4, [key('b')]: 4 });
     expect(guard.status()).toMatchObject({ heldServices: 2, heldEndpoints: 8 });
 
@@ -124,7 +135,12 @@ describe('RemoteGuard', () => {
 
   it('lowers the reference once dropWindow passes without a hold', () => {
     guard.replace(view(...['a', 'b', 'c', 'd'].map((n) => contribution(n, 'c2', 1))));
-    guard.patch(new Map([[key('a'), undefined], [key('b'), undefined]])); // 4 -> 2
+    guard.patch(
+      new Map([
+        [key('a'), undefined],
+        [key('b'), undefined],
+      ]),
+    ); // 4 -> 2
     vi.advanceTimersByTime(OPTS.dropWindowMs);
     guard.patch(new Map([[key('c'), undefined]])); // reference 2 -> 1: through
     expect(Object.keys(served.counts())).toEqual([key('d')]);

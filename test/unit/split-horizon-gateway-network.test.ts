@@ -6,7 +6,13 @@ import { networkGateways, planEndpoints } from '../../src/generate/split-horizon
 import type { Endpoint, MeshCluster, MeshSnapshot, Service } from '../../src/model/mesh.js';
 import { proxyOf } from '../../src/model/proxy.js';
 
-const cluster = (id: string, network: string, gateways: MeshCluster['gateways']): MeshCluster => ({ id, network, domain: 'cluster.local', rootCaPem: '', gateways });
+const cluster = (id: string, network: string, gateways: MeshCluster['gateways']): MeshCluster => ({
+  id,
+  network,
+  domain: 'cluster.local',
+  rootCaPem: '',
+  gateways,
+});
 const ep = (address: string, clusterId: string, network: string): Endpoint => ({
   address,
   ports: { grpc: 9000 },
@@ -21,7 +27,15 @@ const ep = (address: string, clusterId: string, network: string): Endpoint => ({
   provenance: { source: 'test' },
 });
 const PORT = { name: 'grpc', port: 8080, protocol: 'GRPC', targetPort: 9000 } as const;
-const SVC: Service = { hostname: 'foo.abc.svc.cluster.local', name: 'foo', namespace: 'abc', ports: [PORT], exported: false, clusters: ['c1', 'c2'], origin: 'local' };
+const SVC: Service = {
+  hostname: 'foo.abc.svc.cluster.local',
+  name: 'foo',
+  namespace: 'abc',
+  ports: [PORT],
+  exported: false,
+  clusters: ['c1', 'c2'],
+  origin: 'local',
+};
 
 describe('gateways keyed by the network they lead into', () => {
   it('sends an endpoint through a gateway of its own network only', () => {
@@ -35,7 +49,10 @@ describe('gateways keyed by the network they lead into', () => {
       raw: new Map(),
     };
     const plan = (clusterId: string, network: string): string[] => {
-      const view = proxyOf({ id: 'sidecar~10.9.0.9~client.abc~abc.svc.cluster.local', metadata: { CLUSTER_ID: clusterId, NETWORK: network } }).view;
+      const view = proxyOf({
+        id: 'sidecar~10.9.0.9~client.abc~abc.svc.cluster.local',
+        metadata: { CLUSTER_ID: clusterId, NETWORK: network },
+      }).view;
       return planEndpoints(mesh, view, SVC, PORT, networkGateways(mesh))
         .map((p) => `${p.address}:${p.port} ${p.clusterId} w${p.weight}`)
         .sort();

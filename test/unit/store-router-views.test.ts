@@ -11,7 +11,10 @@ import { meshToSource } from '../../src/sources/file/to-model.js';
 import { XdsStore } from '../../src/xds/store.js';
 
 const router = (cluster: string, network: string) =>
-  proxyOf({ id: `router~10.0.0.1~gw-${cluster}.istio-system~istio-system.svc.cluster.local`, metadata: { CLUSTER_ID: cluster, NETWORK: network } }).view;
+  proxyOf({
+    id: `router~10.0.0.1~gw-${cluster}.istio-system~istio-system.svc.cluster.local`,
+    metadata: { CLUSTER_ID: cluster, NETWORK: network },
+  }).view;
 
 const service = (name: string, cluster: string, address: string) => ({
   name,

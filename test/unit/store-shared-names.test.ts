@@ -24,7 +24,13 @@ function setup(): { store: XdsStore; apply(services: object[]): void } {
   const store = new XdsStore(createGenerators());
   const registry = new Registry({ quietMs: 0, maxMs: 0 }, (s, c) => store.update(s, c), pino({ level: 'silent' }));
   const apply = (services: object[]): void => {
-    registry.setSource('t', meshToSource(parseMeshText(JSON.stringify({ clusters: [{ id: 'a', network: 'na', domain: 'cluster.local' }], services }), 'mesh.json'), 't'));
+    registry.setSource(
+      't',
+      meshToSource(
+        parseMeshText(JSON.stringify({ clusters: [{ id: 'a', network: 'na', domain: 'cluster.local' }], services }), 'mesh.json'),
+        't',
+      ),
+    );
     registry.flush();
   };
   return { store, apply };

@@ -39,11 +39,23 @@ async function subscribe(c: RawXdsClient, id: string): Promise<{ s: RawXdsStream
 }
 
 const port = (r: SotwResponse): number[] =>
-  r.resources.map((x) => (x.body as { endpoints: Array<{ lb_endpoints: Array<{ endpoint: { address: { socket_address: { port_value: number } } } }> }> }).endpoints[0]!.lb_endpoints[0]!.endpoint.address.socket_address.port_value);
+  r.resources.map(
+    (x) =>
+      (x.body as { endpoints: Array<{ lb_endpoints: Array<{ endpoint: { address: { socket_address: { port_value: number } } } }> }> })
+        .endpoints[0]!.lb_endpoints[0]!.endpoint.address.socket_address.port_value,
+  );
 
 describe('xDS store', () => {
   it('serves proxies with equal views from one table, and keeps a slow proxy from holding back the others', async () => {
-    meshfed = await startMeshfed({ xdsHost: '127.0.0.1', xdsPort: 0, adminHost: '127.0.0.1', adminPort: 0, debugPort: 0, debounceMs: 0, log: pino({ level: 'silent' }) });
+    meshfed = await startMeshfed({
+      xdsHost: '127.0.0.1',
+      xdsPort: 0,
+      adminHost: '127.0.0.1',
+      adminPort: 0,
+      debugPort: 0,
+      debounceMs: 0,
+      log: pino({ level: 'silent' }),
+    });
     const { registry } = meshfed;
     registry.removeSource(DEFAULT_MESH_SOURCE);
     registry.setSource('t', meshToSource(parseMeshText(mesh(0), 'test.yaml'), 't'));
@@ -61,7 +73,12 @@ describe('xDS store', () => {
       registry.flush();
       const r = await fast.s.next(3000); // the fast proxy keeps getting every update
       expect(port(r)).toEqual(Array(SERVICES).fill(8000 + rev));
-      fast.s.send({ type_url: TypeUrl.Endpoint, resource_names: Array.from({ length: SERVICES }, (_, i) => name(i)), version_info: r.version_info, response_nonce: r.nonce });
+      fast.s.send({
+        type_url: TypeUrl.Endpoint,
+        resource_names: Array.from({ length: SERVICES }, (_, i) => name(i)),
+        version_info: r.version_info,
+        response_nonce: r.nonce,
+      });
     }
 
     slow.s.resume();

@@ -36,7 +36,13 @@ describe('validator', () => {
     const errors = validateJson({
       '@type': CLA,
       cluster_name: 'c1',
-      endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: '10.0.0.1', port_value: 70000 } } }, load_balancing_weight: 0 }] }],
+      endpoints: [
+        {
+          lb_endpoints: [
+            { endpoint: { address: { socket_address: { address: '10.0.0.1', port_value: 70000 } } }, load_balancing_weight: 0 },
+          ],
+        },
+      ],
     });
     expect(errors).toEqual([
       { path: 'endpoints[0].lb_endpoints[0].endpoint.address.socket_address.port_value', reason: 'must be <= 65535, is 70000' },
@@ -45,9 +51,20 @@ describe('validator', () => {
   });
 
   it('catches a required oneof left unset and a required message missing', () => {
-    const errors = validateJson({ '@type': CLA, cluster_name: 'c1', endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: '10.0.0.1' } } } }] }] });
-    expect(errors).toContainEqual({ path: 'endpoints[0].lb_endpoints[0].endpoint.address.socket_address.port_specifier', reason: 'exactly one of port_value, named_port is required' });
-    const route = validateJson({ '@type': ROUTE, name: 'r', virtual_hosts: [{ name: 'vh', domains: ['*'], routes: [{ route: { cluster: 'c1' } }] }] });
+    const errors = validateJson({
+      '@type': CLA,
+      cluster_name: 'c1',
+      endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: '10.0.0.1' } } } }] }],
+    });
+    expect(errors).toContainEqual({
+      path: 'endpoints[0].lb_endpoints[0].endpoint.address.socket_address.port_specifier',
+      reason: 'exactly one of port_value, named_port is required',
+    });
+    const route = validateJson({
+      '@type': ROUTE,
+      name: 'r',
+      virtual_hosts: [{ name: 'vh', domains: ['*'], routes: [{ route: { cluster: 'c1' } }] }],
+    });
     expect(route).toContainEqual({ path: 'virtual_hosts[0].routes[0].match', reason: 'is required' });
   });
 
@@ -59,29 +76,52 @@ describe('validator', () => {
       filter_chains: [
         {
           filters: [
-            { name: 'tcp', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy', stat_prefix: '', cluster: 'c1' } },
+            {
+              name: 'tcp',
+              typed_config: {
+                '@type': 'type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy',
+                stat_prefix: '',
+                cluster: 'c1',
+              },
+            },
           ],
         },
       ],
     });
     expect(errors).toEqual([
-      { path: 'filter_chains[0].filters[0].typed_config(envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy).stat_prefix', reason: 'must be at least 1 character(s) long' },
+      {
+        path: 'filter_chains[0].filters[0].typed_config(envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy).stat_prefix',
+        reason: 'must be at least 1 character(s) long',
+      },
     ]);
     const vh = validateJson({ '@type': ROUTE, name: 'r', virtual_hosts: [{ name: 'vh', domains: [] }] });
     expect(vh).toEqual([{ path: 'virtual_hosts[0].domains', reason: 'must have at least 1 item(s), has 0' }]);
   });
 
   it('reports unknown fields and types instead of dropping them', () => {
-    expect(validateJson({ ...goodCluster, conect_timeout: '1s' })).toEqual([{ path: 'conect_timeout', reason: 'unknown field of envoy.config.cluster.v3.Cluster' }]);
-    expect(validateJson({ '@type': 'type.googleapis.com/no.such.Type' })).toEqual([{ path: '(root)', reason: 'unknown type type.googleapis.com/no.such.Type' }]);
+    expect(validateJson({ ...goodCluster, conect_timeout: '1s' })).toEqual([
+      { path: 'conect_timeout', reason: 'unknown field of envoy.config.cluster.v3.Cluster' },
+    ]);
+    expect(validateJson({ '@type': 'type.googleapis.com/no.such.Type' })).toEqual([
+      { path: '(root)', reason: 'unknown type type.googleapis.com/no.such.Type' },
+    ]);
   });
 
   it('rejects enum names that do not exist, in either spelling of the field', () => {
     expect(validateJson({ ...goodCluster, type: 'STATIK' })).toEqual([
-      { path: 'type', reason: '"STATIK" is not a value of envoy.config.cluster.v3.Cluster.DiscoveryType (one of STATIC, STRICT_DNS, LOGICAL_DNS, EDS, ORIGINAL_DST)' },
+      {
+        path: 'type',
+        reason:
+          '"STATIK" is not a value of envoy.config.cluster.v3.Cluster.DiscoveryType (one of STATIC, STRICT_DNS, LOGICAL_DNS, EDS, ORIGINAL_DST)',
+      },
     ]);
     expect(validateJson({ ...goodCluster, lbPolicy: 'ROUND_ROBINN' })).toEqual([
-      { path: 'lbPolicy', reason: expect.stringMatching(/^"ROUND_ROBINN" is not a value of envoy\.config\.cluster\.v3\.Cluster\.LbPolicy \(one of ROUND_ROBIN, /) },
+      {
+        path: 'lbPolicy',
+        reason: expect.stringMatching(
+          /^"ROUND_ROBINN" is not a value of envoy\.config\.cluster\.v3\.Cluster\.LbPolicy \(one of ROUND_ROBIN, /,
+        ),
+      },
     ]);
     expect(validateJson({ ...goodCluster, lb_policy: 'MAGLEV' })).toEqual([]);
   });
@@ -92,20 +132,37 @@ describe('validator', () => {
       name: '',
       conect_timeout: '1s',
       connect_timeout: '-1s',
-      load_assignment: { cluster_name: 'c1', endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: '10.0.0.1', port_value: 70000 } } } }] }] },
+      load_assignment: {
+        cluster_name: 'c1',
+        endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: '10.0.0.1', port_value: 70000 } } } }] }],
+      },
     });
     expect(errors).toEqual([
       { path: 'conect_timeout', reason: 'unknown field of envoy.config.cluster.v3.Cluster' },
       { path: 'name', reason: 'must be at least 1 character(s) long' },
       { path: 'connect_timeout', reason: 'must be > 0s, is -1s' },
-      { path: 'load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address.port_value', reason: 'must be <= 65535, is 70000' },
+      {
+        path: 'load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address.port_value',
+        reason: 'must be <= 65535, is 70000',
+      },
     ]);
   });
 
   it('reports a value of the wrong kind once, at its path, instead of throwing or coercing it', () => {
-    expect(validateJson({ ...goodCluster, connect_timeout: 5 })).toEqual([{ path: 'connect_timeout', reason: 'expected a duration like "5s", got number 5' }]);
+    expect(validateJson({ ...goodCluster, connect_timeout: 5 })).toEqual([
+      { path: 'connect_timeout', reason: 'expected a duration like "5s", got number 5' },
+    ]);
     // camelCase paths as written; the rules' echo of the dropped value (connect_timeout > 0) is not repeated.
-    expect(validateJson({ '@type': CLUSTER, name: 7, connectTimeout: 'soon', perConnectionBufferLimitBytes: -1, dns_lookup_family: 'V4_ONLY', filters: {} })).toEqual([
+    expect(
+      validateJson({
+        '@type': CLUSTER,
+        name: 7,
+        connectTimeout: 'soon',
+        perConnectionBufferLimitBytes: -1,
+        dns_lookup_family: 'V4_ONLY',
+        filters: {},
+      }),
+    ).toEqual([
       { path: 'name', reason: 'expected a string, got number 7' },
       { path: 'connectTimeout', reason: '"soon" is not a duration like "1.5s"' },
       { path: 'perConnectionBufferLimitBytes', reason: '-1 is out of range for uint32 (0 to 4294967295)' },
@@ -132,7 +189,12 @@ describe('validateText: what a file is and everything wrong with it', () => {
   });
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-  const indent = (pem: string): string => pem.trim().split('\n').map((l) => `      ${l}`).join('\n');
+  const indent = (pem: string): string =>
+    pem
+      .trim()
+      .split('\n')
+      .map((l) => `      ${l}`)
+      .join('\n');
   const mesh = (rootCaPem: string, port = 8080): string => `clusters:
   - id: cluster-a
     network: network-a
@@ -148,13 +210,19 @@ services:
 
   it('has nothing to validate in an empty file, a comment, an empty list or mapping', () => {
     expect(validateText('', 'e.yaml')).toEqual({ ok: false, lines: ['e.yaml: nothing to validate (the file is empty)'] });
-    expect(validateText('# just a comment\n---\n', 'c.yaml')).toEqual({ ok: false, lines: ['c.yaml: nothing to validate (no document, only comments)'] });
+    expect(validateText('# just a comment\n---\n', 'c.yaml')).toEqual({
+      ok: false,
+      lines: ['c.yaml: nothing to validate (no document, only comments)'],
+    });
     expect(validateText('[]', 'l.json')).toEqual({ ok: false, lines: ['l.json: nothing to validate (an empty list)'] });
     expect(validateText('{}', 'm.json')).toEqual({ ok: false, lines: ['m.json: nothing to validate (an empty mapping)'] });
   });
 
   it('checks a mesh description as serve does, with file:line: path: reason, and a root that is a CA', () => {
-    expect(validateText(mesh(root.certPem), 'mesh.yaml')).toEqual({ ok: true, lines: ['mesh.yaml: ok (mesh description: 1 cluster(s), 1 service(s), 0 raw resource(s))'] });
+    expect(validateText(mesh(root.certPem), 'mesh.yaml')).toEqual({
+      ok: true,
+      lines: ['mesh.yaml: ok (mesh description: 1 cluster(s), 1 service(s), 0 raw resource(s))'],
+    });
     const bad = mesh(leaf.certPem, 70000);
     const portLine = bad.split('\n').findIndex((l) => l.includes('ports:')) + 1;
     expect(validateText(bad, 'mesh.yaml')).toEqual({
@@ -167,7 +235,9 @@ services:
     expect(validateText(mesh('-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----'), 'm.yaml').lines).toEqual([
       expect.stringMatching(/^m\.yaml:5: clusters\[0\]\.rootCaPem: not a parsable certificate/),
     ]);
-    expect(validateText(mesh('no pem here'), 'm.yaml').lines).toEqual(['m.yaml:5: clusters[0].rootCaPem: holds no PEM certificate (-----BEGIN CERTIFICATE-----)']);
+    expect(validateText(mesh('no pem here'), 'm.yaml').lines).toEqual([
+      'm.yaml:5: clusters[0].rootCaPem: holds no PEM certificate (-----BEGIN CERTIFICATE-----)',
+    ]);
   });
 
   it("passes the example mesh in deploy/examples and checks its raw resources against Envoy's rules", () => {
@@ -176,7 +246,9 @@ services:
     const raw = `resources:\n  - { "@type": "${CLA}", cluster_name: raw, endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: 10.0.0.1, port_value: 70000 } } } }] }] }\n`;
     expect(validateText(raw, 'raw.yaml')).toEqual({
       ok: false,
-      lines: ['raw.yaml: resources[0] raw: endpoints[0].lb_endpoints[0].endpoint.address.socket_address.port_value: must be <= 65535, is 70000'],
+      lines: [
+        'raw.yaml: resources[0] raw: endpoints[0].lb_endpoints[0].endpoint.address.socket_address.port_value: must be <= 65535, is 70000',
+      ],
     });
   });
 });
@@ -196,23 +268,35 @@ describe('meshfed validate (the command, as a process)', () => {
 
   it('prints each error with its resource and path and exits 1; exits 0 on a clean file', () => {
     const bad = write('bad.yaml', `- "@type": ${CLUSTER}\n  name: ""\n  connect_timeout: 1s\n- "@type": ${CLA}\n  cluster_name: ok\n`);
-    expect(run(bad)).toEqual({ code: 1, out: `${bad}: [0] envoy.config.cluster.v3.Cluster: name: must be at least 1 character(s) long\n`, err: '' });
+    expect(run(bad)).toEqual({
+      code: 1,
+      out: `${bad}: [0] envoy.config.cluster.v3.Cluster: name: must be at least 1 character(s) long\n`,
+      err: '',
+    });
     const good = write('good.json', JSON.stringify(goodCluster));
     expect(run(good)).toEqual({ code: 0, out: `${good}: ok\n`, err: '' });
   });
 
   it('prints every problem of a Cluster, bad enum names included', () => {
-    const f = write('cluster.yaml', `"@type": ${CLUSTER}
+    const f = write(
+      'cluster.yaml',
+      `"@type": ${CLUSTER}
 name: ""
 conect_timeout: 1s
 connect_timeout: -1s
 type: STATIK
 lb_policy: ROUND_ROBINN
 load_assignment: { cluster_name: c, endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: 10.0.0.1, port_value: 70000 } } } }] }] }
-`);
+`,
+    );
     const r = run(f);
     expect(r.code).toBe(1);
-    expect(r.out.trimEnd().split('\n').map((l) => l.split(': ')[2])).toEqual([
+    expect(
+      r.out
+        .trimEnd()
+        .split('\n')
+        .map((l) => l.split(': ')[2]),
+    ).toEqual([
       'conect_timeout',
       'type',
       'lb_policy',
@@ -224,7 +308,11 @@ load_assignment: { cluster_name: c, endpoints: [{ lb_endpoints: [{ endpoint: { a
 
   it('says in one line that connect_timeout: 5 is not a duration, without a stack trace', () => {
     const f = write('c5.yaml', `"@type": ${CLUSTER}\nname: c1\nconnect_timeout: 5\n`);
-    expect(run(f)).toEqual({ code: 1, out: `${f}: [0] envoy.config.cluster.v3.Cluster c1: connect_timeout: expected a duration like "5s", got number 5\n`, err: '' });
+    expect(run(f)).toEqual({
+      code: 1,
+      out: `${f}: [0] envoy.config.cluster.v3.Cluster c1: connect_timeout: expected a duration like "5s", got number 5\n`,
+      err: '',
+    });
   });
 
   it('has nothing to validate in an empty file, and says so with exit 1', () => {
@@ -233,11 +321,19 @@ load_assignment: { cluster_name: c, endpoints: [{ lb_endpoints: [{ endpoint: { a
   });
 
   it('validates a mesh description instead of calling it ok', () => {
-    const f = write('mesh.yaml', 'clusters:\n  - id: a\n    rootCaPem: "-----BEGIN CERTIFICATE-----\\nAAAA\\n-----END CERTIFICATE-----"\nservices: []\n');
+    const f = write(
+      'mesh.yaml',
+      'clusters:\n  - id: a\n    rootCaPem: "-----BEGIN CERTIFICATE-----\\nAAAA\\n-----END CERTIFICATE-----"\nservices: []\n',
+    );
     const r = run(f);
     expect(r.code).toBe(1);
-    expect(r.out).toMatch(new RegExp(`^${f.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:3: clusters\\[0\\]\\.rootCaPem: not a parsable certificate \\(.*\\)\\n$`));
-    expect(run('deploy/examples/mesh.yaml')).toMatchObject({ code: 0, out: expect.stringMatching(/^deploy\/examples\/mesh\.yaml: ok \(mesh description: 2 cluster/) });
+    expect(r.out).toMatch(
+      new RegExp(`^${f.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:3: clusters\\[0\\]\\.rootCaPem: not a parsable certificate \\(.*\\)\\n$`),
+    );
+    expect(run('deploy/examples/mesh.yaml')).toMatchObject({
+      code: 0,
+      out: expect.stringMatching(/^deploy\/examples\/mesh\.yaml: ok \(mesh description: 2 cluster/),
+    });
   });
 
   it('names a file it cannot read in one line on stderr', () => {

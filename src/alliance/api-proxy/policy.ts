@@ -14,7 +14,12 @@ export type DenyReason = (typeof DENY_REASONS)[number];
 export const MAX_WATCH_SECONDS = 600;
 
 export type Verdict =
-  | { readonly ok: true; /** Path and canonical query to send upstream. */ readonly upstream: string; readonly watch: boolean; readonly timeoutSeconds: number | undefined }
+  | {
+      readonly ok: true /** Path and canonical query to send upstream. */;
+      readonly upstream: string;
+      readonly watch: boolean;
+      readonly timeoutSeconds: number | undefined;
+    }
   | { readonly ok: false; readonly reason: DenyReason; readonly message: string };
 
 const DISCOVERY = new Set(['/version', '/api', '/api/v1', '/apis', '/apis/discovery.k8s.io', '/apis/discovery.k8s.io/v1']);
@@ -71,7 +76,8 @@ export function classify(method: string | undefined, rawUrl: string | undefined,
   if (DISCOVERY.has(path)) return withQuery(path, rawQuery, true);
   const gv = segs[0] === 'api' ? segs.slice(0, 2) : segs[0] === 'apis' ? segs.slice(0, 3) : undefined;
   const resources = gv && RESOURCES.get(gv.join('/'));
-  if (!gv || !resources) return deny('resource', `${path} is not readable through the api-proxy (only namespaces, services, pods, nodes, endpointslices)`);
+  if (!gv || !resources)
+    return deny('resource', `${path} is not readable through the api-proxy (only namespaces, services, pods, nodes, endpointslices)`);
   const rest = segs.slice(gv.length);
   let ns: string | undefined;
   let res: string | undefined;
@@ -80,7 +86,11 @@ export function classify(method: string | undefined, rawUrl: string | undefined,
   if (rest[0] === 'namespaces' && rest.length >= 3) [ns, res, name, ...extra] = rest.slice(1);
   else [res, name, ...extra] = rest;
   const def = res === undefined ? undefined : resources.get(res);
-  if (!def) return deny('resource', `${res ?? path} is not readable through the api-proxy (only namespaces, services, pods, nodes, endpointslices)`);
+  if (!def)
+    return deny(
+      'resource',
+      `${res ?? path} is not readable through the api-proxy (only namespaces, services, pods, nodes, endpointslices)`,
+    );
   if (extra.length) return deny('subresource', `subresources (${extra.join('/')}) are not readable through the api-proxy`);
   if (ns !== undefined && !def.namespaced) return deny('path', `${res} is not namespaced`);
   if (ns === undefined && def.namespaced && name !== undefined) return deny('path', `a ${res} is named within a namespace`);
@@ -92,7 +102,8 @@ export function classify(method: string | undefined, rawUrl: string | undefined,
 function withQuery(path: string, rawQuery: string, discovery: boolean): Verdict {
   const query = parseQuery(rawQuery);
   if (typeof query === 'string') return deny('query', query);
-  if (discovery && [...query.keys()].some((k) => k !== 'timeout')) return deny('query', 'discovery documents take no query parameters but timeout');
+  if (discovery && [...query.keys()].some((k) => k !== 'timeout'))
+    return deny('query', 'discovery documents take no query parameters but timeout');
   const watch = query.get('watch') === 'true' || query.get('watch') === '1';
   let timeoutSeconds: number | undefined;
   if (watch || query.has('timeoutSeconds')) {

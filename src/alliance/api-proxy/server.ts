@@ -41,7 +41,16 @@ const API_PROXY_LIMITS = {
 
 /** Request headers passed upstream; all others (Authorization, Impersonate-*, X-Remote-*, Cookie…) are dropped. */
 const FORWARDED_REQUEST_HEADERS = ['accept', 'accept-encoding', 'user-agent'] as const;
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+]);
 
 export interface ApiProxyOptions {
   /** This cluster's UUID: the only accepted token audience. */
@@ -67,15 +76,42 @@ export class ApiProxy {
 
   constructor(private readonly o: ApiProxyOptions) {
     const registers = [o.metrics];
-    this.authFailures = new client.Counter({ name: 'meshfed_api_proxy_auth_failures_total', help: 'api-proxy requests refused for their token (401), by reason', labelNames: ['reason'], registers });
-    this.denied = new client.Counter({ name: 'meshfed_api_proxy_denied_total', help: 'api-proxy requests refused by its policy (403; 429 for concurrency), by reason', labelNames: ['reason'], registers });
-    this.forwarded = new client.Counter({ name: 'meshfed_api_proxy_forwarded_total', help: 'api-proxy requests passed to the local apiserver', labelNames: ['kind'], registers });
-    this.upstreamErrors = new client.Counter({ name: 'meshfed_api_proxy_upstream_errors_total', help: 'api-proxy requests the local apiserver did not answer (502)', registers });
+    this.authFailures = new client.Counter({
+      name: 'meshfed_api_proxy_auth_failures_total',
+      help: 'api-proxy requests refused for their token (401), by reason',
+      labelNames: ['reason'],
+      registers,
+    });
+    this.denied = new client.Counter({
+      name: 'meshfed_api_proxy_denied_total',
+      help: 'api-proxy requests refused by its policy (403; 429 for concurrency), by reason',
+      labelNames: ['reason'],
+      registers,
+    });
+    this.forwarded = new client.Counter({
+      name: 'meshfed_api_proxy_forwarded_total',
+      help: 'api-proxy requests passed to the local apiserver',
+      labelNames: ['kind'],
+      registers,
+    });
+    this.upstreamErrors = new client.Counter({
+      name: 'meshfed_api_proxy_upstream_errors_total',
+      help: 'api-proxy requests the local apiserver did not answer (502)',
+      registers,
+    });
     for (const reason of AUTH_FAILURES) this.authFailures.inc({ reason }, 0);
     for (const reason of DENY_REASONS) this.denied.inc({ reason }, 0);
     try {
       this.server = https.createServer(
-        { cert: o.tls.cert, key: o.tls.key, minVersion: 'TLSv1.2', maxHeaderSize: API_PROXY_LIMITS.maxHeaderSize, headersTimeout: API_PROXY_LIMITS.headersMs, requestTimeout: API_PROXY_LIMITS.headersMs, keepAliveTimeout: API_PROXY_LIMITS.idleMs },
+        {
+          cert: o.tls.cert,
+          key: o.tls.key,
+          minVersion: 'TLSv1.2',
+          maxHeaderSize: API_PROXY_LIMITS.maxHeaderSize,
+          headersTimeout: API_PROXY_LIMITS.headersMs,
+          requestTimeout: API_PROXY_LIMITS.headersMs,
+          keepAliveTimeout: API_PROXY_LIMITS.idleMs,
+        },
         (req, res) => {
           this.handle(req, res).catch((err: Error) => {
             o.log.error({ err: err.message }, 'api-proxy request failed');
@@ -92,7 +128,9 @@ export class ApiProxy {
     this.server.on('upgrade', (_req: http.IncomingMessage, socket: Socket) => {
       this.denied.inc({ reason: 'upgrade' });
       const body = 'api-proxy: protocol upgrades are not allowed\n';
-      socket.end(`HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n${body}`);
+      socket.end(
+        `HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n${body}`,
+      );
     });
   }
 
@@ -116,7 +154,12 @@ export class ApiProxy {
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     let peer: string;
     try {
-      ({ peer } = await verifyPeerToken(req.headers.authorization, { clusterUuid: this.o.clusterUuid, scope: 'api', peers: this.o.peers, now: this.o.now }));
+      ({ peer } = await verifyPeerToken(req.headers.authorization, {
+        clusterUuid: this.o.clusterUuid,
+        scope: 'api',
+        peers: this.o.peers,
+        now: this.o.now,
+      }));
     } catch (err) {
       if (!(err instanceof AuthError)) throw err;
       this.authFailures.inc({ reason: err.reason });
@@ -124,7 +167,9 @@ export class ApiProxy {
       res.setHeader('www-authenticate', 'Bearer');
       return text(res, 401, `Authentication error: ${err.message}\n`);
     }
-    const hasBody = (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0') || req.headers['transfer-encoding'] !== undefined;
+    const hasBody =
+      (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0') ||
+      req.headers['transfer-encoding'] !== undefined;
     const verdict = classify(req.method, req.url, hasBody);
     if (!verdict.ok) return this.refuse(res, peer, verdict.reason, 403, verdict.message);
     const limit = this.o.maxInFlightPerPeer ?? API_PROXY_LIMITS.maxInFlightPerPeer;
@@ -138,7 +183,9 @@ export class ApiProxy {
     });
     this.forwarded.inc({ kind: verdict.watch ? 'watch' : 'request' });
     this.o.log.debug({ peer, path: verdict.upstream }, 'api-proxy: forwarding');
-    const maxMs = verdict.watch ? (verdict.timeoutSeconds ?? MAX_WATCH_SECONDS) * 1000 + API_PROXY_LIMITS.watchGraceMs : API_PROXY_LIMITS.requestMaxMs;
+    const maxMs = verdict.watch
+      ? (verdict.timeoutSeconds ?? MAX_WATCH_SECONDS) * 1000 + API_PROXY_LIMITS.watchGraceMs
+      : API_PROXY_LIMITS.requestMaxMs;
     await this.forward(req, res, verdict.upstream, maxMs);
   }
 
@@ -146,8 +193,20 @@ export class ApiProxy {
     this.denied.inc({ reason });
     this.o.log.debug({ peer, reason }, 'api-proxy: request refused');
     // A Kubernetes Status, so the peer's client-go reports the reason instead of an unparsable body.
-    const body = JSON.stringify({ kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message: `api-proxy: ${message}`, reason: code === 403 ? 'Forbidden' : 'TooManyRequests', code });
-    res.writeHead(code, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'x-content-type-options': 'nosniff' });
+    const body = JSON.stringify({
+      kind: 'Status',
+      apiVersion: 'v1',
+      metadata: {},
+      status: 'Failure',
+      message: `api-proxy: ${message}`,
+      reason: code === 403 ? 'Forbidden' : 'TooManyRequests',
+      code,
+    });
+    res.writeHead(code, {
+      'content-type': 'application/json',
+      'content-length': Buffer.byteLength(body),
+      'x-content-type-options': 'nosniff',
+    });
     res.end(body);
   }
 
@@ -183,7 +242,12 @@ export class ApiProxy {
     up.on('response', (ur) => {
       clearTimeout(phase);
       const out: http.OutgoingHttpHeaders = {};
-      const connectionNamed = new Set(String(ur.headers.connection ?? '').toLowerCase().split(',').map((s) => s.trim()));
+      const connectionNamed = new Set(
+        String(ur.headers.connection ?? '')
+          .toLowerCase()
+          .split(',')
+          .map((s) => s.trim()),
+      );
       for (const [k, v] of Object.entries(ur.headers)) if (v !== undefined && !HOP_BY_HOP.has(k) && !connectionNamed.has(k)) out[k] = v;
       res.writeHead(ur.statusCode ?? 502, out);
       res.flushHeaders();
@@ -214,6 +278,10 @@ export class ApiProxy {
 }
 
 function text(res: http.ServerResponse, code: number, body: string): void {
-  res.writeHead(code, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body), 'x-content-type-options': 'nosniff' });
+  res.writeHead(code, {
+    'content-type': 'text/plain; charset=utf-8',
+    'content-length': Buffer.byteLength(body),
+    'x-content-type-options': 'nosniff',
+  });
   res.end(body);
 }

@@ -50,12 +50,21 @@ export function publicServices(snapshot: MeshSnapshot, local: LocalCluster): Pub
 }
 
 /** federation.json. Both lists are always there (maybe empty): a Deckhouse peer requires them present. */
-export function federationMetadata(snapshot: MeshSnapshot, local: LocalCluster, advertise?: readonly IngressGateway[]): Required<FederationMetadata> {
+export function federationMetadata(
+  snapshot: MeshSnapshot,
+  local: LocalCluster,
+  advertise?: readonly IngressGateway[],
+): Required<FederationMetadata> {
   return { ingressGateways: ingressGateways(snapshot, local.clusterId, advertise), publicServices: publicServices(snapshot, local) };
 }
 
 /** multicluster.json: Deckhouse's network name and Istio cluster id formulas. */
-export function multiclusterMetadata(snapshot: MeshSnapshot, local: LocalCluster, apiHost: string, advertise?: readonly IngressGateway[]): MulticlusterMetadata {
+export function multiclusterMetadata(
+  snapshot: MeshSnapshot,
+  local: LocalCluster,
+  apiHost: string,
+  advertise?: readonly IngressGateway[],
+): MulticlusterMetadata {
   return {
     ingressGateways: ingressGateways(snapshot, local.clusterId, advertise),
     apiHost,

@@ -94,7 +94,9 @@ export class MetadataExporter {
     try {
       this.server.setSecureContext({ cert: tls.cert, key: tls.key });
     } catch (err) {
-      throw new Error(`the metadata exporter's new TLS certificate or key is unusable (the old pair keeps serving): ${(err as Error).message}`);
+      throw new Error(
+        `the metadata exporter's new TLS certificate or key is unusable (the old pair keeps serving): ${(err as Error).message}`,
+      );
     }
   }
 
@@ -142,7 +144,12 @@ export class MetadataExporter {
   /** Answers 401 and counts when the request carries no valid token for `scope`. */
   private async authorized(req: http.IncomingMessage, res: http.ServerResponse, scope: TokenScope): Promise<boolean> {
     try {
-      const { peer } = await verifyPeerToken(req.headers.authorization, { clusterUuid: this.o.local.clusterUuid, scope, peers: this.o.peers, now: this.o.now });
+      const { peer } = await verifyPeerToken(req.headers.authorization, {
+        clusterUuid: this.o.local.clusterUuid,
+        scope,
+        peers: this.o.peers,
+        now: this.o.now,
+      });
       this.o.log.debug({ peer, path: pathOf(req) }, 'private metadata served');
       return true;
     } catch (err) {
@@ -159,7 +166,11 @@ export class MetadataExporter {
 const pathOf = (req: http.IncomingMessage): string => (req.url ?? '/').split('?')[0]!;
 
 function text(res: http.ServerResponse, code: number, body: string): void {
-  res.writeHead(code, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body), 'x-content-type-options': 'nosniff' });
+  res.writeHead(code, {
+    'content-type': 'text/plain; charset=utf-8',
+    'content-length': Buffer.byteLength(body),
+    'x-content-type-options': 'nosniff',
+  });
   res.end(res.req.method === 'HEAD' ? undefined : body);
 }
 

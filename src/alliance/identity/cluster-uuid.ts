@@ -18,7 +18,9 @@ export async function kubeClusterUuid(kc: KubeConfig): Promise<string> {
   try {
     uid = (await kc.makeApiClient(CoreV1Api).readNamespace({ name: 'kube-system' })).metadata?.uid;
   } catch (err) {
-    throw new Error(`the cluster UUID is the uid of Namespace kube-system, which could not be read (${kubeErrorLine(err)}); give --cluster-uuid`);
+    throw new Error(
+      `the cluster UUID is the uid of Namespace kube-system, which could not be read (${kubeErrorLine(err)}); give --cluster-uuid`,
+    );
   }
   if (!uid) throw new Error('Namespace kube-system has no metadata.uid; give --cluster-uuid');
   return checkClusterUuid(uid);

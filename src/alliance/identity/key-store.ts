@@ -55,7 +55,8 @@ export function dirAuthnKeyStore(dir: string): AuthnKeyStore {
     const priv = await readOrUndefined(privPath);
     const pub = await readOrUndefined(pubPath);
     if (priv === undefined) {
-      if (pub !== undefined) throw new Error(`${pubPath}: found without ${PRIV_FILE}; remove it to have a new pair made, or restore ${privPath}`);
+      if (pub !== undefined)
+        throw new Error(`${pubPath}: found without ${PRIV_FILE}; remove it to have a new pair made, or restore ${privPath}`);
       return undefined;
     }
     return loadAuthnKeyPair({ priv, pub: pub ?? derivePub(priv, privPath) }, { pub: pubPath, priv: privPath });
@@ -106,7 +107,10 @@ export function kubeAuthnKeyStore(kc: KubeConfig, namespace: string, name: strin
     const get = (k: string): string | undefined => (data[k] === undefined ? undefined : Buffer.from(data[k], 'base64').toString('utf8'));
     const priv = get(PRIV_FILE);
     if (priv === undefined) return undefined;
-    return loadAuthnKeyPair({ priv, pub: get(PUB_FILE) ?? derivePub(priv, `${describe} key ${PRIV_FILE}`) }, { pub: `${describe} key ${PUB_FILE}`, priv: `${describe} key ${PRIV_FILE}` });
+    return loadAuthnKeyPair(
+      { priv, pub: get(PUB_FILE) ?? derivePub(priv, `${describe} key ${PRIV_FILE}`) },
+      { pub: `${describe} key ${PUB_FILE}`, priv: `${describe} key ${PRIV_FILE}` },
+    );
   };
   const load = async (): Promise<AuthnKeyPair | undefined> => {
     let s: V1Secret;

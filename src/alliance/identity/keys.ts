@@ -76,7 +76,8 @@ export function loadAuthnKeyPair(pem: AuthnKeyPem, where: { pub: string; priv: s
   } catch {
     throw new Error(`${where.priv}: not a PEM private key (PKCS#8)`);
   }
-  if (privateKey.asymmetricKeyType !== 'ed25519') throw new Error(`${where.priv}: a ${privateKey.asymmetricKeyType ?? 'unknown'} key, not Ed25519`);
+  if (privateKey.asymmetricKeyType !== 'ed25519')
+    throw new Error(`${where.priv}: a ${privateKey.asymmetricKeyType ?? 'unknown'} key, not Ed25519`);
   let publicKey: KeyObject;
   try {
     publicKey = parseEd25519PublicKey(pem.pub);
@@ -84,7 +85,8 @@ export function loadAuthnKeyPair(pem: AuthnKeyPem, where: { pub: string; priv: s
     throw new Error(`${where.pub}: ${(err as Error).message}`);
   }
   const derived = createPublicKey(privateKey).export({ type: 'spki', format: 'der' });
-  if (!derived.equals(publicKey.export({ type: 'spki', format: 'der' }))) throw new Error(`${where.pub}: not the public key of ${where.priv}`);
+  if (!derived.equals(publicKey.export({ type: 'spki', format: 'der' })))
+    throw new Error(`${where.pub}: not the public key of ${where.priv}`);
   // Published under Deckhouse's label whatever label the file used, so a Deckhouse peer reads it the same way.
   return { publicKey, privateKey, pubPem: deckhousePublicPem(publicKey) };
 }

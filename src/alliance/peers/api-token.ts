@@ -31,7 +31,13 @@ export function keepApiToken(held: HeldToken | undefined, audience: string, nowS
 }
 
 /** The token to use now: `held` when it may be kept, else a new one. */
-export async function apiToken(held: HeldToken | undefined, audience: string, mint: TokenMinter, policy: ApiTokenPolicy, now = Date.now()): Promise<HeldToken> {
+export async function apiToken(
+  held: HeldToken | undefined,
+  audience: string,
+  mint: TokenMinter,
+  policy: ApiTokenPolicy,
+  now = Date.now(),
+): Promise<HeldToken> {
   const nowS = Math.floor(now / 1000);
   if (keepApiToken(held, audience, nowS, policy)) return held!;
   const token = await mint(audience, 'api', policy.ttlSeconds);
@@ -43,7 +49,13 @@ export async function apiToken(held: HeldToken | undefined, audience: string, mi
  * A token found in a remote Secret, if it may be kept: an `api` token for `audience`, signed with this cluster's own
  * key (`publicKeyPem`, Deckhouse's label or the standard one), with enough time left by the policy.
  */
-export async function storedApiToken(token: string, audience: string, publicKeyPem: string, policy: ApiTokenPolicy, now = Date.now()): Promise<HeldToken | undefined> {
+export async function storedApiToken(
+  token: string,
+  audience: string,
+  publicKeyPem: string,
+  policy: ApiTokenPolicy,
+  now = Date.now(),
+): Promise<HeldToken | undefined> {
   try {
     await compactVerify(token, parseEd25519PublicKey(publicKeyPem), { algorithms: ['EdDSA'] });
     const claims = decodeJwt(token);

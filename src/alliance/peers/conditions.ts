@@ -43,6 +43,18 @@ export function mergeConditions(current: readonly unknown[] | undefined, probes:
 }
 
 function next(prev: Condition | undefined, p: Probe, now: string): Condition {
-  const same = prev && prev.status === p.status && prev.reason === p.reason && prev.message === p.message && typeof prev.lastTransitionTime === 'string';
-  return { type: p.type, status: p.status, reason: p.reason, message: p.message, lastTransitionTime: same ? prev.lastTransitionTime : now, lastProbeTime: now };
+  const same =
+    prev &&
+    prev.status === p.status &&
+    prev.reason === p.reason &&
+    prev.message === p.message &&
+    typeof prev.lastTransitionTime === 'string';
+  return {
+    type: p.type,
+    status: p.status,
+    reason: p.reason,
+    message: p.message,
+    lastTransitionTime: same ? prev.lastTransitionTime : now,
+    lastProbeTime: now,
+  };
 }

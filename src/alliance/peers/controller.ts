@@ -11,7 +11,16 @@ import type { FederationSource } from '../../sources/federation/federation-sourc
 import type { ClusterStatus } from '../../sources/kube/kube-source.js';
 import type { PeerRemote } from '../../sources/kube/remote-secrets.js';
 import { multiclusterClusterId } from '../exporter/documents.js';
-import type { FederationMetadata, FederationPeerSpec, MulticlusterMetadata, MulticlusterPeerSpec, PeerDirectory, PublicMetadata, TokenMinter, TokenScope } from '../types.js';
+import type {
+  FederationMetadata,
+  FederationPeerSpec,
+  MulticlusterMetadata,
+  MulticlusterPeerSpec,
+  PeerDirectory,
+  PublicMetadata,
+  TokenMinter,
+  TokenScope,
+} from '../types.js';
 import { type ApiTokenPolicy, apiToken, DECKHOUSE_API_TOKEN, type HeldToken } from './api-token.js';
 import { API_READY, type Condition, mergeConditions, PRIVATE_READY, type Probe, PUBLIC_READY } from './conditions.js';
 import { fetchJson, type FetchFailure, type PeerTls } from './fetch.js';
@@ -126,7 +135,11 @@ const keyOf = (kind: PeerKind, name: string): string => `${kind}/${name}`;
 export const REDACTED_USER = 'redacted';
 
 /** Which kind of peer may present a token of each scope. */
-const SCOPE_KIND: Readonly<Record<TokenScope, PeerKind>> = { api: 'multicluster', 'private-multicluster': 'multicluster', 'private-federation': 'federation' };
+const SCOPE_KIND: Readonly<Record<TokenScope, PeerKind>> = {
+  api: 'multicluster',
+  'private-multicluster': 'multicluster',
+  'private-federation': 'federation',
+};
 let peersAdded = 0;
 
 class Peer {
@@ -209,7 +222,12 @@ const TEXT = {
   },
 } as const;
 
-const AWAITING_PRIVATE: Probe = { type: API_READY, status: 'Unknown', reason: 'AwaitingPrivate', message: 'Private metadata exchange has not succeeded yet.' };
+const AWAITING_PRIVATE: Probe = {
+  type: API_READY,
+  status: 'Unknown',
+  reason: 'AwaitingPrivate',
+  message: 'Private metadata exchange has not succeeded yet.',
+};
 
 export class PeerController implements PeerDirectory {
   /** By kind/name: an IstioFederation and an IstioMulticluster may share a name. */
@@ -252,7 +270,10 @@ export class PeerController implements PeerDirectory {
   setPeers(origin: PeerOrigin, specs: readonly FederationPeerSpec[]): void;
   setPeers(origin: PeerOrigin, specs: readonly MulticlusterPeerSpec[], kind: 'multicluster'): void;
   setPeers(origin: PeerOrigin, specs: readonly (FederationPeerSpec | MulticlusterPeerSpec)[], kind: PeerKind = 'federation'): void {
-    this.specs.set(`${origin}/${kind}`, specs.map((s) => ({ ...s, kind }) as PeerSpec));
+    this.specs.set(
+      `${origin}/${kind}`,
+      specs.map((s) => ({ ...s, kind }) as PeerSpec),
+    );
     const wanted = new Map<string, { spec: PeerSpec; origin: PeerOrigin }>();
     for (const o of ['kube', 'file'] as const) {
       for (const k of ['federation', 'multicluster'] as const) {
@@ -260,7 +281,11 @@ export class PeerController implements PeerDirectory {
           const key = keyOf(k, spec.name);
           const had = wanted.get(key);
           if (had) {
-            if (had.origin !== o) this.o.log.warn({ peer: spec.name, kind: k }, `${k} peer ${spec.name} is declared by a custom resource and the mesh file; the custom resource wins`);
+            if (had.origin !== o)
+              this.o.log.warn(
+                { peer: spec.name, kind: k },
+                `${k} peer ${spec.name} is declared by a custom resource and the mesh file; the custom resource wins`,
+              );
             continue;
           }
           wanted.set(key, { spec, origin: o });
@@ -296,7 +321,10 @@ export class PeerController implements PeerDirectory {
   private declaredMulticlusters(): { names: ReadonlySet<string> | undefined; key: string } {
     const known = (this.o.multiclusterOrigins ?? []).every((o) => this.specs.has(`${o}/multicluster`));
     if (!known) return { names: undefined, key: '?' };
-    const names = [...this.peers.values()].filter((p) => p.spec.kind === 'multicluster').map((p) => p.spec.name).sort();
+    const names = [...this.peers.values()]
+      .filter((p) => p.spec.kind === 'multicluster')
+      .map((p) => p.spec.name)
+      .sort();
     return { names: new Set(names), key: JSON.stringify(names) };
   }
 
@@ -404,7 +432,10 @@ export class PeerController implements PeerDirectory {
       return { reason: 'InvalidMetadataEndpoint', message: 'spec.metadataEndpoint must have no user or password (user:pass@)' };
     }
     if (spec.kind === 'federation' && spec.trustDomain.toLowerCase() === this.o.localTrustDomain.toLowerCase()) {
-      return { reason: 'LocalTrustDomain', message: `spec.trustDomain ${spec.trustDomain} is this cluster's own trust domain; a federation peer must have its own` };
+      return {
+        reason: 'LocalTrustDomain',
+        message: `spec.trustDomain ${spec.trustDomain} is this cluster's own trust domain; a federation peer must have its own`,
+      };
     }
     // The mesh model files a cluster's root under its cluster domain, which it takes for its trust domain (as for the
     // clusters of remote Secrets): a peer's services are <svc>.<ns>.svc.<cluster domain>, its root must join the
@@ -429,7 +460,12 @@ export class PeerController implements PeerDirectory {
     const tls: PeerTls = { ca: spec.metadata?.ca || undefined, insecureSkipVerify: spec.metadata?.insecureSkipVerify };
     // Multicluster: the API condition waits for the private exchange, as Deckhouse writes it.
     const pendingApi = spec.kind === 'multicluster' ? [AWAITING_PRIVATE] : [];
-    const awaiting = (message: string): Probe => ({ type: PRIVATE_READY, status: text.pendingStatus, reason: 'AwaitingPublic', message: text.awaitingPublic ?? message });
+    const awaiting = (message: string): Probe => ({
+      type: PRIVATE_READY,
+      status: text.pendingStatus,
+      reason: 'AwaitingPublic',
+      message: text.awaitingPublic ?? message,
+    });
     const failed = async (probes: Probe[], log: string): Promise<void> => {
       if (stale()) return;
       peer.fetchError = 1;
@@ -438,8 +474,15 @@ export class PeerController implements PeerDirectory {
       if (spec.kind === 'federation') this.o.source.unreachable(spec.name);
       else await this.fromStatus(peer, spec, tls);
       if (stale()) return;
-      const kept = spec.kind === 'federation' ? KEPT[this.o.source.status(spec.name)?.phase ?? 'none'] : peer.remote ? 'the remote cluster keeps being watched with the last good metadata' : '';
-      probes = probes.map((p) => (p.status === 'False' && p.reason !== 'AwaitingPublic' && kept ? { ...p, message: `${p.message}; ${kept}` } : p));
+      const kept =
+        spec.kind === 'federation'
+          ? KEPT[this.o.source.status(spec.name)?.phase ?? 'none']
+          : peer.remote
+            ? 'the remote cluster keeps being watched with the last good metadata'
+            : '';
+      probes = probes.map((p) =>
+        p.status === 'False' && p.reason !== 'AwaitingPublic' && kept ? { ...p, message: `${p.message}; ${kept}` } : p,
+      );
       this.o.log.warn({ peer: spec.name, kind: spec.kind, endpoint: spec.metadataEndpoint, reasons: probes.map((p) => p.reason) }, log);
       await this.finish(peer, probes, false);
     };
@@ -448,7 +491,11 @@ export class PeerController implements PeerDirectory {
     if (refused) {
       if (spec.kind === 'federation') this.o.source.remove(spec.name);
       peer.fetchError = 1;
-      return this.finish(peer, [{ type: PUBLIC_READY, status: 'False', ...refused }, awaiting('the peer is refused'), ...pendingApi], false);
+      return this.finish(
+        peer,
+        [{ type: PUBLIC_READY, status: 'False', ...refused }, awaiting('the peer is refused'), ...pendingApi],
+        false,
+      );
     }
 
     const pub = await fetchJson(`${base}/public/public.json`, { tls, timeoutMs: this.o.fetchTimeoutMs, maxBytes: this.o.maxPublicBytes });
@@ -464,7 +511,12 @@ export class PeerController implements PeerDirectory {
     if (owner?.before(peer)) {
       peer.publicCache = undefined;
       this.drop(peer);
-      const p: Probe = { type: PUBLIC_READY, status: 'False', reason: 'DuplicateClusterUUID', message: `clusterUUID ${uuid} is already held by ${owner.spec.kind} peer ${owner.spec.name}, declared first` };
+      const p: Probe = {
+        type: PUBLIC_READY,
+        status: 'False',
+        reason: 'DuplicateClusterUUID',
+        message: `clusterUUID ${uuid} is already held by ${owner.spec.kind} peer ${owner.spec.name}, declared first`,
+      };
       peer.fetchError = 1;
       this.o.log.warn({ peer: spec.name, kind: spec.kind, holder: owner.spec.name }, `peer ${spec.name} refused: ${p.message}`);
       return this.finish(peer, [p, awaiting('the peer is refused'), ...pendingApi], false);
@@ -489,11 +541,25 @@ export class PeerController implements PeerDirectory {
       return failed([pubOk, p, ...pendingApi], `no token for peer ${spec.name}: ${p.message}`);
     }
     const doc = spec.kind === 'federation' ? 'federation.json' : 'multicluster.json';
-    const priv = await fetchJson(`${base}/private/${doc}`, { tls, bearer: token, timeoutMs: this.o.fetchTimeoutMs, maxBytes: this.o.maxPrivateBytes });
-    const privChecked = !priv.ok ? undefined : spec.kind === 'federation' ? checkFederation(priv.body) : checkMulticluster(priv.body, spec.enableIngressGateway);
-    const clash = privChecked?.ok && spec.kind === 'multicluster' && spec.enableIngressGateway ? this.networkClash(peer, privChecked.value as MulticlusterMetadata, pubChecked.value) : undefined;
+    const priv = await fetchJson(`${base}/private/${doc}`, {
+      tls,
+      bearer: token,
+      timeoutMs: this.o.fetchTimeoutMs,
+      maxBytes: this.o.maxPrivateBytes,
+    });
+    const privChecked = !priv.ok
+      ? undefined
+      : spec.kind === 'federation'
+        ? checkFederation(priv.body)
+        : checkMulticluster(priv.body, spec.enableIngressGateway);
+    const clash =
+      privChecked?.ok && spec.kind === 'multicluster' && spec.enableIngressGateway
+        ? this.networkClash(peer, privChecked.value as MulticlusterMetadata, pubChecked.value)
+        : undefined;
     if (!priv.ok || !privChecked?.ok || clash) {
-      const p = clash ? { type: PRIVATE_READY, status: 'False' as const, reason: 'InvalidPrivateMetadata', message: clash } : failure(PRIVATE_READY, priv, privChecked, 'InvalidPrivateMetadata');
+      const p = clash
+        ? { type: PRIVATE_READY, status: 'False' as const, reason: 'InvalidPrivateMetadata', message: clash }
+        : failure(PRIVATE_READY, priv, privChecked, 'InvalidPrivateMetadata');
       return failed([pubOk, p, ...pendingApi], `private metadata of peer ${spec.name}: ${p.message}`);
     }
     if (stale()) return;
@@ -502,7 +568,12 @@ export class PeerController implements PeerDirectory {
     peer.lastSuccess = rfc3339();
     const privOk: Probe = { type: PRIVATE_READY, status: 'True', reason: 'Succeeded', message: text.privateOk };
     if (spec.kind === 'federation') {
-      this.o.source.update({ name: spec.name, trustDomain: spec.trustDomain, public: pubChecked.value, private: privChecked.value as Required<FederationMetadata> });
+      this.o.source.update({
+        name: spec.name,
+        trustDomain: spec.trustDomain,
+        public: pubChecked.value,
+        private: privChecked.value as Required<FederationMetadata>,
+      });
       return this.finish(peer, [pubOk, privOk], true);
     }
     const api = await this.joinRemote(peer, spec, pubChecked.value, privChecked.value as MulticlusterMetadata, tls);
@@ -515,17 +586,39 @@ export class PeerController implements PeerDirectory {
    * probed with it (`GET /api` → APIVersions), and the cluster handed to the kube source whatever the probe says
    * (its watches keep the last good credentials serving until new ones sync).
    */
-  private async joinRemote(peer: Peer, spec: MulticlusterPeerSpec, pub: PublicMetadata, priv: MulticlusterMetadata, tls: PeerTls): Promise<Probe> {
+  private async joinRemote(
+    peer: Peer,
+    spec: MulticlusterPeerSpec,
+    pub: PublicMetadata,
+    priv: MulticlusterMetadata,
+    tls: PeerTls,
+  ): Promise<Probe> {
     const refused = await this.useRemote(peer, spec, pub, priv, tls);
     if (refused) return refused;
     const url = `${apiServerUrl(priv.apiHost)}/api`;
-    const got = await fetchJson(url, { tls, bearer: peer.apiToken!.token, timeoutMs: this.o.fetchTimeoutMs, maxBytes: this.o.maxPublicBytes });
+    const got = await fetchJson(url, {
+      tls,
+      bearer: peer.apiToken!.token,
+      timeoutMs: this.o.fetchTimeoutMs,
+      maxBytes: this.o.maxPublicBytes,
+    });
     if (!got.ok) {
-      const reason = got.reason === 'FetchFailed' ? 'RemoteAPIUnreachable' : got.reason === 'NonOKResponse' ? 'RemoteAPIBadResponse' : 'RemoteAPIInvalidResponse';
+      const reason =
+        got.reason === 'FetchFailed'
+          ? 'RemoteAPIUnreachable'
+          : got.reason === 'NonOKResponse'
+            ? 'RemoteAPIBadResponse'
+            : 'RemoteAPIInvalidResponse';
       return { type: API_READY, status: 'False', reason, message: got.message };
     }
     const kind = (got.body as { kind?: unknown } | null)?.kind;
-    if (kind !== 'APIVersions') return { type: API_READY, status: 'False', reason: 'RemoteAPIUnexpectedResponse', message: `GET ${url}: expected kind APIVersions, got ${JSON.stringify(kind ?? '')}` };
+    if (kind !== 'APIVersions')
+      return {
+        type: API_READY,
+        status: 'False',
+        reason: 'RemoteAPIUnexpectedResponse',
+        message: `GET ${url}: expected kind APIVersions, got ${JSON.stringify(kind ?? '')}`,
+      };
     return { type: API_READY, status: 'True', reason: 'RemoteAPIReachable', message: `GET ${url} returned HTTP 200 with kind APIVersions` };
   }
 
@@ -541,11 +634,20 @@ export class PeerController implements PeerDirectory {
     if (!pub.ok || !priv.ok || this.holder(pub.value.clusterUUID, peer)?.before(peer)) return;
     if (await this.useRemote(peer, spec, pub.value, priv.value, tls)) return;
     peer.joinedFromStatus = true;
-    this.o.log.info({ peer: spec.name }, 'multicluster peer: its metadata endpoint fails; its remote cluster is watched with the metadata cached in its status');
+    this.o.log.info(
+      { peer: spec.name },
+      'multicluster peer: its metadata endpoint fails; its remote cluster is watched with the metadata cached in its status',
+    );
   }
 
   /** The remote cluster handed to the kube source: the `api` token, the cluster id (one peer's), the kubeconfig. A Probe when refused. */
-  private async useRemote(peer: Peer, spec: MulticlusterPeerSpec, pub: PublicMetadata, priv: MulticlusterMetadata, tls: PeerTls): Promise<Probe | undefined> {
+  private async useRemote(
+    peer: Peer,
+    spec: MulticlusterPeerSpec,
+    pub: PublicMetadata,
+    priv: MulticlusterMetadata,
+    tls: PeerTls,
+  ): Promise<Probe | undefined> {
     try {
       if (!peer.apiToken && !peer.storedTokenRead && this.o.storedApiToken) {
         peer.storedTokenRead = true;
@@ -562,8 +664,16 @@ export class PeerController implements PeerDirectory {
     const owner = this.clusterHolder(clusterId, peer);
     if (owner?.before(peer)) {
       this.drop(peer);
-      this.o.log.warn({ peer: spec.name, holder: owner.spec.name, clusterId }, `multicluster peer ${spec.name} refused: cluster id ${clusterId} is peer ${owner.spec.name}'s`);
-      return { type: API_READY, status: 'False', reason: 'DuplicateClusterID', message: `clusterID ${clusterId} is already held by multicluster peer ${owner.spec.name}, declared first` };
+      this.o.log.warn(
+        { peer: spec.name, holder: owner.spec.name, clusterId },
+        `multicluster peer ${spec.name} refused: cluster id ${clusterId} is peer ${owner.spec.name}'s`,
+      );
+      return {
+        type: API_READY,
+        status: 'False',
+        reason: 'DuplicateClusterID',
+        message: `clusterID ${clusterId} is already held by multicluster peer ${owner.spec.name}, declared first`,
+      };
     }
     for (const q of this.peers.values()) {
       if (q !== peer && q.remote?.clusterId === clusterId) {
@@ -583,7 +693,11 @@ export class PeerController implements PeerDirectory {
       gateways: spec.enableIngressGateway ? (priv.ingressGateways ?? []) : [],
     };
     if (JSON.stringify(remote) !== JSON.stringify(peer.remote)) {
-      if (peer.remote && peer.remote.token !== remote.token) this.o.log.info({ peer: spec.name }, 'multicluster peer: a new api token; the remote cluster is watched with it beside the old one until synced');
+      if (peer.remote && peer.remote.token !== remote.token)
+        this.o.log.info(
+          { peer: spec.name },
+          'multicluster peer: a new api token; the remote cluster is watched with it beside the old one until synced',
+        );
       peer.remote = remote;
       this.pushRemotes();
     }
@@ -595,7 +709,10 @@ export class PeerController implements PeerDirectory {
     const own = priv.clusterID ?? multiclusterClusterId(this.o.localTrustDomain, pub.clusterUUID);
     const other = [...this.peers.values()].find((q) => q !== peer && q.remote?.network === priv.networkName && q.remote.clusterId !== own);
     const owner = other ? `multicluster peer ${other.spec.name}` : this.remoteSink?.networkOwner?.(priv.networkName, own);
-    return owner && `multicluster.json: networkName ${priv.networkName} is the network of ${owner}; a peer reached through its gateways needs its own`;
+    return (
+      owner &&
+      `multicluster.json: networkName ${priv.networkName} is the network of ${owner}; a peer reached through its gateways needs its own`
+    );
   }
 
   /** The multicluster peer a cluster id belongs to: of those whose remote cluster has it, the one declared first. */
@@ -620,7 +737,8 @@ export class PeerController implements PeerDirectory {
       .sort((a, b) => (a.before(b) ? -1 : 1))
       .flatMap((p) => (p.spec.kind === 'multicluster' && p.remote ? [p.remote] : []));
     if (!this.remoteSink) {
-      if (remotes.length && !this.warnedNoRemotes) this.o.log.warn('multicluster peers are probed, but their clusters are watched only with Kubernetes discovery (--kube)');
+      if (remotes.length && !this.warnedNoRemotes)
+        this.o.log.warn('multicluster peers are probed, but their clusters are watched only with Kubernetes discovery (--kube)');
       this.warnedNoRemotes ||= remotes.length > 0;
       return;
     }
@@ -641,7 +759,10 @@ export class PeerController implements PeerDirectory {
       try {
         await sink.patch(name, status);
       } catch (err) {
-        this.o.log.warn({ peer: name, err: (err as Error).message }, `could not write the ${peer.spec.kind === 'federation' ? 'IstioFederation' : 'IstioMulticluster'} status`);
+        this.o.log.warn(
+          { peer: name, err: (err as Error).message },
+          `could not write the ${peer.spec.kind === 'federation' ? 'IstioFederation' : 'IstioMulticluster'} status`,
+        );
       }
     }
     for (const fn of this.probeListeners) fn();
@@ -655,7 +776,17 @@ const KEPT: Readonly<Record<string, string>> = {
   none: '',
 };
 
-function failure(type: string, fetched: { ok: true } | FetchFailure, checked: { ok: false; message: string; reason?: string } | { ok: true } | undefined, invalid: string): Probe {
+function failure(
+  type: string,
+  fetched: { ok: true } | FetchFailure,
+  checked: { ok: false; message: string; reason?: string } | { ok: true } | undefined,
+  invalid: string,
+): Probe {
   if (!fetched.ok) return { type, status: 'False', reason: fetched.reason, message: fetched.message };
-  return { type, status: 'False', reason: checked && !checked.ok ? (checked.reason ?? invalid) : invalid, message: checked && !checked.ok ? checked.message : 'invalid' };
+  return {
+    type,
+    status: 'False',
+    reason: checked && !checked.ok ? (checked.reason ?? invalid) : invalid,
+    message: checked && !checked.ok ? checked.message : 'invalid',
+  };
 }

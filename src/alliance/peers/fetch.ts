@@ -17,7 +17,11 @@ export interface FetchOptions {
 }
 
 /** Deckhouse's failure reasons of a fetch. */
-export type FetchFailure = { readonly ok: false; readonly reason: 'FetchFailed' | 'NonOKResponse' | 'InvalidJSON'; readonly message: string };
+export type FetchFailure = {
+  readonly ok: false;
+  readonly reason: 'FetchFailed' | 'NonOKResponse' | 'InvalidJSON';
+  readonly message: string;
+};
 export type FetchResult = { readonly ok: true; readonly body: unknown } | FetchFailure;
 
 export function fetchJson(url: string, o: FetchOptions): Promise<FetchResult> {
@@ -28,7 +32,8 @@ export function fetchJson(url: string, o: FetchOptions): Promise<FetchResult> {
     return Promise.resolve({ ok: false, reason: 'FetchFailed', message: `${url} is not a URL` });
   }
   const isHttps = target.protocol === 'https:';
-  if (!isHttps && target.protocol !== 'http:') return Promise.resolve({ ok: false, reason: 'FetchFailed', message: `${url}: only http and https are fetched` });
+  if (!isHttps && target.protocol !== 'http:')
+    return Promise.resolve({ ok: false, reason: 'FetchFailed', message: `${url}: only http and https are fetched` });
   const headers: Record<string, string> = { accept: 'application/json' };
   if (o.bearer) headers['authorization'] = `Bearer ${o.bearer}`;
   // A CA given means exactly that CA (and the system roots are not consulted); else insecure, else system roots.
@@ -58,7 +63,8 @@ export function fetchJson(url: string, o: FetchOptions): Promise<FetchResult> {
       res.on('aborted', () => fail('the connection broke'));
       res.on('end', () => {
         const text = Buffer.concat(chunks).toString('utf8');
-        if (status !== 200) return finish({ ok: false, reason: 'NonOKResponse', message: `GET ${url}: HTTP ${status}: ${text.slice(0, 200).trim()}` });
+        if (status !== 200)
+          return finish({ ok: false, reason: 'NonOKResponse', message: `GET ${url}: HTTP ${status}: ${text.slice(0, 200).trim()}` });
         try {
           finish({ ok: true, body: JSON.parse(text) as unknown });
         } catch (err) {

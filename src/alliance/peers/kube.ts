@@ -11,7 +11,12 @@ import { type PeerStatus, type PeerController, REDACTED_USER, type StatusSink } 
 
 interface IstioPeerObj extends KubeObj {
   readonly metadata: KubeObj['metadata'] & { readonly creationTimestamp?: string };
-  readonly spec: { trustDomain?: string; metadataEndpoint: string; metadata?: { ca?: string; insecureSkipVerify?: boolean }; enableIngressGateway?: boolean };
+  readonly spec: {
+    trustDomain?: string;
+    metadataEndpoint: string;
+    metadata?: { ca?: string; insecureSkipVerify?: boolean };
+    enableIngressGateway?: boolean;
+  };
   readonly status?: { conditions?: unknown[]; metadataCache?: { public?: unknown; private?: unknown } };
 }
 
@@ -34,7 +39,9 @@ export class IstioPeerWatch implements StatusSink {
     private readonly kind: PeerCrd = 'IstioFederation',
   ) {
     const path = (this.path = pathOf(kind));
-    const client = (this.client = new KubeClient(kc, DEFAULT_LIMITS, (k, reason, name) => log.warn({ kind: k, object: name, reason }, `${kind} ignored`)));
+    const client = (this.client = new KubeClient(kc, DEFAULT_LIMITS, (k, reason, name) =>
+      log.warn({ kind: k, object: name, reason }, `${kind} ignored`),
+    ));
     this.informer = new ResourceInformer<IstioPeerObj>(
       client,
       kind,
@@ -98,14 +105,21 @@ export class IstioPeerWatch implements StatusSink {
 
   async patch(name: string, status: PeerStatus): Promise<void> {
     const url = new URL(`${this.kc.getCurrentCluster()?.server ?? ''}${this.path}/${encodeURIComponent(name)}/status`);
-    const opts: https.RequestOptions = { method: 'PATCH', headers: { 'content-type': 'application/merge-patch+json', accept: 'application/json' } };
+    const opts: https.RequestOptions = {
+      method: 'PATCH',
+      headers: { 'content-type': 'application/merge-patch+json', accept: 'application/json' },
+    };
     await this.kc.applyToHTTPSOptions(opts);
     const body = JSON.stringify({ status });
     await new Promise<void>((resolve, reject) => {
       const req = (url.protocol === 'http:' ? http : https).request(url, opts, (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => (res.statusCode === 200 ? resolve() : reject(new Error(`PATCH ${url.pathname}: HTTP ${res.statusCode}: ${Buffer.concat(chunks).toString().slice(0, 200)}`))));
+        res.on('end', () =>
+          res.statusCode === 200
+            ? resolve()
+            : reject(new Error(`PATCH ${url.pathname}: HTTP ${res.statusCode}: ${Buffer.concat(chunks).toString().slice(0, 200)}`)),
+        );
         res.on('error', reject);
       });
       req.setTimeout(DEFAULT_LIMITS.requestTimeoutMs, () => req.destroy(new Error(`PATCH ${url.pathname}: no answer`)));
@@ -138,9 +152,28 @@ export class IstioPeerWatch implements StatusSink {
     };
     if (this.kind === 'IstioMulticluster') {
       // enableIngressGateway defaults to true (the CRD's default; also when the CRD is not the one that sets it).
-      this.controller.setPeers('kube', objs.map((o) => ({ name: o.metadata.name, metadataEndpoint: endpoint(o), metadata: metadata(o), enableIngressGateway: o.spec.enableIngressGateway !== false, ...createdAt(o) })), 'multicluster');
+      this.controller.setPeers(
+        'kube',
+        objs.map((o) => ({
+          name: o.metadata.name,
+          metadataEndpoint: endpoint(o),
+          metadata: metadata(o),
+          enableIngressGateway: o.spec.enableIngressGateway !== false,
+          ...createdAt(o),
+        })),
+        'multicluster',
+      );
     } else {
-      this.controller.setPeers('kube', objs.map((o) => ({ name: o.metadata.name, trustDomain: o.spec.trustDomain ?? '', metadataEndpoint: endpoint(o), metadata: metadata(o), ...createdAt(o) })));
+      this.controller.setPeers(
+        'kube',
+        objs.map((o) => ({
+          name: o.metadata.name,
+          trustDomain: o.spec.trustDomain ?? '',
+          metadataEndpoint: endpoint(o),
+          metadata: metadata(o),
+          ...createdAt(o),
+        })),
+      );
     }
   }
 }

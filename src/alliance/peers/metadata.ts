@@ -15,7 +15,10 @@ export function checkPublic(body: unknown): Checked<PublicMetadata> {
   if (!isObject(body)) return { ok: false, message: 'public.json is not a JSON object' };
   const missing = (['clusterUUID', 'authnKeyPub', 'rootCA'] as const).filter((k) => !nonEmpty(body[k]));
   if (missing.length) return { ok: false, message: `public.json: ${missing.join(', ')} missing or empty` };
-  return { ok: true, value: { clusterUUID: body['clusterUUID'] as string, authnKeyPub: body['authnKeyPub'] as string, rootCA: body['rootCA'] as string } };
+  return {
+    ok: true,
+    value: { clusterUUID: body['clusterUUID'] as string, authnKeyPub: body['authnKeyPub'] as string, rootCA: body['rootCA'] as string },
+  };
 }
 
 /** federation.json, with each port's protocol derived from its name (Deckhouse's `updatePortProtocols`). */
@@ -29,7 +32,8 @@ export function checkFederation(body: unknown): Checked<Required<FederationMetad
   if (!Array.isArray(ingressGateways)) return ingressGateways;
   const publicServices: PublicService[] = [];
   for (const [i, s] of svcs.entries()) {
-    if (!isObject(s) || !nonEmpty(s['hostname']) || !Array.isArray(s['ports'])) return { ok: false, message: `federation.json: publicServices[${i}] needs a hostname and a ports list` };
+    if (!isObject(s) || !nonEmpty(s['hostname']) || !Array.isArray(s['ports']))
+      return { ok: false, message: `federation.json: publicServices[${i}] needs a hostname and a ports list` };
     const ports = [];
     for (const [j, p] of s['ports'].entries()) {
       if (!isObject(p) || typeof (p['name'] ?? '') !== 'string' || !isPort(p['port'])) {
@@ -48,11 +52,14 @@ export const MAX_INGRESS_GATEWAYS = 256;
 const DNS_NAME = /^(?=.{1,253}$)[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*\.?$/i;
 
 function checkGateways(gws: unknown[], doc: string): IngressGateway[] | { ok: false; message: string } {
-  if (gws.length > MAX_INGRESS_GATEWAYS) return { ok: false, message: `${doc}: ${gws.length} ingressGateways, more than ${MAX_INGRESS_GATEWAYS}` };
+  if (gws.length > MAX_INGRESS_GATEWAYS)
+    return { ok: false, message: `${doc}: ${gws.length} ingressGateways, more than ${MAX_INGRESS_GATEWAYS}` };
   const out: IngressGateway[] = [];
   for (const [i, g] of gws.entries()) {
-    if (!isObject(g) || !nonEmpty(g['address']) || !isPort(g['port'])) return { ok: false, message: `${doc}: ingressGateways[${i}] needs an address and a port (1-65535)` };
-    if (net.isIP(g['address']) === 0 && !DNS_NAME.test(g['address'])) return { ok: false, message: `${doc}: ingressGateways[${i}].address is neither an IP address nor a DNS name` };
+    if (!isObject(g) || !nonEmpty(g['address']) || !isPort(g['port']))
+      return { ok: false, message: `${doc}: ingressGateways[${i}] needs an address and a port (1-65535)` };
+    if (net.isIP(g['address']) === 0 && !DNS_NAME.test(g['address']))
+      return { ok: false, message: `${doc}: ingressGateways[${i}].address is neither an IP address nor a DNS name` };
     out.push({ address: g['address'], port: g['port'] });
   }
   return out;
@@ -62,7 +69,10 @@ function checkGateways(gws: unknown[], doc: string): IngressGateway[] | { ok: fa
  * multicluster.json, as Deckhouse's multicluster discovery requires it: networkName and apiHost non-empty,
  * ingressGateways present, and not empty when the peer is reached through its gateways (`MissingIngressGateways`).
  */
-export function checkMulticluster(body: unknown, enableIngressGateway: boolean): Checked<MulticlusterMetadata & { ingressGateways: IngressGateway[] }> {
+export function checkMulticluster(
+  body: unknown,
+  enableIngressGateway: boolean,
+): Checked<MulticlusterMetadata & { ingressGateways: IngressGateway[] }> {
   if (!isObject(body)) return { ok: false, message: 'multicluster.json is not a JSON object' };
   const gws = body['ingressGateways'];
   if (!nonEmpty(body['networkName']) || !nonEmpty(body['apiHost']) || !Array.isArray(gws)) {
@@ -78,7 +88,8 @@ export function checkMulticluster(body: unknown, enableIngressGateway: boolean):
   if (clusterID !== undefined && (typeof clusterID !== 'string' || !NAME.test(clusterID))) {
     return { ok: false, message: 'multicluster.json: clusterID is not a cluster id (letters, digits, ".", "_", "-")' };
   }
-  if (!NAME.test(body['networkName'] as string)) return { ok: false, message: 'multicluster.json: networkName is not a network name (letters, digits, ".", "_", "-")' };
+  if (!NAME.test(body['networkName'] as string))
+    return { ok: false, message: 'multicluster.json: networkName is not a network name (letters, digits, ".", "_", "-")' };
   const apiHost = body['apiHost'] as string;
   if (apiHostProblem(apiHost)) return { ok: false, message: `multicluster.json: apiHost: ${apiHostProblem(apiHost)}` };
   return { ok: true, value: { ingressGateways, apiHost, networkName: body['networkName'] as string, ...(clusterID ? { clusterID } : {}) } };

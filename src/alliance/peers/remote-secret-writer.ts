@@ -77,7 +77,8 @@ export class RemoteSecretWriter {
     try {
       s = await this.api.readNamespacedSecret({ name: remoteSecretName(peer), namespace: this.namespace });
     } catch (err) {
-      if (statusOf(err) !== 404) this.log.warn({ peer }, `could not read the remote Secret of multicluster peer ${peer}: ${apiErrorMessage(err)}`);
+      if (statusOf(err) !== 404)
+        this.log.warn({ peer }, `could not read the remote Secret of multicluster peer ${peer}: ${apiErrorMessage(err)}`);
       return undefined;
     }
     if (s.metadata?.labels?.[MANAGED_BY_PEER] === undefined) return undefined;
@@ -87,7 +88,8 @@ export class RemoteSecretWriter {
     try {
       let text = Buffer.from(value, 'base64').toString('utf8');
       // Deckhouse also accepts a kubeconfig that is base64 once more.
-      if (!/^\s*(apiVersion|kind|clusters|users|contexts|current-context|preferences)\s*:|^\s*\{/m.test(text)) text = Buffer.from(text, 'base64').toString('utf8');
+      if (!/^\s*(apiVersion|kind|clusters|users|contexts|current-context|preferences)\s*:|^\s*\{/m.test(text))
+        text = Buffer.from(text, 'base64').toString('utf8');
       const token = (parse(text) as { users?: Array<{ user?: { token?: unknown } }> } | null)?.users?.[0]?.user?.token;
       return typeof token === 'string' ? await storedApiToken(token, audience, publicKeyPem, policy) : undefined;
     } catch {
@@ -103,7 +105,9 @@ export class RemoteSecretWriter {
     }
     this.running = true;
     void this.write()
-      .catch((err: unknown) => this.log.warn({ namespace: this.namespace }, `could not list the multicluster peers' remote Secrets: ${apiErrorMessage(err)}`))
+      .catch((err: unknown) =>
+        this.log.warn({ namespace: this.namespace }, `could not list the multicluster peers' remote Secrets: ${apiErrorMessage(err)}`),
+      )
       .finally(() => {
         this.running = false;
         if (this.again) {
@@ -119,7 +123,11 @@ export class RemoteSecretWriter {
     for (const p of this.wanted) {
       const name = remoteSecretName(p.name);
       // Each Secret on its own: one peer's unusable name or a failed write does not stop the others.
-      if (name.length > 253) this.log.warn({ peer: p.name }, `multicluster peer ${p.name}: no remote Secret, its name ${name.slice(0, 40)}… is longer than 253 characters`);
+      if (name.length > 253)
+        this.log.warn(
+          { peer: p.name },
+          `multicluster peer ${p.name}: no remote Secret, its name ${name.slice(0, 40)}… is longer than 253 characters`,
+        );
       else want.set(name, remoteSecret(p, ns));
     }
     for (const [name, body] of want) {
@@ -139,7 +147,8 @@ export class RemoteSecretWriter {
         await this.api.deleteNamespacedSecret({ name, namespace: ns });
         this.log.info({ secret: `${ns}/${name}` }, 'deleted the remote Secret of a multicluster peer that is gone');
       } catch (err) {
-        if (statusOf(err) !== 404) this.log.warn({ secret: `${ns}/${name}` }, `could not delete the remote Secret ${ns}/${name}: ${apiErrorMessage(err)}`);
+        if (statusOf(err) !== 404)
+          this.log.warn({ secret: `${ns}/${name}` }, `could not delete the remote Secret ${ns}/${name}: ${apiErrorMessage(err)}`);
       }
     }
   }
@@ -157,8 +166,20 @@ export class RemoteSecretWriter {
       return;
     }
     const same = (k: string) => cur?.metadata?.annotations?.[k] === body.metadata!.annotations![k];
-    if (cur && JSON.stringify(cur.data) === JSON.stringify(body.data) && same(ANNOTATION_ISTIO_CLUSTER) && same(MANAGED_BY_PEER) && cur.metadata?.labels?.[MANAGED_BY_PEER] === 'true') return;
-    if (cur) await this.api.replaceNamespacedSecret({ name, namespace: ns, body: { ...body, metadata: { ...body.metadata, resourceVersion: cur.metadata?.resourceVersion } } });
+    if (
+      cur &&
+      JSON.stringify(cur.data) === JSON.stringify(body.data) &&
+      same(ANNOTATION_ISTIO_CLUSTER) &&
+      same(MANAGED_BY_PEER) &&
+      cur.metadata?.labels?.[MANAGED_BY_PEER] === 'true'
+    )
+      return;
+    if (cur)
+      await this.api.replaceNamespacedSecret({
+        name,
+        namespace: ns,
+        body: { ...body, metadata: { ...body.metadata, resourceVersion: cur.metadata?.resourceVersion } },
+      });
     else await this.api.createNamespacedSecret({ namespace: ns, body });
     this.log.info({ secret: `${ns}/${name}` }, 'wrote the remote Secret of a multicluster peer');
   }

@@ -87,7 +87,8 @@ export async function verifyPeerToken(authorization: string | undefined, o: Veri
   const exp = claims['exp'];
   if (typeof exp !== 'number' || exp < now) throw new AuthError('expired', 'JWT token expired');
   const nbf = claims['nbf'];
-  if (nbf !== undefined && (typeof nbf !== 'number' || nbf > now + NBF_LEEWAY_S)) throw new AuthError('not_yet_valid', 'JWT is not valid yet (nbf)');
+  if (nbf !== undefined && (typeof nbf !== 'number' || nbf > now + NBF_LEEWAY_S))
+    throw new AuthError('not_yet_valid', 'JWT is not valid yet (nbf)');
   const sub = claims['sub'];
   const peer = typeof sub === 'string' ? o.peers.publicMetadata(sub, o.scope) : undefined;
   if (!peer) throw new AuthError('unknown_peer', 'JWT is signed for unknown source cluster');

@@ -49,7 +49,12 @@ export function registerAdminApi(server: grpc.Server, registry: Registry, log: L
         (response) => done(null, response),
         (err: unknown) => {
           const status: Partial<grpc.StatusObject> =
-            err instanceof Refused ? err.status : { code: grpc.status.INVALID_ARGUMENT, details: err instanceof MeshFileError ? err.message : `cannot apply the mesh: ${(err as Error).message}` };
+            err instanceof Refused
+              ? err.status
+              : {
+                  code: grpc.status.INVALID_ARGUMENT,
+                  details: err instanceof MeshFileError ? err.message : `cannot apply the mesh: ${(err as Error).message}`,
+                };
           log.warn({ peer: call.getPeer() }, `admin API call refused: ${status.details}`);
           done(status);
         },
@@ -78,7 +83,11 @@ class Refused extends Error {
 }
 
 /** Returns when the caller is a listed admin; else throws the status to refuse it with. */
-async function authorize(authenticator: StreamAuthenticator, admins: readonly string[], call: grpc.ServerUnaryCall<ApplyMeshRequest, ApplyMeshResponse>): Promise<void> {
+async function authorize(
+  authenticator: StreamAuthenticator,
+  admins: readonly string[],
+  call: grpc.ServerUnaryCall<ApplyMeshRequest, ApplyMeshResponse>,
+): Promise<void> {
   // The stream authenticator reads only the verified peer certificate and the metadata, which a unary call has too.
   const outcome = await authenticator.authenticate(call as unknown as grpc.ServerDuplexStream<unknown, Buffer>);
   if (outcome.kind === 'authenticated' && outcome.identity.via === 'certificate') {
@@ -101,10 +110,16 @@ function apply(registry: Registry, req: ApplyMeshRequest): ApplyMeshResponse {
   const clusters = merge ? mergeBy(bySource.get(id) ?? [], incoming.clusters, (c) => c.id) : incoming.clusters;
   const checked = create(MeshSchema, { clusters, services: incoming.services, resources: incoming.resources });
   const problems = validateMesh(checked);
-  if (problems.length > 0) throw new MeshFileError(id, problems.map((p) => ({ path: formatPath(p.segments), message: p.message })));
+  if (problems.length > 0)
+    throw new MeshFileError(
+      id,
+      problems.map((p) => ({ path: formatPath(p.segments), message: p.message })),
+    );
   const model = meshToSource(checked, id);
   bySource.set(id, clusters);
-  const changed = merge ? registry.patchSource(id, { clusters: model.clusters, services: model.services, raw: model.raw }) : registry.setSource(id, model);
+  const changed = merge
+    ? registry.patchSource(id, { clusters: model.clusters, services: model.services, raw: model.raw })
+    : registry.setSource(id, model);
   return create(ApplyMeshResponseSchema, { changedServices: changed, services: registry.source(id)?.services.size ?? 0 });
 }
 

@@ -86,7 +86,11 @@ export class FederationSource {
     p.last = imp;
     this.wantHostnames();
     p.apply((h) => this.dns.get(h)?.addresses ?? [], true);
-    if (p.refused.length) this.log.warn({ peer: imp.name, trustDomain: imp.trustDomain, hostnames: p.refused }, 'peer publishes hostnames outside its trust domain; not imported');
+    if (p.refused.length)
+      this.log.warn(
+        { peer: imp.name, trustDomain: imp.trustDomain, hostnames: p.refused },
+        'peer publishes hostnames outside its trust domain; not imported',
+      );
     p.guard.setReachable(true);
   }
 
@@ -124,7 +128,8 @@ export class FederationSource {
 
   private wantHostnames(): void {
     const hostnames = new Set<string>();
-    for (const p of this.peers.values()) for (const g of p.last?.private.ingressGateways ?? []) if (net.isIP(g.address) === 0) hostnames.add(g.address);
+    for (const p of this.peers.values())
+      for (const g of p.last?.private.ingressGateways ?? []) if (net.isIP(g.address) === 0) hostnames.add(g.address);
     this.dns.want(hostnames);
   }
 
@@ -132,4 +137,3 @@ export class FederationSource {
     for (const p of this.peers.values()) p.apply((h) => this.dns.get(h)?.addresses ?? [], false);
   }
 }
-

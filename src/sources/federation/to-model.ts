@@ -62,7 +62,8 @@ export function peerServices(imp: PeerImport, cluster: MeshCluster): { services:
     for (const p of s.ports) {
       // Unnamed ports are not supported by Deckhouse; name them by number so the port map still works.
       const name = p.name || `port-${p.port}`;
-      if (!byPort.has(p.port)) byPort.set(p.port, { name, port: p.port, protocol: MODEL_PROTOCOL[p.protocol ?? 'TCP'] ?? 'TCP', targetPort: p.port });
+      if (!byPort.has(p.port))
+        byPort.set(p.port, { name, port: p.port, protocol: MODEL_PROTOCOL[p.protocol ?? 'TCP'] ?? 'TCP', targetPort: p.port });
     }
     const ports = [...byPort.values()].sort((a, b) => a.port - b.port);
     const endpoints = cluster.gateways.map(
@@ -81,7 +82,16 @@ export function peerServices(imp: PeerImport, cluster: MeshCluster): { services:
         provenance: { source, peer: imp.name },
       }),
     );
-    const c: ServiceContribution = { hostname: s.hostname, name: at.name, namespace: at.namespace, cluster: cluster.id, ports, exported: false, origin: 'federation', endpoints };
+    const c: ServiceContribution = {
+      hostname: s.hostname,
+      name: at.name,
+      namespace: at.namespace,
+      cluster: cluster.id,
+      ports,
+      exported: false,
+      origin: 'federation',
+      endpoints,
+    };
     services.set(contributionKey(c), c);
   }
   refused.sort(compare);

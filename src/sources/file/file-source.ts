@@ -166,7 +166,8 @@ export class FileSource {
     try {
       bytes = await this.#readBounded();
     } catch (e) {
-      if (e instanceof MeshFileError) return this.#seen(`error:too-large:${e.message}`) ? { kind: 'unchanged' } : { kind: 'error', error: e };
+      if (e instanceof MeshFileError)
+        return this.#seen(`error:too-large:${e.message}`) ? { kind: 'unchanged' } : { kind: 'error', error: e };
       const code = (e as NodeJS.ErrnoException).code ?? 'unknown';
       if (this.#seen(`error:${code}`)) return { kind: 'unchanged' };
       const message = code === 'ENOENT' ? 'file not found' : `cannot read: ${(e as Error).message}`;
@@ -177,7 +178,10 @@ export class FileSource {
       return { kind: 'mesh', mesh: meshToSource(parseMeshBytes(bytes, this.path), this.source) };
     } catch (e) {
       if (e instanceof MeshFileError) return { kind: 'error', error: e };
-      return { kind: 'error', error: new MeshFileError(this.path, [{ path: '', message: `cannot use: ${(e as Error).message}` }], { cause: e }) };
+      return {
+        kind: 'error',
+        error: new MeshFileError(this.path, [{ path: '', message: `cannot use: ${(e as Error).message}` }], { cause: e }),
+      };
     }
   }
 
@@ -191,7 +195,9 @@ export class FileSource {
   /** The file's bytes, or a MeshFileError when it is over the limit (checked before reading, and after: it may grow). */
   async #readBounded(): Promise<Buffer> {
     const tooLarge = (size: number): MeshFileError =>
-      new MeshFileError(this.path, [{ path: '', message: `file is ${size} bytes, over the limit of ${this.#maxBytes} (--max-config-bytes)` }]);
+      new MeshFileError(this.path, [
+        { path: '', message: `file is ${size} bytes, over the limit of ${this.#maxBytes} (--max-config-bytes)` },
+      ]);
     const fh = await open(this.path, 'r');
     try {
       const { size } = await fh.stat();

@@ -29,7 +29,9 @@ export function parseMeshBytes(bytes: Uint8Array, file: string): Mesh {
     const at = firstInvalidUtf8(bytes);
     let line = 1;
     for (let i = 0; i < at; i++) if (bytes[i] === 0x0a) line++;
-    throw new MeshFileError(file, [{ path: '', line, message: `not valid UTF-8 (byte 0x${(bytes[at] ?? 0).toString(16).padStart(2, '0')} at offset ${at})` }]);
+    throw new MeshFileError(file, [
+      { path: '', line, message: `not valid UTF-8 (byte 0x${(bytes[at] ?? 0).toString(16).padStart(2, '0')} at offset ${at})` },
+    ]);
   }
   return parseMeshText(text, file);
 }
@@ -80,7 +82,10 @@ function check(value: unknown, file: string, located: (problems: readonly PathPr
     mesh = fromJson(MeshSchema, schema.json);
   } catch (e) {
     // The schema walk should have caught everything fromJson rejects; keep its word if not.
-    if (schema.problems.length > 0) throw new MeshFileError(file, located(schema.problems.slice(0, MAX_LISTED_PROBLEMS)), { omitted: Math.max(0, schema.problems.length - MAX_LISTED_PROBLEMS) });
+    if (schema.problems.length > 0)
+      throw new MeshFileError(file, located(schema.problems.slice(0, MAX_LISTED_PROBLEMS)), {
+        omitted: Math.max(0, schema.problems.length - MAX_LISTED_PROBLEMS),
+      });
     throw new MeshFileError(file, [{ path: '', message: (e as Error).message }], { cause: e });
   }
   // Semantic checks run on what passed the schema too, so one round of edits can fix everything;
@@ -109,7 +114,10 @@ function parseJson(text: string, file: string): Mesh | undefined {
     throw new MeshFileError(file, [{ path: '', line, message: `not valid JSON: ${reason}` }]);
   }
   return check(value, file, (problems) => {
-    const lines = jsonLines(text, problems.map((p) => p.segments));
+    const lines = jsonLines(
+      text,
+      problems.map((p) => p.segments),
+    );
     return problems.map((p, i) => ({ path: formatPath(p.segments), line: lines[i], message: p.message }));
   });
 }

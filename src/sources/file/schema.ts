@@ -173,9 +173,7 @@ function fieldsByJsonAndProtoName(desc: DescMessage): Map<string, DescField> {
 function unknownFieldMessage(key: string, desc: DescMessage): string {
   const names = desc.fields.map((f) => f.jsonName);
   const close = names.find((n) => editDistance(n.toLowerCase(), key.toLowerCase()) <= 2);
-  return close !== undefined
-    ? `unknown field "${key}" (did you mean "${close}"?)`
-    : `unknown field "${key}" (known: ${names.join(', ')})`;
+  return close !== undefined ? `unknown field "${key}" (did you mean "${close}"?)` : `unknown field "${key}" (known: ${names.join(', ')})`;
 }
 
 export function editDistance(a: string, b: string): number {

@@ -7,7 +7,16 @@ import {
   type Mesh,
   type Service as PbService,
 } from '../../gen/meshfed/v1/mesh_pb.js';
-import { compare, hostnameOf, protocolOf, type Endpoint, type Health, type MeshCluster, type RawResource, type ServicePort } from '../../model/mesh.js';
+import {
+  compare,
+  hostnameOf,
+  protocolOf,
+  type Endpoint,
+  type Health,
+  type MeshCluster,
+  type RawResource,
+  type ServicePort,
+} from '../../model/mesh.js';
 import { contributionKey, rawKey, type ServiceContribution, type SourceMesh } from '../../model/source.js';
 import { resourceName } from '../../envoy/protos.js';
 import type { FederationPeerSpec, MulticlusterPeerSpec } from '../../alliance/types.js';
@@ -25,11 +34,12 @@ export interface FileMesh extends SourceMesh {
 /** `source` names the origin for provenance, e.g. `file:/etc/meshfed/mesh.yaml`. */
 export function meshToSource(mesh: Mesh, source: string): FileMesh {
   const clusters = new Map(
-    mesh.clusters.map(toCluster).sort(byKey((c) => c.id)).map((c) => [c.id, c] as const),
+    mesh.clusters
+      .map(toCluster)
+      .sort(byKey((c) => c.id))
+      .map((c) => [c.id, c] as const),
   );
-  const services = mesh.services
-    .map((s) => toContribution(s, clusters, source))
-    .sort(byKey(contributionKey));
+  const services = mesh.services.map((s) => toContribution(s, clusters, source)).sort(byKey(contributionKey));
   const raw = mesh.resources
     .map(toRaw)
     .filter((r): r is RawResource => r !== undefined)
@@ -134,4 +144,3 @@ function byKey<T>(key: (t: T) => string): (a: T, b: T) => number {
 }
 
 /** Code-unit order, independent of the locale. */
-

@@ -24,7 +24,8 @@ export function validateMesh(mesh: Mesh): PathProblem[] {
     checkService(svc, at, clusterIds, problem);
     const key = `${svc.cluster}/${svc.namespace}/${svc.name}`;
     const first = serviceKeys.get(key);
-    if (first !== undefined) problem(at, `service ${svc.namespace}/${svc.name} in cluster "${svc.cluster}" is already defined at services[${first}]`);
+    if (first !== undefined)
+      problem(at, `service ${svc.namespace}/${svc.name} in cluster "${svc.cluster}" is already defined at services[${first}]`);
     else serviceKeys.set(key, i);
   });
   checkResources(mesh, out);
@@ -42,7 +43,8 @@ function checkFederations(mesh: Mesh, problem: Report): void {
     if (!DNS_SUBDOMAIN.test(f.name)) problem([...at, 'name'], f.name === '' ? 'must not be empty' : `"${f.name}" is not a DNS name`);
     else if (names.has(f.name)) problem([...at, 'name'], `duplicate federation "${f.name}" (also federations[${names.get(f.name)}])`);
     else names.set(f.name, i);
-    if (!TRUST_DOMAIN.test(f.trustDomain)) problem([...at, 'trustDomain'], f.trustDomain === '' ? 'must not be empty' : `"${f.trustDomain}" is not a trust domain`);
+    if (!TRUST_DOMAIN.test(f.trustDomain))
+      problem([...at, 'trustDomain'], f.trustDomain === '' ? 'must not be empty' : `"${f.trustDomain}" is not a trust domain`);
     const why = metadataEndpointProblem(f.metadataEndpoint);
     if (why) problem([...at, 'metadataEndpoint'], why);
   });
@@ -50,7 +52,8 @@ function checkFederations(mesh: Mesh, problem: Report): void {
   mesh.multiclusters.forEach((m, i) => {
     const at = ['multiclusters', i];
     if (!DNS_SUBDOMAIN.test(m.name)) problem([...at, 'name'], m.name === '' ? 'must not be empty' : `"${m.name}" is not a DNS name`);
-    else if (mcNames.has(m.name)) problem([...at, 'name'], `duplicate multicluster "${m.name}" (also multiclusters[${mcNames.get(m.name)}])`);
+    else if (mcNames.has(m.name))
+      problem([...at, 'name'], `duplicate multicluster "${m.name}" (also multiclusters[${mcNames.get(m.name)}])`);
     else mcNames.set(m.name, i);
     const why = metadataEndpointProblem(m.metadataEndpoint);
     if (why) problem([...at, 'metadataEndpoint'], why);
@@ -163,7 +166,8 @@ function checkResources(mesh: Mesh, out: PathProblem[]): void {
     if (!resource) return;
     const key = `${resource.typeUrl} ${resource.name}`;
     const dup = names.get(key);
-    if (dup !== undefined) out.push({ segments: at, message: `duplicate resource "${resource.name}" of the same type (also resources[${dup}])` });
+    if (dup !== undefined)
+      out.push({ segments: at, message: `duplicate resource "${resource.name}" of the same type (also resources[${dup}])` });
     else names.set(key, i);
   });
 }

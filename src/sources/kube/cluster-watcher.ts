@@ -134,7 +134,9 @@ export class ClusterWatcher {
       const k = `${g.network} ${g.address} ${g.port}`;
       if (seen.has(k)) continue;
       seen.add(k);
-      gateways.push(g.network === this.info.network ? { address: g.address, port: g.port } : { address: g.address, port: g.port, network: g.network });
+      gateways.push(
+        g.network === this.info.network ? { address: g.address, port: g.port } : { address: g.address, port: g.port, network: g.network },
+      );
     }
     return { id: this.opts.id, network: this.info.network, domain: this.opts.domain, rootCaPem: this.peer?.rootCaPem ?? '', gateways };
   }
@@ -151,7 +153,13 @@ export class ClusterWatcher {
     const pending: string[] = [];
     const hostnames = new Set<string>();
     // A peer's published gateways lead into its network, like a network-labelled Service of its own.
-    const fromPeer = (this.peer?.gateways ?? []).map((g) => ({ network: this.info.network, port: g.port, addresses: [g.address], service: PEER_GATEWAY_SOURCE, notes: [] }));
+    const fromPeer = (this.peer?.gateways ?? []).map((g) => ({
+      network: this.info.network,
+      port: g.port,
+      addresses: [g.address],
+      service: PEER_GATEWAY_SOURCE,
+      notes: [],
+    }));
     for (const gs of [...this.index.gateways(), ...fromPeer]) {
       pending.push(...gs.notes);
       for (const a of gs.addresses) {
@@ -162,12 +170,18 @@ export class ClusterWatcher {
         hostnames.add(a);
         const r = this.resolver.get(a);
         if (!r) pending.push(`${gs.service}: resolving load balancer hostname ${a}`);
-        else if (r.error) pending.push(`${gs.service}: load balancer hostname ${a} does not resolve (${r.error})${r.addresses.length ? '; keeping its last addresses' : ''}`);
-        for (const ip of r?.addresses ?? []) gateways.push({ network: gs.network, address: ip, port: gs.port, service: gs.service, hostname: a });
+        else if (r.error)
+          pending.push(
+            `${gs.service}: load balancer hostname ${a} does not resolve (${r.error})${r.addresses.length ? '; keeping its last addresses' : ''}`,
+          );
+        for (const ip of r?.addresses ?? [])
+          gateways.push({ network: gs.network, address: ip, port: gs.port, service: gs.service, hostname: a });
       }
     }
     this.resolver.want(hostnames);
-    gateways.sort((a, b) => compare(a.network, b.network) || compare(a.address, b.address) || a.port - b.port || compare(a.service, b.service));
+    gateways.sort(
+      (a, b) => compare(a.network, b.network) || compare(a.address, b.address) || a.port - b.port || compare(a.service, b.service),
+    );
     return { gateways, pending };
   }
 
@@ -262,5 +276,3 @@ export class ClusterWatcher {
     }
   }
 }
-
-

@@ -10,7 +10,14 @@ import { ClusterWatcher, type ContributionPatch, type GatewayStatus } from './cl
 import { type Backoff, DEFAULT_BACKOFF, ResourceInformer } from './informer.js';
 import { type Kind, parseLabelSelector, pathOf, type SecretObj } from './objects.js';
 import { type GuardOptions, type GuardStatus, RemoteGuard, UNGUARDED } from './remote-guard.js';
-import { addPeerRemotes, MULTICLUSTER_SELECTOR, type PeerRemote, type RemoteSpec, remotesFromSecrets, type SecretsView } from './remote-secrets.js';
+import {
+  addPeerRemotes,
+  MULTICLUSTER_SELECTOR,
+  type PeerRemote,
+  type RemoteSpec,
+  remotesFromSecrets,
+  type SecretsView,
+} from './remote-secrets.js';
 import { DEFAULT_LIMITS, KubeClient, localKubeConfig, remoteKubeConfig, type TransportLimits } from './transport.js';
 
 export interface KubeSourceOptions {
@@ -45,7 +52,10 @@ export const KUBE_DEFAULTS = {
 /** The parts of the registry a source writes to. */
 export interface MeshSink {
   setSource(id: string, mesh: SourceMesh): void;
-  patchSource(id: string, patch: { clusters?: ReadonlyMap<string, MeshCluster>; services?: ReadonlyMap<string, ServiceContribution | undefined> }): void;
+  patchSource(
+    id: string,
+    patch: { clusters?: ReadonlyMap<string, MeshCluster>; services?: ReadonlyMap<string, ServiceContribution | undefined> },
+  ): void;
   removeSource(id: string): void;
   /** Publishes pending changes now, skipping the debounce. */
   flush(): void;
@@ -135,7 +145,10 @@ export class KubeSource {
 
   start(): void {
     const o = this.opts;
-    this.local.use({ id: o.clusterId, secret: '', kubeconfig: '', network: o.network, domain: o.clusterDomain, hash: 'local' }, () => this.kc);
+    this.local.use(
+      { id: o.clusterId, secret: '', kubeconfig: '', network: o.network, domain: o.clusterDomain, hash: 'local' },
+      () => this.kc,
+    );
     this.secretsInformer.start();
   }
 
@@ -154,14 +167,19 @@ export class KubeSource {
     const waiting = [...this.remotes.values()].filter((r) => r.waitingForFirstSync(this.opts.remoteSyncTimeoutMs));
     if (waiting.length) return { ready: false, detail: `waiting for remote clusters: ${waiting.map((r) => r.id).join(', ')}` };
     const late = [...this.remotes.values()].filter((r) => !r.synced);
-    return late.length ? { ready: true, detail: `serving without remote clusters that have not synced: ${late.map((r) => r.id).join(', ')}` } : { ready: true };
+    return late.length
+      ? { ready: true, detail: `serving without remote clusters that have not synced: ${late.map((r) => r.id).join(', ')}` }
+      : { ready: true };
   }
 
   /** Every cluster's state, for /debug/clusters and metrics. */
   clusters(): { clusters: ClusterStatus[]; refusedSecretKeys: SecretsView['refused'] } {
     const timeout = this.opts.remoteSyncTimeoutMs;
     return {
-      clusters: [this.local.status(timeout), ...[...this.remotes.values()].sort((a, b) => (a.id < b.id ? -1 : 1)).map((r) => r.status(timeout))],
+      clusters: [
+        this.local.status(timeout),
+        ...[...this.remotes.values()].sort((a, b) => (a.id < b.id ? -1 : 1)).map((r) => r.status(timeout)),
+      ],
       refusedSecretKeys: this.refused,
     };
   }
@@ -195,7 +213,13 @@ export class KubeSource {
   private reconcile(): void {
     // A flat-network peer's pods are on the local network: whatever the local cluster's network turns out to be.
     const localNetwork = this.opts.network ?? this.local.network ?? this.opts.clusterId;
-    const view = addPeerRemotes(remotesFromSecrets(this.secrets.values(), this.opts.clusterId, this.opts.clusterDomain), this.peerRemotes, this.opts.clusterId, this.opts.clusterDomain, localNetwork);
+    const view = addPeerRemotes(
+      remotesFromSecrets(this.secrets.values(), this.opts.clusterId, this.opts.clusterDomain),
+      this.peerRemotes,
+      this.opts.clusterId,
+      this.opts.clusterDomain,
+      localNetwork,
+    );
     for (const r of view.refused) {
       if (!this.refused.some((x) => x.secret === r.secret && x.id === r.id)) this.log.warn(r, 'remote secret key ignored');
     }
@@ -317,7 +341,8 @@ class ClusterHandle {
     this.pending?.stop();
     this.pending = watcher;
     this.pendingSpec = spec;
-    if (this.active) this.log.info({ secret: spec.secret, server: client.server }, 'new credentials: watching beside the current ones until synced');
+    if (this.active)
+      this.log.info({ secret: spec.secret, server: client.server }, 'new credentials: watching beside the current ones until synced');
     watcher.start();
   }
 
@@ -357,7 +382,9 @@ class ClusterHandle {
       heldUpdates: { services: g.heldServices, endpoints: g.heldEndpoints, since: iso(g.heldSince) },
       rotating: this.active !== undefined && this.pending !== undefined,
       rejectedObjects: this.rejectedCount,
-      lastError: this.error ?? (this.active && this.pending?.health().lastError ? `new credentials: ${this.pending.health().lastError}` : h?.lastError),
+      lastError:
+        this.error ??
+        (this.active && this.pending?.health().lastError ? `new credentials: ${this.pending.health().lastError}` : h?.lastError),
       gateways: gw?.gateways ?? [],
       pendingGateways: gw?.pending ?? [],
     };
@@ -388,7 +415,7 @@ class ClusterHandle {
     if (!old) this.deps.sink.flush();
     if (!old) this.onClusterChange();
     old?.stop();
-    if (old) this.log.info('swapped to the new credentials\' watches');
+    if (old) this.log.info("swapped to the new credentials' watches");
   }
 
   private changed(watcher: ClusterWatcher, patch: ContributionPatch): void {

@@ -66,7 +66,16 @@ export interface SecretObj extends KubeObj {
   readonly data?: Readonly<Record<string, string>>;
 }
 
-export type Kind = 'Service' | 'EndpointSlice' | 'Pod' | 'Node' | 'Namespace' | 'Secret' | 'IstioFederation' | 'IstioMulticluster' | 'ServiceEntry';
+export type Kind =
+  | 'Service'
+  | 'EndpointSlice'
+  | 'Pod'
+  | 'Node'
+  | 'Namespace'
+  | 'Secret'
+  | 'IstioFederation'
+  | 'IstioMulticluster'
+  | 'ServiceEntry';
 
 /** The list/watch path of each kind, cluster-wide or in one namespace. */
 export function pathOf(kind: Kind, namespace?: string): string {
@@ -156,12 +165,15 @@ export function rejectReason(kind: Kind, obj: unknown): string | undefined {
     case 'Node': {
       const spec = obj['spec'];
       if (spec !== undefined && !isObject(spec)) return 'spec is not an object';
-      if (isObject(spec) && !isListOf(spec['taints'], (t) => isObject(t) && (t['key'] === undefined || typeof t['key'] === 'string'))) return 'spec.taints is not a list of taints';
+      if (isObject(spec) && !isListOf(spec['taints'], (t) => isObject(t) && (t['key'] === undefined || typeof t['key'] === 'string')))
+        return 'spec.taints is not a list of taints';
       const status = obj['status'];
       if (status === undefined) return undefined;
       if (!isObject(status)) return 'status is not an object';
-      if (!isListOf(status['addresses'], (a) => isObject(a) && typeof a['type'] === 'string' && typeof a['address'] === 'string')) return 'status.addresses is not a list of {type, address}';
-      if (!isListOf(status['conditions'], (c) => isObject(c) && typeof c['type'] === 'string' && typeof c['status'] === 'string')) return 'status.conditions is not a list of {type, status}';
+      if (!isListOf(status['addresses'], (a) => isObject(a) && typeof a['type'] === 'string' && typeof a['address'] === 'string'))
+        return 'status.addresses is not a list of {type, address}';
+      if (!isListOf(status['conditions'], (c) => isObject(c) && typeof c['type'] === 'string' && typeof c['status'] === 'string'))
+        return 'status.conditions is not a list of {type, status}';
       return undefined;
     }
     case 'Secret': {
@@ -175,11 +187,18 @@ export function rejectReason(kind: Kind, obj: unknown): string | undefined {
     case 'IstioMulticluster': {
       const spec = obj['spec'];
       if (!isObject(spec)) return 'spec is not an object';
-      if (kind === 'IstioFederation' && (typeof spec['trustDomain'] !== 'string' || typeof spec['metadataEndpoint'] !== 'string')) return 'spec.trustDomain and spec.metadataEndpoint must be strings';
+      if (kind === 'IstioFederation' && (typeof spec['trustDomain'] !== 'string' || typeof spec['metadataEndpoint'] !== 'string'))
+        return 'spec.trustDomain and spec.metadataEndpoint must be strings';
       if (kind === 'IstioMulticluster' && typeof spec['metadataEndpoint'] !== 'string') return 'spec.metadataEndpoint must be a string';
-      if (kind === 'IstioMulticluster' && spec['enableIngressGateway'] !== undefined && typeof spec['enableIngressGateway'] !== 'boolean') return 'spec.enableIngressGateway must be a boolean';
+      if (kind === 'IstioMulticluster' && spec['enableIngressGateway'] !== undefined && typeof spec['enableIngressGateway'] !== 'boolean')
+        return 'spec.enableIngressGateway must be a boolean';
       const md = spec['metadata'];
-      if (md !== undefined && (!isObject(md) || (md['ca'] !== undefined && typeof md['ca'] !== 'string') || (md['insecureSkipVerify'] !== undefined && typeof md['insecureSkipVerify'] !== 'boolean'))) {
+      if (
+        md !== undefined &&
+        (!isObject(md) ||
+          (md['ca'] !== undefined && typeof md['ca'] !== 'string') ||
+          (md['insecureSkipVerify'] !== undefined && typeof md['insecureSkipVerify'] !== 'boolean'))
+      ) {
         return 'spec.metadata must be {ca: string, insecureSkipVerify: boolean}';
       }
       return undefined;
@@ -206,7 +225,11 @@ function serviceAddressesReason(obj: Record<string, unknown>): string | undefine
   if (ingress === undefined || ingress === null) return undefined;
   if (!Array.isArray(ingress)) return 'status.loadBalancer.ingress is not a list';
   for (const i of ingress) {
-    if (!isObject(i) || (i['ip'] !== undefined && typeof i['ip'] !== 'string') || (i['hostname'] !== undefined && typeof i['hostname'] !== 'string')) {
+    if (
+      !isObject(i) ||
+      (i['ip'] !== undefined && typeof i['ip'] !== 'string') ||
+      (i['hostname'] !== undefined && typeof i['hostname'] !== 'string')
+    ) {
       return 'a load balancer ingress is not {ip, hostname}';
     }
   }

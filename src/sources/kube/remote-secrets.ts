@@ -58,7 +58,9 @@ export interface PeerRemote {
 
 /** Istio's remote-secret kubeconfig for a peer, as Deckhouse writes it (deckhouse.md §3). */
 export function peerKubeconfig(p: Pick<PeerRemote, 'clusterId' | 'server' | 'ca' | 'insecureSkipVerify' | 'token'>): string {
-  const cluster = p.ca ? { server: p.server, 'certificate-authority-data': Buffer.from(p.ca).toString('base64') } : { server: p.server, ...(p.insecureSkipVerify ? { 'insecure-skip-tls-verify': true } : {}) };
+  const cluster = p.ca
+    ? { server: p.server, 'certificate-authority-data': Buffer.from(p.ca).toString('base64') }
+    : { server: p.server, ...(p.insecureSkipVerify ? { 'insecure-skip-tls-verify': true } : {}) };
   return stringify({
     apiVersion: 'v1',
     kind: 'Config',
@@ -74,12 +76,23 @@ export function peerKubeconfig(p: Pick<PeerRemote, 'clusterId' | 'server' | 'ca'
  * earlier peer: `peers` come in the order they were declared) is refused for the peer: hand-made Secrets win, as
  * the first Secret wins among Secrets.
  */
-export function addPeerRemotes(view: SecretsView, peers: Iterable<PeerRemote>, localId: string, domain: string, localNetwork: string): SecretsView {
+export function addPeerRemotes(
+  view: SecretsView,
+  peers: Iterable<PeerRemote>,
+  localId: string,
+  domain: string,
+  localNetwork: string,
+): SecretsView {
   const remotes = new Map(view.remotes);
   const refused = [...view.refused];
   for (const p of peers) {
     const secret = `multicluster/${p.name}`;
-    const owner = p.clusterId === localId ? 'this is the local cluster\'s own id' : remotes.has(p.clusterId) ? `already named by ${remotes.get(p.clusterId)!.secret}` : undefined;
+    const owner =
+      p.clusterId === localId
+        ? "this is the local cluster's own id"
+        : remotes.has(p.clusterId)
+          ? `already named by ${remotes.get(p.clusterId)!.secret}`
+          : undefined;
     if (owner) {
       refused.push({ secret, id: p.clusterId, reason: owner });
       continue;
@@ -87,7 +100,15 @@ export function addPeerRemotes(view: SecretsView, peers: Iterable<PeerRemote>, l
     const kubeconfig = peerKubeconfig(p);
     const network = p.network ?? localNetwork;
     const hash = createHash('sha256').update(`${kubeconfig}\n${network}\n${domain}`).digest('hex').slice(0, 16);
-    remotes.set(p.clusterId, { id: p.clusterId, secret, kubeconfig, network, domain, hash, peer: { name: p.name, rootCaPem: p.rootCaPem, gateways: p.gateways } });
+    remotes.set(p.clusterId, {
+      id: p.clusterId,
+      secret,
+      kubeconfig,
+      network,
+      domain,
+      hash,
+      peer: { name: p.name, rootCaPem: p.rootCaPem, gateways: p.gateways },
+    });
   }
   return { remotes, refused };
 }
@@ -110,7 +131,7 @@ export function remotesFromSecrets(secrets: Iterable<SecretObj>, localId: string
     const domain = s.metadata.annotations?.[ANNOTATION_DOMAIN] || defaultDomain;
     for (const id of Object.keys(s.data ?? {}).sort()) {
       if (id === localId) {
-        refused.push({ secret, id, reason: 'this is the local cluster\'s own id' });
+        refused.push({ secret, id, reason: "this is the local cluster's own id" });
         continue;
       }
       const owner = remotes.get(id);
@@ -119,7 +140,10 @@ export function remotesFromSecrets(secrets: Iterable<SecretObj>, localId: string
         continue;
       }
       const kubeconfig = Buffer.from(s.data![id]!, 'base64').toString('utf8');
-      const hash = createHash('sha256').update(`${kubeconfig}\n${network ?? ''}\n${domain}`).digest('hex').slice(0, 16);
+      const hash = createHash('sha256')
+        .update(`${kubeconfig}\n${network ?? ''}\n${domain}`)
+        .digest('hex')
+        .slice(0, 16);
       remotes.set(id, { id, secret, kubeconfig, network, domain, hash });
     }
   }

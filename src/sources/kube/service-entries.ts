@@ -45,7 +45,9 @@ export class ServiceEntrySource {
     private readonly discoveryRetryMs = 60_000,
   ) {
     this.sourceId = `serviceentries:${ctx.clusterId}`;
-    this.client = new KubeClient(kc, DEFAULT_LIMITS, (kind, reason, name) => this.note(name ?? '?', `rejected by the transport: ${reason}`));
+    this.client = new KubeClient(kc, DEFAULT_LIMITS, (kind, reason, name) =>
+      this.note(name ?? '?', `rejected by the transport: ${reason}`),
+    );
     this.dns = new HostnameResolver(() => this.recomputeAll());
   }
 

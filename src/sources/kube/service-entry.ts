@@ -56,13 +56,16 @@ export function serviceEntryToModel(obj: ServiceEntryObj, ctx: EntryContext): En
   if (!isObject(spec)) return invalid('spec is missing or not an object');
   const location = spec['location'] ?? 'MESH_EXTERNAL';
   if (location !== 'MESH_INTERNAL') {
-    return location === 'MESH_EXTERNAL' ? { kind: 'ignored', reason: 'MESH_EXTERNAL entries are not imported' } : invalid(`location ${JSON.stringify(location)} is not MESH_INTERNAL or MESH_EXTERNAL`);
+    return location === 'MESH_EXTERNAL'
+      ? { kind: 'ignored', reason: 'MESH_EXTERNAL entries are not imported' }
+      : invalid(`location ${JSON.stringify(location)} is not MESH_INTERNAL or MESH_EXTERNAL`);
   }
   if (spec['workloadSelector'] !== undefined) return invalid('workloadSelector is not supported (list endpoints)');
   const hosts = spec['hosts'];
   if (!Array.isArray(hosts) || hosts.length === 0) return invalid('hosts: at least one host is required');
   for (const h of hosts) {
-    if (typeof h !== 'string' || !DNS_NAME.test(h)) return invalid(`hosts: ${JSON.stringify(h)} is not a DNS name (wildcards are not supported)`);
+    if (typeof h !== 'string' || !DNS_NAME.test(h))
+      return invalid(`hosts: ${JSON.stringify(h)} is not a DNS name (wildcards are not supported)`);
   }
   const rawPorts = spec['ports'];
   if (!Array.isArray(rawPorts) || rawPorts.length === 0) return invalid('ports: at least one port is required');
@@ -73,26 +76,44 @@ export function serviceEntryToModel(obj: ServiceEntryObj, ctx: EntryContext): En
     if (p['targetPort'] !== undefined && !isPort(p['targetPort'])) return invalid(`ports[${i}].targetPort must be 1-65535`);
     if (ports.some((q) => q.port === p['number'] || q.name === p['name'])) return invalid(`ports[${i}]: duplicate port number or name`);
     const protocol = typeof p['protocol'] === 'string' ? p['protocol'] : '';
-    ports.push({ name: p['name'], port: p['number'], protocol: protocolOf(protocol), targetPort: (p['targetPort'] as number | undefined) ?? p['number'] });
+    ports.push({
+      name: p['name'],
+      port: p['number'],
+      protocol: protocolOf(protocol),
+      targetPort: (p['targetPort'] as number | undefined) ?? p['number'],
+    });
   }
   ports.sort((a, b) => a.port - b.port);
   const resolution = spec['resolution'] ?? 'NONE';
-  if (resolution !== 'STATIC' && resolution !== 'DNS' && resolution !== 'DNS_ROUND_ROBIN') return invalid(`resolution ${JSON.stringify(resolution)} is not supported (STATIC or DNS)`);
+  if (resolution !== 'STATIC' && resolution !== 'DNS' && resolution !== 'DNS_ROUND_ROBIN')
+    return invalid(`resolution ${JSON.stringify(resolution)} is not supported (STATIC or DNS)`);
   const sansRaw = spec['subjectAltNames'];
-  if (sansRaw !== undefined && (!Array.isArray(sansRaw) || !sansRaw.every((x) => typeof x === 'string' && x !== ''))) return invalid('subjectAltNames must be a list of strings');
+  if (sansRaw !== undefined && (!Array.isArray(sansRaw) || !sansRaw.every((x) => typeof x === 'string' && x !== '')))
+    return invalid('subjectAltNames must be a list of strings');
   const rawEps = spec['endpoints'] ?? [];
   if (!Array.isArray(rawEps)) return invalid('endpoints must be a list');
-  if (resolution !== 'STATIC' && rawEps.length === 0) return invalid('DNS resolution needs endpoints (resolving the hosts themselves is not supported)');
+  if (resolution !== 'STATIC' && rawEps.length === 0)
+    return invalid('DNS resolution needs endpoints (resolving the hosts themselves is not supported)');
 
-  interface Ep { address: string; ports: Record<string, number>; labels: Record<string, string>; network: string; locality: Endpoint['locality']; weight: number; serviceAccount: string }
+  interface Ep {
+    address: string;
+    ports: Record<string, number>;
+    labels: Record<string, string>;
+    network: string;
+    locality: Endpoint['locality'];
+    weight: number;
+    serviceAccount: string;
+  }
   const eps: Ep[] = [];
   const dnsNames: string[] = [];
   for (const [i, e] of rawEps.entries()) {
     const at = `endpoints[${i}]`;
     if (!isObject(e) || typeof e['address'] !== 'string' || e['address'] === '') return invalid(`${at}.address is required`);
     const address = e['address'];
-    if (resolution === 'STATIC' && net.isIP(address) === 0) return invalid(`${at}.address "${address}" is not an IP address (resolution STATIC)`);
-    if (net.isIP(address) === 0 && !DNS_NAME.test(address)) return invalid(`${at}.address "${address}" is neither an IP address nor a DNS name`);
+    if (resolution === 'STATIC' && net.isIP(address) === 0)
+      return invalid(`${at}.address "${address}" is not an IP address (resolution STATIC)`);
+    if (net.isIP(address) === 0 && !DNS_NAME.test(address))
+      return invalid(`${at}.address "${address}" is neither an IP address nor a DNS name`);
     const epPorts = e['ports'] ?? {};
     if (!isObject(epPorts)) return invalid(`${at}.ports must be a map of port name to number`);
     for (const [name, n] of Object.entries(epPorts)) {
@@ -100,13 +121,22 @@ export function serviceEntryToModel(obj: ServiceEntryObj, ctx: EntryContext): En
       if (!isPort(n)) return invalid(`${at}.ports.${name} must be 1-65535`);
     }
     const labels = e['labels'] ?? {};
-    if (!isObject(labels) || !Object.values(labels).every((v) => typeof v === 'string')) return invalid(`${at}.labels must be a string map`);
+    if (!isObject(labels) || !Object.values(labels).every((v) => typeof v === 'string'))
+      return invalid(`${at}.labels must be a string map`);
     const weight = e['weight'] ?? 1;
     if (!Number.isInteger(weight) || (weight as number) < 0) return invalid(`${at}.weight must be a whole number`);
-    for (const f of ['network', 'locality', 'serviceAccount'] as const) if (e[f] !== undefined && typeof e[f] !== 'string') return invalid(`${at}.${f} must be a string`);
+    for (const f of ['network', 'locality', 'serviceAccount'] as const)
+      if (e[f] !== undefined && typeof e[f] !== 'string') return invalid(`${at}.${f} must be a string`);
     const [region = '', zone = '', subzone = ''] = ((e['locality'] as string | undefined) ?? '').split('/');
     const byName = Object.fromEntries(ports.map((p) => [p.name, (epPorts[p.name] as number | undefined) ?? p.targetPort]));
-    const base = { ports: byName, labels: labels as Record<string, string>, network: (e['network'] as string | undefined) ?? '', locality: { region, zone, subzone }, weight: (weight as number) || 1, serviceAccount: (e['serviceAccount'] as string | undefined) ?? '' };
+    const base = {
+      ports: byName,
+      labels: labels as Record<string, string>,
+      network: (e['network'] as string | undefined) ?? '',
+      locality: { region, zone, subzone },
+      weight: (weight as number) || 1,
+      serviceAccount: (e['serviceAccount'] as string | undefined) ?? '',
+    };
     if (net.isIP(address) !== 0) eps.push({ address, ...base });
     else {
       dnsNames.push(address);

@@ -85,7 +85,9 @@ export function gatewayServiceOf(svc: ServiceObj): GatewayService | undefined {
     const ports = svc.spec?.ports ?? [];
     const nodePort = (ports.find((p) => p.port === port) ?? ports.find((p) => p.name === 'tls'))?.nodePort;
     if (nodePort) return { service, network, port, addresses: [], notes, nodePort };
-    notes.push(`${service}: NodePort Service has no nodePort for port ${port} (nor a port named tls): no gateway into network ${network} from it`);
+    notes.push(
+      `${service}: NodePort Service has no nodePort for port ${port} (nor a port named tls): no gateway into network ${network} from it`,
+    );
     return { service, network, port, addresses: [], notes };
   }
   if (addresses.size === 0) {
@@ -145,7 +147,9 @@ export class ClusterIndex {
 
   /** Every Service that names a network gateway, by service key. */
   gateways(): GatewayService[] {
-    return [...this.gatewayServices.entries()].sort(([a], [b]) => compare(a, b)).map(([k, g]) => (g.nodePort === undefined ? g : this.nodePortGateway(k, g, g.nodePort)));
+    return [...this.gatewayServices.entries()]
+      .sort(([a], [b]) => compare(a, b))
+      .map(([k, g]) => (g.nodePort === undefined ? g : this.nodePortGateway(k, g, g.nodePort)));
   }
 
   /** A NodePort gateway's addresses: the usable nodes that run its ready endpoints. */
@@ -155,7 +159,8 @@ export class ClusterIndex {
     for (const sk of this.slicesOf.get(k) ?? []) {
       for (const e of this.slices.get(sk)?.endpoints ?? []) {
         if (e.conditions?.ready === false) continue;
-        const pod = e.targetRef?.kind === 'Pod' && e.targetRef.name ? this.pods.get(key(e.targetRef.namespace ?? ns, e.targetRef.name)) : undefined;
+        const pod =
+          e.targetRef?.kind === 'Pod' && e.targetRef.name ? this.pods.get(key(e.targetRef.namespace ?? ns, e.targetRef.name)) : undefined;
         const name = e.nodeName ?? pod?.spec?.nodeName;
         if (name) nodes.add(name);
       }
@@ -168,7 +173,10 @@ export class ClusterIndex {
     }
     const notes = addresses.size
       ? g.notes
-      : [...g.notes, `${g.service}: NodePort ${nodePort}: no Ready, schedulable node with an address runs a ready gateway endpoint: no gateway into network ${g.network} from it`];
+      : [
+          ...g.notes,
+          `${g.service}: NodePort ${nodePort}: no Ready, schedulable node with an address runs a ready gateway endpoint: no gateway into network ${g.network} from it`,
+        ];
     return { ...g, port: nodePort, addresses: [...addresses].sort(), notes };
   }
 
@@ -269,7 +277,8 @@ export class ClusterIndex {
     ns: string,
     nsLabels: Readonly<Record<string, string>>,
   ): Endpoint {
-    const pod = e.targetRef?.kind === 'Pod' && e.targetRef.name ? this.pods.get(key(e.targetRef.namespace ?? ns, e.targetRef.name)) : undefined;
+    const pod =
+      e.targetRef?.kind === 'Pod' && e.targetRef.name ? this.pods.get(key(e.targetRef.namespace ?? ns, e.targetRef.name)) : undefined;
     const podLabels = pod?.metadata.labels ?? {};
     const nodeName = e.nodeName ?? pod?.spec?.nodeName;
     const nodeLabels = (nodeName && this.nodes.get(nodeName)?.metadata.labels) || {};
@@ -301,7 +310,8 @@ export class ClusterIndex {
   private indexRefs(slice: EndpointSliceObj, k: string, add: boolean): void {
     const ns = slice.metadata.namespace;
     for (const e of slice.endpoints ?? []) {
-      if (e.targetRef?.kind === 'Pod' && e.targetRef.name) index(this.slicesByPod, key(e.targetRef.namespace ?? ns, e.targetRef.name), k, add);
+      if (e.targetRef?.kind === 'Pod' && e.targetRef.name)
+        index(this.slicesByPod, key(e.targetRef.namespace ?? ns, e.targetRef.name), k, add);
       if (e.nodeName) index(this.slicesByNode, e.nodeName, k, add);
     }
   }
@@ -327,7 +337,9 @@ function usableNode(n: NodeObj): boolean {
 /** ExternalIP, else InternalIP. */
 function nodeAddress(n: NodeObj): string | undefined {
   const addrs = n.status?.addresses ?? [];
-  return addrs.find((a) => a.type === 'ExternalIP' && a.address)?.address ?? addrs.find((a) => a.type === 'InternalIP' && a.address)?.address;
+  return (
+    addrs.find((a) => a.type === 'ExternalIP' && a.address)?.address ?? addrs.find((a) => a.type === 'InternalIP' && a.address)?.address
+  );
 }
 
 function sliceOwner(s: EndpointSliceObj): ServiceKey | undefined {

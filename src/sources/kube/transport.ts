@@ -71,10 +71,20 @@ export function remoteKubeConfig(text: string, clusterId: string): KubeConfig {
   const user = kc.getCurrentUser();
   if (!cluster) throw new Error(`cluster ${clusterId}: the kubeconfig names no current cluster`);
   if (!user) throw new Error(`cluster ${clusterId}: the kubeconfig names no current user`);
-  if (user.exec) throw new Error(`cluster ${clusterId}: exec credential plugins are refused in remote secrets; use a bearer token or a client certificate`);
-  if (user.authProvider) throw new Error(`cluster ${clusterId}: auth providers (${String(user.authProvider.name ?? 'unnamed')}) are refused in remote secrets; use a bearer token or a client certificate`);
-  if (user.certFile || user.keyFile || cluster.caFile) throw new Error(`cluster ${clusterId}: file references are refused in remote secrets; inline the certificates (client-certificate-data, certificate-authority-data)`);
-  if (!user.token && !(user.certData && user.keyData)) throw new Error(`cluster ${clusterId}: the kubeconfig has neither a bearer token nor a client certificate`);
+  if (user.exec)
+    throw new Error(
+      `cluster ${clusterId}: exec credential plugins are refused in remote secrets; use a bearer token or a client certificate`,
+    );
+  if (user.authProvider)
+    throw new Error(
+      `cluster ${clusterId}: auth providers (${String(user.authProvider.name ?? 'unnamed')}) are refused in remote secrets; use a bearer token or a client certificate`,
+    );
+  if (user.certFile || user.keyFile || cluster.caFile)
+    throw new Error(
+      `cluster ${clusterId}: file references are refused in remote secrets; inline the certificates (client-certificate-data, certificate-authority-data)`,
+    );
+  if (!user.token && !(user.certData && user.keyData))
+    throw new Error(`cluster ${clusterId}: the kubeconfig has neither a bearer token nor a client certificate`);
   return kc;
 }
 
@@ -219,7 +229,10 @@ export class GuardedWatch extends Watch {
       done(err);
     };
     const { watchTimeoutSec, requestTimeoutMs, maxObjectBytes } = this.client.limits;
-    const deadline = setTimeout(() => finish(new Error(`watch ${path} overran its ${watchTimeoutSec} s timeout`)), watchTimeoutSec * 1000 + requestTimeoutMs);
+    const deadline = setTimeout(
+      () => finish(new Error(`watch ${path} overran its ${watchTimeoutSec} s timeout`)),
+      watchTimeoutSec * 1000 + requestTimeoutMs,
+    );
     const query: Record<string, string> = { allowWatchBookmarks: 'true', timeoutSeconds: String(watchTimeoutSec) };
     for (const [k, v] of Object.entries(queryParams)) if (v !== undefined && v !== '') query[k] = String(v);
     query['watch'] = 'true';
