@@ -1,4 +1,4 @@
-// X.509 v3 certificates built with the DER encoder and signed by node:crypto.
+// X.509 v3 certificates built with the DER encoder and signed by node:crypto (why not a library: der.ts's header).
 import { createHash, randomBytes, sign, type KeyObject, X509Certificate } from 'node:crypto';
 import * as der from './der.js';
 
