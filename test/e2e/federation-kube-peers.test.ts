@@ -12,7 +12,16 @@ import { startFakeApiServer, type KubeObject } from '../fixtures/kube-apiserver/
 import { sniClusterName } from '../fixtures/sni-gateway/routes.js';
 import { MtlsClient, type MtlsEchoServer, startMtlsEchoServer, type Workload } from '../helpers/grpc-mtls.js';
 import { namespace } from '../helpers/kube-cluster.js';
-import { CRDS, EastWestGateway, firstOkCall, kubectl, type KubeSide, kubeWorkload, spawnMeshfed } from '../helpers/kube-peers.js';
+import {
+  CRDS,
+  EastWestGateway,
+  firstOkCall,
+  kubectl,
+  type KubeSide,
+  kubeWorkload,
+  spawnMeshfed,
+  untilPeersReady,
+} from '../helpers/kube-peers.js';
 import { SERVER_NAME } from '../helpers/mesh-tls.js';
 import { freePort } from '../helpers/ports.js';
 import { RawXdsClient, type SotwResponse } from '../helpers/raw-client.js';
@@ -31,12 +40,6 @@ interface Side extends KubeSide {
 
 const sides: Side[] = [];
 const [A, B] = [() => sides[0]!, () => sides[1]!];
-
-const condition = (s: Side, peer: string, type: string): string | undefined =>
-  (
-    (s.api.get(FED, 'IstioFederation', undefined, peer)?.['status'] as { conditions?: Array<Record<string, string>> } | undefined)
-      ?.conditions ?? []
-  ).find((c) => c['type'] === type)?.['status'];
 
 /** B's gateway: the SNI gateway fixture, fed by B's xDS as a `router` of cluster-b; B advertises it to its peers. */
 const gateway = new EastWestGateway();
@@ -195,23 +198,7 @@ afterAll(async () => {
 
 describe('two meshfed --kube processes federated by IstioFederation resources', () => {
   it("both CRs reach Public and Private MetadataExchangeReady=True, and A serves B's exported service over B's gateway", async () => {
-    await vi
-      .waitFor(
-        () => {
-          for (const s of sides) if (s.proc!.exitCode !== null) throw new Error(`${s.name} exited: ${s.out}`);
-          for (const [s, peer] of [
-            [A(), 'cluster-b'],
-            [B(), 'cluster-a'],
-          ] as const) {
-            for (const t of ['PublicMetadataExchangeReady', 'PrivateMetadataExchangeReady'])
-              expect(condition(s, peer, t), `${s.name}'s ${peer} ${t}`).toBe('True');
-          }
-        },
-        { timeout: 20_000, interval: 200 },
-      )
-      .catch((err: Error) => {
-        throw new Error(`${err.message}\n--- A:\n${A().out.slice(-3000)}\n--- B:\n${B().out.slice(-3000)}`);
-      });
+    await untilPeersReady(sides, 'IstioFederation', ['PublicMetadataExchangeReady', 'PrivateMetadataExchangeReady'], 20_000);
     await vi.waitFor(async () => expect((await ask(TypeUrl.Cluster, [])).resources.map((r) => r.name)).toContain(BAR_CLUSTER), {
       timeout: 5_000,
       interval: 200,

@@ -16,7 +16,16 @@ import { testPki } from '../fixtures/kube-apiserver/pki.js';
 import { sniClusterName } from '../fixtures/sni-gateway/routes.js';
 import { MtlsClient, type MtlsEchoServer, startMtlsEchoServer, type Workload } from '../helpers/grpc-mtls.js';
 import { backends, type ClusterSpec, endpointSlice, namespace, pod, seedCluster } from '../helpers/kube-cluster.js';
-import { CRDS, EastWestGateway, firstOkCall, kubectl, type KubeSide, kubeWorkload, spawnMeshfed } from '../helpers/kube-peers.js';
+import {
+  CRDS,
+  EastWestGateway,
+  firstOkCall,
+  kubectl,
+  type KubeSide,
+  kubeWorkload,
+  spawnMeshfed,
+  untilPeersReady,
+} from '../helpers/kube-peers.js';
 import { SERVER_NAME } from '../helpers/mesh-tls.js';
 import { freePort } from '../helpers/ports.js';
 import { RawXdsClient, type SotwResponse } from '../helpers/raw-client.js';
@@ -40,12 +49,6 @@ interface Side extends KubeSide {
 
 const sides: Side[] = [];
 const [A, B] = [() => sides[0]!, () => sides[1]!];
-
-const condition = (s: Side, peer: string, type: string): string | undefined =>
-  (
-    (s.api.get(DH, 'IstioMulticluster', undefined, peer)?.['status'] as { conditions?: Array<Record<string, string>> } | undefined)
-      ?.conditions ?? []
-  ).find((c) => c['type'] === type)?.['status'];
 
 /** B's east-west gateway: the SNI gateway fixture, fed by B's xDS as a `router` of cluster-b; B advertises it. */
 const gateway = new EastWestGateway();
@@ -207,23 +210,12 @@ afterAll(async () => {
 
 describe('two meshfed --kube processes joined by IstioMulticluster resources', () => {
   it('both CRs reach all three conditions True', async () => {
-    await vi
-      .waitFor(
-        () => {
-          for (const s of sides) if (s.proc!.exitCode !== null) throw new Error(`${s.name} exited: ${s.out}`);
-          for (const [s, peer] of [
-            [A(), 'cluster-b'],
-            [B(), 'cluster-a'],
-          ] as const) {
-            for (const t of ['PublicMetadataExchangeReady', 'PrivateMetadataExchangeReady', 'RemoteAPIServerReady'])
-              expect(condition(s, peer, t), `${s.name}'s ${peer} ${t}`).toBe('True');
-          }
-        },
-        { timeout: 30_000, interval: 200 },
-      )
-      .catch((err: Error) => {
-        throw new Error(`${err.message}\n--- A:\n${A().out.slice(-3000)}\n--- B:\n${B().out.slice(-3000)}`);
-      });
+    await untilPeersReady(
+      sides,
+      'IstioMulticluster',
+      ['PublicMetadataExchangeReady', 'PrivateMetadataExchangeReady', 'RemoteAPIServerReady'],
+      30_000,
+    );
   });
 
   it("A serves B's endpoints of foo as B's gateway (split horizon), beside its own pods", async () => {

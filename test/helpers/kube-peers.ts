@@ -6,7 +6,7 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { stringify } from 'yaml';
-import { vi } from 'vitest';
+import { expect, vi } from 'vitest';
 import type { V1Secret } from '@kubernetes/client-node';
 import { DEFAULT_CA_SECRET, secretToMaterial } from '../../src/pki/kube-store.js';
 import type { FakeApiServer } from '../fixtures/kube-apiserver/index.js';
@@ -122,4 +122,38 @@ export function firstOkCall(channel: MtlsClient, timeoutMs = 20_000): Promise<Ca
     },
     { timeout: timeoutMs, interval: 200 },
   );
+}
+
+/**
+ * Waits until each of the two sides' `kind` resource naming the other side has every condition of `types` True.
+ * A side that exits fails at once; any failure carries both sides' output.
+ */
+export async function untilPeersReady(
+  sides: readonly KubeSide[],
+  kind: 'IstioFederation' | 'IstioMulticluster',
+  types: readonly string[],
+  timeoutMs: number,
+): Promise<void> {
+  const condition = (s: KubeSide, peer: string, type: string): string | undefined =>
+    (
+      (s.api.get('deckhouse.io/v1alpha1', kind, undefined, peer)?.['status'] as { conditions?: Array<Record<string, string>> } | undefined)
+        ?.conditions ?? []
+    ).find((c) => c['type'] === type)?.['status'];
+  const [a, b] = sides as [KubeSide, KubeSide];
+  await vi
+    .waitFor(
+      () => {
+        for (const s of sides) if (s.proc!.exitCode !== null) throw new Error(`${s.name} exited: ${s.out}`);
+        for (const [s, peer] of [
+          [a, b.name],
+          [b, a.name],
+        ] as const) {
+          for (const t of types) expect(condition(s, peer, t), `${s.name}'s ${peer} ${t}`).toBe('True');
+        }
+      },
+      { timeout: timeoutMs, interval: 200 },
+    )
+    .catch((err: Error) => {
+      throw new Error(`${err.message}\n--- ${a.name}:\n${a.out.slice(-3000)}\n--- ${b.name}:\n${b.out.slice(-3000)}`);
+    });
 }
