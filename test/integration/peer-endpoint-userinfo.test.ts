@@ -1,6 +1,7 @@
 // A metadataEndpoint with a user and password (https://user:pass@host/): refused, and the password never reaches
 // a log line, /debug/peers, a metric label or the CR's status. meshfed's own CRD forbids it by pattern; Deckhouse's
 // (CEL rules, which only check for an https URL with a host) lets it through, so the CRD here has no pattern.
+import { testPeerController } from '../helpers/peer-controller.js';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Writable } from 'node:stream';
@@ -12,8 +13,6 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { PeerController } from '../../src/alliance/peers/controller.js';
 import { IstioPeerWatch } from '../../src/alliance/peers/kube.js';
 import { registerPeerMetrics } from '../../src/alliance/peers/metrics.js';
-import { Registry } from '../../src/registry/registry.js';
-import { FederationSource } from '../../src/sources/federation/federation-source.js';
 import { metadataEndpointProblem } from '../../src/sources/file/validate.js';
 import { localKubeConfig } from '../../src/sources/kube/transport.js';
 import { type FakeApiServer, type KubeObject, startFakeApiServer } from '../fixtures/kube-apiserver/index.js';
@@ -35,21 +34,7 @@ beforeAll(async () => {
   ) as KubeObject;
   const text = JSON.stringify(crd).replace(/"pattern":"[^"]*(\\.[^"]*)*",/g, '');
   api.upsert(JSON.parse(text) as KubeObject);
-  ctl = new PeerController({
-    localTrustDomain: 'cluster.local',
-    mintToken: localIdentity('11111111-1111-4111-8111-111111111111').mint,
-    isLeader: () => true,
-    pollIntervalMs: 3_600_000,
-    fetchTimeoutMs: 1000,
-    maxPublicBytes: 1 << 20,
-    maxPrivateBytes: 1 << 20,
-    source: new FederationSource(
-      new Registry({ quietMs: 0, maxMs: 0 }, () => undefined, log),
-      { staleAfterMs: 1e6, withdrawAfterMs: 2e6, maxDropShare: 0.5, confirmAfterMs: 1e6, dropWindowMs: 1e4 },
-      log,
-    ),
-    log,
-  });
+  ctl = testPeerController({ mintToken: localIdentity('11111111-1111-4111-8111-111111111111').mint, fetchTimeoutMs: 1000 }, log);
   registerPeerMetrics(metrics, () => ctl.rows());
   watch = new IstioPeerWatch(
     localKubeConfig(api.writeKubeconfig(mkdtempSync(path.join(tmpdir(), 'meshfed-ui-')))),

@@ -1,10 +1,10 @@
 // The peer controller's multicluster path on its own: multicluster.json checks, the api token rule (366 days, kept
 // until fewer than 30 are left), the api-proxy probe's RemoteAPIServerReady reasons, Deckhouse's pending
 // conditions, and the remote cluster handed to the kube source (a flat network when enableIngressGateway is false).
+import { testPeerController } from '../helpers/peer-controller.js';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { decodeJwt } from 'jose';
-import { pino } from 'pino';
 import client from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { apiToken, DECKHOUSE_API_TOKEN, keepApiToken } from '../../src/alliance/peers/api-token.js';
@@ -12,8 +12,6 @@ import { PeerController, type PeerRow } from '../../src/alliance/peers/controlle
 import { apiServerUrl, checkMulticluster } from '../../src/alliance/peers/metadata.js';
 import { registerPeerMetrics } from '../../src/alliance/peers/metrics.js';
 import { peerTable } from '../../src/cli/status.js';
-import { Registry } from '../../src/registry/registry.js';
-import { FederationSource } from '../../src/sources/federation/federation-source.js';
 import { addPeerRemotes, type PeerRemote } from '../../src/sources/kube/remote-secrets.js';
 import { parse } from 'yaml';
 import { testPki } from '../fixtures/kube-apiserver/pki.js';
@@ -22,7 +20,6 @@ import { localIdentity, type PeerServer, startPeerServer } from '../helpers/peer
 const DAY = 24 * 3600;
 const A_UUID = '11111111-1111-4111-8111-111111111111';
 const B_UUID = '22222222-2222-4222-8222-222222222222';
-const silent = pino({ level: 'silent' });
 
 describe('multicluster.json checks', () => {
   const ok = { ingressGateways: [{ address: '192.0.2.1', port: 15443 }], apiHost: 'api.b.example.com', networkName: 'network-b' };
@@ -219,22 +216,7 @@ describe('the controller with a multicluster peer', () => {
       },
       () => [idA],
     );
-    const registry = new Registry({ quietMs: 0, maxMs: 0 }, () => undefined, silent);
-    ctl = new PeerController({
-      localTrustDomain: 'cluster.local',
-      mintToken: idA.mint,
-      isLeader: () => true,
-      pollIntervalMs: 3_600_000,
-      fetchTimeoutMs: 2000,
-      maxPublicBytes: 1 << 20,
-      maxPrivateBytes: 1 << 20,
-      source: new FederationSource(
-        registry,
-        { staleAfterMs: 1e6, withdrawAfterMs: 2e6, maxDropShare: 0.5, confirmAfterMs: 1e6, dropWindowMs: 1e4 },
-        silent,
-      ),
-      log: silent,
-    });
+    ctl = testPeerController({ mintToken: idA.mint });
     ctl.useRemoteClusters({ setPeerRemotes: (r) => remotes.push([...r]), clusterStatus: () => undefined });
     registerPeerMetrics(metrics, () => ctl.rows());
     ctl.setPeers(
@@ -347,25 +329,12 @@ describe('the controller with a multicluster peer', () => {
   it('takes up the api token kept from before a restart (its remote Secret) instead of minting one', async () => {
     const kept = await idA.mint(B_UUID, 'api', 300 * DAY);
     const asked: string[] = [];
-    const registry = new Registry({ quietMs: 0, maxMs: 0 }, () => undefined, silent);
     const handed: PeerRemote[][] = [];
-    const c = new PeerController({
-      localTrustDomain: 'cluster.local',
+    const c = testPeerController({
       mintToken: idA.mint,
-      isLeader: () => true,
-      pollIntervalMs: 3_600_000,
-      fetchTimeoutMs: 2000,
-      maxPublicBytes: 1 << 20,
-      maxPrivateBytes: 1 << 20,
-      source: new FederationSource(
-        registry,
-        { staleAfterMs: 1e6, withdrawAfterMs: 2e6, maxDropShare: 0.5, confirmAfterMs: 1e6, dropWindowMs: 1e4 },
-        silent,
-      ),
       storedApiToken: (name, aud) => (
         asked.push(`${name} ${aud}`), Promise.resolve({ token: kept, audience: aud, exp: decodeJwt(kept).exp! })
       ),
-      log: silent,
     });
     try {
       c.useRemoteClusters({ setPeerRemotes: (r) => handed.push([...r]), clusterStatus: () => undefined });
@@ -385,24 +354,8 @@ describe('the controller with a multicluster peer', () => {
   });
 
   it('refuses the peer when the cluster domain is not the trust domain: its root would be filed under the wrong one', async () => {
-    const registry = new Registry({ quietMs: 0, maxMs: 0 }, () => undefined, silent);
     const handed: PeerRemote[][] = [];
-    const c = new PeerController({
-      localTrustDomain: 'td.example',
-      localClusterDomain: 'cluster.local',
-      mintToken: idA.mint,
-      isLeader: () => true,
-      pollIntervalMs: 3_600_000,
-      fetchTimeoutMs: 2000,
-      maxPublicBytes: 1 << 20,
-      maxPrivateBytes: 1 << 20,
-      source: new FederationSource(
-        registry,
-        { staleAfterMs: 1e6, withdrawAfterMs: 2e6, maxDropShare: 0.5, confirmAfterMs: 1e6, dropWindowMs: 1e4 },
-        silent,
-      ),
-      log: silent,
-    });
+    const c = testPeerController({ localTrustDomain: 'td.example', localClusterDomain: 'cluster.local', mintToken: idA.mint });
     try {
       c.useRemoteClusters({ setPeerRemotes: (r) => handed.push([...r]), clusterStatus: () => undefined });
       await new Promise<void>((resolve) => {
@@ -454,23 +407,8 @@ describe('the controller with a multicluster peer', () => {
   });
 
   it("after a restart with the peer's metadata endpoint down, watches its remote cluster from the metadata its CR's status caches", async () => {
-    const registry = new Registry({ quietMs: 0, maxMs: 0 }, () => undefined, silent);
     const handed: PeerRemote[][] = [];
-    const c = new PeerController({
-      localTrustDomain: 'cluster.local',
-      mintToken: idA.mint,
-      isLeader: () => true,
-      pollIntervalMs: 3_600_000,
-      fetchTimeoutMs: 2000,
-      maxPublicBytes: 1 << 20,
-      maxPrivateBytes: 1 << 20,
-      source: new FederationSource(
-        registry,
-        { staleAfterMs: 1e6, withdrawAfterMs: 2e6, maxDropShare: 0.5, confirmAfterMs: 1e6, dropWindowMs: 1e4 },
-        silent,
-      ),
-      log: silent,
-    });
+    const c = testPeerController({ mintToken: idA.mint });
     const cache = {
       public: { clusterUUID: B_UUID, authnKeyPub: 'peer key', rootCA: 'root-b' },
       private: {

@@ -1,12 +1,10 @@
 // The peer directory tokens are checked against (PeerController.publicMetadata): a token's scope is accepted only
 // from a peer of the kind it is for, and a clusterUUID belongs to one peer (the one declared first).
-import { pino } from 'pino';
+import { testPeerController } from '../helpers/peer-controller.js';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { PeerController } from '../../src/alliance/peers/controller.js';
 import { verifyPeerToken } from '../../src/alliance/tokens/tokens.js';
 import type { PeerDirectory, TokenScope } from '../../src/alliance/types.js';
-import { Registry } from '../../src/registry/registry.js';
-import { FederationSource } from '../../src/sources/federation/federation-source.js';
 import type { ClusterStatus } from '../../src/sources/kube/kube-source.js';
 import type { PeerRemote } from '../../src/sources/kube/remote-secrets.js';
 import { localIdentity, type PeerServer, startPeerServer } from '../helpers/peer-metadata.js';
@@ -14,7 +12,6 @@ import { localIdentity, type PeerServer, startPeerServer } from '../helpers/peer
 const A_UUID = '11111111-1111-4111-8111-111111111111';
 const B_UUID = '22222222-2222-4222-8222-222222222222';
 const F_UUID = '33333333-3333-4333-8333-333333333333';
-const silent = pino({ level: 'silent' });
 const idA = localIdentity(A_UUID);
 let mc: PeerServer;
 let fed: PeerServer;
@@ -22,22 +19,7 @@ let ctl: PeerController;
 let handed: PeerRemote[][];
 
 function controller(clusterStatus: PeerControllerStatus = () => undefined): PeerController {
-  const registry = new Registry({ quietMs: 0, maxMs: 0 }, () => undefined, silent);
-  const c = new PeerController({
-    localTrustDomain: 'cluster.local',
-    mintToken: idA.mint,
-    isLeader: () => true,
-    pollIntervalMs: 3_600_000,
-    fetchTimeoutMs: 2000,
-    maxPublicBytes: 1 << 20,
-    maxPrivateBytes: 1 << 20,
-    source: new FederationSource(
-      registry,
-      { staleAfterMs: 1e6, withdrawAfterMs: 2e6, maxDropShare: 0.5, confirmAfterMs: 1e6, dropWindowMs: 1e4 },
-      silent,
-    ),
-    log: silent,
-  });
+  const c = testPeerController({ mintToken: idA.mint });
   handed = [];
   c.useRemoteClusters({ setPeerRemotes: (r) => handed.push([...r]), clusterStatus });
   return c;
