@@ -5,6 +5,7 @@
 // the whole subscription, so the latest request is always the client's current wish;
 // ignoring it (go-control-plane's choice) loses subscription changes that race a push
 // (envoyproxy/envoy#10363).
+import { createHash } from 'node:crypto';
 import { isFullState } from '../envoy/protos.js';
 import type { TypeGate } from './auth.js';
 import type { Entry } from './resource.js';
@@ -37,6 +38,8 @@ export class SotwSubscription extends Subscription<SotwRequest> {
   private namedNothingYet = true;
   /** Fingerprint of the last request's encoded names. */
   private namesFingerprint: string | undefined;
+  /** The key of the table's shared name set this stream holds, if it holds one. */
+  private sharedKey: string | undefined;
 
   constructor(typeUrl: string, table: TypeTable, gate: TypeGate | undefined, owner: SubscriptionOwner) {
     super(typeUrl, table, gate, owner, 'sotw');
@@ -59,15 +62,13 @@ export class SotwSubscription extends Subscription<SotwRequest> {
     for (let i = 0; i < requested.length; i++) requested[i] = this.intern(requested[i]!);
 
     const wasWildcard = this.wildcard;
-    const before = new Set(this.names);
+    const before = this.names; // never edited: replaced below
     // Legacy wildcard (an empty list while nothing was ever named) exists only for LDS and CDS;
     // once a client names anything, an empty list means "nothing" (gRPC's last unsubscribe).
     const legacy = this.namedNothingYet && requested.length === 0 && this.fullState;
     if (requested.length > 0) this.namedNothingYet = false;
     this.wildcard = legacy || requested.includes('*');
-    this.names.clear();
-    for (const n of requested) if (n !== '*') this.names.add(n);
-    this.requestNames = requested;
+    this.useNames(req.names_fingerprint, requested);
     this.subscriptionChanged();
 
     const added: string[] = [];
@@ -81,6 +82,31 @@ export class SotwSubscription extends Subscription<SotwRequest> {
       this.mustRespond = this.fullState;
     } else if (this.wildcard && !wasWildcard) this.markDirty('all');
     else if (added.length) this.markDirty(added);
+  }
+
+  /**
+   * Without a gate that withholds names, the request's names fingerprint says which names a stream has: streams
+   * with the same one share one set and one response-body key. With one, the admitted names are the stream's own.
+   */
+  private useNames(fingerprint: string, requested: readonly string[]): void {
+    const build = (): Set<string> => new Set(requested.filter((n) => n !== '*'));
+    const old = this.sharedKey;
+    if (this.gate?.withholds) {
+      this.names = build();
+      this.sharedKey = undefined;
+      this.requestKey = createHash('sha1').update(requested.join('\n')).digest('base64');
+    } else {
+      this.sharedKey = `sotw ${fingerprint}`;
+      this.names = this.table.shareNames(this.sharedKey, build);
+      this.requestKey = fingerprint;
+    }
+    if (old !== undefined) this.table.releaseNames(old);
+  }
+
+  override close(): void {
+    if (this.sharedKey !== undefined) this.table.releaseNames(this.sharedKey);
+    this.sharedKey = undefined;
+    super.close();
   }
 
   protected compose(holdRemovals: boolean): Response | null {

@@ -69,13 +69,14 @@ export interface XdsRequest {
 
 export abstract class Subscription<Req extends XdsRequest = XdsRequest> implements TableWatcher {
   protected wildcard = false;
-  protected readonly names = new Set<string>();
+  /** The names subscribed to; SotW replaces the set (it may be shared with other streams), never edits it. */
+  protected names = new Set<string>();
   protected readonly sent = new Map<string, Entry | null>();
   protected readonly withheld = new Set<string>();
   /** Answer at the next flush even if nothing changed (first full-state or delta wildcard request). */
   protected mustRespond = false;
-  /** Names of the last SotW request, in order: identifies subscriptions shared by many streams. */
-  protected requestNames: readonly string[] = [];
+  /** Identifies the subscribed names when the request does (SotW): streams with equal keys share response bodies. */
+  protected requestKey: string | undefined;
   /** True until the first request was applied. */
   protected opening = true;
   private readonly sum = new VersionSum();
@@ -281,8 +282,11 @@ export abstract class Subscription<Req extends XdsRequest = XdsRequest> implemen
   /** Identifies this subscription so streams with the same one can share a response body. */
   private subscriptionKey(): string {
     if (this.subKeyCache === undefined) {
-      const names = this.requestNames.length ? this.requestNames : [...this.names].sort();
-      const digest = createHash('sha1').update(names.join('\n')).digest('base64');
+      const digest =
+        this.requestKey ??
+        createHash('sha1')
+          .update([...this.names].sort().join('\n'))
+          .digest('base64');
       this.subKeyCache = `${this.wildcard ? '*' : ''}${digest}`;
     }
     return this.subKeyCache;

@@ -22,6 +22,7 @@ export class TypeTable {
   private readonly generated = new Map<string, Entry>();
   private readonly raw = new Map<string, Entry>();
   private readonly bodies = new Map<string, Buffer>();
+  private readonly sharedNames = new Map<string, { readonly names: Set<string>; holders: number }>();
 
   constructor(
     readonly typeUrl: string,
@@ -90,6 +91,22 @@ export class TypeTable {
       this.bodies.set(key, body);
     }
     return body;
+  }
+
+  /**
+   * The one set of names for every stream whose request names are `key` (SotW clients of one kind repeat the same
+   * thousands of EDS names): built once, shared read-only, dropped with its last holder (`releaseNames`).
+   */
+  shareNames(key: string, build: () => Set<string>): Set<string> {
+    let held = this.sharedNames.get(key);
+    if (!held) this.sharedNames.set(key, (held = { names: build(), holders: 0 }));
+    held.holders++;
+    return held.names;
+  }
+
+  releaseNames(key: string): void {
+    const held = this.sharedNames.get(key);
+    if (held && --held.holders === 0) this.sharedNames.delete(key);
   }
 
   attach(w: TableWatcher): void {

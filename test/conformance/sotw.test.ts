@@ -355,3 +355,28 @@ describe.concurrent('sotw gRPC specifics', () => {
     expectSotw(h, await c.next(), t, [a]);
   });
 });
+
+describe('sotw streams that name the same resources', () => {
+  it('share one set of names (memory: a thousand proxies repeat the same EDS names), and a stream that changes its names gets only its own updates', async ({
+    h,
+  }) => {
+    const t = T.Endpoint;
+    const [a, b] = [h.open('sotw', t, true), h.open('sotw', t, true)];
+    for (const c of [a, b]) c.send(t, [nameOf(t, 1), nameOf(t, 2)]);
+    for (const c of [a, b]) {
+      expectSotw(h, await c.next(), t, [nameOf(t, 1), nameOf(t, 2)]);
+      c.ack(t);
+    }
+    const sets = (): ReadonlySet<string>[] => [...h.meshfed.xds.streams].map((s) => s.typeStates().get(t)!.names);
+    await vi.waitFor(() => expect(sets()).toHaveLength(2));
+    expect(sets()[0]).toBe(sets()[1]);
+
+    b.send(t, [nameOf(t, 1), nameOf(t, 3)]);
+    expectSotw(h, await b.next(), t, [nameOf(t, 3)], [nameOf(t, 1), nameOf(t, 3)]);
+    b.ack(t);
+    expect(sets()[0]).not.toBe(sets()[1]);
+    h.set(t, nameOf(t, 2), 2).commit();
+    expectSotw(h, await a.next(), t, [nameOf(t, 2)], [nameOf(t, 1), nameOf(t, 2)]);
+    await b.none();
+  });
+});
