@@ -7,7 +7,7 @@ import { CertificateAuthority, memoryCaStore } from '../../src/pki/index.js';
 import { ECHO_SERVICE } from '../helpers/grpc-echo.js';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { startFakeApiServer, type FakeApiServer } from '../fixtures/kube-apiserver/index.js';
-import { freePort, MtlsClient, startWorkload, startXdsEchoServer, type Workload } from '../helpers/grpc-mtls.js';
+import { freePort, MtlsClient, startFederatedPair, startXdsEchoServer, type Workload } from '../helpers/grpc-mtls.js';
 import { startTlsMesh, type TlsMesh } from '../helpers/mesh-tls.js';
 import { localIdentity, type PeerServer, startPeerServer } from '../helpers/peer-metadata.js';
 
@@ -69,25 +69,7 @@ beforeAll(async () => {
       ],
     },
   });
-  const token = (api: FakeApiServer, ns: string, sa: string) => api.issueServiceAccountToken(ns, sa, { audiences: ['istio-ca'] });
-  [client, serverWl] = await Promise.all([
-    startWorkload({
-      mesh: meshA,
-      token: token(apiA, 'abc', 'foo'),
-      clusterId: A.id,
-      namespace: 'abc',
-      serviceAccount: 'foo',
-      trustDomains: [B.domain],
-    }),
-    startWorkload({
-      mesh: meshB,
-      token: token(apiB, 'xyz', 'bar'),
-      clusterId: B.id,
-      namespace: 'xyz',
-      serviceAccount: 'bar',
-      trustDomains: [A.domain],
-    }),
-  ]);
+  [client, serverWl] = await startFederatedPair({ mesh: meshA, api: apiA, ...A }, { mesh: meshB, api: apiB, ...B });
   barServer = await startXdsEchoServer(await serverWl.bootstrap(), barPort, 'bar@cluster-b');
 }, 60_000);
 

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { CertificateAuthority, memoryCaStore } from '../../src/pki/index.js';
 import { startFakeApiServer, type FakeApiServer } from '../fixtures/kube-apiserver/index.js';
 import { ECHO_SERVICE } from '../helpers/grpc-echo.js';
-import { freePort, MtlsClient, startWorkload, startXdsEchoServer, type Workload } from '../helpers/grpc-mtls.js';
+import { freePort, MtlsClient, startFederatedPair, startXdsEchoServer, type Workload } from '../helpers/grpc-mtls.js';
 import { startTlsMesh, type TlsMesh } from '../helpers/mesh-tls.js';
 
 const A = { id: 'cluster-a', domain: 'cluster-a.local' };
@@ -75,25 +75,7 @@ beforeAll(async () => {
     caStore: caStoreB,
     doc: doc(B, none, [service('bar', 'xyz', B.id, barPort)]),
   });
-  const token = (api: FakeApiServer, ns: string, sa: string) => api.issueServiceAccountToken(ns, sa, { audiences: ['istio-ca'] });
-  [client, serverWl] = await Promise.all([
-    startWorkload({
-      mesh: meshA,
-      token: token(apiA, 'abc', 'foo'),
-      clusterId: A.id,
-      namespace: 'abc',
-      serviceAccount: 'foo',
-      trustDomains: [B.domain],
-    }),
-    startWorkload({
-      mesh: meshB,
-      token: token(apiB, 'xyz', 'bar'),
-      clusterId: B.id,
-      namespace: 'xyz',
-      serviceAccount: 'bar',
-      trustDomains: [A.domain],
-    }),
-  ]);
+  [client, serverWl] = await startFederatedPair({ mesh: meshA, api: apiA, ...A }, { mesh: meshB, api: apiB, ...B });
   barServer = await startXdsEchoServer(await serverWl.bootstrap(), barPort, 'bar@cluster-b');
 }, 40_000);
 

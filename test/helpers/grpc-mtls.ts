@@ -157,3 +157,25 @@ export class MtlsClient {
     this.client.close();
   }
 }
+
+/** One federated cluster of a two-cluster test: its meshfed, its apiserver (tokens), and its id and domain. */
+export interface FederatedSide {
+  readonly mesh: AgentMesh;
+  readonly api: { issueServiceAccountToken(ns: string, sa: string, o: { audiences: string[] }): string };
+  readonly id: string;
+  readonly domain: string;
+}
+
+/** The federation tests' two workloads: client abc/foo in A trusting B's domain, server xyz/bar in B trusting A's. */
+export function startFederatedPair(a: FederatedSide, b: FederatedSide): Promise<[Workload, Workload]> {
+  const workload = (s: FederatedSide, peer: FederatedSide, namespace: string, serviceAccount: string): Promise<Workload> =>
+    startWorkload({
+      mesh: s.mesh,
+      token: s.api.issueServiceAccountToken(namespace, serviceAccount, { audiences: ['istio-ca'] }),
+      clusterId: s.id,
+      namespace,
+      serviceAccount,
+      trustDomains: [peer.domain],
+    });
+  return Promise.all([workload(a, b, 'abc', 'foo'), workload(b, a, 'xyz', 'bar')]);
+}
