@@ -1,6 +1,7 @@
 // `meshfed serve --api-proxy-address` as a user runs it: a real process against the fake apiserver, the certificate
 // from --api-proxy-tls-cert/--api-proxy-tls-key, refusals counted on /metrics; one clear line for what cannot work.
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type MeshfedProcess, spawnServe } from '../helpers/child-process.js';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import os from 'node:os';
@@ -11,21 +12,10 @@ import { freePort } from '../helpers/ports.js';
 import { startFakeApiServer } from '../fixtures/kube-apiserver/index.js';
 import { testPki } from '../fixtures/kube-apiserver/pki.js';
 
-const repo = path.resolve(import.meta.dirname, '../..');
 const running: ChildProcess[] = [];
 afterEach(() => running.splice(0).forEach((p) => p.kill('SIGKILL')));
 
-function start(args: string[]): { proc: ChildProcess; output: () => string; exited: Promise<number | null> } {
-  const proc = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'serve', ...args], {
-    cwd: repo,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  running.push(proc);
-  let out = '';
-  proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-  return { proc, output: () => out, exited: new Promise((resolve) => proc.once('exit', (code) => resolve(code))) };
-}
+const start = (args: string[]): MeshfedProcess => spawnServe(args, running);
 
 const local = ['--xds-address', '127.0.0.1:0', '--admin-address', '127.0.0.1:0', '--debug-address', '127.0.0.1:0'];
 

@@ -1,6 +1,7 @@
 // `meshfed serve --metadata-address` as a user runs it: a real process with a mesh file, the key pair in a directory
 // that survives a restart, HTTPS with --metadata-tls-cert/--metadata-tls-key, and one clear line for bad input.
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type MeshfedProcess, spawnServe } from '../helpers/child-process.js';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import os from 'node:os';
@@ -18,17 +19,7 @@ afterEach(() => running.splice(0).forEach((p) => p.kill('SIGKILL')));
 
 const UUID = '7a1e2b3c-4d5e-4f60-8172-839405a6b7c8';
 
-function start(args: string[]): { proc: ChildProcess; output: () => string; exited: Promise<number | null> } {
-  const proc = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'serve', ...args], {
-    cwd: repo,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  running.push(proc);
-  let out = '';
-  proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-  return { proc, output: () => out, exited: new Promise((resolve) => proc.once('exit', (code) => resolve(code))) };
-}
+const start = (args: string[]): MeshfedProcess => spawnServe(args, running);
 
 async function serve(extra: string[]): Promise<{ metadata: number; admin: number; output: () => string; proc: ChildProcess }> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'meshfed-serve-exporter-'));

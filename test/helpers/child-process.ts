@@ -1,4 +1,5 @@
-import type { ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
+import path from 'node:path';
 import { expect, vi } from 'vitest';
 
 /**
@@ -19,4 +20,25 @@ export async function waitForHttpOk(proc: ChildProcess, url: string, output: () 
     { timeout: timeoutMs, interval: 100 },
   );
   if (exited) throw new Error(`exited ${proc.exitCode ?? proc.signalCode} before ${url} answered: ${output()}`);
+}
+
+export interface MeshfedProcess {
+  readonly proc: ChildProcess;
+  /** Its stdout and stderr so far. */
+  output(): string;
+  /** Its exit code, once it exits. */
+  readonly exited: Promise<number | null>;
+}
+
+/** `meshfed serve <args>` from the source tree, its output collected; `running` collects it for the test's cleanup. */
+export function spawnServe(args: readonly string[], running: ChildProcess[]): MeshfedProcess {
+  const proc = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'serve', ...args], {
+    cwd: path.resolve(import.meta.dirname, '../..'),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  running.push(proc);
+  let out = '';
+  proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  return { proc, output: () => out, exited: new Promise((resolve) => proc.once('exit', (code) => resolve(code))) };
 }
