@@ -62,8 +62,9 @@ export class DeltaSubscription extends Subscription<DeltaRequest> {
     super(typeUrl, table, gate, owner, 'delta');
   }
 
+  /** Names subscribed, withheld ones included: a stream may not grow either without bound. */
   get nameCount(): number {
-    return this.names.size;
+    return this.names.size + this.withheld.size;
   }
 
   get nameChars(): number {
@@ -140,8 +141,10 @@ export class DeltaSubscription extends Subscription<DeltaRequest> {
 
   /** Names the gate withholds are answered as names that do not exist; returns the others. */
   private withhold(req: DeltaRequest): string[] {
+    const gate = this.gate!;
+    for (const n of new Set(req.resource_names_subscribe)) if (!this.withheld.has(n) && gate.withholds!(n)) this.chars += n.length;
     const allowed = this.admit(req.resource_names_subscribe, false);
-    for (const n of req.resource_names_unsubscribe) this.withheld.delete(n);
+    for (const n of req.resource_names_unsubscribe) if (this.withheld.delete(n)) this.chars -= n.length;
     for (const n of req.resource_names_subscribe) if (n !== '*' && this.withheld.has(n)) this.removedPending.add(n);
     return allowed;
   }

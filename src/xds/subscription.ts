@@ -72,7 +72,7 @@ export abstract class Subscription<Req extends XdsRequest = XdsRequest> implemen
   /** The names subscribed to; SotW replaces the set (it may be shared with other streams), never edits it. */
   protected names = new Set<string>();
   protected readonly sent = new Map<string, Entry | null>();
-  protected readonly withheld = new Set<string>();
+  protected withheld = new Set<string>();
   /** Answer at the next flush even if nothing changed (first full-state or delta wildcard request). */
   protected mustRespond = false;
   /** Identifies the subscribed names when the request does (SotW): streams with equal keys share response bodies. */
@@ -190,14 +190,18 @@ export abstract class Subscription<Req extends XdsRequest = XdsRequest> implemen
     const gate = this.gate;
     if (!gate?.withholds) return names;
     const allowed: string[] = [];
-    const before = new Set(this.withheld);
-    if (replace) this.withheld.clear();
+    const added: string[] = [];
+    const before = this.withheld.size;
+    const withheld = replace ? new Set<string>() : this.withheld;
     for (const n of names) {
       if (!gate.withholds(n)) allowed.push(n);
-      else this.withheld.add(n);
+      else if (!withheld.has(n)) {
+        if (!this.withheld.has(n)) added.push(n);
+        withheld.add(n);
+      }
     }
-    const added = [...this.withheld].filter((n) => !before.has(n));
-    if (added.length) this.owner.withheld(gate, added, before.size === 0);
+    if (replace) this.withheld = withheld;
+    if (added.length) this.owner.withheld(gate, added, before === 0);
     return allowed;
   }
 

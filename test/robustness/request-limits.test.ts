@@ -154,6 +154,18 @@ describe('row 4: request size and names', () => {
     expect(st.details).toMatch(/120 EDS resources is over the limit of 100 \(--max-names\)/);
   });
 
+  it('counts the secrets an anonymous delta stream is refused toward --max-names, so they cannot pile up either', async () => {
+    const m = await start({ maxNames: 50 });
+    const s = track(client(m).delta('ads'));
+    const names = (p: string): string[] => Array.from({ length: 40 }, (_, i) => `${p}${i}`);
+    s.send({ node: SIDECAR, type_url: TypeUrl.Secret, resource_names_subscribe: names('a') });
+    await s.next(); // answered as names that do not exist
+    s.send({ type_url: TypeUrl.Secret, resource_names_subscribe: names('b') });
+    const st = await s.ended();
+    expect(st.code).toBe(status.RESOURCE_EXHAUSTED);
+    expect(st.details).toMatch(/^a subscription to 80 SDS resources is over the limit of 50 \(--max-names\)$/);
+  });
+
   it('refuses a delta subscription whose names add up to more than --max-request-bytes', async () => {
     const m = await start({ maxRequestBytes: 64 * 1024 });
     const s = track(client(m).delta('ads'));
