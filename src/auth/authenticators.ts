@@ -82,21 +82,27 @@ export interface TokenReviewOptions {
 export class TokenReviewer implements TokenCheck {
   private readonly api: AuthenticationV1Api;
   private readonly cache = new Map<string, { outcome: AuthOutcome; until: number }>();
+  /** Reviews under way: a token presented on many streams at once is reviewed once. */
+  private readonly asking = new Map<string, Promise<AuthOutcome>>();
 
   constructor(private readonly opts: TokenReviewOptions) {
     this.api = opts.kubeConfig.makeApiClient(AuthenticationV1Api);
   }
 
   async review(token: string): Promise<AuthOutcome> {
+    // Not a JWT: no apiserver would accept it, so no stranger's garbage costs a TokenReview.
+    if (!isJwt(token)) return { kind: 'rejected', reason: 'token is not a JWT' };
     const key = createHash('sha256').update(token).digest('base64');
-    const now = Date.now();
     const hit = this.cache.get(key);
-    if (hit && hit.until > now) return hit.outcome;
-    const outcome = await this.ask(token);
-    if (outcome.kind !== 'unavailable') {
-      this.prune(now);
-      this.cache.set(key, { outcome, until: Math.min(now + (this.opts.cacheMs ?? 30_000), expiryOf(token) ?? Infinity) });
+    if (hit && hit.until > Date.now()) return hit.outcome;
+    let pending = this.asking.get(key);
+    if (!pending) {
+      pending = this.ask(token).finally(() => this.asking.delete(key));
+      this.asking.set(key, pending);
     }
+    const outcome = await pending;
+    if (outcome.kind !== 'unavailable')
+      this.remember(key, outcome, Math.min(Date.now() + (this.opts.cacheMs ?? 30_000), expiryOf(token) ?? Infinity));
     return outcome;
   }
 
@@ -133,9 +139,22 @@ export class TokenReviewer implements TokenCheck {
     }
   }
 
-  private prune(now: number): void {
-    if (this.cache.size < 10_000) return;
-    for (const [k, v] of this.cache) if (v.until <= now) this.cache.delete(k);
+  /** At most MAX_CACHED answers: past that the oldest goes (a Map iterates in insertion order). */
+  private remember(key: string, outcome: AuthOutcome, until: number): void {
+    this.cache.delete(key);
+    this.cache.set(key, { outcome, until });
+    if (this.cache.size > MAX_CACHED) this.cache.delete(this.cache.keys().next().value!);
+  }
+}
+
+const MAX_CACHED = 10_000;
+
+function isJwt(token: string): boolean {
+  try {
+    decodeJwt(token);
+    return true;
+  } catch {
+    return false;
   }
 }
 
