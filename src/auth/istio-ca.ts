@@ -20,6 +20,7 @@ import {
   type IstioCertificateResponse,
 } from '../gen/istio/v1/auth/ca_pb.js';
 import { clip } from '../log.js';
+import { pemBlob } from '../envoy/names.js';
 import { type CertificateAuthority, CsrError, parseCsr } from '../pki/index.js';
 import { splitPems } from '../pki/x509.js';
 import type { MeshAuthenticator } from './authenticators.js';
@@ -110,5 +111,5 @@ async function createCertificate(
   // Leaf, the CA chain, then every trusted root as one last element (istio-agent takes the last as
   // its root bundle and needs at least two).
   const chain = splitPems(cert.certChainPem).filter((p) => p !== cert.rootPem);
-  return create(IstioCertificateResponseSchema, { certChain: [...chain, opts.ca.roots.join('')] });
+  return create(IstioCertificateResponseSchema, { certChain: [...chain, pemBlob(opts.ca.roots)] });
 }

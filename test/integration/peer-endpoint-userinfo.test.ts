@@ -54,6 +54,11 @@ describe('a metadataEndpoint with user:pass@', () => {
   it('is refused in the mesh file, without echoing it', () => {
     const why = metadataEndpointProblem(`https://user:${SECRET}@m.b.example.com/metadata/`);
     expect(why).toBe('must have no user or password (user:pass@)');
+    // Other mistakes found first must not print the password either.
+    for (const bad of [`ftp://user:${SECRET}@m.b.example.com/`, `https://user:${SECRET}@[bad/`]) {
+      expect(metadataEndpointProblem(bad)).toBeDefined();
+      expect(metadataEndpointProblem(bad)).not.toContain(SECRET);
+    }
   });
 
   it('refuses the IstioMulticluster with a condition, and the password is nowhere', async () => {

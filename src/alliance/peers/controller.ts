@@ -6,6 +6,7 @@
 //   federation peer   → the federation source (a cluster of a foreign trust domain, its public services)
 //   multicluster peer → probe of its api-proxy (`GET /api`, an `api` token), and a remote cluster watched
 //                       through that api-proxy by the kube source, as if a remote Secret named it
+import { metadataEndpointProblem } from '../../sources/file/validate.js';
 import type { Logger } from 'pino';
 import type { FederationSource } from '../../sources/federation/federation-source.js';
 import type { ClusterStatus } from '../../sources/kube/kube-source.js';
@@ -428,9 +429,8 @@ export class PeerController implements PeerDirectory {
   }
 
   private refusal(spec: PeerSpec): { reason: string; message: string } | undefined {
-    if (URL.canParse(spec.metadataEndpoint) && new URL(spec.metadataEndpoint).username !== '') {
-      return { reason: 'InvalidMetadataEndpoint', message: 'spec.metadataEndpoint must have no user or password (user:pass@)' };
-    }
+    const problem = metadataEndpointProblem(spec.metadataEndpoint);
+    if (problem) return { reason: 'InvalidMetadataEndpoint', message: `spec.metadataEndpoint ${problem}` };
     if (spec.kind === 'federation' && spec.trustDomain.toLowerCase() === this.o.localTrustDomain.toLowerCase()) {
       return {
         reason: 'LocalTrustDomain',

@@ -63,16 +63,17 @@ function checkFederations(mesh: Mesh, problem: Report): void {
 /** An http(s) URL with a host, no query and no fragment (Deckhouse's CEL rule, plus plain http for meshfed's exporter). */
 export function metadataEndpointProblem(v: string): string | undefined {
   if (v === '') return 'must not be empty';
+  // Never echoed with a user or password in it: that would reach every log line and status that prints it.
+  const shown = /\/\/[^/]*@/.test(v) ? 'the endpoint' : `"${v}"`;
   let u: URL;
   try {
     u = new URL(v);
   } catch {
-    return `"${v}" is not a URL`;
+    return `${shown} is not a URL`;
   }
-  if (u.protocol !== 'https:' && u.protocol !== 'http:') return `"${v}" must be an https (or http) URL`;
-  if (u.hostname === '') return `"${v}" has no host`;
-  // Not echoed: a password would reach every log line and status that prints the endpoint.
   if (u.username !== '' || u.password !== '') return 'must have no user or password (user:pass@)';
+  if (u.protocol !== 'https:' && u.protocol !== 'http:') return `${shown} must be an https (or http) URL`;
+  if (u.hostname === '') return `${shown} has no host`;
   if (u.search !== '' || u.hash !== '' || v.includes('?') || v.includes('#')) return `"${v}" must have no query or fragment`;
   return undefined;
 }
