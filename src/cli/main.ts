@@ -53,6 +53,15 @@ const secondsToMs =
   (v: string): number =>
     int(what)(v) * 1000;
 
+/** Seconds above 0, as milliseconds: an interval of 0 would poll without pause. */
+const positiveSecondsToMs =
+  (what: string) =>
+  (v: string): number => {
+    const ms = secondsToMs(what)(v);
+    if (ms <= 0) throw new InvalidArgumentError(`${what} must be above 0 seconds`);
+    return ms;
+  };
+
 const logLevel = (v: string): string => {
   if (!LOG_LEVELS.includes(v)) throw new InvalidArgumentError(`must be one of ${LOG_LEVELS.join(', ')}`);
   return v;
@@ -168,7 +177,11 @@ program
       KUBE_DEFAULTS.remote.confirmAfterMs,
     ),
   )
-  .addOption(secondsOption('--peer-poll-interval <s>', "fetch each federation peer's metadata this often (and on every change)", 60_000))
+  .addOption(
+    new Option('--peer-poll-interval <s>', "fetch each federation or multicluster peer's metadata this often (and on every change)")
+      .argParser(positiveSecondsToMs('--peer-poll-interval'))
+      .default(60_000, '60'),
+  )
   .option('--no-istio-federations', 'with --kube, do not watch IstioFederation custom resources')
   .option('--no-istio-multiclusters', 'with --kube, do not watch IstioMulticluster custom resources')
   .option(
@@ -285,6 +298,9 @@ program
     if (o.writeRemoteSecrets && !kube) throw new Error('--write-remote-secrets writes to the local apiserver: give --kube or --kubeconfig');
     if (!o.metadataAddress && exporterOnly.length)
       log.warn({ flags: exporterOnly }, 'these flags configure the metadata exporter, which is off without --metadata-address');
+    const apiProxyOnly = ['apiProxyTlsCert', 'apiProxyTlsKey'].filter((k) => o[k]);
+    if (!o.apiProxyAddress && apiProxyOnly.length)
+      log.warn({ flags: apiProxyOnly }, 'these flags configure the api-proxy, which is off without --api-proxy-address');
     for (const [flag, given] of [
       ['--ca-dir', o.caDir],
       ['--workload-cert-ttl', o.workloadCertTtl],
@@ -382,7 +398,7 @@ program
                 exporter: o.metadataAddress && {
                   host: o.metadataAddress.host,
                   port: o.metadataAddress.port,
-                  tls: metadataTls(o.metadataTlsCert, o.metadataTlsKey),
+                  tls: tlsFiles('--metadata', o.metadataTlsCert, o.metadataTlsKey),
                   federation: o.federation,
                   multiclusterApiHost: o.multiclusterApiHost,
                   advertise: o.advertiseGateway,
@@ -390,10 +406,9 @@ program
                 apiProxy: o.apiProxyAddress && {
                   host: o.apiProxyAddress.host,
                   port: o.apiProxyAddress.port,
-                  tls:
-                    o.apiProxyTlsCert || o.apiProxyTlsKey
-                      ? apiProxyTls(o.apiProxyTlsCert, o.apiProxyTlsKey)
-                      : { dnsNames: String(o.apiProxyDnsNames).split(',').filter(Boolean) },
+                  tls: tlsFiles('--api-proxy', o.apiProxyTlsCert, o.apiProxyTlsKey) ?? {
+                    dnsNames: String(o.apiProxyDnsNames).split(',').filter(Boolean),
+                  },
                 },
               }
             : undefined,
@@ -510,14 +525,14 @@ program
     }
   });
 
-function apiProxyTls(certFile: string | undefined, keyFile: string | undefined): { certFile: string; keyFile: string } {
-  if (!certFile || !keyFile) throw new Error('--api-proxy-tls-cert and --api-proxy-tls-key go together');
-  return { certFile, keyFile };
-}
-
-function metadataTls(certFile: string | undefined, keyFile: string | undefined): { certFile: string; keyFile: string } | undefined {
+/** `<prefix>-tls-cert` and `<prefix>-tls-key`: both or neither. */
+function tlsFiles(
+  prefix: string,
+  certFile: string | undefined,
+  keyFile: string | undefined,
+): { certFile: string; keyFile: string } | undefined {
   if (!certFile && !keyFile) return undefined;
-  if (!certFile || !keyFile) throw new Error('--metadata-tls-cert and --metadata-tls-key go together');
+  if (!certFile || !keyFile) throw new Error(`${prefix}-tls-cert and ${prefix}-tls-key go together`);
   return { certFile, keyFile };
 }
 

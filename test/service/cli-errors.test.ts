@@ -82,6 +82,10 @@ describe.concurrent('meshfed: bad input is one line and a non-zero exit', () => 
     expect(lines[0]).toContain('connect_timeout');
   });
 
+  it('--peer-poll-interval 0 (it would poll every peer without pause)', async () => {
+    expect(oneLine(await meshfed('serve', '--peer-poll-interval', '0'))).toMatch(/--peer-poll-interval must be above 0 seconds/);
+  });
+
   it('--log-level bogus', async () => {
     expect(oneLine(await meshfed('serve', '--log-level', 'bogus'))).toMatch(/--log-level.*bogus.*trace, debug, info/);
   });
