@@ -17,12 +17,12 @@ import type { AuthIdentity, AuthOutcome, StreamAuthenticator } from '../xds/auth
 
 const SA_USER = /^system:serviceaccount:([^:]+):([^:]+)$/;
 
-export function identityOf(trustDomain: string, namespace: string, serviceAccount: string, via: AuthIdentity['via']): AuthIdentity {
+function identityOf(trustDomain: string, namespace: string, serviceAccount: string, via: AuthIdentity['via']): AuthIdentity {
   return { spiffeId: spiffeId({ trustDomain, namespace, serviceAccount }), trustDomain, namespace, serviceAccount, via };
 }
 
 /** The SPIFFE URI SANs of a peer certificate (Node's "URI:…, DNS:…" form). */
-export function spiffeUris(subjectAltName: string | undefined): string[] {
+function spiffeUris(subjectAltName: string | undefined): string[] {
   return (subjectAltName ?? '')
     .split(/,\s*/)
     .filter((s) => s.startsWith('URI:spiffe://'))

@@ -76,7 +76,7 @@ function importGenerator(typeUrl: string, opts: IstioConfigOptions, build: (imp:
 }
 
 /** The import behind a hostname, if it is one and can be reached (through at least one gateway). */
-export function federationImport(mesh: MeshSnapshot, localTrustDomain: string, hostname: string): FederationImport | undefined {
+function federationImport(mesh: MeshSnapshot, localTrustDomain: string, hostname: string): FederationImport | undefined {
   const service = mesh.services.get(hostname);
   const td = trustDomainOf(hostname);
   if (!service || !localTrustDomain || !td || td === localTrustDomain) return undefined;
