@@ -91,7 +91,8 @@ export function checkMulticluster(
   if (!NAME.test(body['networkName'] as string))
     return { ok: false, message: 'multicluster.json: networkName is not a network name (letters, digits, ".", "_", "-")' };
   const apiHost = body['apiHost'] as string;
-  if (apiHostProblem(apiHost)) return { ok: false, message: `multicluster.json: apiHost: ${apiHostProblem(apiHost)}` };
+  const apiHostWrong = apiHostProblem(apiHost);
+  if (apiHostWrong) return { ok: false, message: `multicluster.json: apiHost: ${apiHostWrong}` };
   return { ok: true, value: { ingressGateways, apiHost, networkName: body['networkName'] as string, ...(clusterID ? { clusterID } : {}) } };
 }
 

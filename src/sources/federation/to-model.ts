@@ -51,7 +51,7 @@ export function peerCluster(imp: PeerImport, resolve: (hostname: string) => read
 export function peerServices(imp: PeerImport, cluster: MeshCluster): { services: Map<string, ServiceContribution>; refused: string[] } {
   const services = new Map<string, ServiceContribution>();
   const refused: string[] = [];
-  const source = `federation:${imp.name}`;
+  const source = peerClusterId(imp.name); // the source id is the cluster id
   for (const s of imp.private.publicServices) {
     const at = splitPeerHostname(s.hostname, imp.trustDomain);
     if (!at) {

@@ -192,7 +192,7 @@ export class KubeSource {
 
   /** Which cluster (`local cluster <id>` or `cluster <id>`) has this network, other than `except`. */
   networkOwner(network: string, except: string): string | undefined {
-    if ((this.opts.network ?? this.local.network ?? this.opts.clusterId) === network) return `the local cluster ${this.opts.clusterId}`;
+    if (this.localNetwork() === network) return `the local cluster ${this.opts.clusterId}`;
     for (const [id, r] of this.remotes) if (id !== except && r.network === network) return `cluster ${id}`;
     return undefined;
   }
@@ -200,6 +200,10 @@ export class KubeSource {
   /** One cluster's state (a multicluster peer's row shows its remote cluster's). */
   clusterStatus(id: string): ClusterStatus | undefined {
     return this.remotes.get(id)?.status(this.opts.remoteSyncTimeoutMs);
+  }
+
+  private localNetwork(): string {
+    return this.opts.network ?? this.local.network ?? this.opts.clusterId;
   }
 
   private scheduleReconcile(): void {
@@ -212,7 +216,7 @@ export class KubeSource {
 
   private reconcile(): void {
     // A flat-network peer's pods are on the local network: whatever the local cluster's network turns out to be.
-    const localNetwork = this.opts.network ?? this.local.network ?? this.opts.clusterId;
+    const localNetwork = this.localNetwork();
     const view = addPeerRemotes(
       remotesFromSecrets(this.secrets.values(), this.opts.clusterId, this.opts.clusterDomain),
       this.peerRemotes,

@@ -99,7 +99,7 @@ export function addPeerRemotes(
     }
     const kubeconfig = peerKubeconfig(p);
     const network = p.network ?? localNetwork;
-    const hash = createHash('sha256').update(`${kubeconfig}\n${network}\n${domain}`).digest('hex').slice(0, 16);
+    const hash = specHash(kubeconfig, network, domain);
     remotes.set(p.clusterId, {
       id: p.clusterId,
       secret,
@@ -140,10 +140,7 @@ export function remotesFromSecrets(secrets: Iterable<SecretObj>, localId: string
         continue;
       }
       const kubeconfig = Buffer.from(s.data![id]!, 'base64').toString('utf8');
-      const hash = createHash('sha256')
-        .update(`${kubeconfig}\n${network ?? ''}\n${domain}`)
-        .digest('hex')
-        .slice(0, 16);
+      const hash = specHash(kubeconfig, network, domain);
       remotes.set(id, { id, secret, kubeconfig, network, domain, hash });
     }
   }
@@ -152,4 +149,12 @@ export function remotesFromSecrets(secrets: Iterable<SecretObj>, localId: string
 
 function secretName(s: SecretObj): string {
   return `${s.metadata.namespace ?? ''}/${s.metadata.name}`;
+}
+
+/** What a remote cluster's watches depend on: a change of any of it starts new watches (make-before-break). */
+function specHash(kubeconfig: string, network: string | undefined, domain: string): string {
+  return createHash('sha256')
+    .update(`${kubeconfig}\n${network ?? ''}\n${domain}`)
+    .digest('hex')
+    .slice(0, 16);
 }
