@@ -230,8 +230,11 @@ const AWAITING_PRIVATE: Probe = {
   message: 'Private metadata exchange has not succeeded yet.',
 };
 
+type Refusal = { readonly reason: string; readonly message: string };
+
 export class PeerController implements PeerDirectory {
   /** By kind/name: an IstioFederation and an IstioMulticluster may share a name. */
+  private readonly refusals = new WeakMap<PeerSpec, Refusal | null>();
   private readonly peers = new Map<string, Peer>();
   private readonly specs = new Map<string, readonly PeerSpec[]>();
   private readonly probeListeners = new Set<() => void>();
@@ -428,7 +431,14 @@ export class PeerController implements PeerDirectory {
     this.o.source.stop();
   }
 
-  private refusal(spec: PeerSpec): { reason: string; message: string } | undefined {
+  /** Why a spec is refused, if it is; once per spec (the token checks of every private request ask). */
+  private refusal(spec: PeerSpec): Refusal | undefined {
+    let r = this.refusals.get(spec);
+    if (r === undefined) this.refusals.set(spec, (r = this.refusalOf(spec) ?? null));
+    return r ?? undefined;
+  }
+
+  private refusalOf(spec: PeerSpec): Refusal | undefined {
     const problem = metadataEndpointProblem(spec.metadataEndpoint);
     if (problem) return { reason: 'InvalidMetadataEndpoint', message: `spec.metadataEndpoint ${problem}` };
     if (spec.kind === 'federation' && spec.trustDomain.toLowerCase() === this.o.localTrustDomain.toLowerCase()) {
