@@ -2,22 +2,15 @@
 // sends only a CSR to meshfed's CA API (istio.v1.auth.IstioCertificateService, as istio-agent
 // does), with the service-account token and the ClusterID header, and renews at half-life with
 // a fresh key each time. The trust bundle still comes over SDS (ROOTCA only, never `default`).
-import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
+import { caRequestCodec, caResponseCodec, ISTIO_CA_METHOD } from '../istio/ca-api.js';
+import { create } from '@bufbuild/protobuf';
 import * as grpc from '@grpc/grpc-js';
 import { generateKeyPair, type KeyObject, X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
-import {
-  IstioCertificateRequestSchema,
-  IstioCertificateResponseSchema,
-  IstioCertificateService,
-  type IstioCertificateRequest,
-  type IstioCertificateResponse,
-} from '../gen/istio/v1/auth/ca_pb.js';
+import { IstioCertificateRequestSchema, type IstioCertificateResponse } from '../gen/istio/v1/auth/ca_pb.js';
 import { buildCsr } from '../pki/csr.js';
 import type { WorkloadCert } from './sds-client.js';
-
-const METHOD = `/${IstioCertificateService.typeName}/${IstioCertificateService.method.createCertificate.name}`;
 
 export interface CsrClientOptions {
   /** meshfed's TLS xDS address, host:port (the CA API is served there). */
@@ -103,9 +96,9 @@ export class CsrClient {
     const client = this.client;
     const res = await new Promise<IstioCertificateResponse>((resolve, reject) =>
       client.makeUnaryRequest(
-        METHOD,
-        (m: IstioCertificateRequest) => Buffer.from(toBinary(IstioCertificateRequestSchema, m)),
-        (b: Buffer) => fromBinary(IstioCertificateResponseSchema, b),
+        ISTIO_CA_METHOD,
+        caRequestCodec.serialize,
+        caResponseCodec.deserialize,
         req,
         md,
         { deadline: Date.now() + 10_000 },

@@ -9,16 +9,11 @@
 // a token caller's ClusterID header must be empty or the local cluster's id (TokenReview goes to
 // the local apiserver only). Errors: UNAUTHENTICATED for credentials, UNAVAILABLE while they
 // cannot be checked (istio-agent retries), INVALID_ARGUMENT for the CSR.
-import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
+import { caRequestCodec, caResponseCodec, ISTIO_CA_METHOD } from '../istio/ca-api.js';
+import { create } from '@bufbuild/protobuf';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import {
-  IstioCertificateRequestSchema,
-  IstioCertificateResponseSchema,
-  IstioCertificateService,
-  type IstioCertificateRequest,
-  type IstioCertificateResponse,
-} from '../gen/istio/v1/auth/ca_pb.js';
+import { IstioCertificateResponseSchema, type IstioCertificateRequest, type IstioCertificateResponse } from '../gen/istio/v1/auth/ca_pb.js';
 import { clip } from '../log.js';
 import { pemBlob } from '../envoy/names.js';
 import { type CertificateAuthority, CsrError, parseCsr } from '../pki/index.js';
@@ -33,18 +28,16 @@ export interface IstioCaOptions {
   readonly log: Logger;
 }
 
-export const ISTIO_CA_METHOD = `/${IstioCertificateService.typeName}/${IstioCertificateService.method.createCertificate.name}`;
-
 export function registerIstioCa(server: grpc.Server, opts: IstioCaOptions): void {
   const definition: grpc.ServiceDefinition = {
     CreateCertificate: {
       path: ISTIO_CA_METHOD,
       requestStream: false,
       responseStream: false,
-      requestSerialize: (m: IstioCertificateRequest) => Buffer.from(toBinary(IstioCertificateRequestSchema, m)),
-      requestDeserialize: (b: Buffer) => fromBinary(IstioCertificateRequestSchema, b),
-      responseSerialize: (m: IstioCertificateResponse) => Buffer.from(toBinary(IstioCertificateResponseSchema, m)),
-      responseDeserialize: (b: Buffer) => fromBinary(IstioCertificateResponseSchema, b),
+      requestSerialize: caRequestCodec.serialize,
+      requestDeserialize: caRequestCodec.deserialize,
+      responseSerialize: caResponseCodec.serialize,
+      responseDeserialize: caResponseCodec.deserialize,
     },
   };
   server.addService(definition, {

@@ -1,14 +1,9 @@
 // istio-agent's side of Istio's CA API: CreateCertificate over TLS, with a Bearer token and the
 // ClusterID header as istio-agent sends them (security/pkg/nodeagent/caclient/providers/citadel).
-import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
+import { create } from '@bufbuild/protobuf';
 import * as grpc from '@grpc/grpc-js';
-import {
-  IstioCertificateRequestSchema,
-  IstioCertificateResponseSchema,
-  type IstioCertificateRequest,
-  type IstioCertificateResponse,
-} from '../../src/gen/istio/v1/auth/ca_pb.js';
-import { ISTIO_CA_METHOD } from '../../src/auth/istio-ca.js';
+import { IstioCertificateRequestSchema, type IstioCertificateResponse } from '../../src/gen/istio/v1/auth/ca_pb.js';
+import { caRequestCodec, caResponseCodec, ISTIO_CA_METHOD } from '../../src/istio/ca-api.js';
 import { SERVER_NAME } from './mesh-tls.js';
 
 export interface CaCall {
@@ -35,13 +30,8 @@ export async function createCertificate(port: number, rootPem: string, c: CaCall
   });
   try {
     const res = await new Promise<IstioCertificateResponse>((resolve, reject) =>
-      client.makeUnaryRequest(
-        ISTIO_CA_METHOD,
-        (m: IstioCertificateRequest) => Buffer.from(toBinary(IstioCertificateRequestSchema, m)),
-        (b: Buffer) => fromBinary(IstioCertificateResponseSchema, b),
-        req,
-        md,
-        (err, value) => (err ? reject(err) : resolve(value!)),
+      client.makeUnaryRequest(ISTIO_CA_METHOD, caRequestCodec.serialize, caResponseCodec.deserialize, req, md, (err, value) =>
+        err ? reject(err) : resolve(value!),
       ),
     );
     return res.certChain;
