@@ -37,25 +37,29 @@ export function validateMesh(mesh: Mesh): PathProblem[] {
 const TRUST_DOMAIN = /^[0-9a-zA-Z._-]+$/;
 
 function checkFederations(mesh: Mesh, problem: Report): void {
-  const names = new Map<string, number>();
-  mesh.federations.forEach((f, i) => {
-    const at = ['federations', i];
-    if (!DNS_SUBDOMAIN.test(f.name)) problem([...at, 'name'], f.name === '' ? 'must not be empty' : `"${f.name}" is not a DNS name`);
-    else if (names.has(f.name)) problem([...at, 'name'], `duplicate federation "${f.name}" (also federations[${names.get(f.name)}])`);
-    else names.set(f.name, i);
+  checkPeers(mesh.federations, 'federations', 'federation', problem, (f, at) => {
     if (!TRUST_DOMAIN.test(f.trustDomain))
       problem([...at, 'trustDomain'], f.trustDomain === '' ? 'must not be empty' : `"${f.trustDomain}" is not a trust domain`);
-    const why = metadataEndpointProblem(f.metadataEndpoint);
-    if (why) problem([...at, 'metadataEndpoint'], why);
   });
-  const mcNames = new Map<string, number>();
-  mesh.multiclusters.forEach((m, i) => {
-    const at = ['multiclusters', i];
-    if (!DNS_SUBDOMAIN.test(m.name)) problem([...at, 'name'], m.name === '' ? 'must not be empty' : `"${m.name}" is not a DNS name`);
-    else if (mcNames.has(m.name))
-      problem([...at, 'name'], `duplicate multicluster "${m.name}" (also multiclusters[${mcNames.get(m.name)}])`);
-    else mcNames.set(m.name, i);
-    const why = metadataEndpointProblem(m.metadataEndpoint);
+  checkPeers(mesh.multiclusters, 'multiclusters', 'multicluster', problem);
+}
+
+/** What every peer entry needs: a unique DNS name and a metadata endpoint; `more` checks a kind's own fields. */
+function checkPeers<P extends { name: string; metadataEndpoint: string }>(
+  peers: readonly P[],
+  list: string,
+  kind: string,
+  problem: Report,
+  more?: (p: P, at: PathSegment[]) => void,
+): void {
+  const names = new Map<string, number>();
+  peers.forEach((p, i) => {
+    const at: PathSegment[] = [list, i];
+    if (!DNS_SUBDOMAIN.test(p.name)) problem([...at, 'name'], p.name === '' ? 'must not be empty' : `"${p.name}" is not a DNS name`);
+    else if (names.has(p.name)) problem([...at, 'name'], `duplicate ${kind} "${p.name}" (also ${list}[${names.get(p.name)}])`);
+    else names.set(p.name, i);
+    more?.(p, at);
+    const why = metadataEndpointProblem(p.metadataEndpoint);
     if (why) problem([...at, 'metadataEndpoint'], why);
   });
 }
