@@ -10,6 +10,12 @@ import { TypeTable } from './table.js';
 
 /** How long a table nobody watches is kept for a proxy that reconnects. */
 const IDLE_TABLE_MS = 60_000;
+/**
+ * Tables of types no generator makes (raw resources, Istio config kinds istiod asks for): past this many, the
+ * unwatched ones go at once rather than after IDLE_TABLE_MS, so a client naming ever new type URLs cannot pile
+ * them up. They hold only raw resources, rebuilt from the mesh when asked for again.
+ */
+const MAX_RAW_TABLES = 256;
 
 export class XdsStore {
   private mesh: MeshSnapshot = EMPTY_SNAPSHOT;
@@ -32,6 +38,7 @@ export class XdsStore {
     for (const fn of this.openListeners) fn(typeUrl, viewKey);
     let slot = this.tables.get(key);
     if (!slot) {
+      if (!gen) this.dropUnwatchedRawTables();
       slot = { table: new TypeTable(typeUrl, viewKey), view, owned: new Map(), owners: new Map() };
       this.tables.set(key, slot);
       const hostnames = gen ? [VIEW_RESOURCES, ...this.mesh.services.keys()] : [];
@@ -40,6 +47,12 @@ export class XdsStore {
       this.reportSizes();
     }
     return slot.table;
+  }
+
+  private dropUnwatchedRawTables(): void {
+    const raw = [...this.tables].filter(([, slot]) => !this.generators.has(slot.table.typeUrl));
+    if (raw.length < MAX_RAW_TABLES) return;
+    for (const [key, slot] of raw) if (slot.table.watchers.size === 0) this.tables.delete(key);
   }
 
   /**

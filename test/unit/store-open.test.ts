@@ -34,3 +34,15 @@ describe('the store reports opened tables', () => {
     expect(store.watched(TypeUrl.Secret, ID)).toBe(false);
   });
 });
+
+describe('tables of types nothing generates', () => {
+  it('do not pile up: past 256, the unwatched ones go at once (a client naming ever new type URLs), the watched stay', () => {
+    const store = new XdsStore([]);
+    const type = (i: number): string => `type.googleapis.com/networking.istio.io.v1.Kind${i}`;
+    store.table(type(0), view).attach({ tableChanged: () => {} });
+    for (let i = 1; i <= 300; i++) store.table(type(i), view);
+    expect(store.watched(type(0), '')).toBe(true);
+    expect(store.watched(type(1), '')).toBe(false);
+    expect(store.watched(type(300), '')).toBe(true); // the newest, just made
+  });
+});
